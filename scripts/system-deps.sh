@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages framebus's tests and benchmarks need, if any is missing.
+#   libatomic1  atomic operations on shared memory (runtime)
+#   ffmpeg      makes sample video files in tests
+set -euo pipefail
+packages=(libatomic1 ffmpeg)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null; then
+  echo "framebus: please install: ${missing[*]} (no apt-get on this machine)" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "framebus: installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

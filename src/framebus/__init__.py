@@ -1,0 +1,61 @@
+"""framebus: capture once, fresh frames everywhere.
+
+A drop-in ``VideoCapture`` whose capture runs in its own process and whose ``read()`` returns
+the newest frame from a shared-memory ring, and named streams any process can attach to.
+"""
+
+from __future__ import annotations
+
+from .capture import VideoCapture
+from .errors import (
+    FramebusError,
+    IncompatibleStream,
+    InvalidStreamName,
+    PlatformError,
+    PublisherLost,
+    ReadTimeout,
+    SharedMemoryFull,
+    SourceError,
+    SourceNotFound,
+    SourceOpenError,
+    StreamEnded,
+    StreamExists,
+    StreamNotFound,
+    TooManyReaders,
+)
+from .publisher import Publisher, publish
+from .reader import StreamReader, attach
+from .registry import list_streams, prune
+from .sources import Source, TestPattern
+from .stats import FrameInfo, StreamStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FrameInfo",
+    "FramebusError",
+    "IncompatibleStream",
+    "InvalidStreamName",
+    "PlatformError",
+    "Publisher",
+    "PublisherLost",
+    "ReadTimeout",
+    "SharedMemoryFull",
+    "Source",
+    "SourceError",
+    "SourceNotFound",
+    "SourceOpenError",
+    "StreamEnded",
+    "StreamExists",
+    "StreamNotFound",
+    "StreamReader",
+    "StreamStats",
+    "TestPattern",
+    "TooManyReaders",
+    "VideoCapture",
+    "__version__",
+    "attach",
+    "list_streams",
+    "prune",
+    "publish",
+]

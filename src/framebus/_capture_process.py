@@ -1,0 +1,11 @@
+"""``python -m framebus._capture_process SPEC_JSON``: the capture process's entry point.
+
+A module of its own, imported by nothing, so that running it does not import it twice.
+"""
+
+import sys
+
+from framebus._worker import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The byte layout of a stream's shared memory, and the pure rules around it (no I/O).
+
+A stream is two kinds of segment:
+
+* the **control segment** ``framebus.<name>``: a header, one descriptor per slot and one record
+  per reader, every field a 64-bit word at an 8-byte-aligned offset;
+* **data segments** ``framebus.<name>.<gen>``: ``n_slots`` slots of ``slot_capacity`` bytes of
+  pixels. A frame larger than the slots starts a new generation with larger slots; each slot
+  descriptor says which generation holds its pixels.
+
+docs/design.md explains the protocol that these words carry.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidStreamName
+
+__all__ = [
+    "CONTROL_PREFIX",
+    "EMPTY",
+    "MAGIC",
+    "NONE",
+    "VERSION",
+    "WRITING",
+    "Hdr",
+    "Mode",
+    "Rdr",
+    "Slot",
+    "State",
+    "ControlLayout",
+    "control_name",
+    "data_name",
+    "dtype_code",
+    "dtype_from_code",
+    "pack_latest",
+    "slot_bytes",
+    "unpack_latest",
+    "validate_name",
+]
+
+MAGIC = int.from_bytes(b"FRAMEBUS", "little")
+VERSION = 1
+CONTROL_PREFIX = "framebus."
+
+EMPTY = 0  # slot frame_seq: holds no frame
+WRITING = (1 << 64) - 1  # slot frame_seq: the writer owns the slot
+NONE = (1 << 64) - 1  # reader pin: no slot pinned; reader pid/cursor: free record
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
+
+
+class Mode(enum.IntEnum):
+    """Delivery policy of a stream."""
+
+    LATEST = 0  # readers get the newest frame; older ones are skipped and counted
+    EVERY = 1  # the writer waits for the slowest reader; no frame is lost
+
+
+class State(enum.IntEnum):
+    """Life cycle of a stream, as shown by ``stats()`` and ``framebus ls``."""
+
+    STARTING = 0
+    LIVE = 1
+    ENDED = 2
+    FAILED = 3
+    CLOSED = 4
+
+
+class Hdr(enum.IntEnum):
+    """Header word offsets (bytes) in the control segment."""
+
+    MAGIC = 0
+    VERSION = 8
+    CONTROL_SIZE = 16
+    N_SLOTS = 24
+    MAX_READERS = 32
+    MODE = 40
+    OWNER_PID = 48
+    OWNER_START = 56
+    WRITER_PID = 64
+    WRITER_START = 72
+    STATE = 80
+    LATEST = 88  # pack_latest(seq, slot); seq 0 = no frame yet
+    FRAME_FUTEX = 96  # 32-bit word bumped on every publish and state change
+    PROGRESS_FUTEX = 104  # 32-bit word bumped when an every-mode reader advances
+    DATA_GEN = 112
+    SLOT_CAPACITY = 120
+    CAPTURED = 128
+    DROPPED = 136
+    HEARTBEAT_NS = 144  # CLOCK_MONOTONIC of the writer's last sign of life
+    FPS_MILLI = 152  # measured capture rate x 1000
+    SOURCE_FPS_MILLI = 160  # the source's nominal rate x 1000 (0 unknown)
+    FRAME_COUNT = 168  # frames in a finite source + 1 (0 unknown)
+    STARTED_NS = 176  # time.time_ns() at creation
+    LAST_FRAME_NS = 184  # time.time_ns() of the newest frame
+    RECONNECTS = 192
+    ERROR_KIND = 200  # see errors: 0 none, 1 not found, 2 open error, 3 other
+    ERROR_MSG = 256  # 256 bytes of UTF-8, NUL padded
+    SOURCE_DESC = 512  # 256 bytes of UTF-8 (credentials removed), NUL padded
+    SLOTS = 768  # first slot descriptor
+
+
+HEADER_TEXT_BYTES = 256
+
+
+class Slot(enum.IntEnum):
+    """Offsets inside one 64-byte slot descriptor."""
+
+    FRAME_SEQ = 0
+    GEN = 8
+    HEIGHT = 16
+    WIDTH = 24
+    CHANNELS = 32  # 0 for a 2-D (grey) frame
+    DTYPE = 40
+    TIMESTAMP_NS = 48  # time.time_ns() at capture
+    POS = 56  # the frame's index in its source
+
+
+SLOT_DESC_SIZE = 64
+
+
+class Rdr(enum.IntEnum):
+    """Offsets inside one 64-byte reader record."""
+
+    PID = 0  # NONE-free: 0 means free
+    START = 8  # the reader process's start time (pid reuse guard)
+    PIN = 16  # slot index being read, or NONE
+    CURSOR = 24  # seq of the last frame consumed; NONE while the record is free
+    DELIVERED = 32
+    SKIPPED = 40
+    ATTACHED_NS = 48
+
+
+READER_SIZE = 64
+
+_DTYPES: tuple[np.dtype[np.generic], ...] = (
+    np.dtype(np.uint8),
+    np.dtype(np.uint16),
+    np.dtype(np.int16),
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(np.int8),
+    np.dtype(np.int32),
+)
+
+
+@dataclass(frozen=True)
+class ControlLayout:
+    """Where the slot descriptors and reader records of a control segment are."""
+
+    n_slots: int
+    max_readers: int
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.n_slots <= 255:
+            raise ValueError(f"slots must be 2..255, got {self.n_slots}")
+        if not 1 <= self.max_readers <= 1024:
+            raise ValueError(f"max_readers must be 1..1024, got {self.max_readers}")
+
+    @property
+    def readers_offset(self) -> int:
+        return int(Hdr.SLOTS) + self.n_slots * SLOT_DESC_SIZE
+
+    @property
+    def size(self) -> int:
+        return self.readers_offset + self.max_readers * READER_SIZE
+
+    def slot(self, index: int, field: Slot) -> int:
+        return int(Hdr.SLOTS) + index * SLOT_DESC_SIZE + int(field)
+
+    def reader(self, index: int, field: Rdr) -> int:
+        return self.readers_offset + index * READER_SIZE + int(field)
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid stream name, else raise :class:`InvalidStreamName`."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidStreamName(
+            f"invalid stream name {name!r}: use 1-48 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def control_name(name: str) -> str:
+    return CONTROL_PREFIX + name
+
+
+def data_name(name: str, gen: int) -> str:
+    return f"{CONTROL_PREFIX}{name}.{gen}"
+
+
+def pack_latest(seq: int, slot: int) -> int:
+    return (seq << 8) | slot
+
+
+def unpack_latest(word: int) -> tuple[int, int]:
+    return word >> 8, word & 0xFF
+
+
+def slot_bytes(nbytes: int) -> int:
+    """Slot size for frames of ``nbytes``: rounded up to 4 KiB so slots start on pages."""
+    return max(4096, (nbytes + 4095) // 4096 * 4096)
+
+
+def dtype_code(dtype: np.dtype[np.generic]) -> int:
+    try:
+        return _DTYPES.index(np.dtype(dtype)) + 1
+    except ValueError:
+        supported = ", ".join(str(d) for d in _DTYPES)
+        raise ValueError(f"frames of dtype {dtype} are not supported (use {supported})") from None
+
+
+def dtype_from_code(code: int) -> np.dtype[np.generic]:
+    return _DTYPES[code - 1]

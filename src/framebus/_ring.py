@@ -1,0 +1,496 @@
+"""The shared-memory frame ring: one writer, any number of readers in any processes.
+
+The protocol (argued in docs/design.md):
+
+* The writer owns a slot only after marking it ``WRITING`` and then seeing, behind a full
+  fence, that no reader has pinned it. In latest mode it never picks the slot of the newest
+  frame; in every mode it only reuses a slot whose frame every reader has consumed.
+* A reader owns a slot only after pinning it in its own record and then seeing, behind a full
+  fence, that the slot still holds the frame it wants. Pin and check on one side, mark and check
+  on the other (Dekker's pattern): at least one side sees the other, so a writer never writes
+  a slot a reader is reading, and a reader never reads a slot a writer is writing.
+* Frames are published by a release store of the slot's ``frame_seq`` and of ``latest``;
+  sleeping readers are woken by a futex on a counter bumped after each publish.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _platform as plat
+from ._layout import (
+    EMPTY,
+    HEADER_TEXT_BYTES,
+    MAGIC,
+    NONE,
+    READER_SIZE,
+    VERSION,
+    WRITING,
+    ControlLayout,
+    Hdr,
+    Mode,
+    Rdr,
+    Slot,
+    State,
+    control_name,
+    data_name,
+    dtype_code,
+    dtype_from_code,
+    pack_latest,
+    slot_bytes,
+    unpack_latest,
+)
+from .errors import (
+    IncompatibleStream,
+    PublisherLost,
+    ReadTimeout,
+    StreamEnded,
+    StreamNotFound,
+    TooManyReaders,
+)
+
+__all__ = ["Control", "FrameMeta", "RingReader", "RingWriter", "create_control"]
+
+_LIVENESS_PERIOD = 0.2  # how often a waiting reader checks that its publisher still lives
+_REAP_PERIOD = 0.5  # how often the writer frees the records of dead readers
+_SLOT_WAIT = 0.0005  # writer back-off when every free slot is pinned (latest mode)
+
+
+class Control:
+    """A mapped control segment: header words, slot descriptors and reader records."""
+
+    def __init__(self, name: str, seg: plat.Segment) -> None:
+        self.name = name
+        self.seg = seg
+        self.words = seg.words
+        for _ in range(100):  # the creator writes MAGIC last; give it a moment
+            if self.words.load(Hdr.MAGIC) == MAGIC:
+                break
+            time.sleep(0.01)
+        else:
+            seg.close()
+            raise IncompatibleStream(f"stream {name!r}: shared memory is not a framebus stream")
+        if self.words.load(Hdr.VERSION) != VERSION:
+            seg.close()
+            raise IncompatibleStream(
+                f"stream {name!r} uses layout version {self.words.load(Hdr.VERSION)}, "
+                f"this framebus reads version {VERSION}: use the same framebus version"
+            )
+        self.layout = ControlLayout(
+            self.words.load(Hdr.N_SLOTS), self.words.load(Hdr.MAX_READERS)
+        )
+        self.mode = Mode(self.words.load(Hdr.MODE))
+        self.u64 = np.ndarray((seg.size // 8,), np.uint64, buffer=seg.mm)
+        self.readers = self.u64[
+            self.layout.readers_offset // 8 : self.layout.size // 8
+        ].reshape(self.layout.max_readers, READER_SIZE // 8)
+
+    @classmethod
+    def open(cls, name: str) -> Control:
+        try:
+            seg = plat.Segment.open(control_name(name))
+        except FileNotFoundError:
+            raise StreamNotFound(f"no stream named {name!r} (see `framebus ls`)") from None
+        return cls(name, seg)
+
+    def close(self) -> None:
+        del self.u64, self.readers
+        self.seg.close()
+
+    # -- header fields -------------------------------------------------------------------------
+
+    def get(self, field: int) -> int:
+        return int(self.u64[field // 8])
+
+    def put(self, field: int, value: int) -> None:
+        self.u64[field // 8] = value
+
+    @property
+    def state(self) -> State:
+        return State(self.words.load(Hdr.STATE))
+
+    def set_state(self, state: State) -> None:
+        self.words.store_sc(Hdr.STATE, int(state))
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every reader sleeping on this stream."""
+        self.words.bump32(Hdr.FRAME_FUTEX)
+        plat.futex_wake(self.seg.address + Hdr.FRAME_FUTEX)
+
+    def text(self, field: Hdr) -> str:
+        raw = bytes(self.seg.mm[field : field + HEADER_TEXT_BYTES])
+        return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    def set_text(self, field: Hdr, value: str) -> None:
+        raw = value.encode("utf-8")[: HEADER_TEXT_BYTES - 1]
+        self.seg.mm[field : field + HEADER_TEXT_BYTES] = raw.ljust(HEADER_TEXT_BYTES, b"\0")
+
+    def publisher_alive(self) -> bool:
+        return plat.process_alive(self.get(Hdr.OWNER_PID), self.get(Hdr.OWNER_START))
+
+    def active_readers(self) -> np.ndarray:
+        """Rows of the reader table whose record is taken (a snapshot)."""
+        rows = self.readers.copy()
+        return rows[rows[:, Rdr.PID // 8] != 0]
+
+    def reap_dead_readers(self) -> int:
+        """Free the records of readers whose process died (kill -9 mid-read included)."""
+        freed = 0
+        w, lay = self.words, self.layout
+        for i in range(lay.max_readers):
+            pid = w.load(lay.reader(i, Rdr.PID))
+            if pid and not plat.process_alive(pid, w.load(lay.reader(i, Rdr.START))):
+                # clear the pin and cursor while the dead pid still guards the record
+                w.store(lay.reader(i, Rdr.PIN), NONE)
+                w.store(lay.reader(i, Rdr.CURSOR), NONE)
+                if w.cas(lay.reader(i, Rdr.PID), pid, 0):
+                    freed += 1
+        if freed:
+            self.wake_writer()
+        return freed
+
+    def wake_writer(self) -> None:
+        self.words.bump32(Hdr.PROGRESS_FUTEX)
+        plat.futex_wake(self.seg.address + Hdr.PROGRESS_FUTEX)
+
+
+def create_control(
+    name: str, n_slots: int, max_readers: int, mode: Mode, source_desc: str
+) -> Control:
+    """Create and initialise the control segment of a new stream (FileExistsError if taken)."""
+    layout = ControlLayout(n_slots, max_readers)
+    seg = plat.Segment.create(control_name(name), layout.size)
+    w = seg.words
+    me = os.getpid()
+    for field, value in (
+        (Hdr.VERSION, VERSION),
+        (Hdr.CONTROL_SIZE, layout.size),
+        (Hdr.N_SLOTS, n_slots),
+        (Hdr.MAX_READERS, max_readers),
+        (Hdr.MODE, int(mode)),
+        (Hdr.OWNER_PID, me),
+        (Hdr.OWNER_START, plat.process_start_time(me) or 0),
+        (Hdr.STATE, int(State.STARTING)),
+        (Hdr.STARTED_NS, time.time_ns()),
+    ):
+        w.store(field, value)
+    for i in range(max_readers):
+        w.store(layout.reader(i, Rdr.PIN), NONE)
+        w.store(layout.reader(i, Rdr.CURSOR), NONE)
+    raw = source_desc.encode("utf-8")[: HEADER_TEXT_BYTES - 1]
+    seg.mm[Hdr.SOURCE_DESC : Hdr.SOURCE_DESC + len(raw)] = raw
+    w.store_sc(Hdr.MAGIC, MAGIC)  # last: the segment is now a stream
+    return Control(name, seg)
+
+
+class RingWriter:
+    """The single writer of a stream. Not thread-safe: one capture loop drives it."""
+
+    def __init__(self, ctl: Control) -> None:
+        self.ctl = ctl
+        self.n = ctl.layout.n_slots
+        self.seq, self.last_slot = unpack_latest(ctl.words.load(Hdr.LATEST))
+        self.gen = ctl.get(Hdr.DATA_GEN)
+        self.capacity = 0
+        self.data: plat.Segment | None = None
+        self.retired: dict[int, plat.Segment] = {}
+        self._next_reap = 0.0
+        if self.gen:  # a restarted writer continues the current generation
+            try:
+                self.data = plat.Segment.open(data_name(ctl.name, self.gen))
+                self.capacity = self.data.size // self.n
+            except FileNotFoundError:
+                self.data = None
+
+    # -- choosing a slot -----------------------------------------------------------------------
+
+    def acquire(self, stop: Callable[[], bool]) -> int | None:
+        """Return a slot index the writer now owns, or None if ``stop()`` became true."""
+        while True:
+            now = time.monotonic()
+            if now >= self._next_reap:
+                self._next_reap = now + _REAP_PERIOD
+                self.ctl.reap_dead_readers()
+                self.ctl.put(Hdr.HEARTBEAT_NS, time.monotonic_ns())
+            if stop():
+                return None
+            slot = (
+                self._acquire_every(stop)
+                if self.ctl.mode is Mode.EVERY
+                else self._acquire_latest()
+            )
+            if slot is not None:
+                return slot
+
+    def _mark_and_check(self, slot: int) -> bool:
+        lay, w = self.ctl.layout, self.ctl.words
+        w.store_sc(lay.slot(slot, Slot.FRAME_SEQ), WRITING)
+        w.fence()  # pairs with the reader's fence between pin and check
+        rows = self.ctl.readers
+        taken = (rows[:, Rdr.PID // 8] != 0) & (rows[:, Rdr.PIN // 8] == slot)
+        return not bool(taken.any())
+
+    def _acquire_latest(self) -> int | None:
+        for k in range(1, self.n + 1):
+            slot = (self.last_slot + k) % self.n
+            if self.seq and slot == self.last_slot:
+                continue  # never overwrite the newest frame
+            if self._mark_and_check(slot):
+                return slot
+        time.sleep(_SLOT_WAIT)  # every other slot is pinned by a reader: rare, brief
+        return None
+
+    def _acquire_every(self, stop: Callable[[], bool]) -> int | None:
+        """Slot ``(seq+1) % n`` once every reader has consumed the frame it holds."""
+        ctl, lay, w = self.ctl, self.ctl.layout, self.ctl.words
+        slot = (self.seq + 1) % self.n
+        futex = ctl.seg.address + Hdr.PROGRESS_FUTEX
+        while not stop():
+            token = w.load32(Hdr.PROGRESS_FUTEX)
+            held = w.load(lay.slot(slot, Slot.FRAME_SEQ))
+            w.fence()
+            rows = ctl.readers
+            active = rows[:, Rdr.PID // 8] != 0
+            if active.any():
+                cursors = rows[active, Rdr.CURSOR // 8]
+                if held in (EMPTY, WRITING) or bool((cursors >= held).all()):
+                    if self._mark_and_check(slot):
+                        return slot
+            # wait for a reader to consume (or to appear: every mode holds frames for readers)
+            plat.futex_wait(futex, token, _REAP_PERIOD)
+            now = time.monotonic()
+            if now >= self._next_reap:
+                self._next_reap = now + _REAP_PERIOD
+                ctl.reap_dead_readers()
+                ctl.put(Hdr.HEARTBEAT_NS, time.monotonic_ns())
+        return None
+
+    # -- writing and publishing ----------------------------------------------------------------
+
+    def buffer(self, slot: int, shape: tuple[int, ...], dtype: np.dtype[np.generic]) -> np.ndarray:
+        """A writable array of ``shape`` in ``slot`` (a new generation if it does not fit)."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if self.data is None or nbytes > self.capacity:
+            self._new_generation(nbytes)
+        assert self.data is not None
+        return np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
+
+    def _new_generation(self, nbytes: int) -> None:
+        capacity = slot_bytes(nbytes)
+        gen = self.gen + 1
+        seg = plat.Segment.create(data_name(self.ctl.name, gen), capacity * self.n)
+        if self.data is not None:
+            self.retired[self.gen] = self.data
+        self.data, self.gen, self.capacity = seg, gen, capacity
+        self.ctl.words.store(Hdr.SLOT_CAPACITY, capacity)
+        self.ctl.words.store(Hdr.DATA_GEN, gen)
+
+    def commit(self, slot: int, frame: np.ndarray, timestamp_ns: int, pos: int) -> int:
+        """Publish the frame written into ``slot`` (``frame`` gives its shape); returns its seq."""
+        ctl, lay, w = self.ctl, self.ctl.layout, self.ctl.words
+        shape = frame.shape
+        base = lay.slot(slot, Slot.FRAME_SEQ) // 8
+        desc = ctl.u64[base : base + 8]
+        desc[Slot.GEN // 8] = self.gen
+        desc[Slot.HEIGHT // 8] = shape[0]
+        desc[Slot.WIDTH // 8] = shape[1]
+        desc[Slot.CHANNELS // 8] = shape[2] if len(shape) == 3 else 0
+        desc[Slot.DTYPE // 8] = dtype_code(frame.dtype)
+        desc[Slot.TIMESTAMP_NS // 8] = timestamp_ns
+        desc[Slot.POS // 8] = pos
+        self.seq += 1
+        w.store(lay.slot(slot, Slot.FRAME_SEQ), self.seq)  # release: descriptor + pixels first
+        w.store_sc(Hdr.LATEST, pack_latest(self.seq, slot))
+        self.last_slot = slot
+        ctl.put(Hdr.CAPTURED, ctl.get(Hdr.CAPTURED) + 1)
+        ctl.put(Hdr.LAST_FRAME_NS, timestamp_ns)
+        ctl.notify()
+        if self.retired:
+            self._drop_unreferenced_generations()
+        return self.seq
+
+    def abandon(self, slot: int) -> None:
+        self.ctl.words.store(self.ctl.layout.slot(slot, Slot.FRAME_SEQ), EMPTY)
+
+    def _drop_unreferenced_generations(self) -> None:
+        lay, u64 = self.ctl.layout, self.ctl.u64
+        in_use = {
+            int(u64[lay.slot(i, Slot.GEN) // 8])
+            for i in range(self.n)
+            if int(u64[lay.slot(i, Slot.FRAME_SEQ) // 8]) not in (EMPTY, WRITING)
+        }
+        for gen in [g for g in self.retired if g not in in_use]:
+            plat.unlink_segment(data_name(self.ctl.name, gen))
+            self.retired.pop(gen).close()
+
+    def close(self) -> None:
+        for seg in self.retired.values():
+            seg.close()
+        self.retired.clear()
+        if self.data is not None:
+            self.data.close()
+            self.data = None
+
+
+@dataclass(frozen=True)
+class FrameMeta:
+    """Where a pinned frame is and what it is."""
+
+    slot: int
+    seq: int
+    timestamp_ns: int
+    pos: int
+    skipped: int
+
+
+class RingReader:
+    """One reader record of a stream, in any process. Not thread-safe."""
+
+    def __init__(self, ctl: Control, from_start: bool = False) -> None:
+        self.ctl = ctl
+        lay, w = ctl.layout, ctl.words
+        me = os.getpid()
+        for i in range(lay.max_readers):
+            if w.cas(lay.reader(i, Rdr.PID), 0, me):
+                self.index = i
+                break
+        else:
+            raise TooManyReaders(
+                f"stream {ctl.name!r} has all {lay.max_readers} reader records taken"
+            )
+        self._f = {f: lay.reader(self.index, f) for f in Rdr}
+        w.store(self._f[Rdr.START], plat.process_start_time(me) or 0)
+        w.store(self._f[Rdr.PIN], NONE)
+        w.store(self._f[Rdr.DELIVERED], 0)
+        w.store(self._f[Rdr.SKIPPED], 0)
+        w.store(self._f[Rdr.ATTACHED_NS], time.time_ns())
+        # a new reader gets the newest frame first: it has not returned that one yet
+        self.cursor = 0 if from_start else max(0, unpack_latest(w.load_sc(Hdr.LATEST))[0] - 1)
+        w.store_sc(self._f[Rdr.CURSOR], self.cursor)
+        self.delivered = 0
+        self.skipped = 0
+        self._jump = False
+        self._gen = 0
+        self._data: plat.Segment | None = None
+        self._capacity = 0
+        self._pinned: FrameMeta | None = None
+        ctl.wake_writer()  # an every-mode writer may be holding frames for a first reader
+
+    def acquire(self, timeout: float | None) -> FrameMeta:
+        """Pin the next frame for this reader and return where it is.
+
+        Raises StreamEnded when the stream ended (or was closed) and nothing is left,
+        PublisherLost when the publisher died, ReadTimeout when ``timeout`` passed.
+        """
+        assert self._pinned is None, "release() the pinned frame first"
+        ctl, lay, w = self.ctl, self.ctl.layout, self.ctl.words
+        pin = self._f[Rdr.PIN]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        futex = ctl.seg.address + Hdr.FRAME_FUTEX
+        while True:
+            token = w.load32(Hdr.FRAME_FUTEX)  # before the check: no lost wake-up
+            seq, slot = unpack_latest(w.load_sc(Hdr.LATEST))
+            if seq > self.cursor:
+                target = seq
+                if ctl.mode is Mode.EVERY and not self._jump:
+                    target = self.cursor + 1
+                    slot = target % lay.n_slots
+                w.store_sc(pin, slot)
+                w.fence()  # pairs with the writer's fence between mark and check
+                if w.load(lay.slot(slot, Slot.FRAME_SEQ)) == target:
+                    self._jump = False
+                    meta = self._meta(slot, target)
+                    if meta is not None:
+                        self._pinned = meta
+                        return meta
+                w.store(pin, NONE)
+                # the wanted frame was overwritten (a late join in every mode): go to the newest
+                self._jump = ctl.mode is Mode.EVERY
+                continue
+            state = State(w.load(Hdr.STATE))
+            if state in (State.ENDED, State.CLOSED):
+                raise StreamEnded(f"stream {ctl.name!r} ended")
+            if state is State.FAILED:
+                raise StreamEnded(f"stream {ctl.name!r} failed: {ctl.text(Hdr.ERROR_MSG)}")
+            wait = _LIVENESS_PERIOD
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise ReadTimeout(f"no new frame from {ctl.name!r} within {timeout} s")
+            plat.futex_wait(futex, token, wait)
+            if w.load32(Hdr.FRAME_FUTEX) == token and not ctl.publisher_alive():
+                raise PublisherLost(f"the publisher of stream {ctl.name!r} died")
+
+    def _meta(self, slot: int, seq: int) -> FrameMeta | None:
+        desc = self.ctl.layout.slot(slot, Slot.FRAME_SEQ) // 8
+        gen = int(self.ctl.u64[desc + Slot.GEN // 8])
+        if gen != self._gen and not self._map(gen):
+            return None
+        ts = int(self.ctl.u64[desc + Slot.TIMESTAMP_NS // 8])
+        pos = int(self.ctl.u64[desc + Slot.POS // 8])
+        return FrameMeta(slot, seq, ts, pos, max(0, seq - self.cursor - 1))
+
+    def _map(self, gen: int) -> bool:
+        try:
+            seg = plat.Segment.open(data_name(self.ctl.name, gen))
+        except FileNotFoundError:
+            return False  # retired already: the frame is gone
+        if self._data is not None:
+            self._data.close()
+        self._data, self._gen = seg, gen
+        self._capacity = seg.size // self.ctl.layout.n_slots
+        return True
+
+    def view(self, meta: FrameMeta) -> np.ndarray:
+        """A read-only array over the pinned slot, valid until :meth:`release`."""
+        assert self._data is not None
+        desc = self.ctl.layout.slot(meta.slot, Slot.FRAME_SEQ) // 8
+        d = self.ctl.u64[desc : desc + 8]
+        h, wd, ch = int(d[Slot.HEIGHT // 8]), int(d[Slot.WIDTH // 8]), int(d[Slot.CHANNELS // 8])
+        shape = (h, wd, ch) if ch else (h, wd)
+        arr = np.ndarray(
+            shape,
+            dtype_from_code(int(d[Slot.DTYPE // 8])),
+            buffer=self._data.mm,
+            offset=meta.slot * self._capacity,
+        )
+        arr.flags.writeable = False
+        return arr
+
+    def release(self) -> None:
+        """Mark the pinned frame consumed and unpin it."""
+        meta = self._pinned
+        if meta is None:
+            return
+        self._pinned = None
+        w = self.ctl.words
+        self.skipped += meta.skipped
+        self.delivered += 1
+        self.cursor = meta.seq
+        w.store(self._f[Rdr.CURSOR], meta.seq)  # release: our reads of the slot come first
+        w.store(self._f[Rdr.PIN], NONE)
+        w.store(self._f[Rdr.DELIVERED], self.delivered)
+        w.store(self._f[Rdr.SKIPPED], self.skipped)
+        if self.ctl.mode is Mode.EVERY:
+            self.ctl.wake_writer()
+
+    def close(self) -> None:
+        """Give the reader record back (idempotent)."""
+        if self.index < 0:
+            return
+        w = self.ctl.words
+        self._pinned = None
+        w.store(self._f[Rdr.PIN], NONE)
+        w.store(self._f[Rdr.CURSOR], NONE)
+        w.store_sc(self._f[Rdr.PID], 0)
+        self.index = -1
+        self.ctl.wake_writer()
+        if self._data is not None:
+            self._data.close()
+            self._data = None

@@ -1,0 +1,96 @@
+"""Every exception framebus raises on purpose.
+
+The hierarchy::
+
+    FramebusError
+    ├── InvalidStreamName        the name is not 1-48 of [A-Za-z0-9_-], starting alphanumeric
+    ├── StreamNotFound           attach()/ls of a name no publisher serves
+    ├── StreamExists             publish() of a name a live publisher already serves
+    ├── TooManyReaders           every reader record of the stream is taken
+    ├── IncompatibleStream       the segment is not framebus's, or of another layout version
+    ├── SourceError              the frame source cannot deliver
+    │   ├── SourceNotFound       a file that does not exist, a camera index with no device
+    │   └── SourceOpenError      the source exists but cannot be opened or decoded
+    ├── SharedMemoryFull         /dev/shm has no room for the ring (Docker: raise --shm-size)
+    ├── PublisherLost            the publisher of an attached stream died
+    ├── StreamEnded              the stream ended and every frame was delivered
+    ├── ReadTimeout              no new frame within the timeout given to a read
+    └── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
+
+Every class takes one human-readable message: the command line prints it as a single line.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FramebusError",
+    "IncompatibleStream",
+    "InvalidStreamName",
+    "PlatformError",
+    "PublisherLost",
+    "ReadTimeout",
+    "SharedMemoryFull",
+    "SourceError",
+    "SourceNotFound",
+    "SourceOpenError",
+    "StreamEnded",
+    "StreamExists",
+    "StreamNotFound",
+    "TooManyReaders",
+]
+
+
+class FramebusError(Exception):
+    """Base class of every error framebus raises on purpose."""
+
+
+class InvalidStreamName(FramebusError, ValueError):
+    """A stream name that is not 1-48 characters of ``[A-Za-z0-9_-]`` starting alphanumeric."""
+
+
+class StreamNotFound(FramebusError, LookupError):
+    """No live publisher serves this stream name."""
+
+
+class StreamExists(FramebusError):
+    """A live publisher already serves this stream name."""
+
+
+class TooManyReaders(FramebusError):
+    """Every reader record of the stream is taken (raise ``max_readers`` when publishing)."""
+
+
+class IncompatibleStream(FramebusError):
+    """The shared-memory segment is not a framebus stream of this layout version."""
+
+
+class SourceError(FramebusError):
+    """The frame source cannot deliver frames."""
+
+
+class SourceNotFound(SourceError, FileNotFoundError):
+    """The source does not exist (a missing file, a camera index with no device)."""
+
+
+class SourceOpenError(SourceError):
+    """The source exists but cannot be opened or decoded."""
+
+
+class SharedMemoryFull(FramebusError, MemoryError):
+    """There is not enough free shared memory (``/dev/shm``) for the ring."""
+
+
+class PublisherLost(FramebusError):
+    """The publisher of an attached stream died without closing it."""
+
+
+class StreamEnded(FramebusError):
+    """The stream ended and this reader has received every frame it will get."""
+
+
+class ReadTimeout(FramebusError, TimeoutError):
+    """No new frame arrived within the timeout given to a read."""
+
+
+class PlatformError(FramebusError, OSError):
+    """The operating system lacks something framebus needs."""

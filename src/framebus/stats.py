@@ -1,0 +1,98 @@
+"""Frozen records that describe frames and streams."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ._layout import Hdr, Mode, Rdr, Slot, State, unpack_latest
+from ._ring import Control
+
+__all__ = ["FrameInfo", "StreamStats", "read_stats"]
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """The frame last returned by a reader."""
+
+    seq: int
+    """Sequence number of the frame in its stream (1 for the first frame published)."""
+    timestamp: float
+    """``time.time()`` when the capture process received the frame from its source."""
+    pos: int
+    """Index of the frame in its source (for files: the frame number)."""
+    skipped: int
+    """Frames this reader skipped between the previous frame it returned and this one."""
+    width: int
+    height: int
+
+    @property
+    def age(self) -> float:
+        """Seconds since capture, now."""
+        return time.time() - self.timestamp
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """A snapshot of a stream's counters.
+
+    ``delivered`` and ``skipped`` are this reader's own counts when taken from a reader, and the
+    sums over the attached readers when taken from a publisher or ``list_streams()``.
+    """
+
+    name: str
+    state: str
+    """``starting``, ``live``, ``ended``, ``failed``, ``closed`` or ``dead`` (publisher gone)."""
+    mode: str
+    source: str
+    captured: int
+    delivered: int
+    skipped: int
+    readers: int
+    capture_fps: float
+    source_fps: float | None
+    width: int
+    height: int
+    last_frame_age: float | None
+    """Seconds since the newest frame was captured; None before the first frame."""
+    reconnects: int
+    error: str
+    publisher_pid: int
+
+
+def read_stats(ctl: Control, own: tuple[int, int] | None = None) -> StreamStats:
+    """Stats of the stream behind ``ctl``; ``own`` = (delivered, skipped) of a reader."""
+    state = ctl.state.name.lower() if ctl.publisher_alive() else "dead"
+    if ctl.state is State.CLOSED:
+        state = "closed"
+    rows = ctl.active_readers()
+    if own is None:
+        own = (
+            int(rows[:, Rdr.DELIVERED // 8].sum()) if len(rows) else 0,
+            int(rows[:, Rdr.SKIPPED // 8].sum()) if len(rows) else 0,
+        )
+    seq, slot = unpack_latest(ctl.get(Hdr.LATEST))
+    width = height = 0
+    if seq:
+        width = ctl.get(ctl.layout.slot(slot, Slot.WIDTH))
+        height = ctl.get(ctl.layout.slot(slot, Slot.HEIGHT))
+    last = ctl.get(Hdr.LAST_FRAME_NS)
+    source_fps = ctl.get(Hdr.SOURCE_FPS_MILLI) / 1000
+    return StreamStats(
+        name=ctl.name,
+        state=state,
+        mode=Mode(ctl.mode).name.lower(),
+        source=ctl.text(Hdr.SOURCE_DESC),
+        captured=ctl.get(Hdr.CAPTURED),
+        delivered=own[0],
+        skipped=own[1],
+        readers=len(rows),
+        capture_fps=ctl.get(Hdr.FPS_MILLI) / 1000,
+        source_fps=source_fps or None,
+        width=width,
+        height=height,
+        last_frame_age=max(0.0, (time.time_ns() - last) / 1e9) if last else None,
+        reconnects=ctl.get(Hdr.RECONNECTS),
+        error=ctl.text(Hdr.ERROR_MSG),
+        publisher_pid=ctl.get(Hdr.OWNER_PID),
+    )
