@@ -15,6 +15,7 @@ Linux is the supported platform; every OS-specific detail lives in this module.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -133,6 +134,7 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 if _SYS_FUTEX is None:  # pragma: no cover
     raise PlatformError(f"futex system call number unknown for {platform.machine()}")
+_NR_FUTEX: int = _SYS_FUTEX
 
 
 class _Timespec(ctypes.Structure):
@@ -148,7 +150,7 @@ def futex_wait(address: int, expected: int, timeout: float) -> None:
     timeout = max(0.0, timeout)
     ts = _Timespec(int(timeout), int((timeout - int(timeout)) * 1e9))
     _syscall(
-        ctypes.c_long(_SYS_FUTEX),
+        ctypes.c_long(_NR_FUTEX),
         ctypes.c_void_p(address),
         ctypes.c_long(_FUTEX_WAIT),
         ctypes.c_long(expected),
@@ -161,7 +163,7 @@ def futex_wait(address: int, expected: int, timeout: float) -> None:
 def futex_wake(address: int) -> None:
     """Wake every thread of every process sleeping on the word at ``address``."""
     _syscall(
-        ctypes.c_long(_SYS_FUTEX),
+        ctypes.c_long(_NR_FUTEX),
         ctypes.c_void_p(address),
         ctypes.c_long(_FUTEX_WAKE),
         ctypes.c_long(0x7FFFFFFF),
@@ -234,10 +236,9 @@ class Segment:
     def close(self) -> None:
         """Unmap. If a caller still holds a numpy view, the mapping lives until that view dies."""
         self._anchor = None
-        try:
+        # a live numpy view keeps the mmap object, and so the mapping, alive until it dies
+        with contextlib.suppress(BufferError):
             self.mm.close()
-        except BufferError:
-            pass  # mmap objects stay valid while exported; the view keeps it alive
 
 
 def _path(name: str) -> str:

@@ -52,6 +52,7 @@ from .errors import (
     StreamEnded,
     StreamNotFound,
     TooManyReaders,
+    error_class,
 )
 
 __all__ = ["Control", "FrameMeta", "RingReader", "RingWriter", "create_control"]
@@ -81,14 +82,12 @@ class Control:
                 f"stream {name!r} uses layout version {self.words.load(Hdr.VERSION)}, "
                 f"this framebus reads version {VERSION}: use the same framebus version"
             )
-        self.layout = ControlLayout(
-            self.words.load(Hdr.N_SLOTS), self.words.load(Hdr.MAX_READERS)
-        )
+        self.layout = ControlLayout(self.words.load(Hdr.N_SLOTS), self.words.load(Hdr.MAX_READERS))
         self.mode = Mode(self.words.load(Hdr.MODE))
         self.u64 = np.ndarray((seg.size // 8,), np.uint64, buffer=seg.mm)
-        self.readers = self.u64[
-            self.layout.readers_offset // 8 : self.layout.size // 8
-        ].reshape(self.layout.max_readers, READER_SIZE // 8)
+        self.readers = self.u64[self.layout.readers_offset // 8 : self.layout.size // 8].reshape(
+            self.layout.max_readers, READER_SIZE // 8
+        )
 
     @classmethod
     def open(cls, name: str) -> Control:
@@ -136,8 +135,9 @@ class Control:
 
     def active_readers(self) -> np.ndarray:
         """Rows of the reader table whose record is taken (a snapshot)."""
-        rows = self.readers.copy()
-        return rows[rows[:, Rdr.PID // 8] != 0]
+        rows: np.ndarray = self.readers.copy()
+        taken: np.ndarray = rows[rows[:, Rdr.PID // 8] != 0]
+        return taken
 
     def reap_dead_readers(self) -> int:
         """Free the records of readers whose process died (kill -9 mid-read included)."""
@@ -221,9 +221,7 @@ class RingWriter:
             if stop():
                 return None
             slot = (
-                self._acquire_every(stop)
-                if self.ctl.mode is Mode.EVERY
-                else self._acquire_latest()
+                self._acquire_every(stop) if self.ctl.mode is Mode.EVERY else self._acquire_latest()
             )
             if slot is not None:
                 return slot
@@ -257,11 +255,11 @@ class RingWriter:
             w.fence()
             rows = ctl.readers
             active = rows[:, Rdr.PID // 8] != 0
-            if active.any():
-                cursors = rows[active, Rdr.CURSOR // 8]
-                if held in (EMPTY, WRITING) or bool((cursors >= held).all()):
-                    if self._mark_and_check(slot):
-                        return slot
+            consumed = held in (EMPTY, WRITING) or bool(
+                (rows[active, Rdr.CURSOR // 8] >= held).all()
+            )
+            if active.any() and consumed and self._mark_and_check(slot):
+                return slot
             # wait for a reader to consume (or to appear: every mode holds frames for readers)
             plat.futex_wait(futex, token, _REAP_PERIOD)
             now = time.monotonic()
@@ -279,7 +277,8 @@ class RingWriter:
         if self.data is None or nbytes > self.capacity:
             self._new_generation(nbytes)
         assert self.data is not None
-        return np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
+        buf: np.ndarray = np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
+        return buf
 
     def _new_generation(self, nbytes: int) -> None:
         capacity = slot_bytes(nbytes)
@@ -417,7 +416,9 @@ class RingReader:
             if state in (State.ENDED, State.CLOSED):
                 raise StreamEnded(f"stream {ctl.name!r} ended")
             if state is State.FAILED:
-                raise StreamEnded(f"stream {ctl.name!r} failed: {ctl.text(Hdr.ERROR_MSG)}")
+                raise error_class(ctl.get(Hdr.ERROR_KIND))(
+                    f"stream {ctl.name!r} failed: {ctl.text(Hdr.ERROR_MSG)}"
+                )
             wait = _LIVENESS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())

@@ -21,41 +21,28 @@ import numpy as np
 from . import _platform as plat
 from ._layout import Hdr, State, data_name
 from ._ring import Control, RingWriter
-from .errors import FramebusError, SourceNotFound, SourceOpenError
+from .errors import FramebusError, SourceOpenError, error_code
 from .sources import Source, open_spec
 
-__all__ = ["ERROR_KINDS", "capture_loop", "main"]
+__all__ = ["capture_loop", "main"]
 
 log = logging.getLogger("framebus.capture")
-
-# header ERROR_KIND codes: which exception the publisher raises for a failed start
-ERROR_KINDS: dict[int, type[FramebusError]] = {1: SourceNotFound, 2: SourceOpenError}
-
-
-def _error_kind(exc: BaseException) -> int:
-    for code, cls in ERROR_KINDS.items():
-        if isinstance(exc, cls):
-            return code
-    return 3
 
 
 def _fail(ctl: Control, exc: BaseException) -> None:
     msg = str(exc) if isinstance(exc, FramebusError) else f"{type(exc).__name__}: {exc}"
-    ctl.put(Hdr.ERROR_KIND, _error_kind(exc))
+    ctl.put(Hdr.ERROR_KIND, error_code(exc))
     ctl.set_text(Hdr.ERROR_MSG, msg)
     ctl.set_state(State.FAILED)
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     return a is b or (
-        a.shape == b.shape
-        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     )
 
 
-def capture_loop(
-    ctl: Control, source: Source, *, realtime: bool, stop: Callable[[], bool]
-) -> None:
+def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable[[], bool]) -> None:
     """Open ``source`` and publish its frames until it ends, fails or ``stop()`` is true."""
     writer = RingWriter(ctl)
     try:
@@ -139,4 +126,3 @@ def _remove_orphaned(ctl: Control) -> None:
     if plat.unlink_if_same(ctl.seg.name, ctl.seg.inode):
         for g in range(1, ctl.get(Hdr.DATA_GEN) + 1):
             plat.unlink_segment(data_name(ctl.name, g))
-

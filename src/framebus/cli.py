@@ -46,8 +46,11 @@ def _build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_SOURCE}.",
     )
     serve.add_argument("streams", nargs="*", type=_parse_stream, metavar="NAME=SOURCE")
-    serve.add_argument("--mode", choices=("latest", "every"), help="delivery mode (default: "
-                       "latest for live sources, every for files)")
+    serve.add_argument(
+        "--mode",
+        choices=("latest", "every"),
+        help="delivery mode (default: latest for live sources, every for files)",
+    )
     serve.add_argument("--realtime", action="store_true", help="pace files at their frame rate")
     serve.add_argument("--slots", type=int, default=4, help="frames kept in shared memory")
     serve.add_argument("--max-readers", type=int, default=64)
@@ -67,8 +70,18 @@ def _fmt_age(age: float | None) -> str:
 
 
 def _table(stats: list[StreamStats]) -> list[str]:
-    head = ("NAME", "STATE", "MODE", "FPS", "SIZE", "READERS", "CAPTURED", "SKIPPED", "AGE",
-            "SOURCE")
+    head = (
+        "NAME",
+        "STATE",
+        "MODE",
+        "FPS",
+        "SIZE",
+        "READERS",
+        "CAPTURED",
+        "SKIPPED",
+        "AGE",
+        "SOURCE",
+    )
     rows = [head] + [
         (
             s.name,
@@ -85,7 +98,9 @@ def _table(stats: list[StreamStats]) -> list[str]:
         for s in stats
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows
+    ]
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
@@ -94,13 +109,22 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     try:
         for name, source in streams:
             pubs.append(
-                Publisher(name, source, mode=args.mode, slots=args.slots,
-                          max_readers=args.max_readers, realtime=args.realtime)
+                Publisher(
+                    name,
+                    source,
+                    mode=args.mode,
+                    slots=args.slots,
+                    max_readers=args.max_readers,
+                    realtime=args.realtime,
+                )
             )
         if not args.quiet:
             names = ", ".join(p.name for p in pubs)
-            print(f"framebus: serving {names}; attach with framebus.attach(NAME); Ctrl-C stops",
-                  file=out, flush=True)
+            print(
+                f"framebus: serving {names}; attach with framebus.attach(NAME); Ctrl-C stops",
+                file=out,
+                flush=True,
+            )
         tty = out.isatty()
         drawn = 0
         end = None if args.duration is None else time.monotonic() + args.duration
@@ -146,8 +170,10 @@ def _ls(args: argparse.Namespace, out: TextIO) -> int:
 
 def _prune(out: TextIO) -> int:
     removed = prune()
-    print(f"removed {len(removed)} stream(s)" + (f": {', '.join(removed)}" if removed else ""),
-          file=out)
+    print(
+        f"removed {len(removed)} stream(s)" + (f": {', '.join(removed)}" if removed else ""),
+        file=out,
+    )
     return 0
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "StreamExists",
     "StreamNotFound",
     "TooManyReaders",
+    "error_class",
+    "error_code",
 ]
 
 
@@ -94,3 +96,24 @@ class ReadTimeout(FramebusError, TimeoutError):
 
 class PlatformError(FramebusError, OSError):
     """The operating system lacks something framebus needs."""
+
+
+# Codes for the errors a capture process reports through the stream header.
+_CODES: dict[int, type[FramebusError]] = {
+    1: SourceNotFound,
+    2: SourceOpenError,
+    3: SharedMemoryFull,
+    4: SourceError,
+}
+
+
+def error_code(exc: BaseException) -> int:
+    """The header code of ``exc`` (the most specific known class)."""
+    for code, cls in _CODES.items():
+        if isinstance(exc, cls):
+            return code
+    return 4
+
+
+def error_class(code: int) -> type[FramebusError]:
+    return _CODES.get(code, SourceError)

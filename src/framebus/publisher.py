@@ -24,8 +24,8 @@ from typing import Literal
 from . import _platform as plat
 from ._layout import CONTROL_PREFIX, Hdr, Mode, State, control_name, validate_name
 from ._ring import Control, create_control
-from ._worker import ERROR_KINDS, capture_loop
-from .errors import SourceError, SourceOpenError, StreamExists
+from ._worker import capture_loop
+from .errors import SourceError, SourceOpenError, StreamExists, error_class
 from .sources import Source, SourceLike, describe, is_live, to_spec
 from .stats import StreamStats, read_stats
 
@@ -100,8 +100,9 @@ class Publisher:
             env=env,
             close_fds=True,
         )
-        threading.Thread(target=self._watch_process, name=f"framebus-watch-{self.name}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._watch_process, name=f"framebus-watch-{self.name}", daemon=True
+        ).start()
 
     def _start_thread(self, source: Source) -> None:
         ctl = self.ctl
@@ -137,7 +138,7 @@ class Publisher:
             token = ctl.words.load32(Hdr.FRAME_FUTEX)
             state = ctl.state
             if state is State.FAILED:
-                kind = ERROR_KINDS.get(ctl.get(Hdr.ERROR_KIND), SourceError)
+                kind = error_class(ctl.get(Hdr.ERROR_KIND))
                 raise kind(ctl.text(Hdr.ERROR_MSG) or "the source failed")
             if state is not State.STARTING:
                 return

@@ -69,8 +69,9 @@ class StreamReader:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read_frame(self, image: np.ndarray | None = None, timeout: float | None = None
-                   ) -> np.ndarray:
+    def read_frame(
+        self, image: np.ndarray | None = None, timeout: float | None = None
+    ) -> np.ndarray:
         """Return the next frame, or raise StreamEnded, PublisherLost or ReadTimeout."""
         ring = self._ring
         if ring is None:
@@ -149,13 +150,12 @@ class StreamReader:
             s = read_stats(ctl)
             return float(s.width if prop == _WIDTH else s.height)
         if prop == _FPS:
-            fps = ctl.get(Hdr.SOURCE_FPS_MILLI) or ctl.get(Hdr.FPS_MILLI)
-            return fps / 1000
+            return (ctl.get(Hdr.SOURCE_FPS_MILLI) or ctl.get(Hdr.FPS_MILLI)) / 1000
         if prop == _POS_FRAMES:
             return float(info.pos + 1) if info else 0.0
         if prop == _POS_MSEC:
-            fps = ctl.get(Hdr.SOURCE_FPS_MILLI) / 1000
-            return info.pos * 1000 / fps if info and fps else 0.0
+            rate = ctl.get(Hdr.SOURCE_FPS_MILLI) / 1000
+            return info.pos * 1000 / rate if info and rate else 0.0
         if prop == _FRAME_COUNT:
             return float(ctl.get(Hdr.FRAME_COUNT) - 1)
         return 0.0

@@ -1,0 +1,130 @@
+"""Fixtures that own every stream, process and segment a test creates, and check for leaks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+SHM = Path("/dev/shm")
+
+
+def framebus_segments() -> set[str]:
+    return {p.name for p in SHM.iterdir() if p.name.startswith("framebus.")}
+
+
+def child_pids() -> set[int]:
+    """Live (non-zombie) children of this process."""
+    me = os.getpid()
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[1]) == me and fields[0] not in (b"Z", b"X"):
+            out.add(int(entry))
+    return out
+
+
+def wait_until(cond: object, timeout: float = 10.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return True
+        time.sleep(step)
+    return bool(cond())  # type: ignore[operator]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Each test must leave no framebus segment and no child process behind."""
+    before_segs, before_kids = framebus_segments(), child_pids()
+    yield
+    ok = wait_until(
+        lambda: not (framebus_segments() - before_segs) and not (child_pids() - before_kids),
+        timeout=10,
+    )
+    left_segs = framebus_segments() - before_segs
+    left_kids = child_pids() - before_kids
+    for seg in left_segs:  # clean up so one leak does not fail every later test
+        (SHM / seg).unlink(missing_ok=True)
+    assert ok, f"leaked segments {sorted(left_segs)} / child processes {sorted(left_kids)}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shm_clean_after_suite() -> Iterator[None]:
+    before = framebus_segments()
+    yield
+    left = framebus_segments() - before
+    assert not left, f"framebus segments left in /dev/shm after the suite: {sorted(left)}"
+
+
+@pytest.fixture
+def stream_name() -> str:
+    return f"t{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Procs:
+    """Starts helper processes with a fresh interpreter (not forked) and reaps them all."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def python(self, script: str, *args: str, **kw: object) -> subprocess.Popen[str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+        p = subprocess.Popen(
+            [sys.executable, str(HERE / "helpers" / script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            **kw,  # type: ignore[call-overload]
+        )
+        self.procs.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=30)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    owner = Procs()
+    try:
+        yield owner
+    finally:
+        owner.close()
+
+
+@pytest.fixture(scope="session")
+def video_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 48-frame 320x240 25 fps H.264 file made with ffmpeg."""
+    path = tmp_path_factory.mktemp("video") / "sample.mp4"
+    make_video(path, frames=48, size="320x240", rate=25)
+    return path
+
+
+def make_video(path: Path, *, frames: int, size: str, rate: int, codec: str = "libx264") -> None:
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+            "-i", f"testsrc=size={size}:rate={rate}",
+            "-frames:v", str(frames), "-c:v", codec, "-pix_fmt", "yuv420p", str(path),
+        ],
+        check=True,
+    )  # fmt: skip

@@ -1,0 +1,32 @@
+"""A publisher process: publish NAME from a counter TestPattern until killed.
+
+usage: publisher.py NAME [--fps FPS] [--mode latest|every]
+Prints "ready <capture pid>" once the stream is live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import framebus
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name")
+    ap.add_argument("--fps", type=float, default=60.0)
+    ap.add_argument("--mode", default="latest")
+    ap.add_argument("--size", default="320x240")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    pattern = framebus.TestPattern(w, h, fps=args.fps or None, pattern="counter")
+    with framebus.publish(args.name, pattern, mode=args.mode) as pub:
+        proc = pub._proc
+        print(f"ready {proc.pid if proc else 0}", flush=True)
+        while True:
+            time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

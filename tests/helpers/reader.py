@@ -1,0 +1,60 @@
+"""A reader process started independently of the publisher (fresh interpreter, not forked).
+
+usage: reader.py NAME SECONDS [--every] [--hold-view] [--ready-file PATH]
+Reads counter-pattern frames (every byte of source frame n is n % 256) for SECONDS and prints
+one JSON line: frames read, torn frames, gaps, ok.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import framebus
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name")
+    ap.add_argument("seconds", type=float)
+    ap.add_argument("--every", action="store_true", help="expect no gap between frames")
+    ap.add_argument("--hold-view", action="store_true", help="pin a slot and sleep forever")
+    ap.add_argument("--ready-file")
+    args = ap.parse_args()
+    reader = framebus.attach(args.name, timeout=10)
+    if args.ready_file:
+        Path(args.ready_file).write_text("ready")
+    if args.hold_view:
+        with reader.view():
+            print(json.dumps({"holding": True}), flush=True)
+            time.sleep(3600)
+    frames = torn = gaps = 0
+    last_pos = None
+    end = time.monotonic() + args.seconds
+    result: dict[str, object] = {}
+    try:
+        while time.monotonic() < end:
+            with reader.view() as frame:
+                info = reader.info
+                assert info is not None
+                want = info.pos % 256
+                if int(frame.min()) != want or int(frame.max()) != want:
+                    torn += 1
+            if last_pos is not None and info.pos != last_pos + 1:
+                gaps += 1
+            last_pos = info.pos
+            frames += 1
+    except framebus.StreamEnded:
+        result["ended"] = True
+    result.update(frames=frames, torn=torn, gaps=gaps, last_pos=last_pos)
+    reader.release()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
