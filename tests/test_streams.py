@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Procs, framebus_segments, wait_until
 
 import framebus
+from conftest import Procs, framebus_segments, wait_until
 from framebus import TestPattern
 
 
