@@ -17,6 +17,11 @@ import numpy as np
 import framebus
 
 
+def _torn(frame: np.ndarray, pos: int) -> int:
+    want = pos % 256
+    return int(int(frame.min()) != want or int(frame.max()) != want)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("name")
@@ -24,6 +29,7 @@ def main() -> None:
     ap.add_argument("--every", action="store_true", help="expect no gap between frames")
     ap.add_argument("--hold-view", action="store_true", help="pin a slot and sleep forever")
     ap.add_argument("--ready-file")
+    ap.add_argument("--copy", action="store_true", help="read copies instead of lent views")
     args = ap.parse_args()
     reader = framebus.attach(args.name, timeout=10)
     if args.ready_file:
@@ -38,12 +44,16 @@ def main() -> None:
     result: dict[str, object] = {}
     try:
         while time.monotonic() < end:
-            with reader.view() as frame:
+            if args.copy:
+                frame = reader.read_frame()
                 info = reader.info
                 assert info is not None
-                want = info.pos % 256
-                if int(frame.min()) != want or int(frame.max()) != want:
-                    torn += 1
+                torn += _torn(frame, info.pos)
+            else:
+                with reader.view() as frame:
+                    info = reader.info
+                    assert info is not None
+                    torn += _torn(frame, info.pos)
             if last_pos is not None and info.pos != last_pos + 1:
                 gaps += 1
             last_pos = info.pos
@@ -56,5 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()
