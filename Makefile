@@ -22,8 +22,8 @@ serve: system-deps setup
 	$(BIN)/framebus serve
 
 check: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/mypy
 
 test: system-deps setup check
