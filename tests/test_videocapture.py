@@ -42,7 +42,7 @@ def test_latest_mode_skips_to_newest_frame() -> None:
         assert ok and cap.info is not None
         assert cap.info.skipped > 0
         stats = cap.stats()
-        assert stats.mode == "latest" and stats.skipped == cap.info.skipped
+        assert stats.mode == "latest" and stats.skipped >= cap.info.skipped
         assert stats.captured >= cap.info.seq
         assert stats.delivered == 2
 

@@ -6,6 +6,7 @@ the newest frame from a shared-memory ring, and named streams any process can at
 
 from __future__ import annotations
 
+from ._supervision import Reconnect
 from .capture import VideoCapture
 from .errors import (
     FramebusError,
@@ -15,9 +16,11 @@ from .errors import (
     PublisherLost,
     ReadTimeout,
     SharedMemoryFull,
+    SourceAuthError,
     SourceError,
     SourceNotFound,
     SourceOpenError,
+    SourceUnreachable,
     StreamEnded,
     StreamExists,
     StreamNotFound,
@@ -26,7 +29,7 @@ from .errors import (
 from .publisher import Publisher, publish
 from .reader import StreamReader, attach
 from .registry import list_streams, prune
-from .sources import Source, TestPattern
+from .sources import Media, Source, TestPattern
 from .stats import FrameInfo, StreamStats
 
 __version__ = "0.1.0"
@@ -36,15 +39,19 @@ __all__ = [
     "FramebusError",
     "IncompatibleStream",
     "InvalidStreamName",
+    "Media",
     "PlatformError",
     "Publisher",
     "PublisherLost",
     "ReadTimeout",
+    "Reconnect",
     "SharedMemoryFull",
     "Source",
+    "SourceAuthError",
     "SourceError",
     "SourceNotFound",
     "SourceOpenError",
+    "SourceUnreachable",
     "StreamEnded",
     "StreamExists",
     "StreamNotFound",

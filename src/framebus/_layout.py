@@ -63,13 +63,19 @@ class Mode(enum.IntEnum):
 
 
 class State(enum.IntEnum):
-    """Life cycle of a stream, as shown by ``stats()`` and ``framebus ls``."""
+    """Life cycle of a stream, as shown by ``stats()`` and ``framebus ls``.
 
-    STARTING = 0
+    connecting -> live -> (stalled ->) reconnecting -> connecting -> live ...;
+    live -> ended (a finite source is done); any -> failed (gave up); any -> closed.
+    """
+
+    CONNECTING = 0
     LIVE = 1
     ENDED = 2
     FAILED = 3
     CLOSED = 4
+    STALLED = 5
+    RECONNECTING = 6
 
 
 class Hdr(enum.IntEnum):
@@ -93,7 +99,7 @@ class Hdr(enum.IntEnum):
     SLOT_CAPACITY = 120
     CAPTURED = 128
     DROPPED = 136
-    HEARTBEAT_NS = 144  # CLOCK_MONOTONIC of the writer's last sign of life
+    HEARTBEAT_NS = 144  # CLOCK_MONOTONIC when the writer last made progress (not stuck in a read)
     FPS_MILLI = 152  # measured capture rate x 1000
     SOURCE_FPS_MILLI = 160  # the source's nominal rate x 1000 (0 unknown)
     FRAME_COUNT = 168  # frames in a finite source + 1 (0 unknown)

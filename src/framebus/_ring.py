@@ -176,7 +176,7 @@ def create_control(
         (Hdr.MODE, int(mode)),
         (Hdr.OWNER_PID, me),
         (Hdr.OWNER_START, plat.process_start_time(me) or 0),
-        (Hdr.STATE, int(State.STARTING)),
+        (Hdr.STATE, int(State.CONNECTING)),
         (Hdr.STARTED_NS, time.time_ns()),
     ):
         w.store(field, value)

@@ -24,16 +24,16 @@ from ._ring import Control, RingWriter
 from .errors import FramebusError, SourceOpenError, error_code
 from .sources import Source, open_spec
 
-__all__ = ["capture_loop", "main"]
+__all__ = ["capture_loop", "main", "record_error"]
 
 log = logging.getLogger("framebus.capture")
 
 
-def _fail(ctl: Control, exc: BaseException) -> None:
+def record_error(ctl: Control, exc: BaseException) -> None:
+    """Leave the reason in the header; the publisher decides what follows (raise, reconnect)."""
     msg = str(exc) if isinstance(exc, FramebusError) else f"{type(exc).__name__}: {exc}"
     ctl.put(Hdr.ERROR_KIND, error_code(exc))
     ctl.set_text(Hdr.ERROR_MSG, msg)
-    ctl.set_state(State.FAILED)
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
@@ -42,18 +42,22 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable[[], bool]) -> None:
-    """Open ``source`` and publish its frames until it ends, fails or ``stop()`` is true."""
+def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable[[], bool]) -> bool:
+    """Open ``source`` and publish its frames until it ends, fails or ``stop()`` is true.
+
+    Returns False if it failed (the reason is in the header), True otherwise.
+    """
     writer = RingWriter(ctl)
     try:
         try:
             source.open()
         except Exception as exc:  # the error travels to the publisher through the header
-            _fail(ctl, exc)
-            return
+            record_error(ctl, exc)
+            return False
         fps = source.fps
         ctl.put(Hdr.SOURCE_FPS_MILLI, int((fps or 0) * 1000))
         ctl.put(Hdr.FRAME_COUNT, (source.frame_count or -1) + 1)
+        ctl.put(Hdr.HEARTBEAT_NS, time.monotonic_ns())
         ctl.set_state(State.LIVE)
         pos, t0, last, rate = 0, time.monotonic(), 0.0, 0.0
         shape: tuple[int, ...] | None = None
@@ -61,7 +65,7 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         while True:
             slot = writer.acquire(stop)
             if slot is None:
-                return
+                return True
             if realtime and fps:
                 delay = t0 + pos / fps - time.monotonic()
                 if delay > 0:
@@ -71,10 +75,10 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
             if frame is None:
                 writer.abandon(slot)
                 if source.live:
-                    _fail(ctl, SourceOpenError("the source stopped delivering frames"))
-                else:
-                    ctl.set_state(State.ENDED)
-                return
+                    record_error(ctl, SourceOpenError("the source stopped delivering frames"))
+                    return False
+                ctl.set_state(State.ENDED)
+                return True
             stamp = time.time_ns()
             if hint is None or not _same_buffer(frame, hint):
                 np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
@@ -88,8 +92,8 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
                 ctl.put(Hdr.FPS_MILLI, int(rate * 1000))
             last = now
     except Exception as exc:
-        log.exception("capture of %r failed", ctl.name)
-        _fail(ctl, exc)
+        record_error(ctl, exc)
+        return False
     finally:
         try:
             source.close()
@@ -112,13 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     def stop() -> bool:
         return os.getppid() != parent or ctl.state in (State.CLOSED, State.FAILED)
 
+    # FFmpeg and OpenCV logs can print URLs with credentials: keep them quiet unless asked
+    if not os.environ.get("FRAMEBUS_DEBUG"):
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+
+    ok = False
     try:
-        capture_loop(ctl, open_spec(args["spec"]), realtime=bool(args["realtime"]), stop=stop)
+        ok = capture_loop(ctl, open_spec(args["spec"]), realtime=bool(args["realtime"]), stop=stop)
+    except Exception as exc:  # e.g. a backend that cannot be imported
+        record_error(ctl, exc)
     finally:
         if os.getppid() != parent:  # the publisher died without closing: clean up for it
             _remove_orphaned(ctl)
         ctl.close()
-    return 0
+    return 0 if ok else 3
 
 
 def _remove_orphaned(ctl: Control) -> None:

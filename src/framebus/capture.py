@@ -6,6 +6,7 @@ import itertools
 import os
 
 from ._ring import Control
+from ._supervision import Reconnect
 from .publisher import ModeName, Publisher
 from .reader import StreamReader, Transform
 from .sources import SourceLike
@@ -34,6 +35,7 @@ class VideoCapture(StreamReader):
         *,
         mode: ModeName | None = None,
         realtime: bool = False,
+        reconnect: Reconnect | bool | None = None,
         transform: Transform | None = None,
         timeout: float | None = None,
         slots: int = 4,
@@ -49,6 +51,7 @@ class VideoCapture(StreamReader):
             slots=slots,
             max_readers=max_readers,
             realtime=realtime,
+            reconnect=reconnect,
             start_timeout=start_timeout,
             start=False,
         )

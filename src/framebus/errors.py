@@ -9,7 +9,9 @@ The hierarchy::
     ├── TooManyReaders           every reader record of the stream is taken
     ├── IncompatibleStream       the segment is not framebus's, or of another layout version
     ├── SourceError              the frame source cannot deliver
-    │   ├── SourceNotFound       a file that does not exist, a camera index with no device
+    │   ├── SourceNotFound       no such file, no such camera, or the server has no such path (404)
+    │   ├── SourceUnreachable    connection refused, host unreachable, or no answer in time
+    │   ├── SourceAuthError      the server refused the credentials (401/403)
     │   └── SourceOpenError      the source exists but cannot be opened or decoded
     ├── SharedMemoryFull         /dev/shm has no room for the ring (Docker: raise --shm-size)
     ├── PublisherLost            the publisher of an attached stream died
@@ -30,9 +32,11 @@ __all__ = [
     "PublisherLost",
     "ReadTimeout",
     "SharedMemoryFull",
+    "SourceAuthError",
     "SourceError",
     "SourceNotFound",
     "SourceOpenError",
+    "SourceUnreachable",
     "StreamEnded",
     "StreamExists",
     "StreamNotFound",
@@ -74,6 +78,14 @@ class SourceNotFound(SourceError, FileNotFoundError):
     """The source does not exist (a missing file, a camera index with no device)."""
 
 
+class SourceUnreachable(SourceError, ConnectionError):
+    """The source's server cannot be reached: refused, unreachable, or silent."""
+
+
+class SourceAuthError(SourceError, PermissionError):
+    """The source's server refused the credentials (wrong or missing user name or password)."""
+
+
 class SourceOpenError(SourceError):
     """The source exists but cannot be opened or decoded."""
 
@@ -104,12 +116,15 @@ _CODES: dict[int, type[FramebusError]] = {
     2: SourceOpenError,
     3: SharedMemoryFull,
     4: SourceError,
+    5: SourceUnreachable,
+    6: SourceAuthError,
 }
 
 
 def error_code(exc: BaseException) -> int:
     """The header code of ``exc`` (the most specific known class)."""
-    for code, cls in _CODES.items():
+    specific = sorted(_CODES.items(), key=lambda kv: -len(kv[1].__mro__))
+    for code, cls in specific:
         if isinstance(exc, cls):
             return code
     return 4

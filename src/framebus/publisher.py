@@ -19,17 +19,18 @@ import threading
 import time
 import weakref
 from types import FrameType, TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from . import _platform as plat
 from ._layout import CONTROL_PREFIX, Hdr, Mode, State, control_name, validate_name
 from ._ring import Control, create_control
+from ._supervision import Backoff, Reconnect
 from ._worker import capture_loop
-from .errors import SourceError, SourceOpenError, StreamExists, error_class
+from .errors import SharedMemoryFull, SourceUnreachable, StreamExists, error_class
 from .sources import Source, SourceLike, describe, is_live, to_spec
 from .stats import StreamStats, read_stats
 
-__all__ = ["ModeName", "Publisher", "publish", "remove_stream"]
+__all__ = ["ModeName", "Publisher", "Reconnect", "publish", "remove_stream"]
 
 log = logging.getLogger("framebus")
 
@@ -37,6 +38,83 @@ ModeName = Literal["latest", "every"]
 
 _open_publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
 _STOP_GRACE = 2.0  # seconds a capture process gets to exit before it is killed
+_WATCH_PERIOD = 0.25  # how often the supervisor looks at its capture
+
+
+class _ProcessCapture:
+    """The capture loop in a fresh interpreter: killable even when hung inside native code."""
+
+    killable = True
+
+    def __init__(self, name: str, spec: dict[str, Any], realtime: bool) -> None:
+        args = json.dumps({"name": name, "spec": spec, "realtime": realtime})
+        env = dict(os.environ)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "framebus._capture_process", args],
+            stdin=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """Ask nicely (the stream state already says closed), then insist."""
+        try:
+            self.proc.wait(_STOP_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+        try:
+            self.proc.wait(_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class _ThreadCapture:
+    """The capture loop in a thread, for user Source objects (which cannot travel as JSON)."""
+
+    killable = False
+
+    def __init__(self, ctl: Control, source: Source, realtime: bool) -> None:
+        me = os.getpid()
+        ctl.put(Hdr.WRITER_START, plat.process_start_time(me) or 0)
+        ctl.put(Hdr.WRITER_PID, me)
+        self.thread = threading.Thread(
+            target=capture_loop,
+            args=(ctl, source),
+            kwargs={"realtime": realtime, "stop": lambda: ctl.state is State.CLOSED},
+            name=f"framebus-capture-{ctl.name}",
+            daemon=True,
+        )
+        self.thread.start()
+
+    pid = 0
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def kill(self) -> None:
+        pass  # a thread cannot be killed: a hung custom source stays stalled
+
+    def stop(self) -> None:
+        if self.thread is not threading.current_thread():
+            self.thread.join(_STOP_GRACE)
+
+
+_Capture = _ProcessCapture | _ThreadCapture
 
 
 class Publisher:
@@ -51,6 +129,7 @@ class Publisher:
         slots: int = 4,
         max_readers: int = 64,
         realtime: bool = False,
+        reconnect: Reconnect | bool | None = None,
         start_timeout: float = 30.0,
         start: bool = True,
     ) -> None:
@@ -64,10 +143,18 @@ class Publisher:
             raise ValueError(f"mode must be 'latest' or 'every', not {mode!r}")
         self.mode: ModeName = mode
         self.realtime = realtime
+        if reconnect is None:
+            reconnect = live
+        if reconnect is True:
+            reconnect = Reconnect()
+        self.reconnect: Reconnect | None = reconnect or None
         self.start_timeout = start_timeout
+        self._open_timeout = float((self._spec or {}).get("open_timeout") or 10.0)
         desc = describe(self._spec) if self._spec else f"source:{type(source).__name__}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._thread: threading.Thread | None = None
+        self._capture: _Capture | None = None
+        self._supervisor: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
         self._closed = False
         self.ctl = _create(name, slots, max_readers, Mode[mode.upper()], desc)
         _open_publishers.add(self)
@@ -80,91 +167,144 @@ class Publisher:
     def start(self) -> None:
         """Start capturing and wait until the source is open (raises its error if it is not)."""
         try:
-            if self._source is not None:
-                self._start_thread(self._source)
-            else:
-                self._start_process()
+            self._capture = self._launch()
             self._wait_started()
         except BaseException:
             self.close()
             raise
-
-    def _start_process(self) -> None:
-        args = json.dumps({"name": self.name, "spec": self._spec, "realtime": self.realtime})
-        env = dict(os.environ)
-        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "framebus._capture_process", args],
-            stdin=subprocess.DEVNULL,
-            env=env,
-            close_fds=True,
+        self._supervisor = threading.Thread(
+            target=self._supervise, name=f"framebus-supervisor-{self.name}", daemon=True
         )
-        threading.Thread(
-            target=self._watch_process, name=f"framebus-watch-{self.name}", daemon=True
-        ).start()
+        self._supervisor.start()
 
-    def _start_thread(self, source: Source) -> None:
-        ctl = self.ctl
-        me = os.getpid()
-        ctl.put(Hdr.WRITER_START, plat.process_start_time(me) or 0)
-        ctl.put(Hdr.WRITER_PID, me)
-        self._thread = threading.Thread(
-            target=capture_loop,
-            args=(ctl, source),
-            kwargs={"realtime": self.realtime, "stop": lambda: ctl.state is State.CLOSED},
-            name=f"framebus-capture-{self.name}",
-            daemon=True,
-        )
-        self._thread.start()
+    @property
+    def _proc(self) -> subprocess.Popen[bytes] | None:
+        """The current capture process (None for a thread-hosted source)."""
+        cap = self._capture
+        return cap.proc if isinstance(cap, _ProcessCapture) else None
 
-    def _watch_process(self) -> None:
-        proc = self._proc
-        assert proc is not None
-        code = proc.wait()
-        if self._closed:
-            return
-        state = self.ctl.state
-        if state in (State.STARTING, State.LIVE):
-            self.ctl.set_text(Hdr.ERROR_MSG, f"capture process exited with code {code}")
-            self.ctl.set_state(State.FAILED)
-            log.warning("stream %s: capture process exited with code %s", self.name, code)
+    def _launch(self) -> _Capture:
+        if self._source is not None:
+            return _ThreadCapture(self.ctl, self._source, self.realtime)
+        assert self._spec is not None
+        return _ProcessCapture(self.name, self._spec, self.realtime)
 
     def _wait_started(self) -> None:
-        ctl = self.ctl
+        ctl, cap = self.ctl, self._capture
+        assert cap is not None
         deadline = time.monotonic() + self.start_timeout
         futex = ctl.seg.address + Hdr.FRAME_FUTEX
         while True:
             token = ctl.words.load32(Hdr.FRAME_FUTEX)
-            state = ctl.state
-            if state is State.FAILED:
-                kind = error_class(ctl.get(Hdr.ERROR_KIND))
-                raise kind(ctl.text(Hdr.ERROR_MSG) or "the source failed")
-            if state is not State.STARTING:
+            if ctl.state is not State.CONNECTING:
                 return
-            if self._proc is not None and self._proc.poll() is not None:
-                raise SourceError(f"capture process exited with code {self._proc.returncode}")
+            if not cap.running():
+                kind = error_class(ctl.get(Hdr.ERROR_KIND))
+                raise kind(
+                    ctl.text(Hdr.ERROR_MSG) or "the capture stopped before the source opened"
+                )
             if time.monotonic() > deadline:
-                raise SourceOpenError(
+                raise SourceUnreachable(
                     f"stream {self.name!r}: source did not open within {self.start_timeout} s"
                 )
             plat.futex_wait(futex, token, 0.05)
 
+    # -- supervision ---------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Watch the capture; restart it with backoff when it dies, fails or stalls."""
+        backoff = Backoff(self.reconnect) if self.reconnect else None
+        last_logged = ""
+        while not self._closing.wait(_WATCH_PERIOD):
+            ctl, cap = self.ctl, self._capture
+            assert cap is not None
+            state = ctl.state
+            if state in (State.CLOSED, State.ENDED, State.FAILED):
+                if not cap.running():
+                    return
+                continue
+            recovered = ctl.get(Hdr.LAST_FRAME_NS) > self._restarted_ns
+            if state is State.LIVE and backoff is not None and backoff.attempts and recovered:
+                backoff.reset()
+                log.warning("stream %s: live again", self.name)
+                last_logged = ""
+            problem = self._problem(cap, state)
+            if problem is None:
+                continue
+            if cap.running():
+                if not cap.killable:
+                    continue  # a hung custom source in a thread: reported as stalled
+                cap.kill()
+            permanent = error_class(ctl.get(Hdr.ERROR_KIND)) is SharedMemoryFull
+            delay = backoff.next_delay() if backoff is not None and not permanent else None
+            if delay is None:
+                self._fail(problem)
+                return
+            if problem != last_logged:
+                log.warning("stream %s: %s; reconnecting", self.name, problem)
+                last_logged = problem
+            else:
+                log.debug("stream %s: %s; reconnecting", self.name, problem)
+            ctl.set_state(State.RECONNECTING)
+            if self._closing.wait(delay):
+                return
+            with self._lock:
+                if self._closed:
+                    return
+                ctl.put(Hdr.RECONNECTS, ctl.get(Hdr.RECONNECTS) + 1)
+                self._restarted_ns = time.time_ns()
+                ctl.set_state(State.CONNECTING)
+                self._connecting_since = time.monotonic()
+                self._capture = self._launch()
+
+    _restarted_ns = 0
+    _connecting_since = 0.0
+
+    def _problem(self, cap: _Capture, state: State) -> str | None:
+        """What is wrong with the capture right now, if anything."""
+        ctl = self.ctl
+        if not cap.running():
+            err = ctl.text(Hdr.ERROR_MSG)
+            return err or "the capture process exited"
+        if state is State.LIVE and self.reconnect is not None:
+            idle = (time.monotonic_ns() - ctl.get(Hdr.HEARTBEAT_NS)) / 1e9
+            if idle > self.reconnect.stall_timeout:
+                ctl.set_text(Hdr.ERROR_MSG, f"no frame for {idle:.1f} s")
+                ctl.set_state(State.STALLED)
+                return f"stalled: no frame for {idle:.1f} s"
+        if state is State.STALLED and not cap.killable:
+            idle = (time.monotonic_ns() - ctl.get(Hdr.HEARTBEAT_NS)) / 1e9
+            if idle < (self.reconnect.stall_timeout if self.reconnect else 5.0):
+                ctl.set_state(State.LIVE)
+        connecting = time.monotonic() - (self._connecting_since or time.monotonic())
+        if state is State.CONNECTING and connecting > self._open_timeout + 5:
+            ctl.set_text(Hdr.ERROR_MSG, "the source did not open in time")
+            return "the source did not open in time"
+        return None
+
+    def _fail(self, problem: str) -> None:
+        log.error("stream %s: %s; giving up", self.name, problem)
+        self.ctl.set_text(Hdr.ERROR_MSG, problem)
+        self.ctl.set_state(State.FAILED)
+
     def close(self) -> None:
         """Stop capturing and remove the stream. Idempotent; readers see the stream end."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._closing.set()
         ctl = self.ctl
         if ctl.state is not State.FAILED:
             ctl.set_state(State.CLOSED)
         else:
             ctl.notify()
         ctl.wake_writer()
-        if self._proc is not None:
-            _stop_process(self._proc)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(_STOP_GRACE)
+        if self._capture is not None:
+            self._capture.stop()
+        sup = self._supervisor
+        if sup is not None and sup is not threading.current_thread():
+            sup.join(_STOP_GRACE)
         remove_stream(self.name, ctl.seg.inode)
         ctl.close()
         _open_publishers.discard(self)
@@ -200,6 +340,7 @@ def publish(
     slots: int = 4,
     max_readers: int = 64,
     realtime: bool = False,
+    reconnect: Reconnect | bool | None = None,
     start_timeout: float = 30.0,
 ) -> Publisher:
     """Start the named stream ``name`` capturing from ``source``; any process may attach to it.
@@ -209,7 +350,9 @@ def publish(
     are skipped) or ``"every"`` (default for files and finite sources: capture waits for the
     slowest reader, and holds frames until a first reader attaches). ``realtime=True`` paces a
     file at its native frame rate. ``slots`` frames are kept in shared memory.
-    Returns once the source is open; raises its error otherwise.
+    ``reconnect``: a :class:`Reconnect` policy (default for live sources), or False to stop at
+    the first failure. Returns once the source is open; raises its error otherwise (a bad URL,
+    wrong credentials, a missing file: :class:`SourceError` subclasses).
     """
     return Publisher(
         name,
@@ -218,6 +361,7 @@ def publish(
         slots=slots,
         max_readers=max_readers,
         realtime=realtime,
+        reconnect=reconnect,
         start_timeout=start_timeout,
     )
 
@@ -257,19 +401,6 @@ def remove_stream(name: str, inode: int | None = None) -> None:
         plat.unlink_segment(control_name(name))
     else:
         plat.unlink_if_same(control_name(name), inode)
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        proc.wait(_STOP_GRACE)
-        return
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-    try:
-        proc.wait(_STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @atexit.register

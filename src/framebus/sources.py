@@ -13,15 +13,16 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .errors import SourceError, SourceNotFound, SourceOpenError
+from .errors import SourceError, SourceNotFound
 
 __all__ = [
+    "Media",
     "Source",
     "SourceLike",
     "TestPattern",
@@ -101,7 +102,61 @@ class TestPattern:
             raise ValueError(f"TestPattern pattern must be 'bars' or 'counter': {self.pattern!r}")
 
 
-SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Source]
+@dataclass(frozen=True)
+class Media:
+    """A camera index, video file or URL, with the settings to open it.
+
+    Plain ``0``, ``"video.mp4"`` or ``"rtsp://..."`` mean ``Media(that)`` with these defaults.
+
+    * ``backend``: ``"opencv"`` (``cv2.VideoCapture``: FFmpeg, or V4L2 for camera indexes) or
+      ``"av"`` (PyAV, ``pip install 'framebus[av]'``).
+    * ``ffmpeg_options``: FFmpeg options, over framebus's low-latency defaults for live URLs
+      (``rtsp_transport=tcp``, ``fflags=nobuffer``, ``flags=low_delay``).
+    * ``cv2_params``: extra OpenCV open parameters, ``(cv2.CAP_PROP_..., value, ...)``.
+    * ``decoder_threads``: None means 1 for live sources (lowest latency: FFmpeg's frame
+      threading delays each frame by one interval per extra thread) and FFmpeg's choice for files;
+      raise it to trade latency for decoding throughput (e.g. 4K on a weak CPU).
+    * ``open_timeout``/``read_timeout``: seconds.
+    * ``live``: None means URLs and cameras are live, files are not.
+    """
+
+    target: str | int
+    backend: Literal["opencv", "av"] = "opencv"
+    ffmpeg_options: dict[str, str] | None = None
+    cv2_params: tuple[int, ...] = ()
+    decoder_threads: int | None = None
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
+    live: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("opencv", "av"):
+            raise ValueError(f"backend must be 'opencv' or 'av', not {self.backend!r}")
+        if isinstance(self.target, os.PathLike):
+            object.__setattr__(self, "target", os.fspath(self.target))
+        if not isinstance(self.target, (str, int)) or isinstance(self.target, bool):
+            raise TypeError(f"Media target must be a path, URL or camera index: {self.target!r}")
+        if len(self.cv2_params) % 2:
+            raise ValueError("cv2_params must be pairs: (cv2.CAP_PROP_..., value, ...)")
+        object.__setattr__(self, "cv2_params", tuple(int(v) for v in self.cv2_params))
+
+    @property
+    def is_url(self) -> bool:
+        return isinstance(self.target, str) and "://" in self.target
+
+    @property
+    def is_live(self) -> bool:
+        return self.live if self.live is not None else (self.is_url or isinstance(self.target, int))
+
+    @property
+    def label(self) -> str:
+        """Credential-free name for logs and errors."""
+        if isinstance(self.target, int):
+            return f"camera:{self.target}"
+        return redact(self.target) if self.is_url else self.target
+
+
+SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Media, Source]
 
 _PATTERN_RE = re.compile(r"(?:testpattern|pattern)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
 
@@ -116,33 +171,40 @@ def to_spec(source: SourceLike) -> dict[str, Any]:
         return {"kind": "pattern", **asdict(source)}
     if isinstance(source, bool):
         raise TypeError("source must be a camera index, path, URL, TestPattern or Source")
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        index = int(source)
-        if not os.path.exists(f"/dev/video{index}"):
-            raise SourceNotFound(f"camera {index} not found: no /dev/video{index}")
-        return {"kind": "camera", "index": index}
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if not isinstance(source, str):
+    if isinstance(source, str):
+        m = _PATTERN_RE.fullmatch(source)
+        if m:
+            w, h, fps = m.groups()
+            pattern = TestPattern(int(w or 1280), int(h or 720), float(fps or 30))
+            return {"kind": "pattern", **asdict(pattern)}
+        if source.isdigit():
+            source = int(source)
+    if isinstance(source, (int, str, os.PathLike)):
+        source = Media(source if isinstance(source, (int, str)) else os.fspath(source))
+    if not isinstance(source, Media):
         raise TypeError(
-            f"source must be a camera index, path, URL, TestPattern or Source, not {source!r}"
+            f"source must be a camera index, path, URL, TestPattern, Media or Source: {source!r}"
         )
-    m = _PATTERN_RE.fullmatch(source)
-    if m:
-        w, h, fps = m.groups()
-        pattern = TestPattern(int(w or 1280), int(h or 720), float(fps or 30))
-        return {"kind": "pattern", **asdict(pattern)}
-    if "://" in source:
-        return {"kind": "url", "url": source}
-    if not os.path.isfile(source):
-        raise SourceNotFound(f"no such file: {source}")
-    return {"kind": "file", "path": os.path.abspath(source)}
+    if isinstance(source.target, int):
+        if not os.path.exists(f"/dev/video{source.target}"):
+            raise SourceNotFound(f"camera {source.target} not found: no /dev/video{source.target}")
+    elif not source.is_url:
+        if not os.path.isfile(source.target):
+            raise SourceNotFound(f"no such file: {source.target}")
+        source = replace(source, target=os.path.abspath(source.target))
+    return {"kind": "media", **asdict(source)}
+
+
+def _media(spec: dict[str, Any]) -> Media:
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    fields["cv2_params"] = tuple(fields.get("cv2_params") or ())
+    return Media(**fields)
 
 
 def is_live(spec: dict[str, Any]) -> bool:
     if spec["kind"] == "pattern":
-        return spec["frames"] is None
-    return spec["kind"] in ("camera", "url")
+        return bool(spec["frames"] is None)
+    return _media(spec).is_live
 
 
 def redact(url: str) -> str:
@@ -165,13 +227,7 @@ def describe(spec: dict[str, Any]) -> str:
     if kind == "pattern":
         rate = f"@{spec['fps']:g}" if spec["fps"] else "@max"
         return f"testpattern:{spec['width']}x{spec['height']}{rate}"
-    if kind == "camera":
-        return f"camera:{spec['index']}"
-    if kind == "url":
-        return redact(spec["url"])
-    if kind == "file":
-        return str(spec["path"])
-    return str(kind)
+    return _media(spec).label
 
 
 def open_spec(spec: dict[str, Any]) -> Source:
@@ -180,12 +236,10 @@ def open_spec(spec: dict[str, Any]) -> Source:
     if kind == "pattern":
         fields = {k: spec[k] for k in ("width", "height", "fps", "frames", "pattern")}
         return PatternSource(TestPattern(**fields))
-    if kind == "camera":
-        return OpenCVSource(int(spec["index"]), f"camera:{spec['index']}", live=True)
-    if kind == "url":
-        return OpenCVSource(spec["url"], redact(spec["url"]), live=True)
-    if kind == "file":
-        return OpenCVSource(spec["path"], spec["path"], live=False)
+    if kind == "media":
+        from .backends import make_media_source
+
+        return make_media_source(_media(spec))
     raise SourceError(f"unknown source kind {kind!r}")
 
 
@@ -261,47 +315,3 @@ def _draw_label(img: np.ndarray, text: str) -> None:
     org = (int(10 * scale), int(40 * scale))
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), int(5 * scale))
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), int(2 * scale))
-
-
-class OpenCVSource(Source):
-    """A camera index, file or URL read through ``cv2.VideoCapture``."""
-
-    def __init__(self, target: int | str, label: str, *, live: bool) -> None:
-        self.target = target
-        self.label = label
-        self.live = live
-        self._cap: Any = None
-        self._count: int | None = None
-
-    def open(self) -> None:
-        import cv2
-
-        if isinstance(self.target, int):
-            cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
-        else:
-            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
-        if not cap.isOpened():
-            cap.release()
-            what = "not a video or an unsupported format" if not self.live else "cannot connect"
-            raise SourceOpenError(f"cannot open {self.label}: {what}")
-        self._cap = cap
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 0 < fps < 1000 else None
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self._count = count if count > 0 and not self.live else None
-
-    @property
-    def frame_count(self) -> int | None:
-        return self._count
-
-    def read(self) -> np.ndarray | None:
-        return self.read_into(None)
-
-    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
-        ok, frame = self._cap.read(out) if out is not None else self._cap.read()
-        return frame if ok else None
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None

@@ -1,0 +1,8 @@
+"""framebus benchmarks: framebus side by side with the peers its users would otherwise use.
+
+Run ``python -m benchmarks`` (``--help`` for options). Scenarios live in their own modules
+(:mod:`.age`, :mod:`.throughput`, :mod:`.fanout`, :mod:`.idle`, :mod:`.memory`); the peers and
+their registry (where more peers are added) in :mod:`.peers`.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,268 @@
+"""Shared pieces: run configuration, frame parameters, pacing, process and statistics helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnContext
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+__all__ = [
+    "SPAWN",
+    "STREAM_PREFIX",
+    "BenchError",
+    "Config",
+    "Frame",
+    "Pacer",
+    "Params",
+    "Section",
+    "Size",
+    "busy_cores",
+    "capture_children",
+    "capture_pids",
+    "cpu_seconds",
+    "fmt",
+    "leftover_segments",
+    "log",
+    "make_base_frame",
+    "md_table",
+    "percentile",
+    "pyplot",
+    "stop_process",
+    "wait_event",
+]
+
+STREAM_PREFIX = "bench-"
+"""Every framebus stream the benchmarks create is named ``bench-...``."""
+
+SPAWN: SpawnContext = multiprocessing.get_context("spawn")
+"""Every helper process is started with 'spawn': a fresh interpreter, no inherited state."""
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be completed (the run goes on and reports it)."""
+
+
+@dataclass(frozen=True, order=True)
+class Size:
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        try:
+            w, h = text.lower().split("x")
+            size = cls(int(w), int(h))
+        except ValueError:
+            raise ValueError(f"a size is WIDTHxHEIGHT, like 1920x1080, not {text!r}") from None
+        if size.width < 1 or size.height < 1:
+            raise ValueError(f"size must be positive: {text!r}")
+        return size
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """What one run measures (built by the command line)."""
+
+    scenarios: tuple[str, ...]
+    sizes: tuple[Size, ...]
+    duration: float
+    quick: bool
+    out: Path
+    peers: tuple[str, ...] | None = None
+    """Restrict every scenario to these peer keys (None: every registered peer)."""
+    fanout_readers: tuple[int, ...] = (1, 2, 4, 8)
+    slowness: tuple[int, ...] = (1, 3, 10)
+    source_fps: float = 30.0
+    sleep_jitter: float = 1.0
+    """Consumer sleeps are spread uniformly over this many frame intervals, centred on
+    k intervals (1.0: k +- 0.5 intervals; 0: exact multiples)."""
+
+    @property
+    def frame_size(self) -> Size:
+        """The size of the single-size scenarios: the largest of ``sizes``."""
+        return max(self.sizes, key=lambda s: s.pixels)
+
+
+@dataclass(frozen=True)
+class Params:
+    """What a producer makes: BGR uint8 frames of ``width`` x ``height`` at ``fps`` (None: max)."""
+
+    width: int
+    height: int
+    fps: float | None
+
+    @classmethod
+    def of(cls, size: Size, fps: float | None) -> Params:
+        return cls(size.width, size.height, fps)
+
+    def describe(self) -> str:
+        rate = "max speed" if self.fps is None else f"{self.fps:g} fps"
+        return f"{self.width}x{self.height} BGR uint8 @ {rate}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a consumer got: the frame's sequence number and capture time (``time.time()``)."""
+
+    seq: int
+    timestamp: float
+    skipped: int | None = None
+
+
+def make_base_frame(params: Params) -> np.ndarray:
+    """The precomputed frame every peer producer copies (noise: no codec or pickle shortcut)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (params.height, params.width, 3), dtype=np.uint8)
+
+
+class Pacer:
+    """Paces a producer at ``fps`` like a camera: on schedule, resyncing (not bursting) if late."""
+
+    def __init__(self, fps: float | None) -> None:
+        self.period = 1.0 / fps if fps else 0.0
+        self.t0 = time.monotonic()
+        self.n = 0
+
+    def wait(self, stop: Any) -> bool:
+        """Sleep until the next frame is due; True if ``stop`` (an Event) was set meanwhile."""
+        if self.period:
+            delay = self.t0 + self.n * self.period - time.monotonic()
+            if delay > 0:
+                if stop.wait(delay):
+                    return True
+            elif delay < -self.period:
+                self.t0 -= delay
+        self.n += 1
+        return bool(stop.is_set())
+
+
+def wait_event(event: Event, stop: Event, poll: float = 0.1) -> bool:
+    """Wait for ``event``; False if ``stop`` is set first."""
+    while not event.wait(poll):
+        if stop.is_set():
+            return False
+    return True
+
+
+def stop_process(proc: BaseProcess, grace: float = 2.0) -> None:
+    """Make sure ``proc`` is gone: wait ``grace``, then SIGTERM, then SIGKILL; always joined."""
+    if proc.pid is None:  # never started
+        return
+    proc.join(grace)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(grace)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    with contextlib.suppress(ValueError):
+        proc.close()
+
+
+def capture_children(pid: int | None = None) -> list[psutil.Process]:
+    """The framebus capture processes started by process ``pid`` (default: this one)."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "framebus._capture_process" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
+
+
+def capture_pids(pid: int | None = None) -> dict[str, int]:
+    """``{"capture": pid}`` of the framebus capture process under ``pid`` (more: capture2...)."""
+    procs = capture_children(pid)
+    return {f"capture{i + 1 if i else ''}": p.pid for i, p in enumerate(procs)}
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def busy_cores(before: Any, after: Any) -> float:
+    """Cores busy between two ``psutil.cpu_times()`` snapshots (1.0 = one full core)."""
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0) - getattr(before, "iowait", 0))
+    if total <= 0:
+        return 0.0
+    return float((1.0 - idle / total) * (psutil.cpu_count() or 1))
+
+
+def leftover_segments(prefix: str = "framebus.") -> list[str]:
+    """Names in /dev/shm that start with ``prefix``."""
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
+    if len(values) == 0:
+        return float("nan")
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number for a table cell ('-' for missing)."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A GitHub Markdown table; ``align`` is one letter per column (l/r), default right."""
+    cols = len(header)
+    align = (align or "l" + "r" * (cols - 1)).ljust(cols, "r")
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class Section:
+    """One scenario's part of the report."""
+
+    key: str
+    title: str
+    markdown: str
+    plots: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout gets the report)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (imported only when plotting)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

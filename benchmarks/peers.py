@@ -1,0 +1,513 @@
+"""The peers framebus is measured against, behind one small interface, and their registry.
+
+A *peer* is a way of getting frames from a producer to a consumer. Each has two halves:
+
+* :meth:`Peer.producer` runs in the benchmark process and starts whatever must exist before a
+  consumer comes (a framebus stream, a ``Manager`` and its producer process, a queue...). It
+  yields a picklable :class:`Handle`.
+* :meth:`Peer.consumer` runs in the consumer process (a fresh spawned worker, see
+  :mod:`benchmarks.session`) and yields a :class:`Consumer` whose ``get(timeout)`` returns the
+  next frame the way that peer's users get it.
+
+Peer producers make the same frames at the same cost: copy a precomputed frame into a new array
+and stamp ``time.time()``, paced at the requested fps like a camera (framebus uses its own
+``TestPattern``, which copies a precomputed strip into the shared slot and stamps the time).
+
+Adding a peer (vidgear ``CamGear`` is the next one): subclass :class:`Peer`, implement
+``consumer`` (and ``producer`` if something must run outside the consumer process), list the
+scenarios it can take part in, and :func:`register` an instance at the bottom of this module::
+
+    @dataclass(frozen=True)
+    class CamGearPeer(Peer):
+        key: str = "camgear"
+        label: str = "vidgear CamGear"
+        scenarios: frozenset[str] = frozenset({"age", "idle"})
+
+        def settings(self, params: Params) -> str: ...
+        @contextlib.contextmanager
+        def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]: ...
+
+    register(CamGearPeer())
+
+A peer whose module is not installed should not be registered (guard the import).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import gc
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+
+import framebus
+
+from .common import (
+    SPAWN,
+    STREAM_PREFIX,
+    Frame,
+    Pacer,
+    Params,
+    capture_pids,
+    make_base_frame,
+    stop_process,
+    wait_event,
+)
+
+__all__ = ["PEERS", "Consumer", "Handle", "Peer", "peers_for", "register"]
+
+
+class Consumer(abc.ABC):
+    """The consumer side of a peer, living in the consumer process."""
+
+    @abc.abstractmethod
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame as this peer's users get it; None if none came within ``timeout`` s."""
+
+    def pids(self) -> dict[str, int]:
+        """Helper processes this consumer started itself (role -> pid), for CPU and RSS."""
+        return {}
+
+
+@dataclass
+class Handle:
+    """What the producer half hands to the consumer half (must pickle across 'spawn')."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    """Producer-side processes (role -> pid), for CPU and RSS sampling."""
+    start: Any = None
+    """An event the consumer sets once it is ready; producers wait for it (no head start)."""
+
+
+@dataclass(frozen=True)
+class Peer(abc.ABC):
+    key: str
+    label: str
+    scenarios: frozenset[str]
+
+    @abc.abstractmethod
+    def settings(self, params: Params) -> str:
+        """How this peer is set up for ``params`` (printed in the report)."""
+
+    @contextlib.contextmanager
+    def producer(self, params: Params) -> Iterator[Handle]:
+        """Start the producer side in the benchmark process (default: nothing to start)."""
+        yield Handle()
+
+    @abc.abstractmethod
+    def consumer(
+        self, params: Params, handle: Handle
+    ) -> contextlib.AbstractContextManager[Consumer]:
+        """Open the consumer side (in the consumer process)."""
+
+
+PEERS: dict[str, Peer] = {}
+"""Every registered peer by key, in registration order (the order of the report)."""
+
+
+def register(peer: Peer) -> Peer:
+    if peer.key in PEERS:
+        raise ValueError(f"peer {peer.key!r} registered twice")
+    PEERS[peer.key] = peer
+    return peer
+
+
+def peers_for(
+    scenario: str, only: tuple[str, ...] | None = None, always: tuple[str, ...] = ("framebus",)
+) -> list[Peer]:
+    """The registered peers that take part in ``scenario``: those in ``only`` if given, plus the
+    references in ``always`` (ratios are computed against them)."""
+    return [
+        p
+        for p in PEERS.values()
+        if scenario in p.scenarios and (only is None or p.key in only or p.key in always)
+    ]
+
+
+def _pattern(params: Params) -> framebus.TestPattern:
+    return framebus.TestPattern(params.width, params.height, params.fps)
+
+
+def _produce(params: Params, emit: Any, start: Any, stop: Any) -> None:
+    """The peers' camera: new array = copy of a precomputed frame, stamped, paced at fps."""
+    base = make_base_frame(params)
+    if start is not None and not wait_event(start, stop):
+        return
+    pacer = Pacer(params.fps)
+    seq = 0
+    while not pacer.wait(stop):
+        frame = base.copy()
+        seq += 1
+        emit(seq, time.time(), frame)
+
+
+# --- framebus ---------------------------------------------------------------------------------
+
+
+class _ReaderConsumer(Consumer):
+    def __init__(self, cap: framebus.StreamReader, view: bool) -> None:
+        self.cap = cap
+        self.view = view
+        self.last: np.ndarray | None = None  # held like a user holds the frame being processed
+
+    def get(self, timeout: float) -> Frame | None:
+        cap = self.cap
+        if self.view:
+            try:
+                with cap.view(timeout) as f:
+                    f[0, 0, 0]  # touch the shared pixels: zero-copy, but read
+            except framebus.ReadTimeout:
+                return None
+        else:
+            cap.timeout = timeout
+            ok, frame = cap.read()
+            if not ok:
+                if isinstance(cap.last_error, framebus.ReadTimeout):
+                    return None
+                raise cap.last_error or RuntimeError("read() failed without an error")
+            self.last = frame
+        info = cap.info
+        assert info is not None
+        return Frame(info.seq, info.timestamp, info.skipped)
+
+    def pids(self) -> dict[str, int]:
+        return capture_pids()
+
+
+@dataclass(frozen=True)
+class FramebusPeer(Peer):
+    """``framebus.VideoCapture(TestPattern)`` in the consumer process (capture in a child)."""
+
+    key: str = "framebus"
+    label: str = "framebus VideoCapture"
+    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "memory"})
+    view: bool = False
+
+    def settings(self, params: Params) -> str:
+        how = "`with cap.view() as f: f[0,0,0]` (zero-copy)" if self.view else "`cap.read()` (copy)"
+        return (
+            f"`framebus.VideoCapture(TestPattern({params.width}, {params.height}, "
+            f"{params.fps}))` in the consumer process, capture in its own process, "
+            f"mode=latest, slots=4; {how}"
+        )
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        name = f"{STREAM_PREFIX}vc-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+        with framebus.VideoCapture(_pattern(params), name=name) as cap:
+            yield _ReaderConsumer(cap, self.view)
+
+
+@dataclass(frozen=True)
+class FramebusAttachPeer(Peer):
+    """``framebus.publish()`` in the benchmark process, ``framebus.attach()`` in the consumer."""
+
+    key: str = "framebus-attach"
+    label: str = "framebus attach (other process)"
+    scenarios: frozenset[str] = frozenset({"age", "idle", "memory"})
+
+    def settings(self, params: Params) -> str:
+        return (
+            f"`framebus.publish(name, TestPattern({params.width}, {params.height}, "
+            f"{params.fps}))` in the benchmark process (capture in its child), "
+            "`framebus.attach(name)` + `read()` in a spawned consumer process"
+        )
+
+    @contextlib.contextmanager
+    def producer(self, params: Params) -> Iterator[Handle]:
+        name = f"{STREAM_PREFIX}pub-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+        with framebus.publish(name, _pattern(params)):
+            yield Handle({"name": name}, capture_pids())
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        with framebus.attach(handle.data["name"]) as cap:
+            yield _ReaderConsumer(cap, view=False)
+
+
+# --- the seeds' Manager().list() stack --------------------------------------------------------
+
+
+def _stack_producer(params: Params, stack: Any, top: int, start: Any, stop: Any) -> None:
+    def emit(seq: int, ts: float, frame: np.ndarray) -> None:
+        stack.append((seq, ts, frame))
+        if len(stack) >= top:  # the seeds' "clear the stack at capacity, then gc.collect()"
+            del stack[:]
+            gc.collect()
+
+    with contextlib.suppress(BrokenPipeError, EOFError, ConnectionError):
+        _produce(params, emit, start, stop)
+
+
+class _StackConsumer(Consumer):
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.last: np.ndarray | None = None
+
+    def get(self, timeout: float) -> Frame | None:
+        deadline = time.perf_counter() + timeout
+        stack = self.stack
+        while True:  # the seeds poll len() in a busy loop
+            if len(stack) != 0:
+                try:
+                    seq, ts, frame = stack.pop()
+                except IndexError:  # cleared between len() and pop(): not process-safe
+                    continue
+                self.last = frame
+                return Frame(seq, ts)
+            if time.perf_counter() > deadline:
+                return None
+
+
+def _new_children(before: set[int]) -> dict[str, int]:
+    found = {}
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if child.pid not in before and "resource_tracker" not in " ".join(child.cmdline()):
+                found["manager"] = child.pid
+    return found
+
+
+@dataclass(frozen=True)
+class ManagerStackPeer(Peer):
+    """The seeds' (000-002) design: a ``Manager().list()`` used as a stack."""
+
+    key: str = "manager-stack"
+    label: str = "Manager().list() stack (seeds)"
+    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "memory"})
+    top: int = 100
+
+    def settings(self, params: Params) -> str:
+        return (
+            "`multiprocessing.Manager().list()`; a producer process `append((seq, ts, frame))` "
+            f"and, at `len() >= {self.top}` (the seeds' `top`), `del stack[:]` + `gc.collect()`; "
+            "the consumer busy-polls `len(stack) != 0` and `pop()`s the top, as in the seeds"
+        )
+
+    @contextlib.contextmanager
+    def producer(self, params: Params) -> Iterator[Handle]:
+        start, stop = SPAWN.Event(), SPAWN.Event()  # (creates the resource tracker first)
+        before = {c.pid for c in psutil.Process().children()}
+        with SPAWN.Manager() as mgr:
+            pids = _new_children(before)
+            stack = mgr.list()
+            proc = SPAWN.Process(
+                target=_stack_producer,
+                args=(params, stack, self.top, start, stop),
+                name="bench-stack-producer",
+                daemon=True,
+            )
+            proc.start()
+            try:
+                assert proc.pid is not None
+                yield Handle({"stack": stack}, {"producer": proc.pid, **pids}, start)
+            finally:
+                stop.set()
+                stop_process(proc)
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        handle.start.set()
+        yield _StackConsumer(handle.data["stack"])
+
+
+# --- multiprocessing.Queue ----------------------------------------------------------------------
+
+
+def _queue_producer(params: Params, q: Any, start: Any, stop: Any) -> None:
+    def emit(seq: int, ts: float, frame: np.ndarray) -> None:
+        while True:  # a bounded queue blocks the producer (back-pressure); stop still works
+            try:
+                q.put((seq, ts, frame), timeout=0.2)
+                return
+            except queue.Full:
+                if stop.is_set():
+                    return
+
+    _produce(params, emit, start, stop)
+    q.cancel_join_thread()  # do not wait at exit to flush frames nobody will read
+
+
+class _QueueConsumer(Consumer):
+    def __init__(self, q: Any) -> None:
+        self.q = q
+        self.last: np.ndarray | None = None
+
+    def get(self, timeout: float) -> Frame | None:
+        try:
+            seq, ts, frame = self.q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.last = frame
+        return Frame(seq, ts)
+
+
+@dataclass(frozen=True)
+class QueuePeer(Peer):
+    """A ``multiprocessing.Queue`` FIFO from a producer process."""
+
+    key: str = "mpqueue"
+    label: str = "mp.Queue FIFO (unbounded)"
+    scenarios: frozenset[str] = frozenset({"age", "idle", "memory"})
+    maxsize: int = 0
+
+    def settings(self, params: Params) -> str:
+        bound = (
+            "unbounded (`maxsize=0`)"
+            if self.maxsize <= 0
+            else f"`maxsize={self.maxsize}`, `put()` blocks the producer when full"
+        )
+        return (
+            f"`multiprocessing.Queue`, {bound}; a producer process `put((seq, ts, frame))`, "
+            "the consumer `get()`s in FIFO order"
+        )
+
+    @contextlib.contextmanager
+    def producer(self, params: Params) -> Iterator[Handle]:
+        q = SPAWN.Queue(self.maxsize)
+        start, stop = SPAWN.Event(), SPAWN.Event()
+        proc = SPAWN.Process(
+            target=_queue_producer,
+            args=(params, q, start, stop),
+            name="bench-queue-producer",
+            daemon=True,
+        )
+        proc.start()
+        try:
+            assert proc.pid is not None
+            yield Handle({"queue": q}, {"producer": proc.pid}, start)
+        finally:
+            stop.set()
+            stop_process(proc, grace=1.0)
+            q.close()
+            q.cancel_join_thread()
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        handle.start.set()
+        yield _QueueConsumer(handle.data["queue"])
+
+
+# --- imutils VideoStream: a thread that keeps the last frame ------------------------------------
+
+
+class _LatestThreadConsumer(Consumer):
+    def __init__(self, params: Params) -> None:
+        self.item: tuple[int, float, np.ndarray] | None = None
+        self.new = threading.Event()
+        self.stop = threading.Event()
+        self.last_seq = 0
+        self.last: np.ndarray | None = None
+        self.thread = threading.Thread(
+            target=_produce, args=(params, self._emit, None, self.stop), daemon=True
+        )
+        self.thread.start()
+
+    def _emit(self, seq: int, ts: float, frame: np.ndarray) -> None:
+        self.item = (seq, ts, frame)  # imutils: self.frame = frame (overwrite)
+        self.new.set()
+
+    def get(self, timeout: float) -> Frame | None:
+        deadline = time.perf_counter() + timeout
+        while True:
+            if not self.new.wait(max(0.0, deadline - time.perf_counter())):
+                return None
+            self.new.clear()
+            item = self.item
+            if item is not None and item[0] != self.last_seq:  # never the same frame twice
+                seq, ts, self.last = item
+                self.last_seq = seq
+                return Frame(seq, ts)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2.0)
+
+
+@dataclass(frozen=True)
+class LatestThreadPeer(Peer):
+    """imutils ``VideoStream``: a thread overwrites ``self.frame``; plus a new-frame event."""
+
+    key: str = "latest-thread"
+    label: str = "thread + last frame (imutils)"
+    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle"})
+
+    def settings(self, params: Params) -> str:
+        return (
+            "a producer thread in the consumer process overwrites `self.frame` (imutils "
+            "`VideoStream`), plus a `threading.Event` new-frame signal so no frame is returned "
+            "twice"
+        )
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        c = _LatestThreadConsumer(params)
+        try:
+            yield c
+        finally:
+            c.close()
+
+
+# --- the memory-bandwidth reference -----------------------------------------------------------
+
+
+class _CopyConsumer(Consumer):
+    def __init__(self, params: Params) -> None:
+        self.src = make_base_frame(params)
+        self.dst = np.empty_like(self.src)
+        self.seq = 0
+
+    def get(self, timeout: float) -> Frame | None:
+        np.copyto(self.dst, self.src)
+        self.seq += 1
+        return Frame(self.seq, time.time())
+
+
+@dataclass(frozen=True)
+class CopyPeer(Peer):
+    """Not a transport: one ``np.copyto`` of the frame per 'frame', the memory-bandwidth limit."""
+
+    key: str = "np.copyto"
+    label: str = "np.copyto (bandwidth limit)"
+    scenarios: frozenset[str] = frozenset({"throughput"})
+
+    def settings(self, params: Params) -> str:
+        return "`np.copyto(dst, src)` of one frame, in a loop, in one process (no transport)"
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        yield _CopyConsumer(params)
+
+
+register(FramebusPeer())
+register(
+    FramebusPeer(
+        key="framebus-view",
+        label="framebus view() zero-copy",
+        scenarios=frozenset({"throughput"}),
+        view=True,
+    )
+)
+register(FramebusAttachPeer())
+register(ManagerStackPeer())
+register(QueuePeer())
+register(
+    QueuePeer(
+        key="mpqueue-bounded",
+        label="mp.Queue FIFO (maxsize=2)",
+        scenarios=frozenset({"age", "throughput"}),
+        maxsize=2,
+    )
+)
+register(LatestThreadPeer())
+register(CopyPeer())
+# register(CamGearPeer())  # vidgear: a later addition (see the module docstring)

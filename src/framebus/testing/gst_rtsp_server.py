@@ -1,0 +1,138 @@
+"""A real RTSP server for tests and benchmarks: GStreamer's RTSP server, H.264 over RTP.
+
+Runs under Debian's own /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0,
+gstreamer1.0-plugins-{base,good,ugly}); it needs neither numpy nor framebus.
+
+Each frame carries its send time as a barcode: 64 black/white blocks across the top 32 rows,
+bit i (left to right) of ``time.time_ns() // 1000`` — so any reader can measure the true age
+of a frame (``framebus.testing.barcode.read_timestamp``).
+
+usage: gst_rtsp_server.py --port P [--mount /cam] [--size 1280x720] [--fps 25]
+                          [--user U --password P] [--hang-after N]
+Prints "READY <port>" on stdout once it listens on 127.0.0.1.
+"""
+
+import argparse
+import signal
+import sys
+import time
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+BARCODE_BITS = 64
+BARCODE_ROWS = 32
+BLACK, WHITE = 16, 235
+
+
+class Frames:
+    """Makes I420 frames: a grey field, a moving bar, and the barcode of the send time."""
+
+    def __init__(self, width, height, fps, hang_after):
+        self.w, self.h, self.fps = width, height, fps
+        self.hang_after = hang_after
+        self.n = 0
+        self.t0 = None
+        chroma = (width // 2) * (height // 2)
+        self.base_y = bytes([96]) * (width * height)
+        self.uv = bytes([128]) * (2 * chroma)
+        self.bw = width // BARCODE_BITS
+
+    def next_frame(self):
+        if self.hang_after is not None and self.n >= self.hang_after:
+            time.sleep(3600)  # a camera that stops sending but keeps the connection open
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        due = self.t0 + self.n / self.fps
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:  # paused for long (no client): resync, do not burst
+            self.t0 = time.monotonic() - self.n / self.fps
+        w, h = self.w, self.h
+        y = bytearray(self.base_y)
+        bar_x = (self.n * 8) % max(1, w - 40)
+        bar = bytes([200]) * 40
+        for row in range(BARCODE_ROWS + 8, h):
+            off = row * w + bar_x
+            y[off : off + 40] = bar
+        stamp = time.time_ns() // 1000
+        row_bytes = b"".join(
+            bytes([WHITE if (stamp >> i) & 1 else BLACK]) * self.bw for i in range(BARCODE_BITS)
+        )
+        row_bytes += bytes([BLACK]) * (w - len(row_bytes))
+        for row in range(BARCODE_ROWS):
+            y[row * w : (row + 1) * w] = row_bytes
+        self.n += 1
+        return bytes(y) + self.uv
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--mount", action="append", default=None)
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--user")
+    ap.add_argument("--password")
+    ap.add_argument("--hang-after", type=int)
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    mounts = args.mount or ["/cam"]
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    caps = f"video/x-raw,format=I420,width={width},height={height},framerate={args.fps}/1"
+    launch = (
+        f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} "
+        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
+        "bitrate=4000 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+
+    def on_configure(factory, media):
+        frames = Frames(width, height, args.fps, args.hang_after)
+        appsrc = media.get_element().get_child_by_name("src")
+
+        def need_data(src, _length):
+            data = frames.next_frame()
+            src.emit("push-buffer", Gst.Buffer.new_wrapped(data))
+
+        appsrc.connect("need-data", need_data)
+
+    for mount in mounts:
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(launch)
+        factory.set_shared(True)
+        factory.connect("media-configure", on_configure)
+        if args.user:
+            factory.add_role_from_structure(
+                Gst.Structure.new_from_string(
+                    "user, media.factory.access=(boolean)true, "
+                    "media.factory.construct=(boolean)true"
+                )
+            )
+        server.get_mount_points().add_factory(mount, factory)
+    if args.user:
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
+        server.set_auth(auth)
+
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    loop = GLib.MainLoop()
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
+    print(f"READY {args.port}", flush=True)
+    loop.run()
+
+
+if __name__ == "__main__":
+    main()
