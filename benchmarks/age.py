@@ -163,11 +163,12 @@ def _plot(
         ax.set_ylabel("frame age (ms, log)")
         ax.grid(True, which="both", alpha=0.3)
     axes[-1, 0].set_xlabel("time since the consumer started (s)")
-    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 0.97))
     fig.suptitle(
         f"Frame age at the consumer, {cfg.frame_size} @ {cfg.source_fps:g} fps (lower is better)"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.955 - 0.012 * n))
     path = Path(cfg.out) / "age.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

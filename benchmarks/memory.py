@@ -48,20 +48,31 @@ def run(cfg: Config) -> Section:
             if not s:
                 continue
             vals = [v for _, v in s]
+            half = s[-1][0] / 2
+            mid = next(v for t, v in s if t >= half)
             rows.append(
                 [
                     peer.label,
                     role,
                     fmt(vals[0], 0),
+                    fmt(mid, 0),
                     fmt(vals[-1], 0),
                     fmt(max(vals), 0),
-                    fmt(vals[-1] - vals[0], 0),
+                    fmt(vals[-1] - mid, 0),
                 ]
             )
     table = md_table(
-        ["peer", "process", "RSS first (MB)", "RSS last (MB)", "RSS max (MB)", "last - first"],
+        [
+            "peer",
+            "process",
+            "RSS at start (MB)",
+            "at half time",
+            "at end",
+            "max",
+            "growth over the 2nd half",
+        ],
         rows,
-        align="llrrrr",
+        align="llrrrrr",
     )
     text = (
         f"Source {params.describe()}; a consumer process that sleeps {SLOWNESS}x the frame "
@@ -69,7 +80,9 @@ def run(cfg: Config) -> Section:
         "mapped shared memory the process touched) sampled every 0.2 s from the moment the "
         "consumer was ready. Roles: 'consumer' is the spawned consumer process, 'capture' the "
         "framebus capture process, 'producer' a peer's producer process, 'manager' the "
-        "`Manager()` server process. A short run shows the trend, not weeks.\n\n"
+        "`Manager()` server process. The first samples include warm-up (the shared ring's "
+        "pages being touched, the consumer's first frame buffers); growth over the second "
+        "half is the trend to watch. A short run shows a trend, not weeks.\n\n"
         f"{table}\n\n![memory](memory.png)\n"
     )
     plot = _plot(cfg, peers, samples)

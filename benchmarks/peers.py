@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psutil
@@ -133,8 +133,9 @@ def peers_for(
     ]
 
 
-def _pattern(params: Params) -> framebus.TestPattern:
-    return framebus.TestPattern(params.width, params.height, params.fps)
+def _pattern(params: Params, pattern: str = "bars") -> framebus.TestPattern:
+    kind: Literal["bars", "counter"] = "counter" if pattern == "counter" else "bars"
+    return framebus.TestPattern(params.width, params.height, params.fps, pattern=kind)
 
 
 def _produce(params: Params, emit: Any, start: Any, stop: Any) -> None:
@@ -191,19 +192,21 @@ class FramebusPeer(Peer):
     label: str = "framebus VideoCapture"
     scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "memory"})
     view: bool = False
+    pattern: str = "bars"
 
     def settings(self, params: Params) -> str:
         how = "`with cap.view() as f: f[0,0,0]` (zero-copy)" if self.view else "`cap.read()` (copy)"
+        pattern = ', pattern="counter"' if self.pattern == "counter" else ""
         return (
             f"`framebus.VideoCapture(TestPattern({params.width}, {params.height}, "
-            f"{params.fps}))` in the consumer process, capture in its own process, "
+            f"{params.fps}{pattern}))` in the consumer process, capture in its own process, "
             f"mode=latest, slots=4; {how}"
         )
 
     @contextlib.contextmanager
     def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
         name = f"{STREAM_PREFIX}vc-{os.getpid()}-{time.monotonic_ns() % 10**9}"
-        with framebus.VideoCapture(_pattern(params), name=name) as cap:
+        with framebus.VideoCapture(_pattern(params, self.pattern), name=name) as cap:
             yield _ReaderConsumer(cap, self.view)
 
 
@@ -213,7 +216,7 @@ class FramebusAttachPeer(Peer):
 
     key: str = "framebus-attach"
     label: str = "framebus attach (other process)"
-    scenarios: frozenset[str] = frozenset({"age", "idle", "memory"})
+    scenarios: frozenset[str] = frozenset({"age", "idle"})
 
     def settings(self, params: Params) -> str:
         return (
@@ -495,6 +498,14 @@ register(
         label="framebus view() zero-copy",
         scenarios=frozenset({"throughput"}),
         view=True,
+    )
+)
+register(
+    FramebusPeer(
+        key="framebus-counter",
+        label="framebus read(), counter pattern",
+        scenarios=frozenset({"throughput"}),
+        pattern="counter",
     )
 )
 register(FramebusAttachPeer())

@@ -30,12 +30,19 @@ Job = tuple[str, dict[str, Any]]
 
 
 def loop_age(
-    consumer: Consumer, *, sleep: float, duration: float, jitter: float = 0.0, seed: int = 1
+    consumer: Consumer,
+    *,
+    sleep: float,
+    duration: float,
+    jitter: float = 0.0,
+    seed: int = 1,
+    discard: int = 0,
 ) -> dict[str, Any]:
     """Get a frame, note its age (now - capture time), 'process' it by sleeping; repeat.
 
     Each sleep is ``sleep + uniform(-jitter/2, +jitter/2)`` seconds, from a generator seeded with
-    ``seed`` (every peer gets the same sequence).
+    ``seed`` (every peer gets the same sequence). The first ``discard`` frames are not recorded
+    (a new reader's first frame may be one that was waiting already: not a wake-up).
     """
     rng = random.Random(seed)
     t, ages, seqs = [], [], []
@@ -47,6 +54,9 @@ def loop_age(
         got = time.time()
         if frame is None:
             timeouts += 1
+            continue
+        if discard > 0:
+            discard -= 1
             continue
         t.append(time.perf_counter() - t0)
         ages.append(got - frame.timestamp)

@@ -18,8 +18,8 @@ REFERENCE = "np.copyto"
 
 def run(cfg: Config) -> Section:
     peers = peers_for("throughput", cfg.peers, always=("framebus", REFERENCE))
-    window = max(0.5, cfg.duration / 3)
-    warmup = min(0.5, window / 2)
+    window = max(0.5, cfg.duration / 4)
+    warmup = min(0.3, window / 2)
     raw: dict[str, dict[str, dict[str, Any]]] = {}
     errors: list[str] = []
     for size in cfg.sizes:
@@ -80,7 +80,11 @@ def run(cfg: Config) -> Section:
         "warm-up. 'Producer frames/s' is the span of sequence numbers seen over the window (how "
         "fast the producer ran while sharing the 2 cores). `np.copyto` is one in-process copy of "
         "the frame per iteration: the memory-bandwidth limit of a copy. Consumer CPU % is the "
-        "consumer process's own CPU time over the window (100 = one core).\n\n"
+        "consumer process's own CPU time over the window (100 = one core). framebus's default "
+        "`TestPattern` ('bars') draws a text label on every frame with `cv2.putText`, which "
+        "costs about as much as copying the frame; the 'counter' pattern fills the frame "
+        "instead (no label): compare the two to separate the test source's cost from the "
+        "transport's.\n\n"
         f"{table}\n\nPeer settings (the max-speed producers run at `fps=None`):\n\n{settings}\n\n"
         "![throughput](throughput.png)\n"
     )
@@ -99,7 +103,7 @@ def _plot(cfg: Config, peers: list[Peer], raw: dict[str, dict[str, dict[str, Any
     if not any(raw.values()):
         return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(11, 5.6))
     sizes = [str(s) for s in cfg.sizes]
     x = np.arange(len(sizes))
     width = 0.8 / max(1, len(peers))
@@ -117,7 +121,7 @@ def _plot(cfg: Config, peers: list[Peer], raw: dict[str, dict[str, dict[str, Any
         "Frames/s one consumer process receives, producer at full speed (higher is better)"
     )
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=3, loc="lower left")
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.margins(y=0.2)
     fig.tight_layout()
     path = Path(cfg.out) / "throughput.png"

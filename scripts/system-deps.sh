@@ -2,8 +2,11 @@
 # Install the Debian/Ubuntu packages framebus's tests and benchmarks need, if any is missing.
 #   libatomic1  atomic operations on shared memory (runtime)
 #   ffmpeg      makes sample video files in tests
+#   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-*   the real RTSP test server
+#   util-linux  unshare: a network namespace with no route, for the unreachable-host test
 set -euo pipefail
-packages=(libatomic1 ffmpeg)
+packages=(libatomic1 ffmpeg python3 python3-gi gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -43,7 +43,7 @@ class Frames:
 
     def next_frame(self):
         if self.hang_after is not None and self.n >= self.hang_after:
-            time.sleep(3600)  # a camera that stops sending but keeps the connection open
+            return None  # a camera that stops sending but keeps the connection open
         if self.t0 is None:
             self.t0 = time.monotonic()
         due = self.t0 + self.n / self.fps
@@ -100,14 +100,15 @@ def main():
 
         def need_data(src, _length):
             data = frames.next_frame()
-            src.emit("push-buffer", Gst.Buffer.new_wrapped(data))
+            if data is not None:  # not pushing starves the pipeline: the stream goes silent
+                src.emit("push-buffer", Gst.Buffer.new_wrapped(data))
 
         appsrc.connect("need-data", need_data)
 
     for mount in mounts:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch)
-        factory.set_shared(True)
+        factory.set_shared(args.hang_after is None)  # a hung camera hangs per connection
         factory.connect("media-configure", on_configure)
         if args.user:
             factory.add_role_from_structure(

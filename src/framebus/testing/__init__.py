@@ -1,0 +1,152 @@
+"""Test helpers that ship with framebus: a real RTSP server, and the send-time barcode.
+
+:class:`RTSPServer` runs GStreamer's RTSP server (Debian packages ``python3-gi
+gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+gstreamer1.0-plugins-ugly``) under the system's ``/usr/bin/python3`` on 127.0.0.1. Every frame
+carries its send time as a barcode; :func:`read_timestamp` decodes it from a received frame, so
+the true age of a frame can be measured for any reader.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+__all__ = ["RTSPServer", "read_timestamp", "rtsp_server_available"]
+
+SERVER_SCRIPT = Path(__file__).with_name("gst_rtsp_server.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+_BITS, _ROWS = 64, 32
+
+
+def rtsp_server_available() -> bool:
+    """True if the system Python has GStreamer's RTSP server bindings."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        return False
+    probe = (
+        "import gi; gi.require_version('GstRtspServer', '1.0'); "
+        "from gi.repository import GstRtspServer"
+    )
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RTSPServer:
+    """A real RTSP server on 127.0.0.1 serving H.264 test video with send-time barcodes.
+
+    ``with RTSPServer(size="640x360", fps=25) as srv: url = srv.url()``. ``stop()``/``start()``
+    (or ``restart(size=...)``) simulate a camera reboot or reconfiguration on the same port;
+    ``hang_after=N`` makes it stop sending after N frames while keeping connections open.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: str = "640x360",
+        fps: int = 25,
+        mounts: tuple[str, ...] = ("/cam",),
+        user: str | None = None,
+        password: str | None = None,
+        hang_after: int | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.size, self.fps, self.mounts = size, fps, mounts
+        self.user, self.password, self.hang_after = user, password, hang_after
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def url(self, mount: str | None = None, *, credentials: bool = True) -> str:
+        auth = f"{self.user}:{self.password}@" if self.user and credentials else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}{mount or self.mounts[0]}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.proc is not None:
+            raise RuntimeError("RTSP server already running")
+        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--size", self.size,
+               "--fps", str(self.fps)]  # fmt: skip
+        for m in self.mounts:
+            cmd += ["--mount", m]
+        if self.user:
+            cmd += ["--user", self.user, "--password", self.password or ""]
+        if self.hang_after is not None:
+            cmd += ["--hang-after", str(self.hang_after)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("READY"):
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {line!r}")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and reap it."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        proc.communicate()
+
+    def kill(self) -> None:
+        """Kill the server at once, as a power cut would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        self.stop()
+
+    def restart(self, **changes: object) -> None:
+        """Stop, apply ``changes`` (e.g. ``size="320x240"``), start again on the same port."""
+        self.stop()
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.start()
+
+    def __enter__(self) -> RTSPServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def read_timestamp(frame: np.ndarray) -> float | None:
+    """The send time (``time.time()``) painted by :class:`RTSPServer`, or None if unreadable."""
+    if frame.ndim < 2 or frame.shape[0] < _ROWS or frame.shape[1] < _BITS * 4:
+        return None
+    bw = frame.shape[1] // _BITS
+    band = frame[8 : _ROWS - 8].astype(np.float32)
+    if band.ndim == 3:
+        band = band.mean(axis=2)
+    cols = band.mean(axis=0)
+    value = 0
+    for i in range(_BITS):
+        level = float(cols[i * bw + bw // 4 : i * bw + 3 * bw // 4].mean())
+        if 70 < level < 180:
+            return None  # neither black nor white: not a barcode
+        if level >= 128:
+            value |= 1 << i
+    seconds = value / 1e6
+    return seconds if 1e9 < seconds < 1e10 else None

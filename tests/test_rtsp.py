@@ -1,0 +1,216 @@
+"""Live sources against a real RTSP server (GStreamer, 127.0.0.1): flow, reconnects, errors."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+
+import framebus
+from conftest import wait_until
+from framebus.testing import RTSPServer, read_timestamp, rtsp_server_available
+
+pytestmark = pytest.mark.skipif(
+    not rtsp_server_available(), reason="GStreamer RTSP server not installed (make test does)"
+)
+
+FAST = framebus.Reconnect(stall_timeout=2.0, backoff_initial=0.2, backoff_max=1.0)
+
+
+@pytest.fixture
+def server() -> RTSPServer:
+    srv = RTSPServer(size="320x240", fps=25)
+    srv.start()
+    yield srv  # type: ignore[misc]
+    srv.stop()
+
+
+def states_seen(pub: framebus.Publisher, until: object, timeout: float = 30) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = pub.stats().state
+        if not seen or seen[-1] != s:
+            seen.append(s)
+        if until(seen):  # type: ignore[operator]
+            break
+        time.sleep(0.02)
+    return seen
+
+
+@pytest.mark.parametrize("backend", ["opencv", "av"])
+def test_frames_flow_to_several_readers(server: RTSPServer, stream_name: str, backend: str) -> None:
+    media = framebus.Media(server.url(), backend=backend)  # type: ignore[arg-type]
+    with framebus.publish(stream_name, media) as pub:
+        readers = [framebus.attach(stream_name, timeout=10) for _ in range(3)]
+        try:
+            for r in readers:
+                for _ in range(5):
+                    frame = r.read_frame()
+                    assert frame.shape == (240, 320, 3)
+                stamp = read_timestamp(frame)
+                assert stamp is not None and abs(time.time() - stamp) < 5
+            stats = pub.stats()
+            assert stats.state == "live" and stats.readers == 3 and stats.mode == "latest"
+            assert stats.source_fps == pytest.approx(25, abs=1)
+        finally:
+            for r in readers:
+                r.release()
+
+
+def test_server_restarts_readers_stay_attached(
+    server: RTSPServer, stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="framebus")
+    with framebus.publish(stream_name, server.url(), reconnect=FAST) as pub:
+        reader = framebus.attach(stream_name, timeout=60)
+        try:
+            assert reader.read()[0]
+            for outage in (0.2, 0.5, 3.0):  # the last one is longer than the stall timeout
+                server.kill()
+                seen = states_seen(pub, lambda s: "reconnecting" in s)
+                assert "reconnecting" in seen, seen
+                time.sleep(outage)
+                server.start()
+                last = reader.info.seq if reader.info else 0
+                frame = reader.read_frame()  # blocks until frames flow again
+                assert frame.shape == (240, 320, 3)
+                assert reader.info is not None and reader.info.seq > last
+                assert wait_until(lambda: pub.stats().state == "live")
+            stats = pub.stats()
+            assert stats.reconnects >= 3 and stats.readers == 1
+        finally:
+            reader.release()
+    text = caplog.text
+    assert "reconnecting" in text and "live again" in text
+    assert len(caplog.records) < 40  # one line per change, not a flood
+
+
+def test_resolution_change_reaches_readers(server: RTSPServer, stream_name: str) -> None:
+    with (
+        framebus.publish(stream_name, server.url(), reconnect=FAST) as pub,
+        framebus.attach(stream_name, timeout=60) as reader,
+    ):
+        assert reader.read_frame().shape == (240, 320, 3)
+        server.restart(size="640x480")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if reader.read_frame().shape == (480, 640, 3):
+                break
+        else:
+            pytest.fail("the new size never arrived")
+        assert pub.stats().width == 640
+
+
+def test_hung_source_is_detected_and_restarted(stream_name: str) -> None:
+    with RTSPServer(size="320x240", fps=25, hang_after=100) as srv:
+        policy = framebus.Reconnect(stall_timeout=1.0, backoff_initial=0.1, backoff_max=0.5)
+        media = framebus.Media(srv.url(), read_timeout=30)  # FFmpeg alone would wait 30 s
+        with framebus.publish(stream_name, media, reconnect=policy) as pub:
+            seen = states_seen(pub, lambda s: s.count("live") >= 2, timeout=60)
+            assert seen.count("live") >= 2, seen
+            assert pub.stats().reconnects >= 1
+            assert "no frame for" in pub.stats().error  # it was a stall, not an error
+
+
+def test_errors_a_user_can_fix(stream_name: str) -> None:
+    with RTSPServer(size="320x240", user="bob", password="s3cret-pw") as srv:
+        cases = [
+            (srv.url("/nope"), framebus.SourceNotFound, "no stream at this path"),
+            (srv.url().replace("s3cret-pw", "wrong"), framebus.SourceAuthError, "credentials"),
+            (srv.url(credentials=False), framebus.SourceAuthError, "credentials"),
+        ]
+        closed = f"rtsp://127.0.0.1:{srv.port + 1}/cam"  # nothing listens there
+        cases.append((closed, framebus.SourceUnreachable, "connection refused"))
+        for url, exc, needle in cases:
+            t0 = time.monotonic()
+            with pytest.raises(exc, match=needle) as info:
+                framebus.publish(stream_name, url)
+            assert time.monotonic() - t0 < 15
+            assert "s3cret-pw" not in str(info.value) and "wrong@" not in str(info.value)
+
+
+def test_unroutable_address_in_bounded_time(tmp_path: object) -> None:
+    """In a network namespace with no route at all, nothing is sent anywhere."""
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    code = (
+        "import framebus, time\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    framebus.publish('unroutable', 'rtsp://10.255.255.1:554/cam')\n"
+        "except framebus.SourceUnreachable as e:\n"
+        "    print('ok', round(time.monotonic() - t, 1), e)\n"
+    )
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.startswith("ok"), out.stderr
+    assert "unreachable" in out.stdout
+
+
+def test_credentials_never_shown(stream_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with (
+        RTSPServer(size="320x240", user="bob", password="s3cret-pw") as srv,
+        framebus.publish(stream_name, srv.url(), reconnect=FAST) as pub,
+    ):
+        with framebus.attach(stream_name, timeout=30) as r:
+            assert r.read()[0]
+            srv.kill()
+            states_seen(pub, lambda s: "reconnecting" in s)
+            srv.start()
+            assert r.read()[0]
+        texts = [str(pub.stats()), caplog.text]
+        for args in (["ls"], ["ls", "--json"]):
+            out = subprocess.run([sys.executable, "-m", "framebus", *args],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+            texts += [out.stdout, out.stderr]
+    for text in texts:
+        assert "s3cret-pw" not in text
+    assert "rtsp://***@127.0.0.1" in texts[0]
+
+
+def test_serve_status_shows_reconnecting(stream_name: str) -> None:
+    with RTSPServer(size="320x240", user="bob", password="s3cret-pw") as srv:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "framebus", "serve", "--interval", "0.2",
+             f"{stream_name}={srv.url()}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert wait_until(
+                lambda: any(
+                    s.name == stream_name and s.state == "live" for s in framebus.list_streams()
+                ),
+                timeout=30,
+            )
+            srv.kill()
+            assert wait_until(
+                lambda: any(
+                    s.name == stream_name and s.state == "reconnecting"
+                    for s in framebus.list_streams()
+                ),
+                timeout=30,
+            )
+            srv.start()
+            assert wait_until(
+                lambda: any(
+                    s.name == stream_name and s.state == "live" and s.reconnects >= 1
+                    for s in framebus.list_streams()
+                ),
+                timeout=30,
+            )
+        finally:
+            serve.send_signal(2)
+            out, err = serve.communicate(timeout=30)
+    assert "reconnecting" in out and "live" in out
+    assert "s3cret-pw" not in out + err
+    assert "Traceback" not in err
