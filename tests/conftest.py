@@ -119,12 +119,15 @@ def video_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_video(path: Path, *, frames: int, size: str, rate: int, codec: str = "libx264") -> None:
+def make_video(
+    path: Path, *, frames: int, size: str, rate: int, codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+) -> None:  # fmt: skip
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y", "-f", "lavfi",
             "-i", f"testsrc=size={size}:rate={rate}",
-            "-frames:v", str(frames), "-c:v", codec, "-pix_fmt", "yuv420p", str(path),
+            "-frames:v", str(frames), "-c:v", codec, "-pix_fmt", pix_fmt, str(path),
         ],
         check=True,
     )  # fmt: skip

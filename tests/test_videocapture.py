@@ -108,6 +108,21 @@ def test_video_file_every_frame_and_realtime(video_file: Path) -> None:
     assert time.monotonic() - t0 >= 47 / 25 * 0.9  # paced at 25 fps: never faster
 
 
+@pytest.mark.parametrize(("codec", "size"), [("mjpeg", "250x142"), ("mpeg4", "176x144")])
+def test_other_codecs_and_sizes(tmp_path: Path, codec: str, size: str) -> None:
+    from conftest import make_video
+
+    path = tmp_path / f"clip.{'avi' if codec == 'mjpeg' else 'mp4'}"
+    make_video(path, frames=20, size=size, rate=10, codec=codec, pix_fmt="yuvj420p"
+               if codec == "mjpeg" else "yuv420p")  # fmt: skip
+    w, h = (int(v) for v in size.split("x"))
+    for backend in ("opencv", "av"):
+        with framebus.VideoCapture(framebus.Media(path, backend=backend)) as cap:  # type: ignore[arg-type]
+            frames = list(cap)
+        assert len(frames) == 20, backend
+        assert frames[0].shape == (h, w, 3)
+
+
 def test_missing_file_fails_fast(tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(framebus.SourceNotFound, match="no such file"):

@@ -1,0 +1,89 @@
+"""The reconnect policy (pure) and supervision of capture threads for custom sources."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import framebus
+from conftest import wait_until
+from framebus._supervision import Backoff
+from framebus.backends import ffmpeg_options
+
+
+def test_backoff_grows_to_its_bound_with_jitter() -> None:
+    policy = framebus.Reconnect(backoff_initial=0.5, backoff_max=4.0, jitter=0.25)
+    b = Backoff(policy, random.Random(1))
+    delays = [b.next_delay() for _ in range(8)]
+    bases = [0.5, 1, 2, 4, 4, 4, 4, 4]
+    for d, base in zip(delays, bases, strict=True):
+        assert d is not None and base * 0.75 <= d <= base * 1.25
+    assert len({round(d or 0, 6) for d in delays[3:]}) > 1  # jittered, not lockstep
+    b.reset()
+    first = b.next_delay()
+    assert first is not None and first <= 0.5 * 1.25
+
+
+def test_backoff_gives_up_after_max_attempts() -> None:
+    b = Backoff(framebus.Reconnect(max_attempts=2, jitter=0))
+    assert b.next_delay() == 0.5 and b.next_delay() == 1.0 and b.next_delay() is None
+
+
+def test_reconnect_policy_validation() -> None:
+    with pytest.raises(ValueError):
+        framebus.Reconnect(stall_timeout=0)
+    with pytest.raises(ValueError):
+        framebus.Reconnect(jitter=1.5)
+
+
+def test_ffmpeg_options_low_latency_defaults_and_overrides() -> None:
+    live = framebus.Media("rtsp://cam/x", ffmpeg_options={"rtsp_transport": "udp", "x": "1"})
+    assert ffmpeg_options(live) == {
+        "rtsp_transport": "udp", "fflags": "nobuffer", "flags": "low_delay", "x": "1"
+    }  # fmt: skip
+    assert ffmpeg_options(framebus.Media("http://cam/mjpg")) == {
+        "fflags": "nobuffer", "flags": "low_delay"
+    }  # fmt: skip
+    assert ffmpeg_options(framebus.Media("/tmp/x.mp4")) == {}
+    with pytest.raises(ValueError):
+        framebus.Media("x.mp4", cv2_params=(1,))
+    with pytest.raises(ValueError):
+        framebus.Media("x.mp4", backend="gstreamer")  # type: ignore[arg-type]
+
+
+class Flaky(framebus.Source):
+    """A live custom source that fails every 20 frames."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def read(self) -> np.ndarray | None:
+        self.n += 1
+        if self.n % 20 == 0:
+            raise OSError("device hiccup")
+        return np.full((24, 32), self.n % 256, np.uint8)
+
+
+def test_custom_source_thread_is_restarted(stream_name: str) -> None:
+    policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+    with (
+        framebus.publish(stream_name, Flaky(), reconnect=policy) as pub,
+        framebus.attach(stream_name, timeout=10) as reader,
+    ):
+        assert wait_until(lambda: pub.stats().reconnects >= 2)
+        assert reader.read()[0]
+        assert "device hiccup" in pub.stats().error
+
+
+def test_no_reconnect_fails_and_readers_learn_why(stream_name: str) -> None:
+    with (
+        framebus.publish(stream_name, Flaky(), reconnect=False) as pub,
+        framebus.attach(stream_name, timeout=10) as reader,
+    ):
+        while reader.read()[0]:
+            pass
+        assert isinstance(reader.last_error, framebus.SourceError)
+        assert "device hiccup" in str(reader.last_error)
+        assert pub.stats().state == "failed"
