@@ -142,7 +142,8 @@ def _plot(
         return None
     plt = pyplot()
     n = len(cfg.slowness)
-    fig, axes = plt.subplots(n, 1, figsize=(11, 3.4 * n), squeeze=False, sharex=True)
+    height = 3.4 * n + 1.0  # inches: n panels + title and legend on top
+    fig, axes = plt.subplots(n, 1, figsize=(11, height), squeeze=False, sharex=True)
     colors = plt.get_cmap("tab10")
     for ax, k in zip(axes[:, 0], cfg.slowness, strict=True):
         for i, peer in enumerate(peers):
@@ -164,11 +165,20 @@ def _plot(
         ax.grid(True, which="both", alpha=0.3)
     axes[-1, 0].set_xlabel("time since the consumer started (s)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 0.97))
     fig.suptitle(
-        f"Frame age at the consumer, {cfg.frame_size} @ {cfg.source_fps:g} fps (lower is better)"
+        f"Frame age at the consumer, {cfg.frame_size} @ {cfg.source_fps:g} fps (lower is better)",
+        y=1 - 0.08 / height,
+        va="top",
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.955 - 0.012 * n))
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=3,
+        fontsize=9,
+        bbox_to_anchor=(0.5, 1 - 0.4 / height),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.85 / height))
     path = Path(cfg.out) / "age.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

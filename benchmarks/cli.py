@@ -27,6 +27,7 @@ from .common import (
     Section,
     Size,
     busy_cores,
+    exit_on_sigterm,
     leftover_segments,
     log,
 )
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = _config(ns)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    exit_on_sigterm()  # `kill` runs every finally block: helpers stopped, streams closed
     load = _OtherLoad()
     t0 = time.perf_counter()
     sections: list[Section] = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,8 @@ __all__ = [
     "capture_children",
     "capture_pids",
     "cpu_seconds",
+    "exit_on_sigterm",
+    "exit_with_parent",
     "fmt",
     "leftover_segments",
     "log",
@@ -163,14 +168,38 @@ def wait_event(event: Event, stop: Event, poll: float = 0.1) -> bool:
     return True
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM a normal exit (``SystemExit``), so ``finally`` and ``with`` blocks run."""
+    signal.signal(signal.SIGTERM, _raise_exit)
+
+
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_with_parent() -> None:
+    """In a helper process (main thread): exit cleanly on SIGTERM, and SIGTERM ourselves if the
+    process that started us dies (even by SIGKILL), so that no helper outlives a benchmark."""
+    parent = os.getppid()
+    exit_on_sigterm()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
+
+
 def stop_process(proc: BaseProcess, grace: float = 2.0) -> None:
     """Make sure ``proc`` is gone: wait ``grace``, then SIGTERM, then SIGKILL; always joined."""
     if proc.pid is None:  # never started
         return
-    proc.join(grace)
+    if grace > 0:
+        proc.join(grace)
     if proc.is_alive():
         proc.terminate()
-        proc.join(grace)
+        proc.join(max(grace, 2.0))
     if proc.is_alive():
         proc.kill()
         proc.join()

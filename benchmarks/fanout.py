@@ -7,6 +7,7 @@ the whole machine over the same window.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -27,6 +28,7 @@ from .common import (
     busy_cores,
     capture_children,
     cpu_seconds,
+    exit_with_parent,
     fmt,
     log,
     md_table,
@@ -39,6 +41,7 @@ __all__ = ["run"]
 
 def _reader(name: str, start: Any, stop: Any, conn: Connection) -> None:
     """A consumer process: attach, then read() until told to stop; report what it got."""
+    exit_with_parent()
     try:
         with framebus.attach(name, timeout=0.5) as cap:
             conn.send(("ready", os.getpid()))
@@ -65,8 +68,11 @@ def _reader(name: str, start: Any, stop: Any, conn: Connection) -> None:
             elapsed = time.perf_counter() - t0
             cpu = (time.process_time() - cpu0) / elapsed
         conn.send(("done", {"seqs": seqs, "skipped": skipped, "mismatch": mismatches, "cpu": cpu}))
+    except (BrokenPipeError, SystemExit):
+        pass  # stopped by the benchmark process, or it is gone
     except BaseException:
-        conn.send(("error", traceback.format_exc()))
+        with contextlib.suppress(OSError):
+            conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
 

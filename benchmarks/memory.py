@@ -105,7 +105,7 @@ def _plot(cfg: Config, peers: list[Peer], samples: dict[str, Any]) -> str | None
         ax.set_xlabel("time (s)")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best")
     axes[0, 0].set_ylabel("RSS (MB)")
     fig.suptitle(
         f"RSS over time, {cfg.frame_size} @ {cfg.source_fps:g} fps, consumer {SLOWNESS}x slow"

@@ -29,7 +29,10 @@ scenarios it can take part in, and :func:`register` an instance at the bottom of
 
     register(CamGearPeer())
 
-A peer whose module is not installed should not be registered (guard the import).
+A peer whose module is not installed should not be registered (guard the import). CamGear
+reads a URL or a file, not a synthetic frame generator: its peer needs a real source (the
+GStreamer RTSP server of the design notes, section 5, or a file made with ffmpeg), and framebus
+should then be measured on the same source, through a ``FramebusPeer`` variant opening that URL.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +61,7 @@ from .common import (
     Pacer,
     Params,
     capture_pids,
+    exit_with_parent,
     make_base_frame,
     stop_process,
     wait_event,
@@ -139,7 +144,11 @@ def _pattern(params: Params, pattern: str = "bars") -> framebus.TestPattern:
 
 
 def _produce(params: Params, emit: Any, start: Any, stop: Any) -> None:
-    """The peers' camera: new array = copy of a precomputed frame, stamped, paced at fps."""
+    """The peers' camera: new array = copy of a precomputed frame, stamped, paced at fps.
+
+    Runs in a producer process (whose target calls :func:`exit_with_parent` first) or in a
+    thread of the consumer process.
+    """
     base = make_base_frame(params)
     if start is not None and not wait_event(start, stop):
         return
@@ -241,6 +250,8 @@ class FramebusAttachPeer(Peer):
 
 
 def _stack_producer(params: Params, stack: Any, top: int, start: Any, stop: Any) -> None:
+    exit_with_parent()
+
     def emit(seq: int, ts: float, frame: np.ndarray) -> None:
         stack.append((seq, ts, frame))
         if len(stack) >= top:  # the seeds' "clear the stack at capacity, then gc.collect()"
@@ -300,7 +311,9 @@ class ManagerStackPeer(Peer):
     def producer(self, params: Params) -> Iterator[Handle]:
         start, stop = SPAWN.Event(), SPAWN.Event()  # (creates the resource tracker first)
         before = {c.pid for c in psutil.Process().children()}
-        with SPAWN.Manager() as mgr:
+        mgr = SyncManager(ctx=SPAWN)
+        mgr.start(exit_with_parent)  # the manager server goes if the benchmark dies
+        with mgr:
             pids = _new_children(before)
             stack = mgr.list()
             proc = SPAWN.Process(
@@ -327,6 +340,8 @@ class ManagerStackPeer(Peer):
 
 
 def _queue_producer(params: Params, q: Any, start: Any, stop: Any) -> None:
+    exit_with_parent()
+
     def emit(seq: int, ts: float, frame: np.ndarray) -> None:
         while True:  # a bounded queue blocks the producer (back-pressure); stop still works
             try:

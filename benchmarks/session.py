@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from .common import SPAWN, BenchError, Params, busy_cores, stop_process
+from .common import SPAWN, BenchError, Params, busy_cores, exit_with_parent, stop_process
 from .peers import Consumer, Handle, Peer
 
 __all__ = ["LOOPS", "Monitor", "RssMonitor", "run_session"]
@@ -125,13 +125,17 @@ LOOPS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def _worker(peer: Peer, params: Params, handle: Handle, jobs: list[Job], conn: Connection) -> None:
+    exit_with_parent()
     try:
         with peer.consumer(params, handle) as consumer:
             conn.send(("ready", consumer.pids()))
             results = [LOOPS[name](consumer, **kwargs) for name, kwargs in jobs]
         conn.send(("done", results))  # after the consumer closed: nothing left running
+    except (BrokenPipeError, SystemExit):
+        pass  # the benchmark process stopped us, or is gone: nobody to report to
     except BaseException:
-        conn.send(("error", traceback.format_exc()))
+        with contextlib.suppress(OSError):
+            conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
 
@@ -196,6 +200,7 @@ def run_session(
             name=f"bench-consumer-{peer.key}",
             daemon=True,
         )
+        finished = False
         try:
             proc.start()
             there.close()
@@ -218,6 +223,7 @@ def run_session(
                         monitor.begin({"consumer": proc.pid, **handle.pids, **payload})
                         monitoring = True
                     elif kind == "done":
+                        finished = True
                         return list(payload)
                     elif kind == "error":
                         raise BenchError(f"{peer.key}: consumer failed:\n{payload}")
@@ -225,4 +231,4 @@ def run_session(
                     monitor.sample()
         finally:
             here.close()
-            stop_process(proc)
+            stop_process(proc, grace=2.0 if finished else 0.0)  # failed: no waiting
