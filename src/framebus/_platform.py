@@ -198,7 +198,9 @@ class Segment:
         self.size = size
         self.inode = os.fstat(fd).st_ino  # tells this segment from a later one of the same name
         try:
-            self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            # MAP_POPULATE: map every page now, not by a fault on the first frame of each slot
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            self.mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
         self._anchor: ctypes.Array[ctypes.c_char] | None = (ctypes.c_char * size).from_buffer(
