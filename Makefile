@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test check bench setup system-deps clean
+.PHONY: serve test check bench setup system-deps runtime-deps clean
 
 $(BIN)/framebus: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,12 @@ $(BIN)/framebus: pyproject.toml constraints.txt
 setup: $(BIN)/framebus
 
 system-deps:
-	./scripts/system-deps.sh
+	./scripts/system-deps.sh test
 
-serve: system-deps setup
+runtime-deps:
+	./scripts/system-deps.sh runtime
+
+serve: runtime-deps setup
 	$(BIN)/framebus serve
 
 check: setup

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Install the Debian/Ubuntu packages framebus's tests and benchmarks need, if any is missing.
-#   libatomic1  atomic operations on shared memory (runtime)
+# Install the Debian/Ubuntu packages framebus needs, if any is missing.
+#   usage: system-deps.sh runtime|test
+# runtime:
+#   libatomic1  atomic operations on shared memory
+# test (and benchmarks), in addition:
 #   ffmpeg      makes sample video files in tests
 #   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-*   the real RTSP test server
 #   util-linux  unshare: a network namespace with no route, for the unreachable-host test
 set -euo pipefail
-packages=(libatomic1 ffmpeg python3 python3-gi gir1.2-gst-rtsp-server-1.0
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly util-linux)
+packages=(libatomic1)
+if [ "${1:-test}" = "test" ]; then
+  packages+=(ffmpeg python3 python3-gi gir1.2-gst-rtsp-server-1.0
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly util-linux)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
