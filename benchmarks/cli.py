@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from . import age, fanout, idle, memory, throughput
+from . import age, fanout, idle, memory, rtsp, throughput
 from .common import (
     STREAM_PREFIX,
     BenchError,
@@ -41,6 +41,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "fanout": fanout.run,
     "idle": idle.run,
     "memory": memory.run,
+    "rtsp": rtsp.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"
@@ -133,7 +134,7 @@ def _config(ns: argparse.Namespace) -> Config:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "numpy": np.__version__}
-    for dist in ("framebus", "opencv-python-headless", "matplotlib", "psutil"):
+    for dist in ("framebus", "opencv-python-headless", "av", "vidgear", "matplotlib", "psutil"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -31,6 +31,7 @@ __all__ = [
     "Params",
     "Section",
     "Size",
+    "StreamParams",
     "busy_cores",
     "capture_children",
     "capture_pids",
@@ -100,6 +101,11 @@ class Config:
     sleep_jitter: float = 1.0
     """Consumer sleeps are spread uniformly over this many frame intervals, centred on
     k intervals (1.0: k +- 0.5 intervals; 0: exact multiples)."""
+    rtsp_size: Size = Size(1280, 720)
+    """Frame size of the real RTSP stream of the live-source scenarios."""
+    rtsp_fps: int = 25
+    restarts: int = 20
+    """Server kills and restarts in the ``restarts`` scenario."""
 
     @property
     def frame_size(self) -> Size:
@@ -125,12 +131,25 @@ class Params:
 
 
 @dataclass(frozen=True)
+class StreamParams(Params):
+    """A real live stream at ``url`` (the RTSP scenarios): the consumer opens the URL itself."""
+
+    url: str
+
+    def describe(self) -> str:
+        return f"RTSP H.264 {self.width}x{self.height} @ {self.fps:g} fps"
+
+
+@dataclass(frozen=True)
 class Frame:
     """What a consumer got: the frame's sequence number and capture time (``time.time()``)."""
 
     seq: int
     timestamp: float
     skipped: int | None = None
+    received: float | None = None
+    """``time.time()`` the moment the read returned, when the consumer took it itself (before
+    decoding the frame's send-time barcode); None: the loop takes it when ``get`` returns."""
 
 
 def make_base_frame(params: Params) -> np.ndarray:

@@ -13,26 +13,17 @@ Peer producers make the same frames at the same cost: copy a precomputed frame i
 and stamp ``time.time()``, paced at the requested fps like a camera (framebus uses its own
 ``TestPattern``, which copies a precomputed strip into the shared slot and stamps the time).
 
-Adding a peer (vidgear ``CamGear`` is the next one): subclass :class:`Peer`, implement
-``consumer`` (and ``producer`` if something must run outside the consumer process), list the
-scenarios it can take part in, and :func:`register` an instance at the bottom of this module::
+Peers that read a real live stream take part in the ``rtsp`` scenario: there the producer is
+framebus's GStreamer RTSP server (:mod:`benchmarks.live`), the consumer gets
+:class:`~benchmarks.common.StreamParams` with its URL, opens it the way that peer's users do,
+and a frame's age is ``time.time()`` when the read returns minus the send time the server
+painted on the frame (:func:`framebus.testing.read_timestamp`): see :class:`_BarcodeConsumer`.
 
-    @dataclass(frozen=True)
-    class CamGearPeer(Peer):
-        key: str = "camgear"
-        label: str = "vidgear CamGear"
-        scenarios: frozenset[str] = frozenset({"age", "idle"})
-
-        def settings(self, params: Params) -> str: ...
-        @contextlib.contextmanager
-        def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]: ...
-
-    register(CamGearPeer())
-
-A peer whose module is not installed should not be registered (guard the import). CamGear
-reads a URL or a file, not a synthetic frame generator: its peer needs a real source (the
-GStreamer RTSP server of the design notes, section 5, or a file made with ffmpeg), and framebus
-should then be measured on the same source, through a ``FramebusPeer`` variant opening that URL.
+Adding a peer: subclass :class:`Peer`, implement ``settings`` and ``consumer`` (and
+``producer`` if something must run outside the consumer process), list the scenarios it can
+take part in, and :func:`register` an instance at the bottom of this module. A peer whose
+module is not installed is not registered (the import is guarded). vidgear ``CamGear`` reads
+only URLs, files and devices, not a synthetic frame generator: it takes part in ``rtsp`` only.
 """
 
 from __future__ import annotations
@@ -40,6 +31,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import gc
+import importlib.util
 import os
 import queue
 import threading
@@ -60,6 +52,7 @@ from .common import (
     Frame,
     Pacer,
     Params,
+    StreamParams,
     capture_pids,
     exit_with_parent,
     make_base_frame,
@@ -79,6 +72,10 @@ class Consumer(abc.ABC):
 
     def pids(self) -> dict[str, int]:
         """Helper processes this consumer started itself (role -> pid), for CPU and RSS."""
+        return {}
+
+    def counters(self) -> dict[str, int]:
+        """Running counts worth reporting (e.g. unreadable frames); loops report the change."""
         return {}
 
 
@@ -160,6 +157,67 @@ def _produce(params: Params, emit: Any, start: Any, stop: Any) -> None:
         emit(seq, time.time(), frame)
 
 
+# --- real live streams: age from the send time painted on each frame --------------------------
+
+
+class _BarcodeConsumer(Consumer):
+    """Consumer of a real stream (:class:`StreamParams`): :meth:`read_frame` is one read the way
+    the peer's users read; ``get`` notes ``time.time()`` as soon as it returns, then decodes the
+    send time the RTSP server painted on the frame. Frames whose barcode cannot be read (a
+    decoder's grey frame while it waits for a keyframe) are skipped and counted."""
+
+    def __init__(self) -> None:
+        self.unreadable = 0
+        self.last: np.ndarray | None = None  # held like a user holds the frame being processed
+
+    @abc.abstractmethod
+    def read_frame(self, timeout: float) -> np.ndarray | None:
+        """One read; None if nothing came (a timeout, or a failed read)."""
+
+    def get(self, timeout: float) -> Frame | None:
+        from framebus.testing import read_timestamp
+
+        deadline = time.perf_counter() + timeout
+        while True:
+            frame = self.read_frame(max(0.0, deadline - time.perf_counter()))
+            received = time.time()
+            if frame is None:
+                return None
+            sent = read_timestamp(frame)
+            if sent is not None:
+                self.last = frame
+                return Frame(round(sent * 1e6), sent, received=received)
+            self.unreadable += 1
+            if time.perf_counter() >= deadline:
+                return None
+
+    def counters(self) -> dict[str, int]:
+        return {"unreadable": self.unreadable}
+
+
+def _url(params: Params) -> str | None:
+    return params.url if isinstance(params, StreamParams) else None
+
+
+class _FramebusStreamConsumer(_BarcodeConsumer):
+    def __init__(self, cap: framebus.StreamReader) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def read_frame(self, timeout: float) -> np.ndarray | None:
+        cap = self.cap
+        cap.timeout = timeout
+        ok, frame = cap.read()
+        if not ok:
+            if isinstance(cap.last_error, framebus.ReadTimeout):
+                return None
+            raise cap.last_error or RuntimeError("read() failed without an error")
+        return frame
+
+    def pids(self) -> dict[str, int]:
+        return capture_pids()
+
+
 # --- framebus ---------------------------------------------------------------------------------
 
 
@@ -195,15 +253,34 @@ class _ReaderConsumer(Consumer):
 
 @dataclass(frozen=True)
 class FramebusPeer(Peer):
-    """``framebus.VideoCapture(TestPattern)`` in the consumer process (capture in a child)."""
+    """``framebus.VideoCapture(TestPattern)`` in the consumer process (capture in a child); on a
+    real stream, ``framebus.VideoCapture(url)`` (``backend="av"``: through ``Media``)."""
 
     key: str = "framebus"
     label: str = "framebus VideoCapture"
-    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "memory"})
+    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "memory", "rtsp"})
     view: bool = False
     pattern: str = "bars"
+    backend: Literal["opencv", "av"] = "opencv"
+
+    def _source(self, url: str) -> str | framebus.Media:
+        return url if self.backend == "opencv" else framebus.Media(url, backend=self.backend)
 
     def settings(self, params: Params) -> str:
+        if _url(params) is not None:
+            how = (
+                "`framebus.VideoCapture(url)` (default backend: OpenCV/FFmpeg, framebus's "
+                "live defaults: 1 decoder thread, RTSP over TCP, `fflags=nobuffer`, "
+                "`flags=low_delay`)"
+                if self.backend == "opencv"
+                else f'`framebus.VideoCapture(framebus.Media(url, backend="{self.backend}"))` '
+                "(PyAV, framebus's live defaults: `thread_type=SLICE`, 1 thread, TCP, "
+                "`nobuffer`, `low_delay`)"
+            )
+            return (
+                f"{how} in the consumer process, capture in its own process, mode=latest, "
+                "slots=4; `ok, frame = cap.read()` (a copy)"
+            )
         how = "`with cap.view() as f: f[0,0,0]` (zero-copy)" if self.view else "`cap.read()` (copy)"
         pattern = ', pattern="counter"' if self.pattern == "counter" else ""
         return (
@@ -215,6 +292,10 @@ class FramebusPeer(Peer):
     @contextlib.contextmanager
     def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
         name = f"{STREAM_PREFIX}vc-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+        if (url := _url(params)) is not None:
+            with framebus.VideoCapture(self._source(url), name=name) as cap:
+                yield _FramebusStreamConsumer(cap)
+            return
         with framebus.VideoCapture(_pattern(params, self.pattern), name=name) as cap:
             yield _ReaderConsumer(cap, self.view)
 
@@ -225,25 +306,33 @@ class FramebusAttachPeer(Peer):
 
     key: str = "framebus-attach"
     label: str = "framebus attach (other process)"
-    scenarios: frozenset[str] = frozenset({"age", "idle"})
+    scenarios: frozenset[str] = frozenset({"age", "idle", "rtsp"})
 
     def settings(self, params: Params) -> str:
+        source = (
+            "url"
+            if _url(params) is not None
+            else f"TestPattern({params.width}, {params.height}, {params.fps})"
+        )
         return (
-            f"`framebus.publish(name, TestPattern({params.width}, {params.height}, "
-            f"{params.fps}))` in the benchmark process (capture in its child), "
-            "`framebus.attach(name)` + `read()` in a spawned consumer process"
+            f"`framebus.publish(name, {source})` in the benchmark process (capture in its "
+            "child), `framebus.attach(name)` + `read()` in a spawned consumer process"
         )
 
     @contextlib.contextmanager
     def producer(self, params: Params) -> Iterator[Handle]:
         name = f"{STREAM_PREFIX}pub-{os.getpid()}-{time.monotonic_ns() % 10**9}"
-        with framebus.publish(name, _pattern(params)):
-            yield Handle({"name": name}, capture_pids())
+        url = _url(params)
+        with framebus.publish(name, url if url is not None else _pattern(params)):
+            yield Handle({"name": name, "stream": url is not None}, capture_pids())
 
     @contextlib.contextmanager
     def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
         with framebus.attach(handle.data["name"]) as cap:
-            yield _ReaderConsumer(cap, view=False)
+            if handle.data.get("stream"):
+                yield _FramebusStreamConsumer(cap)
+            else:
+                yield _ReaderConsumer(cap, view=False)
 
 
 # --- the seeds' Manager().list() stack --------------------------------------------------------
@@ -451,15 +540,66 @@ class _LatestThreadConsumer(Consumer):
         self.thread.join(2.0)
 
 
+class _CvThreadConsumer(_BarcodeConsumer):
+    """imutils ``VideoStream`` around ``cv2.VideoCapture``: a thread reads and overwrites the
+    last frame; ``read_frame`` waits for a frame it has not returned yet."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.cap = _open_cv2(url, threads=1)
+        self.item: tuple[int, np.ndarray] | None = None
+        self.new = threading.Event()
+        self.stop = threading.Event()
+        self.last_n = 0
+        self.thread = threading.Thread(target=self._run, name="bench-cv2-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            ok, frame = self.cap.read()
+            if not ok:
+                time.sleep(0.01)  # a broken stream fails at once: do not spin
+                continue
+            n += 1
+            self.item = (n, frame)
+            self.new.set()
+
+    def read_frame(self, timeout: float) -> np.ndarray | None:
+        deadline = time.perf_counter() + timeout
+        while True:
+            if not self.new.wait(max(0.0, deadline - time.perf_counter())):
+                return None
+            self.new.clear()
+            item = self.item
+            if item is not None and item[0] != self.last_n:  # never the same frame twice
+                self.last_n = item[0]
+                return item[1]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10.0)
+        if not self.thread.is_alive():  # never release under a read in progress
+            self.cap.release()
+
+
 @dataclass(frozen=True)
 class LatestThreadPeer(Peer):
-    """imutils ``VideoStream``: a thread overwrites ``self.frame``; plus a new-frame event."""
+    """imutils ``VideoStream``: a thread overwrites ``self.frame``; plus a new-frame event. On a
+    real stream the thread reads ``cv2.VideoCapture`` with one decoder thread."""
 
     key: str = "latest-thread"
     label: str = "thread + last frame (imutils)"
-    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle"})
+    scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "rtsp"})
 
     def settings(self, params: Params) -> str:
+        if _url(params) is not None:
+            return (
+                "a thread in the consumer process loops `cv2.VideoCapture(url, cv2.CAP_FFMPEG, "
+                "[cv2.CAP_PROP_N_THREADS, 1]).read()` and overwrites `self.frame` (imutils "
+                "`VideoStream`), plus a `threading.Event` new-frame signal so no frame is "
+                "returned twice; `read()` hands out a reference (no copy)"
+            )
         return (
             "a producer thread in the consumer process overwrites `self.frame` (imutils "
             "`VideoStream`), plus a `threading.Event` new-frame signal so no frame is returned "
@@ -468,11 +608,172 @@ class LatestThreadPeer(Peer):
 
     @contextlib.contextmanager
     def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
-        c = _LatestThreadConsumer(params)
+        url = _url(params)
+        c = _CvThreadConsumer(url) if url is not None else _LatestThreadConsumer(params)
         try:
             yield c
         finally:
             c.close()
+
+
+# --- plain decoders reading the stream in the consumer process (FIFO) --------------------------
+
+
+def _open_cv2(url: str, threads: int | None) -> Any:
+    import cv2
+
+    if threads is None:
+        cap = cv2.VideoCapture(url)
+    else:
+        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
+    if not cap.isOpened():
+        cap.release()
+        raise RuntimeError(f"cv2.VideoCapture could not open {url}")
+    return cap
+
+
+class _OpenCVConsumer(_BarcodeConsumer):
+    def __init__(self, cap: Any) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def read_frame(self, timeout: float) -> np.ndarray | None:
+        ok, frame = self.cap.read()
+        if not ok:
+            time.sleep(0.01)  # a broken stream fails at once: do not spin
+            return None
+        return frame  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class OpenCVPeer(Peer):
+    """``cv2.VideoCapture(url)``, read in the consumer's loop: a FIFO of decoded frames."""
+
+    key: str = "cv2"
+    label: str = "cv2.VideoCapture default"
+    scenarios: frozenset[str] = frozenset({"rtsp"})
+    threads: int | None = None
+
+    def settings(self, params: Params) -> str:
+        opened = (
+            "`cv2.VideoCapture(url)`"
+            if self.threads is None
+            else "`cv2.VideoCapture(url, cv2.CAP_FFMPEG, "
+            f"[cv2.CAP_PROP_N_THREADS, {self.threads}])`"
+        )
+        return (
+            f"{opened}, OpenCV's default FFmpeg options (`OPENCV_FFMPEG_CAPTURE_OPTIONS` "
+            "unset), `ok, frame = cap.read()` in the consumer's loop"
+        )
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        url = _url(params)
+        assert url is not None, "a peer of real streams only"
+        cap = _open_cv2(url, self.threads)
+        try:
+            yield _OpenCVConsumer(cap)
+        finally:
+            cap.release()
+
+
+PYAV_OPTIONS = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"}
+
+
+class _PyAVConsumer(_BarcodeConsumer):
+    def __init__(self, frames: Iterator[Any]) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def read_frame(self, timeout: float) -> np.ndarray | None:
+        try:
+            frame = next(self.frames)
+        except StopIteration:
+            time.sleep(0.01)
+            return None
+        return frame.to_ndarray(format="bgr24")  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class PyAVPeer(Peer):
+    """A plain PyAV decode loop with low-latency options, in the consumer process."""
+
+    key: str = "pyav"
+    label: str = "PyAV loop (SLICE, low delay)"
+    scenarios: frozenset[str] = frozenset({"rtsp"})
+
+    def settings(self, params: Params) -> str:
+        opts = ", ".join(f'"{k}": "{v}"' for k, v in PYAV_OPTIONS.items())
+        return (
+            f'`av.open(url, options={{{opts}}})`, `stream.thread_type = "SLICE"` (thread '
+            'count left to FFmpeg), `frame.to_ndarray(format="bgr24")` for each frame of '
+            "`container.decode(stream)` in the consumer's loop"
+        )
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        import av
+
+        url = _url(params)
+        assert url is not None, "a peer of real streams only"
+        container = av.open(url, options=dict(PYAV_OPTIONS))
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"
+            yield _PyAVConsumer(iter(container.decode(stream)))
+        finally:
+            container.close()
+
+
+# --- vidgear CamGear -----------------------------------------------------------------------------
+
+
+class _CamGearConsumer(_BarcodeConsumer):
+    def __init__(self, gear: Any) -> None:
+        super().__init__()
+        self.gear = gear
+
+    def read_frame(self, timeout: float) -> np.ndarray | None:
+        # CamGear.read() takes no timeout (THREAD_TIMEOUT is left at its default: none)
+        frame = self.gear.read()
+        if frame is None:
+            time.sleep(0.01)
+        return frame  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class CamGearPeer(Peer):
+    """vidgear ``CamGear(source=url).start()`` and ``read()``, as its documentation shows."""
+
+    key: str = "camgear"
+    label: str = "vidgear CamGear (queue on)"
+    scenarios: frozenset[str] = frozenset({"rtsp"})
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def settings(self, params: Params) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options)
+        queue_mode = (
+            "its threaded queue mode off: `read()` returns the frame its thread read last"
+            if dict(self.options).get("THREADED_QUEUE_MODE") is False
+            else "its defaults: threaded queue mode on, a `queue.Queue(maxsize=96)` FIFO"
+        )
+        return (
+            f"`stream = CamGear(source=url{opts}).start()`, `frame = stream.read()` in the "
+            f"consumer's loop, `stream.stop()` at the end; {queue_mode}; CamGear opens "
+            "`cv2.VideoCapture(url)` with OpenCV's defaults"
+        )
+
+    @contextlib.contextmanager
+    def consumer(self, params: Params, handle: Handle) -> Iterator[Consumer]:
+        from vidgear.gears import CamGear
+
+        url = _url(params)
+        assert url is not None, "CamGear reads URLs, files and devices only"
+        gear = CamGear(source=url, logging=False, **dict(self.options)).start()
+        try:
+            yield _CamGearConsumer(gear)
+        finally:
+            gear.stop()
 
 
 # --- the memory-bandwidth reference -----------------------------------------------------------
@@ -536,4 +837,24 @@ register(
 )
 register(LatestThreadPeer())
 register(CopyPeer())
-# register(CamGearPeer())  # vidgear: a later addition (see the module docstring)
+register(
+    FramebusPeer(
+        key="framebus-av",
+        label="framebus VideoCapture, PyAV backend",
+        scenarios=frozenset({"rtsp"}),
+        backend="av",
+    )
+)
+register(OpenCVPeer())
+register(OpenCVPeer(key="cv2-1thread", label="cv2.VideoCapture N_THREADS=1", threads=1))
+if importlib.util.find_spec("av") is not None:
+    register(PyAVPeer())
+if importlib.util.find_spec("vidgear") is not None:  # pip install vidgear (benchmarks only)
+    register(CamGearPeer())
+    register(
+        CamGearPeer(
+            key="camgear-noqueue",
+            label="vidgear CamGear (queue off)",
+            options=(("THREADED_QUEUE_MODE", False),),
+        )
+    )

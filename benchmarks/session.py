@@ -40,6 +40,9 @@ def loop_age(
 ) -> dict[str, Any]:
     """Get a frame, note its age (now - capture time), 'process' it by sleeping; repeat.
 
+    "Now" is ``Frame.received`` when the consumer took it itself, else ``time.time()`` when
+    ``get`` returns. The consumer's :meth:`~Consumer.counters` over the loop join the result.
+
     Each sleep is ``sleep + uniform(-jitter/2, +jitter/2)`` seconds, from a generator seeded with
     ``seed`` (every peer gets the same sequence). The first ``discard`` frames are not recorded
     (a new reader's first frame may be one that was waiting already: not a wake-up).
@@ -47,6 +50,7 @@ def loop_age(
     rng = random.Random(seed)
     t, ages, seqs = [], [], []
     timeouts = 0
+    counts0 = consumer.counters()
     t0 = time.perf_counter()
     t_end = t0 + duration
     while (now := time.perf_counter()) < t_end:
@@ -59,11 +63,12 @@ def loop_age(
             discard -= 1
             continue
         t.append(time.perf_counter() - t0)
-        ages.append(got - frame.timestamp)
+        ages.append((got if frame.received is None else frame.received) - frame.timestamp)
         seqs.append(frame.seq)
         if sleep:
             time.sleep(max(0.0, sleep + jitter * (rng.random() - 0.5)))
-    return {"t": t, "age": ages, "seq": seqs, "timeouts": timeouts}
+    counts = {k: v - counts0.get(k, 0) for k, v in consumer.counters().items()}
+    return {"t": t, "age": ages, "seq": seqs, "timeouts": timeouts, **counts}
 
 
 def loop_rate(consumer: Consumer, *, duration: float, warmup: float) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``python -m framebus._capture_process SPEC_JSON``: the capture process's entry point.
+"""``python -m framebus._capture_process`` (spec as JSON on stdin): the capture process.
 
 A module of its own, imported by nothing, so that running it does not import it twice.
 """

@@ -26,6 +26,7 @@ __all__ = [
     "EMPTY",
     "MAGIC",
     "NONE",
+    "REAPING",
     "VERSION",
     "WRITING",
     "Hdr",
@@ -50,7 +51,8 @@ CONTROL_PREFIX = "framebus."
 
 EMPTY = 0  # slot frame_seq: holds no frame
 WRITING = (1 << 64) - 1  # slot frame_seq: the writer owns the slot
-NONE = (1 << 64) - 1  # reader pin: no slot pinned; reader pid/cursor: free record
+NONE = (1 << 64) - 1  # reader pin: no slot pinned; reader cursor: not registered yet
+REAPING = (1 << 64) - 2  # reader pid: the writer is freeing this dead reader's record
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 
@@ -106,7 +108,8 @@ class Hdr(enum.IntEnum):
     STARTED_NS = 176  # time.time_ns() at creation
     LAST_FRAME_NS = 184  # time.time_ns() of the newest frame
     RECONNECTS = 192
-    ERROR_KIND = 200  # see errors: 0 none, 1 not found, 2 open error, 3 other
+    ERROR_KIND = 200  # errors.error_code() of the last error
+    INSTANCE = 208  # random id of this stream instance: names its data segments
     ERROR_MSG = 256  # 256 bytes of UTF-8, NUL padded
     SOURCE_DESC = 512  # 256 bytes of UTF-8 (credentials removed), NUL padded
     SLOTS = 768  # first slot descriptor
@@ -134,8 +137,8 @@ SLOT_DESC_SIZE = 64
 class Rdr(enum.IntEnum):
     """Offsets inside one 64-byte reader record."""
 
-    PID = 0  # NONE-free: 0 means free
-    START = 8  # the reader process's start time (pid reuse guard)
+    PID = 0  # 0: free; REAPING: being freed; else the reader's pid
+    START = 8  # the reader process's start time (pid reuse guard); 0 while registering
     PIN = 16  # slot index being read, or NONE
     CURSOR = 24  # seq of the last frame consumed; NONE while the record is free
     DELIVERED = 32
@@ -198,8 +201,10 @@ def control_name(name: str) -> str:
     return CONTROL_PREFIX + name
 
 
-def data_name(name: str, gen: int) -> str:
-    return f"{CONTROL_PREFIX}{name}.{gen}"
+def data_name(name: str, instance: int, gen: int) -> str:
+    """Data segments carry the stream instance: a reader of a replaced stream cannot map the
+    new stream's pixels by mistake."""
+    return f"{CONTROL_PREFIX}{name}.{instance:08x}-{gen}"
 
 
 def pack_latest(seq: int, slot: int) -> int:

@@ -74,6 +74,11 @@ _add4 = getattr(_atomic, "__atomic_fetch_add_4")
 _add4.argtypes, _add4.restype = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int], ctypes.c_uint32
 _fence = _atomic.atomic_thread_fence
 _fence.argtypes, _fence.restype = [ctypes.c_int], None
+_lock_free = getattr(_atomic, "__atomic_is_lock_free")
+_lock_free.argtypes, _lock_free.restype = [ctypes.c_size_t, ctypes.c_void_p], ctypes.c_bool
+if not _lock_free(8, None):  # pragma: no cover - 32-bit CPUs without 8-byte atomics
+    # libatomic would fall back to a lock private to each process: no atomicity across them
+    raise PlatformError(f"this CPU ({platform.machine()}) has no lock-free 64-bit atomics")
 
 
 class Words:

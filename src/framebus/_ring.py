@@ -29,6 +29,7 @@ from ._layout import (
     MAGIC,
     NONE,
     READER_SIZE,
+    REAPING,
     VERSION,
     WRITING,
     ControlLayout,
@@ -46,6 +47,7 @@ from ._layout import (
     unpack_latest,
 )
 from .errors import (
+    FramebusError,
     IncompatibleStream,
     PublisherLost,
     ReadTimeout,
@@ -57,6 +59,7 @@ from .errors import (
 
 __all__ = ["Control", "FrameMeta", "RingReader", "RingWriter", "create_control"]
 
+_OVER = (State.ENDED, State.FAILED)
 _LIVENESS_PERIOD = 0.2  # how often a waiting reader checks that its publisher still lives
 _REAP_PERIOD = 0.5  # how often the writer frees the records of dead readers
 _SLOT_WAIT = 0.0005  # writer back-off when every free slot is pinned (latest mode)
@@ -113,9 +116,16 @@ class Control:
     def state(self) -> State:
         return State(self.words.load(Hdr.STATE))
 
-    def set_state(self, state: State) -> None:
-        self.words.store_sc(Hdr.STATE, int(state))
-        self.notify()
+    def set_state(self, state: State) -> bool:
+        """Move to ``state`` unless the stream is already over: closed is final, and ended or
+        failed give way only to closed. Returns whether the state changed."""
+        while True:
+            old = self.words.load_sc(Hdr.STATE)
+            if old == State.CLOSED or (old in _OVER and state is not State.CLOSED):
+                return False
+            if self.words.cas(Hdr.STATE, old, int(state)):
+                self.notify()
+                return True
 
     def notify(self) -> None:
         """Wake every reader sleeping on this stream."""
@@ -133,10 +143,16 @@ class Control:
     def publisher_alive(self) -> bool:
         return plat.process_alive(self.get(Hdr.OWNER_PID), self.get(Hdr.OWNER_START))
 
+    def taken(self, rows: np.ndarray) -> np.ndarray:
+        """Mask of the rows of a reader table whose record belongs to a reader."""
+        pids = rows[:, Rdr.PID // 8]
+        mask: np.ndarray = (pids != 0) & (pids != REAPING)
+        return mask
+
     def active_readers(self) -> np.ndarray:
         """Rows of the reader table whose record is taken (a snapshot)."""
         rows: np.ndarray = self.readers.copy()
-        taken: np.ndarray = rows[rows[:, Rdr.PID // 8] != 0]
+        taken: np.ndarray = rows[self.taken(rows)]
         return taken
 
     def reap_dead_readers(self) -> int:
@@ -145,12 +161,21 @@ class Control:
         w, lay = self.words, self.layout
         for i in range(lay.max_readers):
             pid = w.load(lay.reader(i, Rdr.PID))
-            if pid and not plat.process_alive(pid, w.load(lay.reader(i, Rdr.START))):
-                # clear the pin and cursor while the dead pid still guards the record
-                w.store(lay.reader(i, Rdr.PIN), NONE)
-                w.store(lay.reader(i, Rdr.CURSOR), NONE)
-                if w.cas(lay.reader(i, Rdr.PID), pid, 0):
-                    freed += 1
+            if pid in (0, REAPING):
+                continue
+            start = w.load(lay.reader(i, Rdr.START))
+            # START is 0 from the claim until the reader wrote it: dead only if pid is gone
+            if start:
+                alive = plat.process_alive(pid, start)
+            else:
+                alive = plat.process_start_time(pid) is not None
+            if alive or not w.cas(lay.reader(i, Rdr.PID), pid, REAPING):
+                continue  # alive, or the record changed hands meanwhile
+            w.store(lay.reader(i, Rdr.PIN), NONE)
+            w.store(lay.reader(i, Rdr.CURSOR), NONE)
+            w.store(lay.reader(i, Rdr.START), 0)
+            w.store_sc(lay.reader(i, Rdr.PID), 0)
+            freed += 1
         if freed:
             self.wake_writer()
         return freed
@@ -178,6 +203,7 @@ def create_control(
         (Hdr.OWNER_START, plat.process_start_time(me) or 0),
         (Hdr.STATE, int(State.CONNECTING)),
         (Hdr.STARTED_NS, time.time_ns()),
+        (Hdr.INSTANCE, int.from_bytes(os.urandom(4), "little")),
     ):
         w.store(field, value)
     for i in range(max_readers):
@@ -200,13 +226,34 @@ class RingWriter:
         self.capacity = 0
         self.data: plat.Segment | None = None
         self.retired: dict[int, plat.Segment] = {}
+        self.instance = ctl.get(Hdr.INSTANCE)
         self._next_reap = 0.0
+        self._forget_unpublished_frames()
         if self.gen:  # a restarted writer continues the current generation
             try:
-                self.data = plat.Segment.open(data_name(ctl.name, self.gen))
+                self.data = plat.Segment.open(data_name(ctl.name, self.instance, self.gen))
                 self.capacity = self.data.size // self.n
             except FileNotFoundError:
                 self.data = None
+        self._drop_unreferenced_generations(self._generation_files())
+
+    def _forget_unpublished_frames(self) -> None:
+        """A previous writer killed mid-frame may have left a slot marked WRITING, or a frame
+        stored in a slot but not yet in ``latest``: neither was ever published."""
+        lay, w = self.ctl.layout, self.ctl.words
+        for i in range(self.n):
+            held = w.load(lay.slot(i, Slot.FRAME_SEQ))
+            if held == WRITING or (held != EMPTY and held > self.seq):
+                w.store(lay.slot(i, Slot.FRAME_SEQ), EMPTY)
+
+    def _generation_files(self) -> dict[int, str]:
+        prefix = data_name(self.ctl.name, self.instance, 0)[:-1]
+        found = {}
+        for seg in plat.list_segments(prefix):
+            tail = seg[len(prefix) :]
+            if tail.isdigit():
+                found[int(tail)] = seg
+        return found
 
     # -- choosing a slot -----------------------------------------------------------------------
 
@@ -231,8 +278,9 @@ class RingWriter:
         w.store_sc(lay.slot(slot, Slot.FRAME_SEQ), WRITING)
         w.fence()  # pairs with the reader's fence between pin and check
         rows = self.ctl.readers
-        taken = (rows[:, Rdr.PID // 8] != 0) & (rows[:, Rdr.PIN // 8] == slot)
-        return not bool(taken.any())
+        pinned = bool((self.ctl.taken(rows) & (rows[:, Rdr.PIN // 8] == slot)).any())
+        w.fence()  # acquire: our pixel writes come after the pin loads (and the reads they end)
+        return not pinned
 
     def _acquire_latest(self) -> int | None:
         for k in range(1, self.n + 1):
@@ -254,9 +302,11 @@ class RingWriter:
             held = w.load(lay.slot(slot, Slot.FRAME_SEQ))
             w.fence()
             rows = ctl.readers
-            active = rows[:, Rdr.PID // 8] != 0
+            active = ctl.taken(rows)
+            cursors = rows[active, Rdr.CURSOR // 8]
+            # NONE: a reader still registering; it may want this frame, so wait for it
             consumed = held in (EMPTY, WRITING) or bool(
-                (rows[active, Rdr.CURSOR // 8] >= held).all()
+                ((cursors != NONE) & (cursors >= held)).all()
             )
             if active.any() and consumed and self._mark_and_check(slot):
                 return slot
@@ -283,7 +333,12 @@ class RingWriter:
     def _new_generation(self, nbytes: int) -> None:
         capacity = slot_bytes(nbytes)
         gen = self.gen + 1
-        seg = plat.Segment.create(data_name(self.ctl.name, gen), capacity * self.n)
+        name = data_name(self.ctl.name, self.instance, gen)
+        try:
+            seg = plat.Segment.create(name, capacity * self.n)
+        except FileExistsError:  # left by a writer killed before it published the generation
+            plat.unlink_segment(name)
+            seg = plat.Segment.create(name, capacity * self.n)
         if self.data is not None:
             self.retired[self.gen] = self.data
         self.data, self.gen, self.capacity = seg, gen, capacity
@@ -311,22 +366,25 @@ class RingWriter:
         ctl.put(Hdr.LAST_FRAME_NS, timestamp_ns)
         ctl.notify()
         if self.retired:
-            self._drop_unreferenced_generations()
+            self._drop_unreferenced_generations(dict.fromkeys(self.retired, ""))
         return self.seq
 
     def abandon(self, slot: int) -> None:
         self.ctl.words.store(self.ctl.layout.slot(slot, Slot.FRAME_SEQ), EMPTY)
 
-    def _drop_unreferenced_generations(self) -> None:
+    def _drop_unreferenced_generations(self, candidates: dict[int, str]) -> None:
+        """Unlink older generations that no slot refers to any more."""
         lay, u64 = self.ctl.layout, self.ctl.u64
         in_use = {
             int(u64[lay.slot(i, Slot.GEN) // 8])
             for i in range(self.n)
             if int(u64[lay.slot(i, Slot.FRAME_SEQ) // 8]) not in (EMPTY, WRITING)
         }
-        for gen in [g for g in self.retired if g not in in_use]:
-            plat.unlink_segment(data_name(self.ctl.name, gen))
-            self.retired.pop(gen).close()
+        for gen in [g for g in candidates if g < self.gen and g not in in_use]:
+            plat.unlink_segment(data_name(self.ctl.name, self.instance, gen))
+            seg = self.retired.pop(gen, None)
+            if seg is not None:
+                seg.close()
 
     def close(self) -> None:
         for seg in self.retired.values():
@@ -354,7 +412,7 @@ class RingReader:
     def __init__(self, ctl: Control, from_start: bool = False) -> None:
         self.ctl = ctl
         lay, w = ctl.layout, ctl.words
-        me = os.getpid()
+        me = self.pid = os.getpid()
         for i in range(lay.max_readers):
             if w.cas(lay.reader(i, Rdr.PID), 0, me):
                 self.index = i
@@ -388,6 +446,10 @@ class RingReader:
         PublisherLost when the publisher died, ReadTimeout when ``timeout`` passed.
         """
         assert self._pinned is None, "release() the pinned frame first"
+        if os.getpid() != self.pid:
+            raise FramebusError(
+                "this reader was created in another process (before a fork): attach again here"
+            )
         ctl, lay, w = self.ctl, self.ctl.layout, self.ctl.words
         pin = self._f[Rdr.PIN]
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -408,10 +470,12 @@ class RingReader:
                     if meta is not None:
                         self._pinned = meta
                         return meta
-                w.store(pin, NONE)
-                # the wanted frame was overwritten (a late join in every mode): go to the newest
-                self._jump = ctl.mode is Mode.EVERY
-                continue
+                    w.store(pin, NONE)  # its pixels are gone (the stream is being removed)
+                else:
+                    w.store(pin, NONE)
+                    # overwritten (a late join in every mode): go to the newest frame
+                    self._jump = ctl.mode is Mode.EVERY
+                    continue
             state = State(w.load(Hdr.STATE))
             if state in (State.ENDED, State.CLOSED):
                 raise StreamEnded(f"stream {ctl.name!r} ended")
@@ -439,9 +503,9 @@ class RingReader:
 
     def _map(self, gen: int) -> bool:
         try:
-            seg = plat.Segment.open(data_name(self.ctl.name, gen))
+            seg = plat.Segment.open(data_name(self.ctl.name, self.ctl.get(Hdr.INSTANCE), gen))
         except FileNotFoundError:
-            return False  # retired already: the frame is gone
+            return False  # retired or removed already: the frame is gone
         if self._data is not None:
             self._data.close()
         self._data, self._gen = seg, gen
@@ -487,9 +551,11 @@ class RingReader:
             return
         w = self.ctl.words
         self._pinned = None
-        w.store(self._f[Rdr.PIN], NONE)
-        w.store(self._f[Rdr.CURSOR], NONE)
-        w.store_sc(self._f[Rdr.PID], 0)
+        if os.getpid() == self.pid:  # a forked copy must not free its parent's record
+            w.store(self._f[Rdr.PIN], NONE)
+            w.store(self._f[Rdr.CURSOR], NONE)
+            w.store(self._f[Rdr.START], 0)
+            w.store_sc(self._f[Rdr.PID], 0)
         self.index = -1
         self.ctl.wake_writer()
         if self._data is not None:

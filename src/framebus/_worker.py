@@ -1,9 +1,10 @@
 """The capture loop: decode frames from a source into the ring.
 
-It runs either in its own process (``python -m framebus._capture_process SPEC_JSON``, started by the
+It runs either in its own process (``python -m framebus._capture_process``, started by the
 publisher for built-in sources: a fresh interpreter, so no fork hazards and no re-import of the
 user's ``__main__``) or in a thread of the publisher (for user :class:`Source` objects).
-The spec arrives as JSON on the command line; nothing is unpickled.
+The spec arrives as JSON on stdin (argv is readable by every user, and URLs may hold
+credentials); nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
             writer.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     """Entry point of the capture process."""
-    args = json.loads((argv or sys.argv[1:])[0])
+    args = json.loads(sys.stdin.read())  # from the publisher, through a pipe: not in argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the publisher's to handle
     logging.basicConfig(level=logging.WARNING, format="framebus capture: %(message)s")
     name: str = args["name"]
@@ -136,5 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def _remove_orphaned(ctl: Control) -> None:
     ctl.set_state(State.CLOSED)
     if plat.unlink_if_same(ctl.seg.name, ctl.seg.inode):
-        for g in range(1, ctl.get(Hdr.DATA_GEN) + 1):
-            plat.unlink_segment(data_name(ctl.name, g))
+        # this instance's data segments only: the name may be taken over already
+        prefix = data_name(ctl.name, ctl.get(Hdr.INSTANCE), 0)[:-1]
+        for seg in plat.list_segments(prefix):
+            plat.unlink_segment(seg)

@@ -9,6 +9,7 @@ handler is installed). A capture process whose publisher is killed removes them 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -22,7 +23,16 @@ from types import FrameType, TracebackType
 from typing import Any, Literal
 
 from . import _platform as plat
-from ._layout import CONTROL_PREFIX, Hdr, Mode, State, control_name, validate_name
+from ._layout import (
+    CONTROL_PREFIX,
+    MAGIC,
+    Hdr,
+    Mode,
+    State,
+    control_name,
+    data_name,
+    validate_name,
+)
 from ._ring import Control, create_control
 from ._supervision import Backoff, Reconnect
 from ._worker import capture_loop
@@ -30,7 +40,7 @@ from .errors import SharedMemoryFull, SourceUnreachable, StreamExists, error_cla
 from .sources import Source, SourceLike, describe, is_live, to_spec
 from .stats import StreamStats, read_stats
 
-__all__ = ["ModeName", "Publisher", "Reconnect", "publish", "remove_stream"]
+__all__ = ["ModeName", "Publisher", "Reconnect", "dead_stream", "publish", "remove_stream"]
 
 log = logging.getLogger("framebus")
 
@@ -47,16 +57,21 @@ class _ProcessCapture:
     killable = True
 
     def __init__(self, name: str, spec: dict[str, Any], realtime: bool) -> None:
-        args = json.dumps({"name": name, "spec": spec, "realtime": realtime})
         env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "framebus._capture_process", args],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "framebus._capture_process"],
+            stdin=subprocess.PIPE,
             env=env,
             close_fds=True,
         )
+        # the spec goes through a pipe, not argv: URLs may hold credentials, and argv is public
+        assert self.proc.stdin is not None
+        with self.proc.stdin:
+            self.proc.stdin.write(
+                json.dumps({"name": name, "spec": spec, "realtime": realtime}).encode()
+            )
 
     @property
     def pid(self) -> int:
@@ -88,17 +103,20 @@ class _ThreadCapture:
 
     killable = False
 
-    def __init__(self, ctl: Control, source: Source, realtime: bool) -> None:
+    def __init__(self, name: str, source: Source, realtime: bool) -> None:
+        # a mapping of its own: a thread stuck in the source may outlive Publisher.close()
+        ctl = Control.open(name)
         me = os.getpid()
         ctl.put(Hdr.WRITER_START, plat.process_start_time(me) or 0)
         ctl.put(Hdr.WRITER_PID, me)
-        self.thread = threading.Thread(
-            target=capture_loop,
-            args=(ctl, source),
-            kwargs={"realtime": realtime, "stop": lambda: ctl.state is State.CLOSED},
-            name=f"framebus-capture-{ctl.name}",
-            daemon=True,
-        )
+
+        def run() -> None:
+            try:
+                capture_loop(ctl, source, realtime=realtime, stop=lambda: ctl.state is State.CLOSED)
+            finally:
+                ctl.close()
+
+        self.thread = threading.Thread(target=run, name=f"framebus-capture-{name}", daemon=True)
         self.thread.start()
 
     pid = 0
@@ -156,6 +174,8 @@ class Publisher:
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
+        self._started = False
+        self._final: StreamStats | None = None
         self.ctl = _create(name, slots, max_readers, Mode[mode.upper()], desc)
         _open_publishers.add(self)
         _install_sigterm_exit()
@@ -166,6 +186,9 @@ class Publisher:
 
     def start(self) -> None:
         """Start capturing and wait until the source is open (raises its error if it is not)."""
+        if self._started or self._closed:
+            raise RuntimeError("a publisher starts once")
+        self._started = True
         try:
             self._capture = self._launch()
             self._wait_started()
@@ -185,7 +208,7 @@ class Publisher:
 
     def _launch(self) -> _Capture:
         if self._source is not None:
-            return _ThreadCapture(self.ctl, self._source, self.realtime)
+            return _ThreadCapture(self.name, self._source, self.realtime)
         assert self._spec is not None
         return _ProcessCapture(self.name, self._spec, self.realtime)
 
@@ -218,17 +241,20 @@ class Publisher:
         while not self._closing.wait(_WATCH_PERIOD):
             ctl, cap = self.ctl, self._capture
             assert cap is not None
-            state = ctl.state
+            running = cap.running()
+            state = ctl.state  # read after running(): a capture sets ENDED before it exits
             if state in (State.CLOSED, State.ENDED, State.FAILED):
-                if not cap.running():
+                if not running:
                     return
                 continue
-            recovered = ctl.get(Hdr.LAST_FRAME_NS) > self._restarted_ns
-            if state is State.LIVE and backoff is not None and backoff.attempts and recovered:
-                backoff.reset()
-                log.warning("stream %s: live again", self.name)
-                last_logged = ""
-            problem = self._problem(cap, state)
+            if state is State.LIVE and backoff is not None and backoff.attempts:
+                if self._live_since is None:
+                    self._live_since = time.monotonic()
+                    log.warning("stream %s: live again", self.name)
+                    last_logged = ""
+                elif time.monotonic() - self._live_since > self._steady:
+                    backoff.reset()  # only once it held: a camera that drops at once backs off
+            problem = self._problem(cap, state, running)
             if problem is None:
                 continue
             if cap.running():
@@ -245,25 +271,30 @@ class Publisher:
                 last_logged = problem
             else:
                 log.debug("stream %s: %s; reconnecting", self.name, problem)
-            ctl.set_state(State.RECONNECTING)
-            if self._closing.wait(delay):
+            if not ctl.set_state(State.RECONNECTING) or self._closing.wait(delay):
                 return
             with self._lock:
                 if self._closed:
                     return
+                if not ctl.set_state(State.CONNECTING):
+                    return  # closed meanwhile
                 ctl.put(Hdr.RECONNECTS, ctl.get(Hdr.RECONNECTS) + 1)
-                self._restarted_ns = time.time_ns()
-                ctl.set_state(State.CONNECTING)
                 self._connecting_since = time.monotonic()
+                self._live_since = None
                 self._capture = self._launch()
 
-    _restarted_ns = 0
     _connecting_since = 0.0
+    _live_since: float | None = None
 
-    def _problem(self, cap: _Capture, state: State) -> str | None:
+    @property
+    def _steady(self) -> float:
+        """How long a stream must stay live before the backoff starts over."""
+        return self.reconnect.stall_timeout if self.reconnect else 5.0
+
+    def _problem(self, cap: _Capture, state: State, running: bool) -> str | None:
         """What is wrong with the capture right now, if anything."""
         ctl = self.ctl
-        if not cap.running():
+        if not running:
             err = ctl.text(Hdr.ERROR_MSG)
             return err or "the capture process exited"
         if state is State.LIVE and self.reconnect is not None:
@@ -305,8 +336,10 @@ class Publisher:
         sup = self._supervisor
         if sup is not None and sup is not threading.current_thread():
             sup.join(_STOP_GRACE)
-        remove_stream(self.name, ctl.seg.inode)
-        ctl.close()
+        self._final = read_stats(ctl)
+        remove_stream(self.name, ctl.seg.inode, ctl.get(Hdr.INSTANCE))
+        if sup is None or not sup.is_alive():
+            ctl.close()  # else the supervisor still holds it; the mapping dies with the process
         _open_publishers.discard(self)
 
     @property
@@ -315,6 +348,8 @@ class Publisher:
 
     def stats(self) -> StreamStats:
         """Counters of the stream; ``delivered``/``skipped`` summed over its readers."""
+        if self._final is not None:
+            return self._final
         return read_stats(self.ctl)
 
     def __enter__(self) -> Publisher:
@@ -372,30 +407,47 @@ def _create(name: str, slots: int, max_readers: int, mode: Mode, desc: str) -> C
             return create_control(name, slots, max_readers, mode, desc)
         except FileExistsError:
             pass
-        if _owner_alive(name):
+        if not dead_stream(name):
             raise StreamExists(f"stream {name!r} is already published by a running process")
         remove_stream(name)  # left by a publisher that was killed: take the name over
     raise StreamExists(f"stream {name!r} is being published by another process")
 
 
-def _owner_alive(name: str) -> bool:
+_CREATION_GRACE = 5.0  # a control segment this young without a header is still being created
+
+
+def dead_stream(name: str) -> bool:
+    """True if stream ``name`` exists but its publisher died; stops its orphaned capture."""
     try:
         seg = plat.Segment.open(control_name(name))
-    except FileNotFoundError:
-        return False
+    except OSError:
+        return False  # gone, still empty (being created), or another user's
     try:
         w = seg.words
-        pid, start = w.load(Hdr.OWNER_PID), w.load(Hdr.OWNER_START)
-        if pid == 0:  # still being created
-            return time.time() - os.stat(os.path.join(plat.SHM_DIR, seg.name)).st_mtime < 5
-        return plat.process_alive(pid, start)
+        if w.load(Hdr.MAGIC) != MAGIC:  # being created, or garbage left by a crash then
+            path = os.path.join(plat.SHM_DIR, seg.name)
+            return time.time() - os.stat(path).st_mtime > _CREATION_GRACE
+        if plat.process_alive(w.load(Hdr.OWNER_PID), w.load(Hdr.OWNER_START)):
+            return False
+        writer, start = w.load(Hdr.WRITER_PID), w.load(Hdr.WRITER_START)
+        if writer and plat.process_alive(writer, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(writer, signal.SIGKILL)  # an orphaned capture process
+        return True
     finally:
         seg.close()
 
 
-def remove_stream(name: str, inode: int | None = None) -> None:
-    """Unlink the segments of stream ``name`` (the control one only if its inode matches)."""
-    for seg in plat.list_segments(f"{CONTROL_PREFIX}{name}."):
+def remove_stream(name: str, inode: int | None = None, instance: int | None = None) -> None:
+    """Unlink the segments of stream ``name``.
+
+    With ``inode`` and ``instance``: only that stream instance's (a publisher closing its own
+    stream); without: everything of the name (removing what a dead publisher left).
+    """
+    prefix = f"{CONTROL_PREFIX}{name}."
+    if instance is not None:
+        prefix = data_name(name, instance, 0)[:-1]
+    for seg in plat.list_segments(prefix):
         plat.unlink_segment(seg)
     if inode is None:
         plat.unlink_segment(control_name(name))

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-
 from . import _platform as plat
-from ._layout import CONTROL_PREFIX, MAGIC, Hdr, control_name
+from ._layout import CONTROL_PREFIX
 from ._ring import Control
 from .errors import FramebusError
-from .publisher import remove_stream
+from .publisher import dead_stream, remove_stream
 from .stats import StreamStats, read_stats
 
 __all__ = ["list_streams", "prune"]
-
-_CREATION_GRACE = 5.0  # a control segment this young without a header is still being created
 
 
 def _stream_names() -> list[str]:
@@ -49,7 +42,7 @@ def prune() -> list[str]:
     """
     removed = []
     for name in _stream_names():
-        if _is_dead(name):
+        if dead_stream(name):
             remove_stream(name)
             removed.append(name)
     # data segments whose control segment is gone
@@ -61,26 +54,3 @@ def prune() -> list[str]:
             if stream not in removed:
                 removed.append(stream)
     return removed
-
-
-def _is_dead(name: str) -> bool:
-    try:
-        seg = plat.Segment.open(control_name(name))
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return False
-    try:
-        w = seg.words
-        if seg.size < 256 or w.load(Hdr.MAGIC) != MAGIC:
-            path = os.path.join(plat.SHM_DIR, seg.name)
-            return time.time() - os.stat(path).st_mtime > _CREATION_GRACE
-        if plat.process_alive(w.load(Hdr.OWNER_PID), w.load(Hdr.OWNER_START)):
-            return False
-        writer, start = w.load(Hdr.WRITER_PID), w.load(Hdr.WRITER_START)
-        if writer and plat.process_alive(writer, start):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(writer, signal.SIGKILL)  # an orphaned capture process
-        return True
-    finally:
-        seg.close()
