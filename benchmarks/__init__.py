@@ -1,8 +1,10 @@
 """framebus benchmarks: framebus side by side with the peers its users would otherwise use.
 
 Run ``python -m benchmarks`` (``--help`` for options). Scenarios live in their own modules
-(:mod:`.age`, :mod:`.throughput`, :mod:`.fanout`, :mod:`.idle`, :mod:`.memory`); the peers and
-their registry (where more peers are added) in :mod:`.peers`.
+(:mod:`.age`, :mod:`.throughput`, :mod:`.fanout`, :mod:`.idle`, :mod:`.memory`, and on a real
+RTSP stream from framebus's GStreamer test server, :mod:`.live`: :mod:`.rtsp`,
+:mod:`.capture_cpu`, :mod:`.restarts`); the peers and their registry (where more peers are
+added) in :mod:`.peers`.
 """
 
 __all__: list[str] = []

@@ -121,7 +121,10 @@ def run(cfg: Config) -> Section:
         f"the consumer {how}. Age = `time.time()` "
         "when `get`/`read` returns minus the frame's capture timestamp (for framebus "
         "`cap.info.timestamp`). The consumer runs in its own spawned process. 'Older than one "
-        "already got' counts frames returned after a newer one (out of order).\n\n"
+        "already got' counts frames returned after a newer one (out of order). vidgear "
+        "`CamGear` is not in this table: it opens only URLs, files and devices (through "
+        "`cv2.VideoCapture`), so it cannot read this in-memory source; it is measured with "
+        "framebus on a real RTSP stream in the `rtsp` scenario.\n\n"
         f"{table}\n\nPeer settings:\n\n{settings}\n\n![frame age over time](age.png)\n"
     )
     plot = _plot(cfg, peers, raw, interval)

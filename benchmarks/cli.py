@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from . import age, fanout, idle, memory, rtsp, throughput
+from . import age, capture_cpu, fanout, idle, memory, restarts, rtsp, throughput
 from .common import (
     STREAM_PREFIX,
     BenchError,
@@ -42,6 +42,8 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "idle": idle.run,
     "memory": memory.run,
     "rtsp": rtsp.run,
+    "capture_cpu": capture_cpu.run,
+    "restarts": restarts.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"
@@ -69,7 +71,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="seconds per measurement (default 6; --quick: 1). throughput measures duration/3 "
-        "per point, idle's CPU window is duration/2",
+        "per point, idle's CPU window is duration/2; rtsp runs each workload this long, "
+        "capture_cpu measures each process this long",
     )
     ap.add_argument(
         "--quick", action="store_true", help="a short smoke run (whole run under a minute)"
@@ -92,6 +95,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "random phase of the source; 0 = exact multiples, which lock the phase of the first "
         "read in for the whole run)",
     )
+    ap.add_argument(
+        "--restarts",
+        type=int,
+        default=None,
+        help="restarts: how many times the RTSP server is killed and restarted (default 20; "
+        "--quick: 3)",
+    )
     ap.add_argument("--list", action="store_true", help="list scenarios and peers, then exit")
     return ap.parse_args(argv)
 
@@ -113,6 +123,9 @@ def _config(ns: argparse.Namespace) -> Config:
         raise SystemExit("--duration must be positive")
     if not 0 <= ns.sleep_jitter <= 2:
         raise SystemExit("--sleep-jitter must be between 0 and 2 frame intervals")
+    restarts_n = ns.restarts if ns.restarts is not None else (3 if ns.quick else 20)
+    if restarts_n < 1:
+        raise SystemExit("--restarts must be at least 1")
     peers = None
     if ns.peers:
         peers = tuple(p.strip() for p in ns.peers.split(",") if p.strip())
@@ -129,6 +142,7 @@ def _config(ns: argparse.Namespace) -> Config:
         fanout_readers=(1, 2) if ns.quick else (1, 2, 4, 8),
         slowness=(1, 10) if ns.quick else (1, 3, 10),
         sleep_jitter=ns.sleep_jitter,
+        restarts=restarts_n,
     )
 
 
@@ -228,8 +242,9 @@ def _report(
         f"- versions: {versions}",
         f"- {_framebus_source()}",
         f"- settings: scenarios {', '.join(cfg.scenarios)}; sizes "
-        f"{', '.join(str(s) for s in cfg.sizes)} (single-size scenarios: {cfg.frame_size}); "
-        f"duration {cfg.duration:g} s per measurement; quick={cfg.quick}",
+        f"{', '.join(str(s) for s in cfg.sizes)} (single-size scenarios: {cfg.frame_size}; "
+        f"RTSP scenarios: {cfg.rtsp_size} @ {cfg.rtsp_fps} fps); duration {cfg.duration:g} s "
+        f"per measurement; restarts {cfg.restarts}; quick={cfg.quick}",
         "- every consumer runs in its own process started with multiprocessing 'spawn'; "
         "frame sources are paced like cameras (on schedule, no bursts after a stall)",
         f"- shared memory of this run left in /dev/shm: {', '.join(leftovers) or 'none'}",

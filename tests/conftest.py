@@ -20,6 +20,13 @@ def framebus_segments() -> set[str]:
     return {p.name for p in SHM.iterdir() if p.name.startswith("framebus.")}
 
 
+def our_segments() -> set[str]:
+    """Segments of streams this suite names (t<pid>-..., vc-<pid>-..., test): others on the
+    machine (a benchmark running alongside) are not ours to judge."""
+    me = str(os.getpid())
+    return {s for s in framebus_segments() if me in s or s.startswith("framebus.test")}
+
+
 def child_pids() -> set[int]:
     """Live (non-zombie) children of this process."""
     me = os.getpid()
@@ -49,13 +56,13 @@ def wait_until(cond: object, timeout: float = 10.0, step: float = 0.02) -> bool:
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Each test must leave no framebus segment and no child process behind."""
-    before_segs, before_kids = framebus_segments(), child_pids()
+    before_segs, before_kids = our_segments(), child_pids()
     yield
     ok = wait_until(
-        lambda: not (framebus_segments() - before_segs) and not (child_pids() - before_kids),
+        lambda: not (our_segments() - before_segs) and not (child_pids() - before_kids),
         timeout=10,
     )
-    left_segs = framebus_segments() - before_segs
+    left_segs = our_segments() - before_segs
     left_kids = child_pids() - before_kids
     for seg in left_segs:  # clean up so one leak does not fail every later test
         (SHM / seg).unlink(missing_ok=True)
@@ -64,9 +71,9 @@ def no_leaks() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def shm_clean_after_suite() -> Iterator[None]:
-    before = framebus_segments()
+    before = our_segments()
     yield
-    left = framebus_segments() - before
+    left = our_segments() - before
     assert not left, f"framebus segments left in /dev/shm after the suite: {sorted(left)}"
 
 

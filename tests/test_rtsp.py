@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -123,14 +124,33 @@ def test_errors_a_user_can_fix(stream_name: str) -> None:
             (srv.url().replace("s3cret-pw", "wrong"), framebus.SourceAuthError, "credentials"),
             (srv.url(credentials=False), framebus.SourceAuthError, "credentials"),
         ]
-        closed = f"rtsp://127.0.0.1:{srv.port + 1}/cam"  # nothing listens there
-        cases.append((closed, framebus.SourceUnreachable, "connection refused"))
-        for url, exc, needle in cases:
-            t0 = time.monotonic()
-            with pytest.raises(exc, match=needle) as info:
-                framebus.publish(stream_name, url)
-            assert time.monotonic() - t0 < 15
-            assert "s3cret-pw" not in str(info.value) and "wrong@" not in str(info.value)
+        with socket.socket() as bound:  # a port that is ours but does not listen: refused
+            bound.bind(("127.0.0.1", 0))
+            closed = f"rtsp://127.0.0.1:{bound.getsockname()[1]}/cam"
+            cases.append((closed, framebus.SourceUnreachable, "connection refused"))
+            _expect_errors(stream_name, cases)
+
+
+def _expect_errors(stream_name: str, cases: list[tuple[str, type[Exception], str]]) -> None:
+    for url, exc, needle in cases:
+        t0 = time.monotonic()
+        with pytest.raises(exc, match=needle) as info:
+            framebus.publish(stream_name, url)
+        assert time.monotonic() - t0 < 15
+        assert "s3cret-pw" not in str(info.value) and "wrong@" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["opencv", "av"])
+def test_silent_server_in_bounded_time(stream_name: str, backend: str) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"rtsp://user:pw@127.0.0.1:{silent.getsockname()[1]}/cam"
+        media = framebus.Media(url, backend=backend, open_timeout=2)  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        with pytest.raises(framebus.SourceUnreachable, match="no answer within 2 s"):
+            framebus.publish(stream_name, media)
+        assert time.monotonic() - t0 < 20
 
 
 def test_unroutable_address_in_bounded_time(tmp_path: object) -> None:
@@ -162,6 +182,10 @@ def test_credentials_never_shown(stream_name: str, caplog: pytest.LogCaptureFixt
         RTSPServer(size="320x240", user="bob", password="s3cret-pw") as srv,
         framebus.publish(stream_name, srv.url(), reconnect=FAST) as pub,
     ):
+        proc = pub._proc
+        assert proc is not None
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            assert b"s3cret-pw" not in f.read()  # argv is readable by every user
         with framebus.attach(stream_name, timeout=30) as r:
             assert r.read()[0]
             srv.kill()

@@ -190,7 +190,7 @@ def test_segments_private_and_bounded(stream_name: str) -> None:
 def test_waiting_reader_uses_no_cpu(stream_name: str) -> None:
     class Paused(framebus.Source):
         def read(self) -> np.ndarray | None:
-            time.sleep(0.5)
+            time.sleep(2.0)
             return np.zeros((8, 8), np.uint8)
 
     with framebus.publish(stream_name, Paused()), framebus.attach(stream_name) as reader:
@@ -199,7 +199,7 @@ def test_waiting_reader_uses_no_cpu(stream_name: str) -> None:
         reader.read_frame(timeout=5)
         t_cpu = time.thread_time()
         with pytest.raises(framebus.ReadTimeout):
-            reader.read_frame(timeout=0.4)  # no frame comes for 0.4 s of the 0.5 s pause
+            reader.read_frame(timeout=0.5)  # no frame comes for 0.5 s of the 2 s pause
         assert time.thread_time() - t_cpu < 0.02  # asleep in the kernel, not spinning
 
 
@@ -235,3 +235,51 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "framebus", "ls"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stderr == ""
+
+
+def test_reader_of_a_stream_removed_before_its_first_read(stream_name: str) -> None:
+    pub = framebus.publish(stream_name, counter())
+    reader = framebus.attach(stream_name)
+    try:
+        pub.close()  # segments unlinked before the reader ever mapped the pixels
+        t_cpu = time.thread_time()
+        ok, frame = reader.read()
+        assert (ok, frame) == (False, None)
+        assert isinstance(reader.last_error, framebus.StreamEnded)
+        assert time.thread_time() - t_cpu < 0.5  # no spinning on the vanished segment
+    finally:
+        reader.release()
+    assert pub.stats().state == "closed"  # stats stay readable after close
+
+
+def test_close_during_a_slow_open_stops_the_capture(stream_name: str) -> None:
+    import threading
+
+    class SlowOpen(framebus.Source):
+        def open(self) -> None:
+            time.sleep(1.5)
+
+        def read(self) -> np.ndarray | None:
+            return np.zeros((8, 8), np.uint8)
+
+    with pytest.raises(framebus.SourceUnreachable, match="did not open"):
+        framebus.publish(stream_name, SlowOpen(), start_timeout=0.3)
+    # the capture thread wakes up into a closed stream: it must stop, not revive it
+    assert wait_until(
+        lambda: not any(t.name.startswith("framebus-capture") for t in threading.enumerate())
+    )
+
+
+def test_a_reader_cannot_be_used_across_fork(stream_name: str) -> None:
+    with framebus.publish(stream_name, counter()), framebus.attach(stream_name) as reader:
+        assert reader.read()[0]
+        pid = os.fork()
+        if pid == 0:  # the child: using the parent's reader record must be refused
+            try:
+                reader.read_frame(timeout=1)
+            except framebus.FramebusError as exc:
+                os._exit(0 if "another process" in str(exc) else 2)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert reader.read()[0]  # the parent's record is intact

@@ -87,3 +87,14 @@ def test_no_reconnect_fails_and_readers_learn_why(stream_name: str) -> None:
         assert isinstance(reader.last_error, framebus.SourceError)
         assert "device hiccup" in str(reader.last_error)
         assert pub.stats().state == "failed"
+
+
+def test_redact_hides_credentials() -> None:
+    from framebus.sources import redact
+
+    assert redact("rtsp://bob:pw@10.0.0.7:554/s1") == "rtsp://***@10.0.0.7:554/s1"
+    assert redact("rtsp://10.0.0.7/s1") == "rtsp://10.0.0.7/s1"
+    assert (
+        redact("http://cam/video.cgi?user=admin&pwd=hunter2&res=hd")
+        == "http://cam/video.cgi?user=***&pwd=***&res=hd"
+    )

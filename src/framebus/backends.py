@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -129,6 +130,7 @@ class PyAVSource(Source):
     def open(self) -> None:
         av = _import_av()
         m = self.media
+        t0 = time.monotonic()
         try:
             container = av.open(
                 m.target if isinstance(m.target, str) else f"/dev/video{m.target}",
@@ -136,7 +138,7 @@ class PyAVSource(Source):
                 timeout=(m.open_timeout, m.read_timeout),
             )
         except Exception as exc:
-            raise _av_error(exc, m) from None
+            raise _av_error(exc, m, time.monotonic() - t0) from None
         if not container.streams.video:
             container.close()
             raise SourceOpenError(f"cannot open {m.label}: it has no video stream")
@@ -185,10 +187,16 @@ def _import_av() -> Any:
     return av
 
 
-def _av_error(exc: BaseException, media: Media) -> SourceError:
-    """Map a PyAV exception to framebus's error for the user's mistake (URL redacted)."""
+def _av_error(exc: BaseException, media: Media, waited: float = 0.0) -> SourceError:
+    """Map a PyAV exception to framebus's error for the user's mistake (URL redacted).
+
+    ``waited``: how long the failed call took; FFmpeg reports a server that never answers
+    as invalid data once its timeout has run out.
+    """
     name = type(exc).__name__
     label = media.label
+    if media.is_url and waited >= media.open_timeout * 0.9:
+        return SourceUnreachable(f"{label}: no answer within {media.open_timeout:g} s")
     if name in ("HTTPUnauthorizedError", "HTTPForbiddenError"):
         return SourceAuthError(
             f"{label}: the server refused the credentials (wrong user name or password?)"
@@ -246,6 +254,7 @@ def diagnose(media: Media) -> SourceError:
             f"cannot open {label}: the server answers but the stream cannot be opened (wrong "
             "path or credentials?); install framebus[av] for a precise diagnosis"
         )
+    t0 = time.monotonic()
     try:
         av.open(
             media.target,
@@ -253,5 +262,5 @@ def diagnose(media: Media) -> SourceError:
             timeout=(media.open_timeout, media.read_timeout),
         ).close()
     except Exception as exc:
-        return _av_error(exc, media)
+        return _av_error(exc, media, time.monotonic() - t0)
     return SourceOpenError(f"cannot open {label} with OpenCV (PyAV can: try backend='av')")

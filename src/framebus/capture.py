@@ -62,8 +62,9 @@ class VideoCapture(StreamReader):
             )
             self._publisher.start()
         except BaseException:
-            StreamReader.release(self)
             self._publisher.close()
+            if getattr(self, "_ring", None) is not None:
+                StreamReader.release(self)
             raise
 
     @property

@@ -82,8 +82,8 @@ class StreamReader:
             self._set_info(meta.seq, meta.timestamp_ns, meta.pos, meta.skipped, view)
             if self._processing():
                 result = self.process_image(view.copy())
-                if image is None:
-                    return result
+                if image is None or image.shape != result.shape:
+                    return result  # as cv2 does when the caller's array does not fit
                 np.copyto(image, result)
                 return image
             if image is not None and image.shape == view.shape and image.dtype == view.dtype:

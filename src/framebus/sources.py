@@ -207,18 +207,27 @@ def is_live(spec: dict[str, Any]) -> bool:
     return _media(spec).is_live
 
 
+_SECRET_PARAM = re.compile(
+    r"(?i)(^|[&;])((?:user(?:name)?|usr|pwd|pass(?:word)?|passwd|token|key|auth|secret)=)"
+    r"[^&;]*"
+)
+
+
 def redact(url: str) -> str:
-    """``url`` with any user name and password replaced by ``***``."""
+    """``url`` with its user name, password and credential-like query values replaced."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparseable url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        if port:
+            host = f"{host}:{port}"
+        parts = parts._replace(netloc=f"***@{host}")
+    if parts.query:
+        parts = parts._replace(query=_SECRET_PARAM.sub(r"\1\2***", parts.query))
+    return urlunsplit(parts)
 
 
 def describe(spec: dict[str, Any]) -> str:
