@@ -45,6 +45,7 @@ import numpy as np
 import psutil
 
 import framebus
+from framebus.testing import read_timestamp
 
 from .common import (
     SPAWN,
@@ -175,8 +176,6 @@ class _BarcodeConsumer(Consumer):
         """One read; None if nothing came (a timeout, or a failed read)."""
 
     def get(self, timeout: float) -> Frame | None:
-        from framebus.testing import read_timestamp
-
         deadline = time.perf_counter() + timeout
         while True:
             frame = self.read_frame(max(0.0, deadline - time.perf_counter()))

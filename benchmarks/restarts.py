@@ -52,7 +52,7 @@ TARGET = 0.05  # RSS after the last restart within 5% of RSS after the first
 _START_TIMEOUT = 40.0
 _NOTICE_TIMEOUT = STALL_TIMEOUT + 5.0  # the publisher sees the server gone
 _BACK_TIMEOUT = 30.0  # live again with new frames
-_SETTLE = 0.5  # frames flow this long before the next kill (the supervisor resets its backoff)
+_SETTLE = 0.5  # frames flow this long before the next kill (shorter than the steady period)
 
 
 # --- the publishing process ---------------------------------------------------------------------
@@ -176,11 +176,21 @@ def _wait(cond: Any, timeout: float, what: str, check: Any) -> float:
     return time.time()
 
 
-def _create_time(pid: int) -> float:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, ValueError):
-        return float("nan")
+class _BackWatch:
+    """Polled until the stream is back: ``live``, and the reader has a frame sent after
+    ``since``; notes when the publisher's current capture process was first seen."""
+
+    def __init__(self, pub: _Publisher, since: float, last_sent: Synchronized[float]) -> None:
+        self.pub, self.since, self.last_sent = pub, since, last_sent
+        self.pid = 0
+        self.pid_seen = since
+
+    def __call__(self) -> bool:
+        stats = self.pub.stats()
+        pid = int(stats["capture_pid"])
+        if pid and pid != self.pid:
+            self.pid, self.pid_seen = pid, time.time()
+        return bool(stats["state"] == "live" and self.last_sent.value > self.since)
 
 
 def _rss_mb(pid: int) -> float:
@@ -227,15 +237,11 @@ def run(cfg: Config) -> Section:
                 )
                 srv.start()
                 t_up = time.time()
-                _wait(
-                    lambda t=t_up: pub.stats()["state"] == "live" and last_sent.value > t,
-                    _BACK_TIMEOUT,
-                    f"restart {i}: live again with new frames at the reader",
-                    check,
+                back = _BackWatch(pub, t_up, last_sent)
+                t_back = _wait(
+                    back, _BACK_TIMEOUT, f"restart {i}: live again with new frames", check
                 )
-                t_back = time.time()
-                stats = pub.stats()
-                t_capture = _create_time(int(stats["capture_pid"]))
+                t_capture = back.pid_seen
                 time.sleep(_SETTLE)
                 stats = pub.stats()
                 rows.append(
@@ -293,7 +299,11 @@ def _text(cfg: Config, rows: list[dict[str, Any]], start_rss: float, n: int) -> 
         "the state is `live` again *and* the reader got a frame sent after the new server "
         f"came up; frames then flow for {_SETTLE:g} s and the publishing process's RSS, open "
         "file descriptors and threads are sampled (psutil). 'Segments' counts this stream's "
-        "files in /dev/shm.\n\n"
+        "files in /dev/shm. framebus starts its backoff over only once a stream has stayed "
+        f"live for `stall_timeout` ({STALL_TIMEOUT:g} s): with {_SETTLE:g} s between a reconnect "
+        "and the next kill it does not, so successive restarts wait longer, up to "
+        f"`backoff_max` ({BACKOFF_MAX:g} s) +- its jitter: a camera that keeps dropping is "
+        "retried less eagerly.\n\n"
     )
     if not rows:
         return head + "No restart completed.\n"
@@ -303,7 +313,7 @@ def _text(cfg: Config, rows: list[dict[str, Any]], start_rss: float, n: int) -> 
             "kill -> noticed (s)",
             "server start (s)",
             "server up -> new frames at the reader (s)",
-            "of which: until the last capture process started",
+            "of which: until the last capture process was seen",
             "of which: its start -> new frames at the reader",
             "kill -> new frames (s)",
             "publisher RSS (MB)",
@@ -353,9 +363,10 @@ def _text(cfg: Config, rows: list[dict[str, Any]], start_rss: float, n: int) -> 
         f"- reconnect time (server up -> new frames at the reader): median "
         f"{np.median(back):.2f} s, max {back.max():.2f} s; kill -> new frames: median "
         f"{np.median(total):.2f} s, max {total.max():.2f} s ({len(rows)} of {n} restarts "
-        "completed). Of the reconnect time, the capture process that succeeded started after "
-        f"a median {np.nanmedian(relaunch):.2f} s (the backoff, and failed attempts while the "
-        f"server was not listening yet); from its start to new frames at the reader took a "
+        "completed). Of the reconnect time, the capture process that succeeded was first seen "
+        f"(polling every 20 ms) after a median {np.nanmedian(relaunch):.2f} s (the backoff, and "
+        "any failed attempt while the server was not listening yet); from then to new frames "
+        "at the reader took a "
         f"median {np.nanmedian(opened):.2f} s (interpreter start, the FFmpeg open with its "
         "stream probing, the first keyframe)\n"
     )
@@ -366,13 +377,15 @@ def _plot(cfg: Config, rows: list[dict[str, Any]]) -> str | None:
     if not rows:
         return None
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     x = [r["restart"] for r in rows]
     parts = [
         ("notice_s", "kill -> publisher noticed", "tab:grey"),
         ("server_start_s", "server start", "tab:olive"),
-        ("relaunch_s", "server up -> last capture process started", "tab:orange"),
-        ("open_s", "capture started -> new frames at the reader", "tab:blue"),
+        ("relaunch_s", "server up -> last capture process seen", "tab:orange"),
+        ("open_s", "-> new frames at the reader", "tab:blue"),
     ]
     bottom = np.zeros(len(rows))
     for key, label, color in parts:
@@ -381,8 +394,9 @@ def _plot(cfg: Config, rows: list[dict[str, Any]]) -> str | None:
         bottom += vals
     ax1.set_xlabel("restart")
     ax1.set_ylabel("seconds")
+    ax1.set_ylim(0, float(bottom.max()) * 1.45)  # room for the legend above the bars
     ax1.set_title("From the kill to new frames at the reader")
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=8, loc="upper left", ncol=2)
     ax1.grid(True, axis="y", alpha=0.3)
     for key, label in (
         ("publisher_rss_mb", "publishing process"),
@@ -391,6 +405,8 @@ def _plot(cfg: Config, rows: list[dict[str, Any]]) -> str | None:
     ):
         ax2.plot(x, [r[key] for r in rows], marker="o", ms=3, label=label)
     ax2.set_ylim(bottom=0)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_xlabel("restart")
     ax2.set_ylabel("RSS (MB)")
     ax2.set_title("Memory after each restart (flat is good)")

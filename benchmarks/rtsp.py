@@ -42,14 +42,16 @@ TOLERANCE_MS = 5.0
 
 
 def warmup_seconds(cfg: Config) -> float:
-    """Keep-up frames of the first seconds are not counted: OpenCV's open buffers about a
-    second of frames (stream probing) that a reader that keeps up drains in about a second."""
-    return 1.0 if cfg.quick else 1.5
+    """Keep-up frames are counted from this long after each consumer's first frame: OpenCV's
+    open buffers about a second of frames (stream probing), which a reader that keeps up
+    drains within a tenth of a second; a decoder that skips them (``fflags=nobuffer``) waits
+    for the next keyframe instead (up to a second) and its first frame is a little older."""
+    return 0.3 if cfg.quick else 0.5
 
 
-def _summary(r: dict[str, Any], skip: float) -> dict[str, Any]:
+def _summary(r: dict[str, Any]) -> dict[str, Any]:
     t = np.asarray(r["t"], dtype=float)
-    keep = t >= skip
+    keep = t >= r.get("counted_from", 0.0)
     ages = np.asarray(r["age"], dtype=float)[keep] * 1000
     seqs = np.asarray(r["seq"], dtype=np.int64)[keep]
     repeats = int(np.sum(np.diff(seqs) == 0)) if len(seqs) > 1 else 0
@@ -78,13 +80,12 @@ def run(cfg: Config) -> Section:
     warmup = warmup_seconds(cfg)
     peers = peers_for("rtsp", cfg.peers)
     workloads = {
-        "keep-up": ("age", {"sleep": 0.0, "duration": warmup + cfg.duration}),
+        "keep-up": ("age", {"sleep": 0.0, "duration": cfg.duration, "warmup": warmup}),
         f"{SLOW}x": (
             "age",
             {"sleep": SLOW * interval, "duration": cfg.duration, "jitter": jitter, "seed": SLOW},
         ),
     }
-    skips = {"keep-up": warmup, f"{SLOW}x": 0.0}
     raw: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in workloads}
     errors: list[str] = []
     with ServerHost(size, fps) as srv:
@@ -95,7 +96,7 @@ def run(cfg: Config) -> Section:
                     peer,
                     params,
                     list(workloads.values()),
-                    timeout=warmup + 2 * cfg.duration + 60,
+                    timeout=2 * cfg.duration + 60,
                 )
             except BenchError as exc:
                 errors.append(f"rtsp {peer.key}: {exc}")
@@ -103,14 +104,14 @@ def run(cfg: Config) -> Section:
                 continue
             for w, res in zip(workloads, results, strict=True):
                 raw[w][peer.key] = res
-                s = _summary(res, skips[w])
+                s = _summary(res)
                 log(
                     f"  rtsp {w:7} {peer.key:16} median {fmt(s['median_ms'])} ms  "
                     f"p99 {fmt(s['p99_ms'])} ms  ({s['frames']} frames)"
                 )
-    summaries = {w: {k: _summary(r, skips[w]) for k, r in raw[w].items()} for w in workloads}
+    summaries = {w: {k: _summary(r) for k, r in raw[w].items()} for w in workloads}
     text = _text(cfg, params, peers, summaries, warmup, jitter)
-    plot = _plot(cfg, peers, raw, warmup)
+    plot = _plot(cfg, peers, raw)
     return Section(
         "rtsp",
         "True frame age on a real RTSP stream",
@@ -234,9 +235,12 @@ def _text(
         f"Source: framebus's GStreamer RTSP test server (`framebus.testing.RTSPServer(size="
         f'"{cfg.rtsp_size}", fps={cfg.rtsp_fps})`, x264 `tune=zerolatency '
         f"speed-preset=ultrafast`, a keyframe every second, RTP over RTSP on 127.0.0.1), one "
-        f"server for all peers. Each peer's consumer process opens the stream, keeps up for "
-        f"{warmup:g} s of warm-up (not counted: opening buffers about a second of frames in "
-        f"OpenCV, which a reader that keeps up drains) + {cfg.duration:g} s, then at once "
+        f"server for all peers. Each peer's consumer process opens the stream and keeps up: "
+        f"until {warmup:g} s after its first frame as a warm-up (not counted: OpenCV's open "
+        "buffers about a second of frames while it probes the stream, which a reader that "
+        "keeps up drains within a tenth of a second; decoders set to `fflags=nobuffer` drop "
+        "them and wait up to a second for the next keyframe), then "
+        f"{cfg.duration:g} s counted; then at once it "
         f"works {SLOW} frame intervals per frame for {cfg.duration:g} s: it sleeps "
         f"{SLOW * interval * 1000:.0f} ms +- {jitter * 500:.0f} ms (uniform, the same seeded "
         "sequence for every peer, as in `age`). Age = `time.time()` the moment the read "
@@ -260,9 +264,7 @@ def _text(
     )
 
 
-def _plot(
-    cfg: Config, peers: list[Peer], raw: dict[str, dict[str, dict[str, Any]]], warmup: float
-) -> str | None:
+def _plot(cfg: Config, peers: list[Peer], raw: dict[str, dict[str, dict[str, Any]]]) -> str | None:
     if not any(raw.values()):
         return None
     plt = pyplot()
@@ -276,24 +278,32 @@ def _plot(
             r = by_peer.get(peer.key)
             if not r or not r["t"]:
                 continue
+            t = np.asarray(r["t"])
             ages = np.asarray(r["age"]) * 1000
             ours = peer.key in FRAMEBUS_VARIANTS
+            style = {
+                "lw": 2.2 if peer.key == "framebus" else 1.3,
+                "ls": "-" if ours or peer.key in PLAIN else "--",
+                "color": colors(i % 10),
+                "zorder": 3 if ours else 2,
+            }
+            counted = t >= r.get("counted_from", 0.0)
+            if not counted.all():  # the warm-up, faded (the last point joins the lines)
+                upto = int(np.argmax(counted)) + 1 if counted.any() else len(t)
+                ax.plot(t[:upto], ages[:upto], alpha=0.3, **style)
             ax.plot(
-                r["t"],
-                ages,
+                t[counted],
+                ages[counted],
                 marker="." if len(ages) < 60 else None,
                 ms=3,
-                lw=2.2 if peer.key == "framebus" else 1.3,
-                ls="-" if ours or peer.key in PLAIN else "--",
-                color=colors(i % 10),
                 label=peer.label,
-                zorder=3 if ours else 2,
+                **style,
             )
         if w == "keep-up":
-            ax.axvspan(0, warmup, color="grey", alpha=0.15, lw=0)
-            ax.text(warmup / 2, 0.97, "warm-up\n(not counted)", transform=ax.get_xaxis_transform(),
-                    ha="center", va="top", fontsize=8, color="dimgrey")  # fmt: skip
-            title = "consumer keeps up (reads, no processing)"
+            title = (
+                "consumer keeps up (reads, no processing); faded: warm-up, until "
+                f"{warmup_seconds(cfg):g} s after each one's first frame (not counted)"
+            )
         else:
             title = (
                 f"consumer works {SLOW} frame intervals per frame "

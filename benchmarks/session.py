@@ -37,6 +37,7 @@ def loop_age(
     jitter: float = 0.0,
     seed: int = 1,
     discard: int = 0,
+    warmup: float = 0.0,
 ) -> dict[str, Any]:
     """Get a frame, note its age (now - capture time), 'process' it by sleeping; repeat.
 
@@ -46,13 +47,17 @@ def loop_age(
     Each sleep is ``sleep + uniform(-jitter/2, +jitter/2)`` seconds, from a generator seeded with
     ``seed`` (every peer gets the same sequence). The first ``discard`` frames are not recorded
     (a new reader's first frame may be one that was waiting already: not a wake-up).
+    ``warmup`` > 0: the measurement proper starts ``warmup`` s after the first frame came
+    (``counted_from``, in the time base of ``t``) and lasts ``duration`` from there; the
+    frames before it are recorded too, for plots.
     """
     rng = random.Random(seed)
     t, ages, seqs = [], [], []
     timeouts = 0
+    counted_from = 0.0
     counts0 = consumer.counters()
     t0 = time.perf_counter()
-    t_end = t0 + duration
+    t_end = t0 + warmup + duration  # moved once the first frame is in (warmup > 0)
     while (now := time.perf_counter()) < t_end:
         frame = consumer.get(timeout=max(0.05, min(2.0, t_end - now)))
         got = time.time()
@@ -63,12 +68,22 @@ def loop_age(
             discard -= 1
             continue
         t.append(time.perf_counter() - t0)
+        if warmup and len(t) == 1:
+            counted_from = t[0] + warmup
+            t_end = t0 + counted_from + duration
         ages.append((got if frame.received is None else frame.received) - frame.timestamp)
         seqs.append(frame.seq)
         if sleep:
             time.sleep(max(0.0, sleep + jitter * (rng.random() - 0.5)))
     counts = {k: v - counts0.get(k, 0) for k, v in consumer.counters().items()}
-    return {"t": t, "age": ages, "seq": seqs, "timeouts": timeouts, **counts}
+    return {
+        "t": t,
+        "age": ages,
+        "seq": seqs,
+        "timeouts": timeouts,
+        "counted_from": counted_from,
+        **counts,
+    }
 
 
 def loop_rate(consumer: Consumer, *, duration: float, warmup: float) -> dict[str, Any]:

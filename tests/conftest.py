@@ -23,8 +23,8 @@ def framebus_segments() -> set[str]:
 def our_segments() -> set[str]:
     """Segments of streams this suite names (t<pid>-..., vc-<pid>-..., test): others on the
     machine (a benchmark running alongside) are not ours to judge."""
-    me = str(os.getpid())
-    return {s for s in framebus_segments() if me in s or s.startswith("framebus.test")}
+    mine = (f"framebus.t{os.getpid()}-", f"framebus.vc-{os.getpid()}-", "framebus.test")
+    return {s for s in framebus_segments() if s.startswith(mine)}
 
 
 def child_pids() -> set[int]:
