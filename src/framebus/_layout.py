@@ -220,12 +220,15 @@ def slot_bytes(nbytes: int) -> int:
     return max(4096, (nbytes + 4095) // 4096 * 4096)
 
 
+_CODES = {dt: i + 1 for i, dt in enumerate(_DTYPES)}
+
+
 def dtype_code(dtype: np.dtype[np.generic]) -> int:
-    try:
-        return _DTYPES.index(np.dtype(dtype)) + 1
-    except ValueError:
+    code = _CODES.get(np.dtype(dtype))
+    if code is None:
         supported = ", ".join(str(d) for d in _DTYPES)
-        raise ValueError(f"frames of dtype {dtype} are not supported (use {supported})") from None
+        raise ValueError(f"frames of dtype {dtype} are not supported (use {supported})")
+    return code
 
 
 def dtype_from_code(code: int) -> np.dtype[np.generic]:

@@ -15,6 +15,7 @@ The protocol (argued in docs/design.md):
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -227,6 +228,10 @@ class RingWriter:
         self.data: plat.Segment | None = None
         self.retired: dict[int, plat.Segment] = {}
         self.instance = ctl.get(Hdr.INSTANCE)
+        self.captured = ctl.get(Hdr.CAPTURED)
+        self._views: dict[tuple[int, tuple[int, ...], np.dtype[np.generic]], np.ndarray] = {}
+        self._seq_offsets = [ctl.layout.slot(i, Slot.FRAME_SEQ) for i in range(self.n)]
+        self._pins = ctl.readers[:, Rdr.PIN // 8]
         self._next_reap = 0.0
         self._forget_unpublished_frames()
         if self.gen:  # a restarted writer continues the current generation
@@ -274,11 +279,11 @@ class RingWriter:
                 return slot
 
     def _mark_and_check(self, slot: int) -> bool:
-        lay, w = self.ctl.layout, self.ctl.words
-        w.store_sc(lay.slot(slot, Slot.FRAME_SEQ), WRITING)
+        w = self.ctl.words
+        w.store_sc(self._seq_offsets[slot], WRITING)
         w.fence()  # pairs with the reader's fence between pin and check
-        rows = self.ctl.readers
-        pinned = bool((self.ctl.taken(rows) & (rows[:, Rdr.PIN // 8] == slot)).any())
+        # free records always hold pin NONE, so the pin column alone tells
+        pinned = bool((self._pins == slot).any())
         w.fence()  # acquire: our pixel writes come after the pin loads (and the reads they end)
         return not pinned
 
@@ -323,12 +328,19 @@ class RingWriter:
 
     def buffer(self, slot: int, shape: tuple[int, ...], dtype: np.dtype[np.generic]) -> np.ndarray:
         """A writable array of ``shape`` in ``slot`` (a new generation if it does not fit)."""
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        key = (slot, shape, dtype)
+        view = self._views.get(key)  # the hot path: same size as the last frames
+        if view is not None:
+            return view
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if self.data is None or nbytes > self.capacity:
             self._new_generation(nbytes)
         assert self.data is not None
-        buf: np.ndarray = np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
-        return buf
+        view = np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
+        if len(self._views) > 4 * self.n:
+            self._views.clear()
+        self._views[key] = view
+        return view
 
     def _new_generation(self, nbytes: int) -> None:
         capacity = slot_bytes(nbytes)
@@ -341,29 +353,35 @@ class RingWriter:
             seg = plat.Segment.create(name, capacity * self.n)
         if self.data is not None:
             self.retired[self.gen] = self.data
+        self._views.clear()
         self.data, self.gen, self.capacity = seg, gen, capacity
         self.ctl.words.store(Hdr.SLOT_CAPACITY, capacity)
         self.ctl.words.store(Hdr.DATA_GEN, gen)
 
     def commit(self, slot: int, frame: np.ndarray, timestamp_ns: int, pos: int) -> int:
         """Publish the frame written into ``slot`` (``frame`` gives its shape); returns its seq."""
-        ctl, lay, w = self.ctl, self.ctl.layout, self.ctl.words
+        ctl, w = self.ctl, self.ctl.words
         shape = frame.shape
-        base = lay.slot(slot, Slot.FRAME_SEQ) // 8
-        desc = ctl.u64[base : base + 8]
-        desc[Slot.GEN // 8] = self.gen
-        desc[Slot.HEIGHT // 8] = shape[0]
-        desc[Slot.WIDTH // 8] = shape[1]
-        desc[Slot.CHANNELS // 8] = shape[2] if len(shape) == 3 else 0
-        desc[Slot.DTYPE // 8] = dtype_code(frame.dtype)
-        desc[Slot.TIMESTAMP_NS // 8] = timestamp_ns
-        desc[Slot.POS // 8] = pos
+        seq_at = self._seq_offsets[slot]
+        base = seq_at // 8
+        # descriptor words after frame_seq, in Slot order: gen, height, width, channels, dtype,
+        # timestamp, pos (one numpy call: this runs for every frame)
+        ctl.u64[base + 1 : base + 8] = (
+            self.gen,
+            shape[0],
+            shape[1],
+            shape[2] if len(shape) == 3 else 0,
+            dtype_code(frame.dtype),
+            timestamp_ns,
+            pos,
+        )
         self.seq += 1
-        w.store(lay.slot(slot, Slot.FRAME_SEQ), self.seq)  # release: descriptor + pixels first
+        w.store(seq_at, self.seq)  # release: descriptor + pixels first
         w.store_sc(Hdr.LATEST, pack_latest(self.seq, slot))
         self.last_slot = slot
-        ctl.put(Hdr.CAPTURED, ctl.get(Hdr.CAPTURED) + 1)
-        ctl.put(Hdr.LAST_FRAME_NS, timestamp_ns)
+        self.captured += 1
+        ctl.u64[Hdr.CAPTURED // 8] = self.captured
+        ctl.u64[Hdr.LAST_FRAME_NS // 8] = timestamp_ns
         ctl.notify()
         if self.retired:
             self._drop_unreferenced_generations(dict.fromkeys(self.retired, ""))
@@ -387,6 +405,8 @@ class RingWriter:
                 seg.close()
 
     def close(self) -> None:
+        self._views.clear()
+        self._pins = np.empty(0, np.uint64)  # let go of the control mapping
         for seg in self.retired.values():
             seg.close()
         self.retired.clear()
