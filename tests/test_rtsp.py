@@ -1,4 +1,4 @@
-"""Live sources against a real RTSP server (GStreamer, 127.0.0.1): flow, reconnects, errors."""
+"""Live sources against real servers on 127.0.0.1: RTSP (GStreamer) and HTTP MJPEG (ffmpeg)."""
 
 from __future__ import annotations
 
@@ -238,3 +238,38 @@ def test_serve_status_shows_reconnecting(stream_name: str) -> None:
     assert "reconnecting" in out and "live" in out
     assert "s3cret-pw" not in out + err
     assert "Traceback" not in err
+
+
+def _mjpeg_server(port: int) -> subprocess.Popen[bytes]:
+    """An HTTP MJPEG camera: ffmpeg serving multipart JPEG to one client on 127.0.0.1."""
+    return subprocess.Popen(
+        ["ffmpeg", "-v", "quiet", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
+         "-c:v", "mjpeg", "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/cam.mjpg"],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_http_mjpeg_camera_and_its_reboot(stream_name: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cam = _mjpeg_server(port)
+    try:
+        time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}/cam.mjpg"
+        with (
+            framebus.publish(stream_name, url, reconnect=FAST) as pub,
+            framebus.attach(stream_name, timeout=30) as reader,
+        ):
+            assert reader.read_frame().shape == (240, 320, 3)
+            cam.kill()
+            cam.wait()
+            assert "reconnecting" in states_seen(pub, lambda s: "reconnecting" in s)
+            cam = _mjpeg_server(port)
+            last = reader.info.seq if reader.info else 0
+            assert reader.read_frame().shape == (240, 320, 3)
+            assert reader.info is not None and reader.info.seq > last
+            assert pub.stats().reconnects >= 1
+    finally:
+        cam.kill()
+        cam.wait()
