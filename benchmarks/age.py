@@ -6,12 +6,22 @@ timestamp, then "processes" it by sleeping 1x, 3x or 10x the frame interval, and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .common import BenchError, Config, Params, Section, fmt, log, md_table, percentile, pyplot
+from .common import (
+    BenchError,
+    Config,
+    Params,
+    Section,
+    fmt,
+    log,
+    md_table,
+    percentile,
+    pyplot,
+    save_age_figure,
+)
 from .peers import Peer, peers_for
 from .session import run_session
 
@@ -167,22 +177,7 @@ def _plot(
         ax.set_ylabel("frame age (ms, log)")
         ax.grid(True, which="both", alpha=0.3)
     axes[-1, 0].set_xlabel("time since the consumer started (s)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle(
-        f"Frame age at the consumer, {cfg.frame_size} @ {cfg.source_fps:g} fps (lower is better)",
-        y=1 - 0.08 / height,
-        va="top",
+    title = (
+        f"Frame age at the consumer, {cfg.frame_size} @ {cfg.source_fps:g} fps (lower is better)"
     )
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=3,
-        fontsize=9,
-        bbox_to_anchor=(0.5, 1 - 0.4 / height),
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.85 / height))
-    path = Path(cfg.out) / "age.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save_age_figure(fig, axes, title, cfg.out, "age.png", height, top=0.85)

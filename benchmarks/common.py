@@ -325,3 +325,20 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_age_figure(
+    fig: Any, axes: Any, title: str, out: str | Path, name: str, height: float, top: float
+) -> str:
+    """Title, one legend above the panels of an age-over-time figure, and save it as ``name``."""
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(title, y=1 - 0.08 / height, va="top")
+    fig.legend(
+        handles, labels, loc="upper center", ncol=3, fontsize=9,
+        bbox_to_anchor=(0.5, 1 - 0.4 / height),
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / height))
+    path = Path(out) / name
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path.name

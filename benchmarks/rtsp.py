@@ -11,7 +11,6 @@ holding a BGR array (encoding, RTP, the decoder and its threads, buffering, the 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from .common import (
     md_table,
     percentile,
     pyplot,
+    save_age_figure,
 )
 from .live import ServerHost
 from .peers import PEERS, Peer, peers_for
@@ -314,23 +314,8 @@ def _plot(cfg: Config, peers: list[Peer], raw: dict[str, dict[str, dict[str, Any
         ax.set_ylabel("true frame age (ms, log)")
         ax.set_xlabel("time since the workload started (s)")
         ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle(
+    title = (
         f"True frame age on a real RTSP stream, {cfg.rtsp_size} H.264 @ {cfg.rtsp_fps} fps "
-        "(lower is better; rising lines fall behind)",
-        y=1 - 0.08 / height,
-        va="top",
+        "(lower is better; rising lines fall behind)"
     )
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=3,
-        fontsize=9,
-        bbox_to_anchor=(0.5, 1 - 0.4 / height),
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 1.0 / height))
-    path = Path(cfg.out) / "rtsp.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save_age_figure(fig, axes, title, cfg.out, "rtsp.png", height, top=1.0)
