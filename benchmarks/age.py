@@ -22,7 +22,7 @@ from .common import (
     pyplot,
     save_age_figure,
 )
-from .peers import Peer, peers_for
+from .peers import Peer, peers_for, settings_table
 from .session import run_session
 
 __all__ = ["run"]
@@ -114,9 +114,7 @@ def run(cfg: Config) -> Section:
         rows,
         align="llrrrrrr",
     )
-    settings = md_table(
-        ["peer", "settings"], [[p.label, p.settings(params)] for p in peers], align="ll"
-    )
+    settings = settings_table(peers, params)
     if jitter:
         how = (
             f"sleeps k x the frame interval +- {jitter * 500:.1f} ms (uniform; the same seeded "

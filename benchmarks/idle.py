@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .common import BenchError, Config, Params, Section, fmt, log, md_table, percentile, pyplot
-from .peers import Peer, peers_for
+from .peers import Peer, peers_for, settings_table
 from .session import run_session
 
 __all__ = ["run"]
@@ -84,11 +84,7 @@ def run(cfg: Config) -> Section:
         rows,
         align="lrrrrr",
     )
-    settings = md_table(
-        ["peer", "settings"],
-        [[p.label, p.settings(Params.of(size, WAKE_FPS))] for p in peers],
-        align="ll",
-    )
+    settings = settings_table(peers, Params.of(size, WAKE_FPS))
     text = (
         f"CPU: the source runs at {PAUSED_FPS:g} fps (a paused stream, as good as); after its "
         f"first frame the consumer process waits in `get`/`read` for {cpu_window:g} s; its own "

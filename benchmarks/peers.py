@@ -57,6 +57,7 @@ from .common import (
     capture_pids,
     exit_with_parent,
     make_base_frame,
+    md_table,
     stop_process,
     wait_event,
 )
@@ -115,6 +116,13 @@ class Peer(abc.ABC):
 
 PEERS: dict[str, Peer] = {}
 """Every registered peer by key, in registration order (the order of the report)."""
+
+
+def settings_table(peers: list[Peer], params: Any) -> str:
+    """The Markdown table that says which settings each peer used."""
+    return md_table(
+        ["peer", "settings"], [[p.label, p.settings(params)] for p in peers], align="ll"
+    )
 
 
 def register(peer: Peer) -> Peer:

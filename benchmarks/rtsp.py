@@ -28,7 +28,7 @@ from .common import (
     save_age_figure,
 )
 from .live import ServerHost
-from .peers import PEERS, Peer, peers_for
+from .peers import PEERS, Peer, peers_for, settings_table
 from .session import run_session
 
 __all__ = ["PLAIN", "run", "warmup_seconds"]
@@ -218,9 +218,7 @@ def _text(
         rows,
         align="llrrrrrrrr",
     )
-    settings = md_table(
-        ["peer", "settings"], [[p.label, p.settings(params)] for p in peers], align="ll"
-    )
+    settings = settings_table(peers, params)
     missing = []
     if "camgear" not in PEERS:
         missing.append("vidgear is not installed (`pip install vidgear`): CamGear not measured.")

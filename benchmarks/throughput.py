@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .common import BenchError, Config, Params, Section, fmt, log, md_table, pyplot
-from .peers import Peer, peers_for
+from .peers import Peer, peers_for, settings_table
 from .session import run_session
 
 __all__ = ["run"]
@@ -71,9 +71,7 @@ def run(cfg: Config) -> Section:
         align="llrrrrr",
     )
     example = Params.of(cfg.sizes[0], None)
-    settings = md_table(
-        ["peer", "settings"], [[p.label, p.settings(example)] for p in peers], align="ll"
-    )
+    settings = settings_table(peers, example)
     text = (
         f"Producers run as fast as they can (`TestPattern(w, h, fps=None)` for framebus); the "
         f"consumer process takes frames as fast as it can for {window:g} s after a {warmup:g} s "
