@@ -9,6 +9,7 @@ timeouts. When a source cannot be opened, :func:`diagnose` tells the user why, s
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import time
@@ -18,16 +19,29 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ._rtsp import Depacketizer
+from ._rtsp_client import RTSPClient
 from .errors import (
     SourceAuthError,
     SourceError,
     SourceNotFound,
     SourceOpenError,
     SourceUnreachable,
+    SourceUnsupported,
 )
 from .sources import Media, Source
 
-__all__ = ["OpenCVSource", "PyAVSource", "diagnose", "ffmpeg_options", "make_media_source"]
+__all__ = [
+    "OpenCVSource",
+    "PyAVSource",
+    "RTSPSource",
+    "av_available",
+    "diagnose",
+    "ffmpeg_options",
+    "make_media_source",
+]
+
+log = logging.getLogger("framebus.capture")
 
 _DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
 
@@ -51,9 +65,22 @@ def _decoder_threads(media: Media) -> int | None:
 
 
 def make_media_source(media: Media) -> Source:
-    if media.backend == "av":
+    """The source object for ``media``'s backend (``"auto"``: see :meth:`Media.backend_for`)."""
+    backend = media.resolved_backend(av_available())
+    if backend == "rtsp":
+        fallback = None if media.backend == "rtsp" else OpenCVSource(media)
+        return RTSPSource(media, fallback)
+    if backend == "av":
         return PyAVSource(media)
     return OpenCVSource(media)
+
+
+def av_available() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class OpenCVSource(Source):
@@ -176,6 +203,105 @@ class PyAVSource(Source):
             self._container.close()
             self._container = None
             self._frames = None
+
+
+class RTSPSource(Source):
+    """framebus's own RTSP client with PyAV's decoder: a frame is decoded the moment its last
+    RTP packet arrives, one frame interval sooner than through FFmpeg's RTSP demuxer (see
+    :mod:`framebus._rtsp`). H.264 and H.265 over RTP/TCP.
+
+    With a ``fallback`` (the automatic backend choice), a stream it cannot handle (another
+    codec, a server that will not send RTP over TCP) is opened with the fallback instead.
+    """
+
+    def __init__(self, media: Media, fallback: Source | None = None) -> None:
+        self.media = media
+        self.label = media.label
+        self.live = True
+        self.fps: float | None = None
+        self._fallback = fallback
+        self._delegate: Source | None = None
+        self._client: RTSPClient | None = None
+        self._depack: Depacketizer | None = None
+        self._decoder: Any = None
+        self._pending: list[Any] = []
+        self._errors = 0
+
+    def open(self) -> None:
+        av = _import_av()
+        m = self.media
+        assert isinstance(m.target, str)
+        client = RTSPClient(
+            m.target, m.label, open_timeout=m.open_timeout, read_timeout=m.read_timeout
+        )
+        try:
+            media = client.open()
+            self._depack = Depacketizer(media.codec, media.parameter_sets())
+            decoder = av.CodecContext.create("hevc" if media.codec == "H265" else "h264", "r")
+        except SourceUnsupported as exc:
+            client.close()
+            if self._fallback is None:
+                raise SourceUnsupported(f"{exc} (backend 'opencv' or 'av' may open it)") from None
+            log.info("%s; opening it with FFmpeg instead", exc)
+            self._delegate = self._fallback
+            self._delegate.open()
+            self.fps, self.live = self._delegate.fps, self._delegate.live
+            return
+        except BaseException:
+            client.close()
+            raise
+        decoder.flags |= av.codec.context.Flags.low_delay
+        threads = _decoder_threads(m) or 1
+        decoder.thread_type = "SLICE"  # frame threading adds a frame of delay per thread
+        decoder.thread_count = threads
+        self._client, self._decoder = client, decoder
+        self.fps = media.framerate
+
+    def read(self) -> np.ndarray | None:
+        return self.read_into(None)
+
+    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
+        if self._delegate is not None:
+            return self._delegate.read_into(out)
+        av = _import_av()
+        client, depack, decoder = self._client, self._depack, self._decoder
+        assert client is not None and depack is not None
+        while not self._pending:
+            for unit in depack.push(client.read_packet()):
+                try:
+                    self._pending += decoder.decode(av.Packet(unit))
+                    self._errors = 0
+                except av.error.FFmpegError as exc:
+                    self._errors += 1
+                    if self._errors >= 50:
+                        raise SourceOpenError(f"{self.label}: cannot decode the stream") from exc
+        return _to_bgr(self._pending.pop(0), out)
+
+    def close(self) -> None:
+        if self._delegate is not None:
+            self._delegate.close()
+            self._delegate = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._decoder = None
+        self._pending = []
+
+
+def _to_bgr(frame: Any, out: np.ndarray | None) -> np.ndarray:
+    """A decoded frame as BGR, converted straight into ``out`` when it fits."""
+    import cv2
+
+    shape = (frame.height, frame.width, 3)
+    if frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0:
+        yuv = frame.to_ndarray()  # planar I420, (h * 3/2, w)
+        if out is not None and out.shape == shape and out.dtype == np.uint8:
+            cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420, dst=out)
+            return out
+        converted: np.ndarray = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+        return converted
+    bgr: np.ndarray = frame.to_ndarray(format="bgr24")
+    return bgr
 
 
 def _import_av() -> Any:

@@ -13,6 +13,7 @@ The hierarchy::
     │   ├── SourceUnreachable    connection refused, host unreachable, or no answer in time
     │   ├── SourceAuthError      the server refused the credentials (401/403)
     │   └── SourceOpenError      the source exists but cannot be opened or decoded
+    │       └── SourceUnsupported  a codec, packetization or RTSP dialect the backend lacks
     ├── SharedMemoryFull         /dev/shm has no room for the ring (Docker: raise --shm-size)
     ├── PublisherLost            the publisher of an attached stream died
     ├── StreamEnded              the stream ended and every frame was delivered
@@ -37,6 +38,7 @@ __all__ = [
     "SourceNotFound",
     "SourceOpenError",
     "SourceUnreachable",
+    "SourceUnsupported",
     "StreamEnded",
     "StreamExists",
     "StreamNotFound",
@@ -90,6 +92,11 @@ class SourceOpenError(SourceError):
     """The source exists but cannot be opened or decoded."""
 
 
+class SourceUnsupported(SourceOpenError):
+    """The source uses a codec, RTP packetization or RTSP dialect the chosen backend lacks
+    (the automatic backend choice then falls back to FFmpeg)."""
+
+
 class SharedMemoryFull(FramebusError, MemoryError):
     """There is not enough free shared memory (``/dev/shm``) for the ring."""
 
@@ -118,6 +125,7 @@ _CODES: dict[int, type[FramebusError]] = {
     4: SourceError,
     5: SourceUnreachable,
     6: SourceAuthError,
+    7: SourceUnsupported,
 }
 
 

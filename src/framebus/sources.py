@@ -108,8 +108,13 @@ class Media:
 
     Plain ``0``, ``"video.mp4"`` or ``"rtsp://..."`` mean ``Media(that)`` with these defaults.
 
-    * ``backend``: ``"opencv"`` (``cv2.VideoCapture``: FFmpeg, or V4L2 for camera indexes) or
-      ``"av"`` (PyAV, ``pip install 'framebus[av]'``).
+    * ``backend``: ``"auto"`` (the default: ``"rtsp"`` for ``rtsp://`` URLs when PyAV is
+      installed and no FFmpeg options or OpenCV parameters are given, else ``"opencv"``),
+      ``"opencv"`` (``cv2.VideoCapture``: FFmpeg, or V4L2 for camera indexes), ``"av"`` (PyAV,
+      ``pip install 'framebus[av]'``) or ``"rtsp"`` (framebus's own RTSP client and PyAV's
+      decoder: each frame is decoded as soon as its last packet arrives, a frame interval sooner
+      than through FFmpeg's RTSP demuxer; H.264/H.265 over TCP. ``"auto"`` falls back to
+      OpenCV for other codecs or servers that refuse TCP).
     * ``ffmpeg_options``: FFmpeg options, over framebus's low-latency defaults for live URLs
       (``rtsp_transport=tcp``, ``fflags=nobuffer``, ``flags=low_delay``).
     * ``cv2_params``: extra OpenCV open parameters, ``(cv2.CAP_PROP_..., value, ...)``.
@@ -121,7 +126,7 @@ class Media:
     """
 
     target: str | int
-    backend: Literal["opencv", "av"] = "opencv"
+    backend: Literal["auto", "opencv", "av", "rtsp"] = "auto"
     ffmpeg_options: dict[str, str] | None = None
     cv2_params: tuple[int, ...] = ()
     decoder_threads: int | None = None
@@ -130,8 +135,14 @@ class Media:
     live: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in ("opencv", "av"):
-            raise ValueError(f"backend must be 'opencv' or 'av', not {self.backend!r}")
+        if self.backend not in ("auto", "opencv", "av", "rtsp"):
+            raise ValueError(
+                f"backend must be 'auto', 'opencv', 'av' or 'rtsp', not {self.backend!r}"
+            )
+        if self.backend == "rtsp" and not (
+            isinstance(self.target, str) and self.target.lower().startswith("rtsp://")
+        ):
+            raise ValueError("backend 'rtsp' reads rtsp:// URLs only")
         if isinstance(self.target, os.PathLike):
             object.__setattr__(self, "target", os.fspath(self.target))
         if not isinstance(self.target, (str, int)) or isinstance(self.target, bool):
@@ -139,6 +150,15 @@ class Media:
         if len(self.cv2_params) % 2:
             raise ValueError("cv2_params must be pairs: (cv2.CAP_PROP_..., value, ...)")
         object.__setattr__(self, "cv2_params", tuple(int(v) for v in self.cv2_params))
+
+    def resolved_backend(self, av_available: bool) -> str:
+        """The backend that will open this source (``"auto"`` decided)."""
+        if self.backend != "auto":
+            return self.backend
+        rtsp = isinstance(self.target, str) and self.target.lower().startswith("rtsp://")
+        if rtsp and av_available and not self.ffmpeg_options and not self.cv2_params:
+            return "rtsp"
+        return "opencv"
 
     @property
     def is_url(self) -> bool:
