@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import framebus
@@ -42,7 +43,7 @@ def states_seen(pub: framebus.Publisher, until: object, timeout: float = 30) -> 
     return seen
 
 
-@pytest.mark.parametrize("backend", ["opencv", "av"])
+@pytest.mark.parametrize("backend", ["rtsp", "opencv", "av"])
 def test_frames_flow_to_several_readers(server: RTSPServer, stream_name: str, backend: str) -> None:
     media = framebus.Media(server.url(), backend=backend)  # type: ignore[arg-type]
     with framebus.publish(stream_name, media) as pub:
@@ -62,11 +63,13 @@ def test_frames_flow_to_several_readers(server: RTSPServer, stream_name: str, ba
                 r.release()
 
 
+@pytest.mark.parametrize("backend", ["rtsp", "opencv"])
 def test_server_restarts_readers_stay_attached(
-    server: RTSPServer, stream_name: str, caplog: pytest.LogCaptureFixture
+    server: RTSPServer, stream_name: str, caplog: pytest.LogCaptureFixture, backend: str
 ) -> None:
     caplog.set_level(logging.WARNING, logger="framebus")
-    with framebus.publish(stream_name, server.url(), reconnect=FAST) as pub:
+    media = framebus.Media(server.url(), backend=backend)  # type: ignore[arg-type]
+    with framebus.publish(stream_name, media, reconnect=FAST) as pub:
         reader = framebus.attach(stream_name, timeout=60)
         try:
             assert reader.read()[0]
@@ -90,9 +93,13 @@ def test_server_restarts_readers_stay_attached(
     assert len(caplog.records) < 40  # one line per change, not a flood
 
 
-def test_resolution_change_reaches_readers(server: RTSPServer, stream_name: str) -> None:
+@pytest.mark.parametrize("backend", ["rtsp", "opencv"])
+def test_resolution_change_reaches_readers(
+    server: RTSPServer, stream_name: str, backend: str
+) -> None:
+    media = framebus.Media(server.url(), backend=backend)  # type: ignore[arg-type]
     with (
-        framebus.publish(stream_name, server.url(), reconnect=FAST) as pub,
+        framebus.publish(stream_name, media, reconnect=FAST) as pub,
         framebus.attach(stream_name, timeout=60) as reader,
     ):
         assert reader.read_frame().shape == (240, 320, 3)
@@ -117,8 +124,11 @@ def test_hung_source_is_detected_and_restarted(stream_name: str) -> None:
             assert "no frame for" in pub.stats().error  # it was a stall, not an error
 
 
-def test_errors_a_user_can_fix(stream_name: str) -> None:
-    with RTSPServer(size="320x240", user="bob", password="s3cret-pw") as srv:
+@pytest.mark.parametrize(
+    ("backend", "auth"), [("rtsp", "basic"), ("rtsp", "digest"), ("opencv", "basic")]
+)
+def test_errors_a_user_can_fix(stream_name: str, backend: str, auth: str) -> None:
+    with RTSPServer(size="320x240", user="bob", password="s3cret-pw", auth=auth) as srv:  # type: ignore[arg-type]
         cases = [
             (srv.url("/nope"), framebus.SourceNotFound, "no stream at this path"),
             (srv.url().replace("s3cret-pw", "wrong"), framebus.SourceAuthError, "credentials"),
@@ -128,19 +138,23 @@ def test_errors_a_user_can_fix(stream_name: str) -> None:
             bound.bind(("127.0.0.1", 0))
             closed = f"rtsp://127.0.0.1:{bound.getsockname()[1]}/cam"
             cases.append((closed, framebus.SourceUnreachable, "connection refused"))
-            _expect_errors(stream_name, cases)
+            _expect_errors(stream_name, cases, backend)
+        with framebus.VideoCapture(framebus.Media(srv.url(), backend=backend)) as cap:  # type: ignore[arg-type]
+            assert cap.read_frame().shape == (240, 320, 3)  # the right credentials do open it
 
 
-def _expect_errors(stream_name: str, cases: list[tuple[str, type[Exception], str]]) -> None:
+def _expect_errors(
+    stream_name: str, cases: list[tuple[str, type[Exception], str]], backend: str = "auto"
+) -> None:
     for url, exc, needle in cases:
         t0 = time.monotonic()
         with pytest.raises(exc, match=needle) as info:
-            framebus.publish(stream_name, url)
+            framebus.publish(stream_name, framebus.Media(url, backend=backend))  # type: ignore[arg-type]
         assert time.monotonic() - t0 < 15
         assert "s3cret-pw" not in str(info.value) and "wrong@" not in str(info.value)
 
 
-@pytest.mark.parametrize("backend", ["opencv", "av"])
+@pytest.mark.parametrize("backend", ["rtsp", "opencv", "av"])
 def test_silent_server_in_bounded_time(stream_name: str, backend: str) -> None:
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
@@ -148,9 +162,29 @@ def test_silent_server_in_bounded_time(stream_name: str, backend: str) -> None:
         url = f"rtsp://user:pw@127.0.0.1:{silent.getsockname()[1]}/cam"
         media = framebus.Media(url, backend=backend, open_timeout=2)  # type: ignore[arg-type]
         t0 = time.monotonic()
-        with pytest.raises(framebus.SourceUnreachable, match="no answer within 2 s"):
+        with pytest.raises(framebus.SourceUnreachable, match="no answer (to OPTIONS )?within 2 s"):
             framebus.publish(stream_name, media)
         assert time.monotonic() - t0 < 20
+
+
+def test_rtsp_backend_pictures_match_ffmpegs(server: RTSPServer) -> None:
+    """framebus's RTSP client + PyAV decode the same pictures OpenCV's FFmpeg backend does."""
+    frames = {}
+    for backend in ("rtsp", "opencv"):
+        with framebus.VideoCapture(framebus.Media(server.url(), backend=backend)) as cap:  # type: ignore[arg-type]
+            frames[backend] = cap.read_frame()
+    a, b = (frames[k][40:].astype(np.int16) for k in ("rtsp", "opencv"))  # below the barcode
+    background = (np.abs(a - 96) < 40) & (np.abs(b - 96) < 40)  # the grey field, not the bar
+    assert background.mean() > 0.5
+    assert np.abs(a - b)[background].mean() < 4  # the converters round differently
+
+
+def test_other_codecs_fall_back_to_ffmpeg(stream_name: str) -> None:
+    with RTSPServer(size="320x240", codec="jpeg") as srv:
+        with framebus.VideoCapture(srv.url()) as cap:  # auto: framebus's client declines JPEG
+            assert cap.read_frame().shape == (240, 320, 3)
+        with pytest.raises(framebus.SourceUnsupported, match="codec JPEG"):
+            framebus.publish(stream_name, framebus.Media(srv.url(), backend="rtsp"))
 
 
 def test_unroutable_address_in_bounded_time(tmp_path: object) -> None:

@@ -187,7 +187,8 @@ _RTPMAP = re.compile(r"(\d+)\s+([^/\s]+)/(\d+)")
 def parse_sdp(text: str) -> VideoMedia | None:
     """The first ``m=video`` of an SDP description (RFC 4566), or None if it has none."""
     session_control = ""
-    media: dict[str, str] | None = None
+    media: dict[str, str] | None = None  # the video section being read
+    in_session = True  # before the first m= line
     found: dict[str, str] | None = None
     rtpmap: dict[int, tuple[str, int]] = {}
     fmtp: dict[int, dict[str, str]] = {}
@@ -197,6 +198,7 @@ def parse_sdp(text: str) -> VideoMedia | None:
         if line.startswith("m="):
             if media is not None:
                 break  # only the first video stream
+            in_session = False
             parts = line[2:].split()
             if parts and parts[0] == "video" and len(parts) >= 4:
                 media = {"pt": parts[3], "control": ""}
@@ -206,9 +208,9 @@ def parse_sdp(text: str) -> VideoMedia | None:
             continue
         key, _, value = line[2:].partition(":")
         if key == "control":
-            if media is None:
+            if in_session:
                 session_control = value.strip()
-            else:
+            elif media is not None:
                 media["control"] = value.strip()
         elif media is not None and key == "rtpmap":
             m = _RTPMAP.match(value)
@@ -378,18 +380,22 @@ class Depacketizer:
 
     def push(self, pkt: RtpPacket) -> list[bytes]:
         out: list[bytes] = []
+        lost = False
         if self._seq is not None:
             gap = (pkt.seq - self._seq - 1) & 0xFFFF
             if gap and gap < 0x8000:
                 self.lost += gap
-                self._damaged = True
-                self._frag = None
+                lost = True
             elif gap:  # old or duplicate packet
                 return out
         self._seq = pkt.seq
-        if self._ts is not None and pkt.timestamp != self._ts and (self._nals or self._damaged):
-            out += self._finish()  # the sender does not set the marker bit
+        pending = self._nals or self._frag is not None or self._damaged or lost
+        if self._ts is not None and pkt.timestamp != self._ts and pending:
+            self._damaged |= lost
+            out += self._finish()  # the sender does not set the marker bit, or a loss
         self._ts = pkt.timestamp
+        if lost:  # the lost packets belonged to this frame, or to one it refers to
+            self._damaged, self._frag = True, None
         if pkt.payload:
             self._payload(pkt.payload)
         if pkt.marker:
@@ -436,12 +442,12 @@ class Depacketizer:
     def _finish(self) -> list[bytes]:
         nals, damaged = self._nals, self._damaged or self._frag is not None
         self._nals, self._frag, self._damaged = [], None, False
+        if damaged:
+            self._need_key = True  # later frames refer to this one
         if not nals:
             return []
         types = [self._type(n) for n in nals]
         key = any(self._is_key(t) for t in types)
-        if damaged:
-            self._need_key = True
         if damaged or (self._need_key and not key):
             self.dropped += 1
             return []

@@ -16,6 +16,7 @@ import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class RTSPServer:
     ``with RTSPServer(size="640x360", fps=25) as srv: url = srv.url()``. ``stop()``/``start()``
     (or ``restart(size=...)``) simulate a camera reboot or reconfiguration on the same port;
     ``hang_after=N`` makes it stop sending after N frames while keeping connections open.
+    With ``user``/``password`` it asks for ``auth`` (Basic or Digest) authentication;
+    ``codec="jpeg"`` serves RTP/JPEG instead of H.264.
     """
 
     def __init__(
@@ -61,9 +64,12 @@ class RTSPServer:
         password: str | None = None,
         hang_after: int | None = None,
         port: int | None = None,
+        auth: Literal["basic", "digest"] = "basic",
+        codec: Literal["h264", "jpeg"] = "h264",
     ) -> None:
         self.size, self.fps, self.mounts = size, fps, mounts
         self.user, self.password, self.hang_after = user, password, hang_after
+        self.auth, self.codec = auth, codec
         self.port = port or _free_port()
         self.proc: subprocess.Popen[str] | None = None
 
@@ -79,7 +85,8 @@ class RTSPServer:
         for m in self.mounts:
             cmd += ["--mount", m]
         if self.user:
-            cmd += ["--user", self.user, "--password", self.password or ""]
+            cmd += ["--user", self.user, "--password", self.password or "", "--auth", self.auth]
+        cmd += ["--codec", self.codec]
         if self.hang_after is not None:
             cmd += ["--hang-after", str(self.hang_after)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -8,7 +8,8 @@ bit i (left to right) of ``time.time_ns() // 1000`` — so any reader can measur
 of a frame (``framebus.testing.barcode.read_timestamp``).
 
 usage: gst_rtsp_server.py --port P [--mount /cam] [--size 1280x720] [--fps 25]
-                          [--user U --password P] [--hang-after N]
+                          [--user U --password P [--auth basic|digest]] [--hang-after N]
+                          [--codec h264|jpeg]
 Prints "READY <port>" on stdout once it listens on 127.0.0.1.
 """
 
@@ -20,8 +21,9 @@ import time
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 BARCODE_BITS = 64
 BARCODE_ROWS = 32
@@ -78,7 +80,9 @@ def main():
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--auth", choices=("basic", "digest"), default="basic")
     ap.add_argument("--hang-after", type=int)
+    ap.add_argument("--codec", choices=("h264", "jpeg"), default="h264")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     mounts = args.mount or ["/cam"]
@@ -88,10 +92,11 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     caps = f"video/x-raw,format=I420,width={width},height={height},framerate={args.fps}/1"
-    launch = (
-        f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} "
+    launch = f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} " + (
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
         "bitrate=4000 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        if args.codec == "h264"
+        else "! jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26 )"
     )
 
     def on_configure(factory, media):
@@ -122,7 +127,12 @@ def main():
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
+        if args.auth == "digest":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password or "", token)
+        else:
+            basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password or "")
+            auth.add_basic(basic, token)
         server.set_auth(auth)
 
     if server.attach(None) == 0:

@@ -1,0 +1,292 @@
+"""framebus's RTSP/RTP core, without I/O: messages, SDP, authentication, depacketization."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+import pytest
+
+import framebus
+from framebus._rtsp import (
+    START_CODE,
+    Depacketizer,
+    Interleaved,
+    MessageParser,
+    Response,
+    RtpPacket,
+    ServerRequest,
+    authorization,
+    control_url,
+    parse_rtp,
+    parse_sdp,
+    split_credentials,
+)
+
+
+def test_parser_splits_responses_and_interleaved_packets_fed_byte_by_byte() -> None:
+    wire = (
+        b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 5\r\nWWW-Authenticate: Basic a\r\n"
+        b"WWW-Authenticate: Digest b\r\n\r\nhello"
+        b"$\x00\x00\x03abc"
+        b"GET_PARAMETER rtsp://x/ RTSP/1.0\r\nCSeq: 9\r\n\r\n"
+        b"$\x01\x00\x00"
+    )
+    parser = MessageParser()
+    got: list[object] = []
+    for i in range(len(wire)):
+        parser.feed(wire[i : i + 1])
+        while (msg := parser.next()) is not None:
+            got.append(msg)
+    assert len(got) == 4
+    resp = got[0]
+    assert isinstance(resp, Response)
+    assert (resp.status, resp.reason, resp.cseq, resp.body) == (200, "OK", 2, b"hello")
+    assert resp.headers["www-authenticate"] == ["Basic a", "Digest b"]
+    assert got[1] == Interleaved(0, b"abc")
+    assert isinstance(got[2], ServerRequest) and got[2].method == "GET_PARAMETER"
+    assert got[3] == Interleaved(1, b"")
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"HTTP/1.1 200 OK\r\n\r\n",  # not RTSP
+        b"RTSP/1.0 abc OK\r\n\r\n",  # bad status
+        b"RTSP/1.0 200 OK\r\nContent-Length: -4\r\n\r\n",
+        b"RTSP/1.0 200 OK\r\n" + b"X: y\r\n" * 20000,  # a head that never ends
+    ],
+)
+def test_parser_rejects_what_is_not_rtsp(wire: bytes) -> None:
+    parser = MessageParser()
+    parser.feed(wire)
+    with pytest.raises(framebus.SourceUnsupported):
+        parser.next()
+
+
+SDP = """v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=Session
+a=control:rtsp://cam/stream/
+m=audio 0 RTP/AVP 97
+a=rtpmap:97 MPEG4-GENERIC/48000/2
+a=control:track0
+m=video 0 RTP/AVP 96
+a=rtpmap:96 H264/90000
+a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0LgH9oBQBbsBEAA,aM4wpIA=
+a=framerate:25
+a=control:track1
+"""
+
+
+def test_sdp_first_video_stream() -> None:
+    media = parse_sdp(SDP)
+    assert media is not None
+    assert (media.payload_type, media.codec, media.clock_rate) == (96, "H264", 90000)
+    assert media.control == "track1" and media.session_control == "rtsp://cam/stream/"
+    assert media.framerate == 25
+    assert media.fmtp["packetization-mode"] == "1"
+    sps, pps = media.parameter_sets()
+    assert sps[0] & 0x1F == 7 and pps[0] & 0x1F == 8
+    assert parse_sdp("v=0\nm=audio 0 RTP/AVP 0\n") is None
+    jpeg = parse_sdp("v=0\nm=video 0 RTP/AVP 26\na=control:v\n")
+    assert jpeg is not None and jpeg.codec == "JPEG"
+    hevc = parse_sdp("m=video 0 RTP/AVP 98\na=rtpmap:98 H265/90000\n")
+    assert hevc is not None and hevc.codec == "H265"
+
+
+def test_control_urls_and_credentials() -> None:
+    assert control_url("rtsp://h/s/", "track1") == "rtsp://h/s/track1"
+    assert control_url("rtsp://h/s", "track1") == "rtsp://h/s/track1"
+    assert control_url("rtsp://h/s", "rtsp://o/t") == "rtsp://o/t"
+    assert control_url("rtsp://h/s", "*") == "rtsp://h/s"
+    url, user, pw = split_credentials("rtsp://us%40er:p%3Aw@10.0.0.1:8554/live?x=1")
+    assert (url, user, pw) == ("rtsp://10.0.0.1:8554/live?x=1", "us@er", "p:w")
+    assert split_credentials("rtsp://[::1]/a")[0] == "rtsp://[::1]/a"
+
+
+def _md5(s: str) -> str:
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+def test_digest_authorization_rfc2617() -> None:
+    """The worked example of RFC 2617, section 3.5 (qop=auth)."""
+    challenge = (
+        'Digest realm="testrealm@host.com", qop="auth,auth-int", '
+        'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"'
+    )
+    header = authorization([challenge], "GET", "/dir/index.html", "Mufasa", "Circle Of Life")
+    assert header is not None and header.startswith("Digest ")
+    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', header[7:]))
+    assert fields["nc"] == "00000001" and fields["qop"] == "auth"
+    assert fields["opaque"] == "5ccc069c403ebaf9f0171e9517f40e41"
+    ha1 = _md5("Mufasa:testrealm@host.com:Circle Of Life")
+    ha2 = _md5("GET:/dir/index.html")
+    nonce, cnonce = "dcd98b7102dd2f0e8b11d0f600bfb0c093", fields["cnonce"]
+    assert fields["response"] == _md5(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")
+    # without qop (RFC 2069 style, what many cameras send)
+    plain = authorization(['Digest realm="r", nonce="n"'], "DESCRIBE", "rtsp://h/", "u", "p")
+    assert plain is not None
+    expected = _md5(f"{_md5('u:r:p')}:n:{_md5('DESCRIBE:rtsp://h/')}")
+    assert f'response="{expected}"' in plain
+
+
+def test_basic_authorization_and_unknown_schemes() -> None:
+    basic = authorization(['Basic realm="cam"'], "DESCRIBE", "rtsp://h/", "bob", "pw")
+    assert basic == "Basic " + base64.b64encode(b"bob:pw").decode()
+    # Digest is preferred when both are offered
+    both = authorization(['Basic realm="a"', 'Digest realm="a", nonce="n"'], "X", "u", "b", "p")
+    assert both is not None and both.startswith("Digest ")
+    assert authorization(['Bearer realm="x"'], "DESCRIBE", "rtsp://h/", "u", "p") is None
+
+
+def _rtp(payload: bytes, seq: int, ts: int, marker: bool = False, pt: int = 96) -> bytes:
+    return (
+        bytes([0x80, (0x80 if marker else 0) | pt])
+        + seq.to_bytes(2, "big")
+        + ts.to_bytes(4, "big")
+        + b"\x00\x00\x00\x01"
+        + payload
+    )
+
+
+def test_rtp_header_with_csrc_extension_and_padding() -> None:
+    pkt = parse_rtp(_rtp(b"\x65abc", 7, 90000, marker=True))
+    assert pkt == RtpPacket(True, 96, 7, 90000, b"\x65abc")
+    csrc_ext_pad = (
+        bytes([0x80 | 0x20 | 0x10 | 1, 96])  # padding, extension, one CSRC
+        + (1).to_bytes(2, "big")
+        + (2).to_bytes(4, "big")
+        + b"SSRC"
+        + b"CSRC"
+        + b"\xbe\xde\x00\x01"  # extension header, one word
+        + b"EXT!"
+        + b"data"
+        + b"\x00\x00\x03"  # 3 bytes of padding, the last holds the count
+    )
+    pkt = parse_rtp(csrc_ext_pad)
+    assert pkt is not None and pkt.payload == b"data"
+    assert parse_rtp(b"\x40" + b"\x00" * 20) is None  # version 1
+    assert parse_rtp(b"\x80\x60") is None
+
+
+SPS, PPS = b"\x67\x42\xe0\x1f", b"\x68\xce\x30\xa4"
+IDR = b"\x65" + bytes(range(1, 200))
+SLICE = b"\x41" + bytes(range(50, 150))
+
+
+def _fu_a(nal: bytes, size: int) -> list[bytes]:
+    """Split ``nal`` into FU-A payloads of ``size`` data bytes."""
+    indicator = (nal[0] & 0xE0) | 28
+    body = nal[1:]
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    out = []
+    for i, chunk in enumerate(chunks):
+        header = (0x80 if i == 0 else 0) | (0x40 if i == len(chunks) - 1 else 0) | (nal[0] & 0x1F)
+        out.append(bytes([indicator, header]) + chunk)
+    return out
+
+
+def _annexb(*nals: bytes) -> bytes:
+    return b"".join(START_CODE + n for n in nals)
+
+
+def _feed(d: Depacketizer, payloads: list[bytes], seq: int, ts: int) -> list[bytes]:
+    """Send ``payloads`` as one frame (marker on the last); return what came out."""
+    out: list[bytes] = []
+    for i, p in enumerate(payloads):
+        pkt = parse_rtp(_rtp(p, seq + i, ts, marker=i == len(payloads) - 1))
+        assert pkt is not None
+        out += d.push(pkt)
+    return out
+
+
+def _stap_a(*nals: bytes) -> bytes:
+    return b"\x18" + b"".join(len(n).to_bytes(2, "big") + n for n in nals)
+
+
+def test_h264_frame_is_complete_at_its_marker_packet() -> None:
+    d = Depacketizer("H264")
+    # a keyframe: SPS+PPS aggregated, the IDR in fragments
+    frame = _feed(d, [_stap_a(SPS, PPS), *_fu_a(IDR, 60)], seq=100, ts=1000)
+    assert frame == [_annexb(SPS, PPS, IDR)]
+    # a P frame in one packet comes out at once, not when the next frame begins
+    assert _feed(d, [SLICE], seq=105, ts=4600) == [_annexb(SLICE)]
+
+
+def test_h264_stream_starts_at_a_keyframe_and_gets_sdp_parameter_sets() -> None:
+    d = Depacketizer("H264", [SPS, PPS])
+    assert _feed(d, [SLICE], seq=1, ts=0) == []  # no keyframe yet: dropped
+    assert _feed(d, [IDR], seq=2, ts=3600) == [_annexb(SPS, PPS, IDR)]
+    assert _feed(d, [SLICE], seq=3, ts=7200) == [_annexb(SLICE)]
+    assert d.dropped == 1
+
+
+def test_h264_loss_drops_frames_until_the_next_keyframe() -> None:
+    d = Depacketizer("H264")
+    assert _feed(d, [IDR], seq=10, ts=0) == [_annexb(IDR)]
+    fragments = _fu_a(IDR, 40)
+    out = []
+    for i, p in enumerate(fragments):
+        if i == 2:
+            continue  # lost
+        pkt = parse_rtp(_rtp(p, 11 + i, 3600, marker=i == len(fragments) - 1))
+        assert pkt is not None
+        out += d.push(pkt)
+    assert out == [] and d.lost == 1
+    seq = 11 + len(fragments)
+    assert _feed(d, [SLICE], seq=seq, ts=7200) == []  # refers to the damaged frame: dropped
+    assert _feed(d, [IDR], seq=seq + 1, ts=10800) == [_annexb(IDR)]
+
+
+def test_h264_sender_without_marker_bits_and_sequence_wrap() -> None:
+    d = Depacketizer("H264")
+    out: list[bytes] = []
+    for i, (p, ts) in enumerate([(IDR, 0), (SLICE, 3600), (SLICE, 7200)]):
+        pkt = parse_rtp(_rtp(p, (0xFFFE + i) & 0xFFFF, ts, marker=False))
+        assert pkt is not None
+        out += d.push(pkt)
+    # each frame ends when the next one's timestamp shows up; seq 0xFFFF -> 0 is no loss
+    assert out == [_annexb(IDR), _annexb(SLICE)] and d.lost == 0
+
+
+def test_h264_duplicate_packets_are_ignored() -> None:
+    d = Depacketizer("H264")
+    first = parse_rtp(_rtp(IDR, 5, 0, marker=True))
+    assert first is not None
+    assert d.push(first) == [_annexb(IDR)]
+    assert d.push(first) == [] and d.lost == 0
+
+
+def test_h265_aggregation_and_fragmentation() -> None:
+    vps, sps, pps = b"\x40\x01\x0c", b"\x42\x01\x01", b"\x44\x01\xc0"
+    idr = b"\x26\x01" + bytes(range(3, 120))  # IDR_W_RADL (type 19)
+    d = Depacketizer("H265")
+    ap = b"\x60\x01" + b"".join(len(n).to_bytes(2, "big") + n for n in (vps, sps, pps))
+    body = idr[2:]
+    fus = []
+    for i in range(0, len(body), 50):
+        start, end = i == 0, i + 50 >= len(body)
+        fu_header = (0x80 if start else 0) | (0x40 if end else 0) | 19
+        fus.append(bytes([(49 << 1), 0x01, fu_header]) + body[i : i + 50])
+    assert _feed(d, [ap, *fus], seq=0, ts=0) == [_annexb(vps, sps, pps, idr)]
+
+
+def test_unsupported_h264_packetization_is_reported() -> None:
+    d = Depacketizer("H264")
+    pkt = parse_rtp(_rtp(b"\x19abc", 1, 0, marker=True))  # STAP-B
+    assert pkt is not None
+    with pytest.raises(framebus.SourceUnsupported, match="packetization"):
+        d.push(pkt)
+    with pytest.raises(ValueError):
+        Depacketizer("JPEG")
+
+
+def test_h264_loss_at_a_frame_boundary_drops_the_frame_after_it() -> None:
+    """The first slice of a frame lost: the rest of it must not reach the decoder."""
+    d = Depacketizer("H264")
+    assert _feed(d, [IDR], seq=1, ts=0) == [_annexb(IDR)]
+    second_slice = b"\x65\x00" + bytes(range(60))  # packet 2 (the first slice) was lost
+    assert _feed(d, [second_slice], seq=3, ts=3600) == [] and d.lost == 1
+    assert _feed(d, [IDR], seq=4, ts=7200) == [_annexb(IDR)]
