@@ -268,22 +268,24 @@ class FramebusPeer(Peer):
     scenarios: frozenset[str] = frozenset({"age", "throughput", "idle", "memory", "rtsp"})
     view: bool = False
     pattern: str = "bars"
-    backend: Literal["opencv", "av"] = "opencv"
+    backend: Literal["auto", "opencv", "av"] = "auto"
 
     def _source(self, url: str) -> str | framebus.Media:
-        return url if self.backend == "opencv" else framebus.Media(url, backend=self.backend)
+        return url if self.backend == "auto" else framebus.Media(url, backend=self.backend)
 
     def settings(self, params: Params) -> str:
         if _url(params) is not None:
-            how = (
-                "`framebus.VideoCapture(url)` (default backend: OpenCV/FFmpeg, framebus's "
-                "live defaults: 1 decoder thread, RTSP over TCP, `fflags=nobuffer`, "
-                "`flags=low_delay`)"
-                if self.backend == "opencv"
-                else f'`framebus.VideoCapture(framebus.Media(url, backend="{self.backend}"))` '
-                "(PyAV, framebus's live defaults: `thread_type=SLICE`, 1 thread, TCP, "
-                "`nobuffer`, `low_delay`)"
-            )
+            how = {
+                "auto": "`framebus.VideoCapture(url)` (default backend for `rtsp://`: "
+                "framebus's RTSP client, RTP over TCP, a frame decoded when its last packet "
+                "arrives, PyAV's H.264 decoder with 1 slice thread and `low_delay`)",
+                "opencv": '`framebus.VideoCapture(framebus.Media(url, backend="opencv"))` '
+                "(OpenCV/FFmpeg with framebus's live defaults: 1 decoder thread, RTSP over TCP, "
+                "`fflags=nobuffer`, `flags=low_delay`)",
+                "av": '`framebus.VideoCapture(framebus.Media(url, backend="av"))` '
+                "(PyAV's RTSP demuxer, framebus's live defaults: `thread_type=SLICE`, 1 thread, "
+                "TCP, `nobuffer`, `low_delay`)",
+            }[self.backend]
             return (
                 f"{how} in the consumer process, capture in its own process, mode=latest, "
                 "slots=4; `ok, frame = cap.read()` (a copy)"
@@ -844,6 +846,14 @@ register(
 )
 register(LatestThreadPeer())
 register(CopyPeer())
+register(
+    FramebusPeer(
+        key="framebus-opencv",
+        label="framebus VideoCapture, OpenCV backend",
+        scenarios=frozenset({"rtsp"}),
+        backend="opencv",
+    )
+)
 register(
     FramebusPeer(
         key="framebus-av",
