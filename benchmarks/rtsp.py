@@ -1,7 +1,8 @@
 """Scenario ``rtsp``: the true age of frames from a real RTSP stream.
 
 framebus's GStreamer RTSP test server sends H.264 (1280x720 at 25 fps by default) and paints
-each frame's send time on it. For each peer a spawned consumer process opens the stream the way
+each frame's send time on it. An untimed client reads it first (a fresh server's first client
+gets older frames). For each peer a spawned consumer process opens the stream the way
 that peer's users do, then runs two workloads in a row: it *keeps up* (reads, no processing)
 for a warm-up plus the measurement, then *works 3 frame intervals* per frame (sleeps 120 ms +-
 half an interval, the age scenario's seeded jitter). Age = ``time.time()`` when the read returns
@@ -249,7 +250,14 @@ def _text(
         f"Source: framebus's GStreamer RTSP test server (`framebus.testing.RTSPServer(size="
         f'"{cfg.rtsp_size}", fps={cfg.rtsp_fps})`, x264 `tune=zerolatency '
         f"speed-preset=ultrafast`, a keyframe every second, RTP over RTSP on 127.0.0.1), one "
-        f"server for all peers. Each peer's consumer process opens the stream and keeps up: "
+        "server for all peers, first read by an untimed client for a second (the first client "
+        "of a fresh server gets frames 2-3 ms older). Why framebus's default is about one "
+        "frame interval ahead: FFmpeg's RTSP demuxer, which OpenCV, PyAV and vidgear read "
+        "through, hands H.264 to a parser that ends a frame only when the next frame begins; "
+        "framebus's own RTSP client (its default backend for `rtsp://`) ends a frame at the "
+        "RTP packet that carries the marker bit and decodes it at once. framebus's OpenCV and "
+        "PyAV backends read the same stream through FFmpeg, for comparison. "
+        f"Each peer's consumer process opens the stream and keeps up: "
         f"until {warmup:g} s after its first frame as a warm-up (not counted: OpenCV's open "
         "buffers about a second of frames while it probes the stream, which a reader that "
         "keeps up drains within a tenth of a second; decoders set to `fflags=nobuffer` drop "
