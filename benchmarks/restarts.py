@@ -367,8 +367,8 @@ def _text(cfg: Config, rows: list[dict[str, Any]], start_rss: float, n: int) -> 
         f"(polling every 20 ms) after a median {np.nanmedian(relaunch):.2f} s (the backoff, and "
         "any failed attempt while the server was not listening yet); from then to new frames "
         "at the reader took a "
-        f"median {np.nanmedian(opened):.2f} s (interpreter start, the FFmpeg open with its "
-        "stream probing, the first keyframe)\n"
+        f"median {np.nanmedian(opened):.2f} s (interpreter start, the RTSP "
+        "handshake, the first keyframe; FFmpeg's stream probing too with the OpenCV backend)\n"
     )
     return head + table + "\n\n" + summary + "\n![restarts](restarts.png)\n"
 

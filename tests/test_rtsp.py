@@ -162,7 +162,7 @@ def test_silent_server_in_bounded_time(stream_name: str, backend: str) -> None:
         url = f"rtsp://user:pw@127.0.0.1:{silent.getsockname()[1]}/cam"
         media = framebus.Media(url, backend=backend, open_timeout=2)  # type: ignore[arg-type]
         t0 = time.monotonic()
-        with pytest.raises(framebus.SourceUnreachable, match="no answer (to OPTIONS )?within 2 s"):
+        with pytest.raises(framebus.SourceUnreachable, match=r"no answer (to OPTIONS )?within 2 s"):
             framebus.publish(stream_name, media)
         assert time.monotonic() - t0 < 20
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
+import socket
+import threading
+import time
 
 import pytest
 
@@ -290,3 +294,83 @@ def test_h264_loss_at_a_frame_boundary_drops_the_frame_after_it() -> None:
     second_slice = b"\x65\x00" + bytes(range(60))  # packet 2 (the first slice) was lost
     assert _feed(d, [second_slice], seq=3, ts=3600) == [] and d.lost == 1
     assert _feed(d, [IDR], seq=4, ts=7200) == [_annexb(IDR)]
+
+
+class _ScriptedCamera:
+    """An RTSP peer on a real socket that answers the handshake and streams RTP, recording
+    every request: for what the GStreamer test server cannot show (it never expires a TCP
+    session, so it does not need keep-alives)."""
+
+    def __init__(self, session_timeout: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.timeout = session_timeout
+        self.requests: list[tuple[float, str, str]] = []  # (time, method, session header)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(ConnectionError):  # the client hangs up with data unread
+            self._play()
+
+    def _play(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.settimeout(0.02)
+        parser, seq = MessageParser(), 0
+        sdp = b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:v\r\n"
+        with conn:
+            while not self.stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    parser.feed(data)
+                except TimeoutError:
+                    pass
+                while (msg := parser.next()) is not None:
+                    assert isinstance(msg, ServerRequest)
+                    cseq = msg.headers["cseq"][0]
+                    session = msg.headers.get("session", [""])[0]
+                    self.requests.append((time.monotonic(), msg.method, session))
+                    extra = {
+                        "OPTIONS": "Public: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER\r\n",
+                        "DESCRIBE": f"Content-Length: {len(sdp)}\r\n",
+                        "SETUP": f"Session: abc;timeout={self.timeout}\r\n"
+                        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+                    }.get(msg.method, "")
+                    body = sdp if msg.method == "DESCRIBE" else b""
+                    conn.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n{extra}\r\n".encode() + body)
+                if any(m == "PLAY" for _, m, _ in self.requests):
+                    seq += 1
+                    rtp = _rtp(IDR, seq, seq * 3600, marker=True)
+                    conn.sendall(b"$\x00" + len(rtp).to_bytes(2, "big") + rtp)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_client_keeps_the_session_alive_and_tears_it_down() -> None:
+    from framebus._rtsp_client import RTSPClient
+
+    cam = _ScriptedCamera(session_timeout=2)
+    client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
+    try:
+        media = client.open()
+        assert media.codec == "H264" and media.control == "v"
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.5:
+            pkt = client.read_packet()
+            assert pkt.payload == IDR
+    finally:
+        client.close()
+        time.sleep(0.1)
+        cam.close()
+    methods = [m for _, m, _ in cam.requests]
+    assert methods[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+    keepalives = [(t, s) for t, m, s in cam.requests if m == "GET_PARAMETER"]
+    assert len(keepalives) >= 2  # every half session timeout: 1 s here
+    assert all(s == "abc" for _, s in keepalives)
+    assert methods[-1] == "TEARDOWN"

@@ -114,7 +114,7 @@ class RTSPClient:
         for param in session.split(";")[1:]:
             key, _, value = param.strip().partition("=")
             if key.lower() == "timeout" and value.strip().isdigit():
-                self._keepalive_every = max(5.0, int(value) / 2)
+                self._keepalive_every = max(1.0, int(value) / 2)
         transport = setup.header("transport").lower()
         if transport and "interleaved=" not in transport:
             raise SourceUnsupported(f"{self.label}: the server refused RTP over TCP")
