@@ -144,7 +144,7 @@ class OpenCVSource(Source):
 
 
 class PyAVSource(Source):
-    """PyAV (``pip install framebus[av]``): slice threading for live streams, clean shutdown."""
+    """PyAV (FFmpeg's demuxers and decoders): slice threading for live streams, clean shutdown."""
 
     def __init__(self, media: Media) -> None:
         self.media = media
@@ -308,7 +308,7 @@ def _import_av() -> Any:
     try:
         import av
     except ImportError:
-        raise SourceOpenError("backend 'av' needs PyAV: pip install 'framebus[av]'") from None
+        raise SourceOpenError("this backend needs PyAV: pip install av") from None
     av.logging.set_level(None)  # PyAV's log callback can deadlock; and logs may hold URLs
     return av
 
@@ -378,7 +378,7 @@ def diagnose(media: Media) -> SourceError:
     except SourceOpenError:
         return SourceOpenError(
             f"cannot open {label}: the server answers but the stream cannot be opened (wrong "
-            "path or credentials?); install framebus[av] for a precise diagnosis"
+            "path or credentials?); install PyAV (pip install av) for a precise diagnosis"
         )
     t0 = time.monotonic()
     try:

@@ -110,8 +110,8 @@ class Media:
 
     * ``backend``: ``"auto"`` (the default: ``"rtsp"`` for ``rtsp://`` URLs when PyAV is
       installed and no FFmpeg options or OpenCV parameters are given, else ``"opencv"``),
-      ``"opencv"`` (``cv2.VideoCapture``: FFmpeg, or V4L2 for camera indexes), ``"av"`` (PyAV,
-      ``pip install 'framebus[av]'``) or ``"rtsp"`` (framebus's own RTSP client and PyAV's
+      ``"opencv"`` (``cv2.VideoCapture``: FFmpeg, or V4L2 for camera indexes), ``"av"`` (PyAV's
+      FFmpeg demuxer and decoder) or ``"rtsp"`` (framebus's own RTSP client and PyAV's
       decoder: each frame is decoded as soon as its last packet arrives, a frame interval sooner
       than through FFmpeg's RTSP demuxer; H.264/H.265 over TCP. ``"auto"`` falls back to
       OpenCV for other codecs or servers that refuse TCP).

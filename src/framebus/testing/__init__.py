@@ -51,7 +51,8 @@ class RTSPServer:
     (or ``restart(size=...)``) simulate a camera reboot or reconfiguration on the same port;
     ``hang_after=N`` makes it stop sending after N frames while keeping connections open.
     With ``user``/``password`` it asks for ``auth`` (Basic or Digest) authentication;
-    ``codec="jpeg"`` serves RTP/JPEG instead of H.264.
+    ``codec="jpeg"`` serves RTP/JPEG instead of H.264. ``address`` and ``netns`` serve from
+    another address, in a network namespace (``ip netns``) of the caller's.
     """
 
     def __init__(
@@ -66,22 +67,27 @@ class RTSPServer:
         port: int | None = None,
         auth: Literal["basic", "digest"] = "basic",
         codec: Literal["h264", "jpeg"] = "h264",
+        address: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         self.size, self.fps, self.mounts = size, fps, mounts
         self.user, self.password, self.hang_after = user, password, hang_after
         self.auth, self.codec = auth, codec
+        self.address, self.netns = address, netns
         self.port = port or _free_port()
         self.proc: subprocess.Popen[str] | None = None
 
     def url(self, mount: str | None = None, *, credentials: bool = True) -> str:
         auth = f"{self.user}:{self.password}@" if self.user and credentials else ""
-        return f"rtsp://{auth}127.0.0.1:{self.port}{mount or self.mounts[0]}"
+        return f"rtsp://{auth}{self.address}:{self.port}{mount or self.mounts[0]}"
 
     def start(self, timeout: float = 20.0) -> None:
         if self.proc is not None:
             raise RuntimeError("RTSP server already running")
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--size", self.size,
-               "--fps", str(self.fps)]  # fmt: skip
+               "--fps", str(self.fps), "--address", self.address]  # fmt: skip
+        if self.netns:  # ip netns exec runs the server itself (exec), so its pid is the server's
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
         for m in self.mounts:
             cmd += ["--mount", m]
         if self.user:

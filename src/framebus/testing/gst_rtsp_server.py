@@ -7,10 +7,10 @@ Each frame carries its send time as a barcode: 64 black/white blocks across the 
 bit i (left to right) of ``time.time_ns() // 1000`` — so any reader can measure the true age
 of a frame (``framebus.testing.barcode.read_timestamp``).
 
-usage: gst_rtsp_server.py --port P [--mount /cam] [--size 1280x720] [--fps 25]
+usage: gst_rtsp_server.py --port P [--address A] [--mount /cam] [--size 1280x720] [--fps 25]
                           [--user U --password P [--auth basic|digest]] [--hang-after N]
                           [--codec h264|jpeg]
-Prints "READY <port>" on stdout once it listens on 127.0.0.1.
+Prints "READY <port>" on stdout once it listens on --address (default 127.0.0.1).
 """
 
 import argparse
@@ -75,6 +75,7 @@ class Frames:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--address", default="127.0.0.1")
     ap.add_argument("--mount", action="append", default=None)
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--fps", type=int, default=25)
@@ -89,7 +90,7 @@ def main():
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.address)
     server.set_service(str(args.port))
     caps = f"video/x-raw,format=I420,width={width},height={height},framerate={args.fps}/1"
     launch = f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} " + (
@@ -136,7 +137,7 @@ def main():
         server.set_auth(auth)
 
     if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+        print(f"cannot listen on {args.address}:{args.port}", file=sys.stderr, flush=True)
         sys.exit(2)
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
