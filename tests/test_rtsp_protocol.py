@@ -306,6 +306,7 @@ class _ScriptedCamera:
         self.port = self.listener.getsockname()[1]
         self.timeout = session_timeout
         self.requests: list[tuple[float, str, str]] = []  # (time, method, session header)
+        self.answers: list[Response] = []  # the client's answers to our own requests
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -329,6 +330,9 @@ class _ScriptedCamera:
                 except TimeoutError:
                     pass
                 while (msg := parser.next()) is not None:
+                    if isinstance(msg, Response):
+                        self.answers.append(msg)
+                        continue
                     assert isinstance(msg, ServerRequest)
                     cseq = msg.headers["cseq"][0]
                     session = msg.headers.get("session", [""])[0]
@@ -342,6 +346,8 @@ class _ScriptedCamera:
                     body = sdp if msg.method == "DESCRIBE" else b""
                     conn.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n{extra}\r\n".encode() + body)
                 if any(m == "PLAY" for _, m, _ in self.requests):
+                    if seq == 5:  # some cameras ping their clients
+                        conn.sendall(b"GET_PARAMETER rtsp://x/s RTSP/1.0\r\nCSeq: 77\r\n\r\n")
                     seq += 1
                     rtp = _rtp(IDR, seq, seq * 3600, marker=True)
                     conn.sendall(b"$\x00" + len(rtp).to_bytes(2, "big") + rtp)
@@ -374,3 +380,4 @@ def test_client_keeps_the_session_alive_and_tears_it_down() -> None:
     assert len(keepalives) >= 2  # every half session timeout: 1 s here
     assert all(s == "abc" for _, s in keepalives)
     assert methods[-1] == "TEARDOWN"
+    assert [(a.cseq, a.status) for a in cam.answers] == [(77, 200)]

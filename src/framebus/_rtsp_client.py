@@ -18,6 +18,7 @@ from ._rtsp import (
     MessageParser,
     Response,
     RtpPacket,
+    ServerRequest,
     VideoMedia,
     authorization,
     control_url,
@@ -194,7 +195,7 @@ class RTSPClient:
             return SourceAuthError(f"{self.label}: access forbidden ({said})")
         if resp.status == 404:
             return SourceNotFound(f"{self.label}: the server has no stream at this path")
-        if resp.status in (405, 451, 454, 455, 459, 461, 501, 505, 551):
+        if resp.status in (301, 302, 303, 305, 307, 405, 451, 454, 455, 459, 461, 501, 505, 551):
             return SourceUnsupported(f"{self.label}: the server answered {method} with {said}")
         return SourceOpenError(f"{self.label}: the server answered {method} with {said}")
 
@@ -242,11 +243,24 @@ class RTSPClient:
                 if not data:
                     raise SourceUnreachable(f"{self.label}: the server closed the connection")
                 parser.feed(data)
-            elif isinstance(msg, Interleaved) and msg.channel == channel:
-                pkt = parse_rtp(msg.payload)
-                if pkt is not None:
-                    return pkt
-            # RTCP, keep-alive answers and server requests are not needed to receive video
+            elif isinstance(msg, Interleaved):
+                if msg.channel == channel and (pkt := parse_rtp(msg.payload)) is not None:
+                    return pkt  # (RTCP, on the next channel, is not needed to receive video)
+            elif isinstance(msg, ServerRequest):
+                self._answer(msg)
+            elif msg.status == 401 and msg.headers.get("www-authenticate"):
+                # a Digest nonce went stale: the next keep-alive answers the new challenge
+                self._challenge = msg.headers["www-authenticate"]
+                self._next_keepalive = time.monotonic()
+
+    def _answer(self, req: ServerRequest) -> None:
+        """Some cameras ping their clients (GET_PARAMETER, OPTIONS): say we are here."""
+        ok = req.method in ("GET_PARAMETER", "SET_PARAMETER", "OPTIONS")
+        status = "200 OK" if ok else "551 Option not supported"
+        cseq = req.headers.get("cseq", ["0"])[0]
+        assert self._sock is not None
+        with contextlib.suppress(OSError):
+            self._sock.sendall(f"RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n\r\n".encode())
 
     def _keepalive(self) -> None:
         self._next_keepalive = time.monotonic() + self._keepalive_every
