@@ -386,3 +386,16 @@ def test_http_mjpeg_camera_and_its_reboot(stream_name: str) -> None:
     finally:
         cam.kill()
         cam.wait()
+
+
+def test_h265_camera(stream_name: str) -> None:
+    """H.265 over RTP (RFC 7798) through framebus's own client, fresh, and FFmpeg agrees."""
+    with RTSPServer(size="320x240", codec="h265") as srv:
+        with framebus.VideoCapture(framebus.Media(srv.url(), backend="rtsp")) as cap:
+            for _ in range(10):
+                frame = cap.read_frame()
+            assert frame.shape == (240, 320, 3)
+            stamp = read_timestamp(frame)
+            assert stamp is not None and abs(time.time() - stamp) < 5
+        with framebus.VideoCapture(framebus.Media(srv.url(), backend="opencv")) as cap:
+            assert cap.read_frame().shape == (240, 320, 3)

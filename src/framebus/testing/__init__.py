@@ -51,8 +51,9 @@ class RTSPServer:
     (or ``restart(size=...)``) simulate a camera reboot or reconfiguration on the same port;
     ``hang_after=N`` makes it stop sending after N frames while keeping connections open.
     With ``user``/``password`` it asks for ``auth`` (Basic or Digest) authentication;
-    ``codec="jpeg"`` serves RTP/JPEG instead of H.264. ``address`` and ``netns`` serve from
-    another address, in a network namespace (``ip netns``) of the caller's.
+    ``codec="h265"`` or ``"jpeg"`` serves H.265 (x265) or RTP/JPEG instead of H.264.
+    ``address`` and ``netns`` serve from another address, in a network namespace
+    (``ip netns``) of the caller's.
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class RTSPServer:
         hang_after: int | None = None,
         port: int | None = None,
         auth: Literal["basic", "digest"] = "basic",
-        codec: Literal["h264", "jpeg"] = "h264",
+        codec: Literal["h264", "h265", "jpeg"] = "h264",
         address: str = "127.0.0.1",
         netns: str | None = None,
     ) -> None:

@@ -9,7 +9,7 @@ of a frame (``framebus.testing.barcode.read_timestamp``).
 
 usage: gst_rtsp_server.py --port P [--address A] [--mount /cam] [--size 1280x720] [--fps 25]
                           [--user U --password P [--auth basic|digest]] [--hang-after N]
-                          [--codec h264|jpeg]
+                          [--codec h264|h265|jpeg]
 Prints "READY <port>" on stdout once it listens on --address (default 127.0.0.1).
 """
 
@@ -83,7 +83,7 @@ def main():
     ap.add_argument("--password")
     ap.add_argument("--auth", choices=("basic", "digest"), default="basic")
     ap.add_argument("--hang-after", type=int)
-    ap.add_argument("--codec", choices=("h264", "jpeg"), default="h264")
+    ap.add_argument("--codec", choices=("h264", "h265", "jpeg"), default="h264")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     mounts = args.mount or ["/cam"]
@@ -93,11 +93,16 @@ def main():
     server.set_address(args.address)
     server.set_service(str(args.port))
     caps = f"video/x-raw,format=I420,width={width},height={height},framerate={args.fps}/1"
-    launch = f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} " + (
-        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
-        "bitrate=4000 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
-        if args.codec == "h264"
-        else "! jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26 )"
+    encoders = {
+        "h264": f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
+        "bitrate=4000 ! rtph264pay name=pay0 pt=96 config-interval=1",
+        "h265": f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
+        "bitrate=4000 ! rtph265pay name=pay0 pt=96 config-interval=1",
+        "jpeg": "jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26",
+    }
+    launch = (
+        f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} "
+        f"! {encoders[args.codec]} )"
     )
 
     def on_configure(factory, media):
