@@ -239,12 +239,18 @@ class RTSPSource(Source):
             self._depack = Depacketizer(media.codec, media.parameter_sets())
             decoder = av.CodecContext.create("hevc" if media.codec == "H265" else "h264", "r")
         except SourceUnsupported as exc:
-            client.close()
             if self._fallback is None:
+                client.close()
                 raise SourceUnsupported(f"{exc} (backend 'opencv' or 'av' may open it)") from None
             log.info("%s; opening it with FFmpeg instead", exc)
-            self._delegate = self._fallback
-            self._delegate.open()
+            try:
+                # our connection stays up until FFmpeg's is: a server that prepared the stream
+                # for our DESCRIBE may tear it down when we leave, while FFmpeg asks for it
+                # (seen with GStreamer's server: about one open in six failed)
+                self._delegate = self._fallback
+                self._delegate.open()
+            finally:
+                client.close()
             self.fps, self.live = self._delegate.fps, self._delegate.live
             return
         except BaseException:
