@@ -53,6 +53,23 @@ def test_ffmpeg_options_low_latency_defaults_and_overrides() -> None:
         framebus.Media("x.mp4", backend="gstreamer")  # type: ignore[arg-type]
 
 
+def test_automatic_backend_choice() -> None:
+    def choice(media: framebus.Media, av: bool = True) -> str:
+        return media.resolved_backend(av)
+
+    assert choice(framebus.Media("rtsp://cam/x")) == "rtsp"
+    assert choice(framebus.Media("RTSP://cam/x")) == "rtsp"
+    assert choice(framebus.Media("rtsp://cam/x"), av=False) == "opencv"
+    # FFmpeg options or OpenCV parameters are asked of FFmpeg: the user gets FFmpeg
+    assert choice(framebus.Media("rtsp://cam/x", ffmpeg_options={"a": "b"})) == "opencv"
+    assert choice(framebus.Media("rtsp://cam/x", cv2_params=(1, 2))) == "opencv"
+    for other in ("rtsps://cam/x", "http://cam/mjpg", "/tmp/x.mp4", 0):
+        assert choice(framebus.Media(other)) == "opencv"
+    assert choice(framebus.Media("rtsp://cam/x", backend="av")) == "av"
+    with pytest.raises(ValueError, match="rtsp:// URLs only"):
+        framebus.Media("http://cam/x", backend="rtsp")
+
+
 class Flaky(framebus.Source):
     """A live custom source that fails every 20 frames."""
 

@@ -65,7 +65,7 @@ def _decoder_threads(media: Media) -> int | None:
 
 
 def make_media_source(media: Media) -> Source:
-    """The source object for ``media``'s backend (``"auto"``: see :meth:`Media.backend_for`)."""
+    """The source object for ``media``'s backend (see :meth:`Media.resolved_backend`)."""
     backend = media.resolved_backend(av_available())
     if backend == "rtsp":
         fallback = None if media.backend == "rtsp" else OpenCVSource(media)
@@ -224,11 +224,12 @@ class RTSPSource(Source):
         self._client: RTSPClient | None = None
         self._depack: Depacketizer | None = None
         self._decoder: Any = None
+        self._av: Any = None
         self._pending: list[Any] = []
         self._errors = 0
 
     def open(self) -> None:
-        av = _import_av()
+        av = self._av = _import_av()
         m = self.media
         assert isinstance(m.target, str)
         client = RTSPClient(
@@ -269,8 +270,7 @@ class RTSPSource(Source):
     def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
         if self._delegate is not None:
             return self._delegate.read_into(out)
-        av = _import_av()
-        client, depack, decoder = self._client, self._depack, self._decoder
+        av, client, depack, decoder = self._av, self._client, self._depack, self._decoder
         assert client is not None and depack is not None
         while not self._pending:
             for unit in depack.push(client.read_packet()):
