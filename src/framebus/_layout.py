@@ -232,4 +232,6 @@ def dtype_code(dtype: np.dtype[np.generic]) -> int:
 
 
 def dtype_from_code(code: int) -> np.dtype[np.generic]:
+    if not 1 <= code <= len(_DTYPES):
+        raise ValueError(f"unknown dtype code {code}")
     return _DTYPES[code - 1]

@@ -22,6 +22,7 @@ import errno
 import mmap
 import os
 import platform
+import stat
 import sys
 
 from .errors import PlatformError, SharedMemoryFull
@@ -29,12 +30,16 @@ from .errors import PlatformError, SharedMemoryFull
 __all__ = [
     "SHM_DIR",
     "Segment",
+    "SegmentRefused",
     "Words",
     "futex_wait",
     "futex_wake",
     "list_segments",
+    "is_process",
     "process_alive",
+    "process_command",
     "process_start_time",
+    "process_uid",
     "shm_free_bytes",
     "unlink_if_same",
     "unlink_segment",
@@ -198,13 +203,17 @@ def _space_error(name: str, size: int) -> SharedMemoryFull:
 class Segment:
     """One mapped shared-memory segment. The creator owns its name; see :func:`unlink_segment`."""
 
-    def __init__(self, name: str, fd: int, size: int) -> None:
+    def __init__(self, name: str, fd: int, size: int, *, populate: bool = True) -> None:
         self.name = name
         self.size = size
-        self.inode = os.fstat(fd).st_ino  # tells this segment from a later one of the same name
+        st = os.fstat(fd)
+        self.inode = st.st_ino  # tells this segment from a later one of the same name
+        self.uid = st.st_uid
+        self.mtime = st.st_mtime
         try:
-            # MAP_POPULATE: map every page now, not by a fault on the first frame of each slot
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            flags = mmap.MAP_SHARED
+            if populate:  # map every page now, not by a fault on the first frame of each slot
+                flags |= getattr(mmap, "MAP_POPULATE", 0)
             self.mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
@@ -219,7 +228,7 @@ class Segment:
         """Create ``name`` with ``size`` bytes, all allocated now. Raises FileExistsError."""
         if size > shm_free_bytes():
             raise _space_error(name, size)
-        fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.posix_fallocate(fd, 0, size)
         except OSError as exc:
@@ -231,14 +240,35 @@ class Segment:
         return cls(name, fd, size)
 
     @classmethod
-    def open(cls, name: str) -> Segment:
-        """Map an existing segment. Raises FileNotFoundError."""
-        fd = os.open(_path(name), os.O_RDWR)
-        size = os.fstat(fd).st_size
-        if size == 0:
+    def open(
+        cls, name: str, *, max_size: int | None = None, populate: bool = False
+    ) -> Segment:
+        """Map an existing segment of this user's. Raises FileNotFoundError if it is missing
+        or empty, :class:`SegmentRefused` if it is not a regular file of this user's (a
+        symlink, another user's file) or larger than ``max_size``: anyone may write files into
+        /dev/shm, so nothing about one is trusted before it is checked."""
+        try:
+            fd = os.open(_path(name), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SegmentRefused(f"{SHM_DIR}/{name} is a symbolic link") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SegmentRefused(f"{SHM_DIR}/{name} is not a regular file")
+            if st.st_uid != os.geteuid():
+                raise SegmentRefused(f"{SHM_DIR}/{name} belongs to uid {st.st_uid}, not to you")
+            if st.st_size == 0:
+                raise FileNotFoundError(errno.ENOENT, "segment not initialised yet", name)
+            if max_size is not None and st.st_size > max_size:
+                raise SegmentRefused(
+                    f"{SHM_DIR}/{name} has {st.st_size} bytes, more than {max_size} expected"
+                )
+        except BaseException:
             os.close(fd)
-            raise FileNotFoundError(errno.ENOENT, "segment not initialised yet", name)
-        return cls(name, fd, size)
+            raise
+        return cls(name, fd, st.st_size, populate=populate)
 
     def close(self) -> None:
         """Unmap. If a caller still holds a numpy view, the mapping lives until that view dies."""
@@ -246,6 +276,10 @@ class Segment:
         # a live numpy view keeps the mmap object, and so the mapping, alive until it dies
         with contextlib.suppress(BufferError):
             self.mm.close()
+
+
+class SegmentRefused(OSError):
+    """A /dev/shm file that framebus will not map (see :meth:`Segment.open`)."""
 
 
 def _path(name: str) -> str:
@@ -272,10 +306,21 @@ def unlink_if_same(name: str, inode: int) -> bool:
 
 
 def list_segments(prefix: str) -> list[str]:
+    """This user's regular files in /dev/shm whose names start with ``prefix``: other users'
+    files (and symlinks) are never framebus's to read or remove."""
     try:
-        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+        names = sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
     except FileNotFoundError:
         return []
+    me, out = os.geteuid(), []
+    for n in names:
+        try:
+            st = os.lstat(_path(n))
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == me:
+            out.append(n)
+    return out
 
 
 # --- process identity --------------------------------------------------------------------------
@@ -285,17 +330,21 @@ def process_start_time(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot, or None if no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+            raw = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     except PermissionError:  # pragma: no cover - hidepid: assume alive
         return 0
     # field 22; the command name (field 2) may hold spaces and parentheses
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    return int(raw[raw.rindex(b")") + 2 :].split()[19])
 
 
 def process_alive(pid: int, start: int) -> bool:
-    """True if the process ``pid`` that started at ``start`` is still running (not a zombie)."""
+    """True if the process ``pid`` that started at ``start`` is still running (not a zombie).
+
+    ``start`` 0 means unknown: any live process with that pid counts. Never base a signal on
+    this: use :func:`is_process`.
+    """
     if pid <= 0:
         return False
     now = process_start_time(pid)
@@ -307,3 +356,41 @@ def process_alive(pid: int, start: int) -> bool:
     except OSError:
         return False
     return state not in (b"Z", b"X")
+
+
+def process_uid(pid: int) -> int | None:
+    """The real uid of ``pid``, or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def process_command(pid: int) -> list[str]:
+    """The argv of ``pid`` ([] if it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(64 * 1024)
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]]
+
+
+def is_process(pid: int, start: int, uid: int, argv_tail: list[str]) -> bool:
+    """True only if ``pid`` provably is the process meant: alive, started at ``start`` (which
+    must be known, not 0), owned by ``uid``, and run with an argv ending in ``argv_tail``.
+
+    A pid read from a file anyone can write must pass this before it is signalled.
+    """
+    if pid <= 1 or start <= 0 or process_start_time(pid) != start:
+        return False
+    if process_uid(pid) != uid:
+        return False
+    argv = process_command(pid)
+    if len(argv) < len(argv_tail) + 1 or argv[-len(argv_tail) :] != argv_tail:
+        return False
+    return process_alive(pid, start)  # not a zombie, and still the same process

@@ -64,6 +64,11 @@ _OVER = (State.ENDED, State.FAILED)
 _LIVENESS_PERIOD = 0.2  # how often a waiting reader checks that its publisher still lives
 _REAP_PERIOD = 0.5  # how often the writer frees the records of dead readers
 _SLOT_WAIT = 0.0005  # writer back-off when every free slot is pinned (latest mode)
+_CREATION_WAIT = 1.0  # a control segment younger than this may still lack its magic
+_MODES = frozenset(int(m) for m in Mode)
+_STATES = frozenset(int(s) for s in State)
+MIN_CONTROL_SIZE = int(Hdr.SLOTS)  # the header alone
+MAX_CONTROL_SIZE = ControlLayout(255, 1024).size
 
 
 class Control:
@@ -73,19 +78,11 @@ class Control:
         self.name = name
         self.seg = seg
         self.words = seg.words
-        for _ in range(100):  # the creator writes MAGIC last; give it a moment
-            if self.words.load(Hdr.MAGIC) == MAGIC:
-                break
-            time.sleep(0.01)
-        else:
+        try:
+            self._validate()
+        except BaseException:
             seg.close()
-            raise IncompatibleStream(f"stream {name!r}: shared memory is not a framebus stream")
-        if self.words.load(Hdr.VERSION) != VERSION:
-            seg.close()
-            raise IncompatibleStream(
-                f"stream {name!r} uses layout version {self.words.load(Hdr.VERSION)}, "
-                f"this framebus reads version {VERSION}: use the same framebus version"
-            )
+            raise
         self.layout = ControlLayout(self.words.load(Hdr.N_SLOTS), self.words.load(Hdr.MAX_READERS))
         self.mode = Mode(self.words.load(Hdr.MODE))
         self.u64 = np.ndarray((seg.size // 8,), np.uint64, buffer=seg.mm)
@@ -93,12 +90,46 @@ class Control:
             self.layout.max_readers, READER_SIZE // 8
         )
 
+    def _validate(self) -> None:
+        """Check the header before anything else reads it: the file may be anyone's bytes."""
+        name, seg, w = self.name, self.seg, self.words
+        if seg.size < MIN_CONTROL_SIZE:
+            raise IncompatibleStream(
+                f"stream {name!r}: its control segment is truncated ({seg.size} bytes)"
+            )
+        # the creator writes MAGIC last: wait for it only if the file is young enough to be
+        # in creation (an old file without it is garbage, not worth a wait)
+        while w.load(Hdr.MAGIC) != MAGIC:
+            if time.time() - seg.mtime > _CREATION_WAIT:
+                raise IncompatibleStream(f"stream {name!r}: shared memory is not a framebus stream")
+            time.sleep(0.01)
+        version = w.load(Hdr.VERSION)
+        if version != VERSION:
+            raise IncompatibleStream(
+                f"stream {name!r} uses layout version {version}, "
+                f"this framebus reads version {VERSION}: use the same framebus version"
+            )
+        n_slots, max_readers = w.load(Hdr.N_SLOTS), w.load(Hdr.MAX_READERS)
+        try:
+            layout = ControlLayout(n_slots, max_readers)
+        except ValueError as exc:
+            raise IncompatibleStream(f"stream {name!r}: bad header: {exc}") from None
+        if w.load(Hdr.CONTROL_SIZE) != layout.size or seg.size < layout.size:
+            raise IncompatibleStream(
+                f"stream {name!r}: bad header: control size {w.load(Hdr.CONTROL_SIZE)} "
+                f"(file {seg.size} bytes, layout {layout.size})"
+            )
+        if w.load(Hdr.MODE) not in _MODES or w.load(Hdr.STATE) not in _STATES:
+            raise IncompatibleStream(f"stream {name!r}: bad header: unknown mode or state")
+
     @classmethod
     def open(cls, name: str) -> Control:
         try:
-            seg = plat.Segment.open(control_name(name))
+            seg = plat.Segment.open(control_name(name), max_size=MAX_CONTROL_SIZE)
         except FileNotFoundError:
             raise StreamNotFound(f"no stream named {name!r} (see `framebus ls`)") from None
+        except plat.SegmentRefused as exc:
+            raise IncompatibleStream(f"stream {name!r}: {exc}") from None
         return cls(name, seg)
 
     def close(self) -> None:
@@ -236,7 +267,9 @@ class RingWriter:
         self._forget_unpublished_frames()
         if self.gen:  # a restarted writer continues the current generation
             try:
-                self.data = plat.Segment.open(data_name(ctl.name, self.instance, self.gen))
+                self.data = plat.Segment.open(
+                    data_name(ctl.name, self.instance, self.gen), populate=True
+                )
                 self.capacity = self.data.size // self.n
             except FileNotFoundError:
                 self.data = None
@@ -477,6 +510,8 @@ class RingReader:
         while True:
             token = w.load32(Hdr.FRAME_FUTEX)  # before the check: no lost wake-up
             seq, slot = unpack_latest(w.load_sc(Hdr.LATEST))
+            if slot >= lay.n_slots:  # only a forged or corrupted header says so
+                raise IncompatibleStream(f"stream {ctl.name!r}: latest slot {slot} out of range")
             if seq > self.cursor:
                 target = seq
                 if ctl.mode is Mode.EVERY and not self._jump:
@@ -526,6 +561,8 @@ class RingReader:
             seg = plat.Segment.open(data_name(self.ctl.name, self.ctl.get(Hdr.INSTANCE), gen))
         except FileNotFoundError:
             return False  # retired or removed already: the frame is gone
+        except plat.SegmentRefused as exc:
+            raise IncompatibleStream(f"stream {self.ctl.name!r}: {exc}") from None
         if self._data is not None:
             self._data.close()
         self._data, self._gen = seg, gen
@@ -539,12 +576,17 @@ class RingReader:
         d = self.ctl.u64[desc : desc + 8]
         h, wd, ch = int(d[Slot.HEIGHT // 8]), int(d[Slot.WIDTH // 8]), int(d[Slot.CHANNELS // 8])
         shape = (h, wd, ch) if ch else (h, wd)
-        arr = np.ndarray(
-            shape,
-            dtype_from_code(int(d[Slot.DTYPE // 8])),
-            buffer=self._data.mm,
-            offset=meta.slot * self._capacity,
-        )
+        try:
+            dtype = dtype_from_code(int(d[Slot.DTYPE // 8]))
+        except ValueError as exc:
+            raise IncompatibleStream(f"stream {self.ctl.name!r}: {exc}") from None
+        nbytes = h * wd * max(ch, 1) * dtype.itemsize
+        if not (h and wd and ch <= 64 and nbytes <= self._capacity):
+            raise IncompatibleStream(
+                f"stream {self.ctl.name!r}: slot {meta.slot} describes a {shape} frame "
+                f"that does not fit its {self._capacity}-byte slot"
+            )
+        arr = np.ndarray(shape, dtype, buffer=self._data.mm, offset=meta.slot * self._capacity)
         arr.flags.writeable = False
         return arr
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -33,7 +34,7 @@ from ._layout import (
     data_name,
     validate_name,
 )
-from ._ring import Control, create_control
+from ._ring import MAX_CONTROL_SIZE, MIN_CONTROL_SIZE, Control, create_control
 from ._supervision import Backoff, Reconnect
 from ._worker import capture_loop
 from .errors import SharedMemoryFull, SourceUnreachable, StreamExists, error_class
@@ -48,6 +49,7 @@ ModeName = Literal["latest", "every"]
 
 _open_publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
 _STOP_GRACE = 2.0  # seconds a capture process gets to exit before it is killed
+CAPTURE_MODULE = "framebus._capture_process"  # the capture process runs `python -m` this
 _WATCH_PERIOD = 0.25  # how often the supervisor looks at its capture
 
 
@@ -61,7 +63,7 @@ class _ProcessCapture:
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "framebus._capture_process"],
+            [sys.executable, "-m", CAPTURE_MODULE],
             stdin=subprocess.PIPE,
             env=env,
             close_fds=True,
@@ -417,22 +419,38 @@ _CREATION_GRACE = 5.0  # a control segment this young without a header is still 
 
 
 def dead_stream(name: str) -> bool:
-    """True if stream ``name`` exists but its publisher died; stops its orphaned capture."""
+    """True if stream ``name`` exists, is this user's, and its publisher died.
+
+    Stops its orphaned capture process too, but only one that provably is that stream's
+    capture (see :func:`framebus._platform.is_process`): the pids in a segment are anyone's
+    bytes. A file that is not this user's regular file is never judged dead (nor removed).
+    """
+    path = os.path.join(plat.SHM_DIR, control_name(name))
     try:
-        seg = plat.Segment.open(control_name(name))
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        return False  # a symlink or another user's file: not ours to remove
+    old = time.time() - st.st_mtime > _CREATION_GRACE
+    if st.st_size < MIN_CONTROL_SIZE:  # empty or truncated: a publisher killed while creating
+        return old
+    try:
+        seg = plat.Segment.open(control_name(name), max_size=MAX_CONTROL_SIZE)
+    except plat.SegmentRefused:
+        return old  # e.g. oversized: not a stream framebus made
     except OSError:
-        return False  # gone, still empty (being created), or another user's
+        return False  # gone meanwhile
     try:
         w = seg.words
         if w.load(Hdr.MAGIC) != MAGIC:  # being created, or garbage left by a crash then
-            path = os.path.join(plat.SHM_DIR, seg.name)
-            return time.time() - os.stat(path).st_mtime > _CREATION_GRACE
+            return old
         if plat.process_alive(w.load(Hdr.OWNER_PID), w.load(Hdr.OWNER_START)):
             return False
         writer, start = w.load(Hdr.WRITER_PID), w.load(Hdr.WRITER_START)
-        if writer and plat.process_alive(writer, start):
+        if plat.is_process(writer, start, seg.uid, ["-m", CAPTURE_MODULE]):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(writer, signal.SIGKILL)  # an orphaned capture process
+                os.kill(writer, signal.SIGKILL)  # an orphaned capture, hung in its source
         return True
     finally:
         seg.close()

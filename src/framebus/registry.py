@@ -5,9 +5,9 @@ from __future__ import annotations
 from . import _platform as plat
 from ._layout import CONTROL_PREFIX
 from ._ring import Control
-from .errors import FramebusError
+from .errors import FramebusError, StreamNotFound
 from .publisher import dead_stream, remove_stream
-from .stats import StreamStats, read_stats
+from .stats import StreamStats, read_stats, unreadable_stats
 
 __all__ = ["list_streams", "prune"]
 
@@ -21,13 +21,17 @@ def _stream_names() -> list[str]:
 
 
 def list_streams() -> list[StreamStats]:
-    """Every stream on this machine, its state included (``dead`` if its publisher died)."""
+    """Every stream of this user's on this machine, its state included (``dead`` if its
+    publisher died, ``unreadable`` if its segment is not a stream this framebus can read)."""
     out = []
     for name in _stream_names():
         try:
             ctl = Control.open(name)
-        except (FramebusError, OSError):
-            continue  # vanished, or not readable by this user
+        except StreamNotFound:
+            continue  # vanished meanwhile
+        except (FramebusError, OSError) as exc:
+            out.append(unreadable_stats(name, str(exc)))  # one bad file must not hide the rest
+            continue
         try:
             out.append(read_stats(ctl))
         finally:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ._layout import Hdr, Mode, Rdr, Slot, State, unpack_latest
 from ._ring import Control
 
-__all__ = ["FrameInfo", "StreamStats", "read_stats"]
+__all__ = ["FrameInfo", "StreamStats", "read_stats", "unreadable_stats"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class StreamStats:
 
     name: str
     state: str
-    """``starting``, ``live``, ``ended``, ``failed``, ``closed`` or ``dead`` (publisher gone)."""
+    """``connecting``, ``live``, ``stalled``, ``reconnecting``, ``ended``, ``failed``,
+    ``closed``, ``dead`` (publisher gone) or ``unreadable`` (not a stream this framebus reads:
+    ``error`` says why)."""
     mode: str
     source: str
     captured: int
@@ -95,4 +97,26 @@ def read_stats(ctl: Control, own: tuple[int, int] | None = None) -> StreamStats:
         reconnects=ctl.get(Hdr.RECONNECTS),
         error=ctl.text(Hdr.ERROR_MSG),
         publisher_pid=ctl.get(Hdr.OWNER_PID),
+    )
+
+
+def unreadable_stats(name: str, why: str) -> StreamStats:
+    """The entry ``list_streams()`` gives a segment it cannot read as a stream."""
+    return StreamStats(
+        name=name,
+        state="unreadable",
+        mode="-",
+        source="",
+        captured=0,
+        delivered=0,
+        skipped=0,
+        readers=0,
+        capture_fps=0.0,
+        source_fps=None,
+        width=0,
+        height=0,
+        last_frame_age=None,
+        reconnects=0,
+        error=why,
+        publisher_pid=0,
     )
