@@ -28,8 +28,8 @@ PRELUDE = '''
 import json, os, subprocess, sys, time
 import framebus
 from framebus import _platform as plat
-from framebus._layout import MAGIC, Hdr, Mode
-from framebus._ring import create_control
+from framebus.bus._layout import MAGIC, Hdr, Mode
+from framebus.bus._protocol import create_control
 
 def forge(name, size=4096, **words):
     """A control file framebus did not make: magic, version 1, 2 slots, then ``words``."""

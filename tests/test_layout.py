@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import framebus
-from framebus import _layout as lay_mod
+from framebus.bus import _layout as lay_mod
 
 
 @pytest.mark.parametrize("name", ["a", "cam1", "front-door_2", "A" * 48])

@@ -20,8 +20,8 @@ from collections.abc import Callable
 import numpy as np
 
 from . import _platform as plat
-from ._layout import Hdr, State, data_name
-from ._ring import Control, RingWriter
+from .bus._layout import Hdr, State, data_name
+from .bus._protocol import Control, RingWriter
 from .errors import FramebusError, SourceOpenError, error_code
 from .sources import Source, open_spec
 

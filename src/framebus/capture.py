@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 
-from ._ring import Control
 from ._supervision import Reconnect
+from .bus._protocol import Control
 from .publisher import ModeName, Publisher
 from .reader import StreamReader, Transform
 from .sources import SourceLike

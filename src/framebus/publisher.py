@@ -24,7 +24,9 @@ from types import FrameType, TracebackType
 from typing import Any, Literal
 
 from . import _platform as plat
-from ._layout import (
+from ._supervision import Backoff, Reconnect
+from ._worker import capture_loop
+from .bus._layout import (
     CONTROL_PREFIX,
     MAGIC,
     Hdr,
@@ -34,9 +36,7 @@ from ._layout import (
     data_name,
     validate_name,
 )
-from ._ring import MAX_CONTROL_SIZE, MIN_CONTROL_SIZE, Control, create_control
-from ._supervision import Backoff, Reconnect
-from ._worker import capture_loop
+from .bus._protocol import MAX_CONTROL_SIZE, MIN_CONTROL_SIZE, Control, create_control
 from .errors import SharedMemoryFull, SourceUnreachable, StreamExists, error_class
 from .sources import Source, SourceLike, describe, is_live, to_spec
 from .stats import StreamStats, read_stats

@@ -8,8 +8,8 @@ from types import TracebackType
 
 import numpy as np
 
-from ._layout import Hdr, validate_name
-from ._ring import Control, RingReader
+from .bus._layout import Hdr, validate_name
+from .bus._protocol import Control, RingReader
 from .errors import FramebusError, PublisherLost, StreamEnded, StreamNotFound
 from .stats import FrameInfo, StreamStats, read_stats
 

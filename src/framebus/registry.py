@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from . import _platform as plat
-from ._layout import CONTROL_PREFIX
-from ._ring import Control
+from .bus._layout import CONTROL_PREFIX
+from .bus._protocol import Control
 from .errors import FramebusError, StreamNotFound
 from .publisher import dead_stream, remove_stream
 from .stats import StreamStats, read_stats, unreadable_stats

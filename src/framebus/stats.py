@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ._layout import Hdr, Mode, Rdr, Slot, State, unpack_latest
-from ._ring import Control
+from .bus._layout import Hdr, Mode, Rdr, Slot, State, unpack_latest
+from .bus._protocol import Control
 
 __all__ = ["FrameInfo", "StreamStats", "read_stats", "unreadable_stats"]
 

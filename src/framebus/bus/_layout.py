@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidStreamName
+from ..errors import InvalidStreamName
 
 __all__ = [
     "CONTROL_PREFIX",

@@ -23,7 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _platform as plat
+from .. import _platform as plat
+from ..errors import (
+    FramebusError,
+    IncompatibleStream,
+    PublisherLost,
+    ReadTimeout,
+    StreamEnded,
+    StreamNotFound,
+    TooManyReaders,
+    error_class,
+)
 from ._layout import (
     EMPTY,
     HEADER_TEXT_BYTES,
@@ -46,16 +56,6 @@ from ._layout import (
     pack_latest,
     slot_bytes,
     unpack_latest,
-)
-from .errors import (
-    FramebusError,
-    IncompatibleStream,
-    PublisherLost,
-    ReadTimeout,
-    StreamEnded,
-    StreamNotFound,
-    TooManyReaders,
-    error_class,
 )
 
 __all__ = ["Control", "FrameMeta", "RingReader", "RingWriter", "create_control"]
