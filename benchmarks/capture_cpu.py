@@ -2,7 +2,7 @@
 
 The same real RTSP stream is decoded, side by side over the same window, by framebus's
 capture process (``framebus.publish(name, url)``, found through psutil as the child
-running ``framebus._capture_process``) and by a plain OpenCV loop in a process of its own with
+running ``python -m framebus.capture``) and by a plain OpenCV loop in a process of its own with
 the same decoder settings (FFmpeg backend, framebus's FFmpeg options for live URLs, one decoder
 thread, the same timeouts). Side by side, not one after the other: measured apart, the same
 process varied by up to 15% from one window to the next on this machine. CPU = user + system

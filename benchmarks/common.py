@@ -232,7 +232,7 @@ def capture_children(pid: int | None = None) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if "framebus._capture_process" in " ".join(child.cmdline()):
+            if "framebus.capture" in child.cmdline():  # python -m framebus.capture
                 found.append(child)
     return found
 

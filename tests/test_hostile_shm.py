@@ -29,7 +29,7 @@ import json, os, subprocess, sys, time
 import framebus
 from framebus import _platform as plat
 from framebus.bus._layout import MAGIC, Hdr, Mode
-from framebus.bus._protocol import create_control
+from framebus.bus._control import create_control
 
 def forge(name, size=4096, **words):
     """A control file framebus did not make: magic, version 1, 2 slots, then ``words``."""

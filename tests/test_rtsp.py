@@ -295,9 +295,8 @@ def test_credentials_never_shown(stream_name: str, caplog: pytest.LogCaptureFixt
         RTSPServer(size="320x240", user="bob", password="s3cret-pw") as srv,
         framebus.publish(stream_name, srv.url(), reconnect=FAST) as pub,
     ):
-        proc = pub._proc
-        assert proc is not None
-        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+        assert pub.capture_pid
+        with open(f"/proc/{pub.capture_pid}/cmdline", "rb") as f:
             assert b"s3cret-pw" not in f.read()  # argv is readable by every user
         with framebus.attach(stream_name, timeout=30) as r:
             assert r.read()[0]

@@ -9,8 +9,8 @@ import pytest
 
 import framebus
 from conftest import wait_until
-from framebus._supervision import Backoff
 from framebus.backends import ffmpeg_options
+from framebus.capture import Backoff
 
 
 def test_backoff_grows_to_its_bound_with_jitter() -> None:

@@ -6,8 +6,7 @@ the newest frame from a shared-memory ring, and named streams any process can at
 
 from __future__ import annotations
 
-from ._supervision import Reconnect
-from .capture import VideoCapture
+from .capture import Reconnect
 from .errors import (
     FramebusError,
     IncompatibleStream,
@@ -27,11 +26,12 @@ from .errors import (
     StreamNotFound,
     TooManyReaders,
 )
-from .publisher import Publisher, publish
+from .publisher import Publisher, StreamOptions, publish
 from .reader import StreamReader, attach
 from .registry import list_streams, prune
 from .sources import Media, Source, TestPattern
 from .stats import FrameInfo, StreamStats
+from .videocapture import VideoCapture
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "StreamEnded",
     "StreamExists",
     "StreamNotFound",
+    "StreamOptions",
     "StreamReader",
     "StreamStats",
     "TestPattern",

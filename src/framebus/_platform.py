@@ -240,9 +240,7 @@ class Segment:
         return cls(name, fd, size)
 
     @classmethod
-    def open(
-        cls, name: str, *, max_size: int | None = None, populate: bool = False
-    ) -> Segment:
+    def open(cls, name: str, *, max_size: int | None = None, populate: bool = False) -> Segment:
         """Map an existing segment of this user's. Raises FileNotFoundError if it is missing
         or empty, :class:`SegmentRefused` if it is not a regular file of this user's (a
         symlink, another user's file) or larger than ``max_size``: anyone may write files into

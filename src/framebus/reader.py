@@ -8,8 +8,7 @@ from types import TracebackType
 
 import numpy as np
 
-from .bus._layout import Hdr, validate_name
-from .bus._protocol import Control, RingReader
+from .bus import Control, FrameMeta, RingReader, validate_name
 from .errors import FramebusError, PublisherLost, StreamEnded, StreamNotFound
 from .stats import FrameInfo, StreamStats, read_stats
 
@@ -69,17 +68,25 @@ class StreamReader:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read_frame(
-        self, image: np.ndarray | None = None, timeout: float | None = None
-    ) -> np.ndarray:
-        """Return the next frame, or raise StreamEnded, PublisherLost or ReadTimeout."""
+    @contextlib.contextmanager
+    def _pinned(self, timeout: float | None) -> Iterator[np.ndarray]:
+        """The next frame's slot, pinned (the capture will not write it) until the block ends."""
         ring = self._ring
         if ring is None:
             raise StreamEnded("this reader was released")
         meta = ring.acquire(self.timeout if timeout is None else timeout)
         try:
-            view = ring.view(meta)
-            self._set_info(meta.seq, meta.timestamp_ns, meta.pos, meta.skipped, view)
+            arr = ring.view(meta)
+            self._set_info(meta, arr)
+            yield arr
+        finally:
+            ring.release()
+
+    def read_frame(
+        self, image: np.ndarray | None = None, timeout: float | None = None
+    ) -> np.ndarray:
+        """Return the next frame, or raise StreamEnded, PublisherLost or ReadTimeout."""
+        with self._pinned(timeout) as view:
             if self._processing():
                 result = self.process_image(view.copy())
                 if image is None or image.shape != result.shape:
@@ -90,8 +97,6 @@ class StreamReader:
                 np.copyto(image, view)
                 return image
             return view.copy()
-        finally:
-            ring.release()
 
     def read(self, image: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
         """``ok, frame = reader.read()``; ``(False, None)`` once the stream ended or its publisher
@@ -103,26 +108,18 @@ class StreamReader:
             self.last_error = exc
             return False, None
 
-    @contextlib.contextmanager
-    def view(self, timeout: float | None = None) -> Iterator[np.ndarray]:
+    def view(self, timeout: float | None = None) -> contextlib.AbstractContextManager[np.ndarray]:
         """Zero-copy: lend a read-only array over the shared slot, valid inside the block only.
 
         The capture never writes a slot lent out. ``process_image`` is not applied. Raises
         StreamEnded, PublisherLost or ReadTimeout when no frame comes.
         """
-        ring = self._ring
-        if ring is None:
-            raise StreamEnded("this reader was released")
-        meta = ring.acquire(self.timeout if timeout is None else timeout)
-        try:
-            arr = ring.view(meta)
-            self._set_info(meta.seq, meta.timestamp_ns, meta.pos, meta.skipped, arr)
-            yield arr
-        finally:
-            ring.release()
+        return self._pinned(timeout)
 
-    def _set_info(self, seq: int, ts: int, pos: int, skipped: int, view: np.ndarray) -> None:
-        self.info = FrameInfo(seq, ts / 1e9, pos, skipped, view.shape[1], view.shape[0])
+    def _set_info(self, meta: FrameMeta, view: np.ndarray) -> None:
+        self.info = FrameInfo(
+            meta.seq, meta.timestamp_ns / 1e9, meta.pos, meta.skipped, view.shape[1], view.shape[0]
+        )
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Frames until the stream ends; raises PublisherLost if its publisher dies."""
@@ -150,14 +147,15 @@ class StreamReader:
             s = read_stats(ctl)
             return float(s.width if prop == _WIDTH else s.height)
         if prop == _FPS:
-            return (ctl.get(Hdr.SOURCE_FPS_MILLI) or ctl.get(Hdr.FPS_MILLI)) / 1000
+            return ctl.source_fps or ctl.capture_fps
         if prop == _POS_FRAMES:
             return float(info.pos + 1) if info else 0.0
         if prop == _POS_MSEC:
-            rate = ctl.get(Hdr.SOURCE_FPS_MILLI) / 1000
+            rate = ctl.source_fps
             return info.pos * 1000 / rate if info and rate else 0.0
         if prop == _FRAME_COUNT:
-            return float(ctl.get(Hdr.FRAME_COUNT) - 1)
+            count = ctl.frame_count
+            return float(count) if count is not None else -1.0
         return 0.0
 
     def set(self, prop: int, value: float) -> bool:

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from . import _platform as plat
-from .bus._layout import CONTROL_PREFIX
-from .bus._protocol import Control
+from .bus import Control, dead_stream, orphaned_data_streams, remove_stream, stream_names
 from .errors import FramebusError, StreamNotFound
-from .publisher import dead_stream, remove_stream
 from .stats import StreamStats, read_stats, unreadable_stats
 
 __all__ = ["list_streams", "prune"]
-
-
-def _stream_names() -> list[str]:
-    return [
-        n[len(CONTROL_PREFIX) :]
-        for n in plat.list_segments(CONTROL_PREFIX)
-        if "." not in n[len(CONTROL_PREFIX) :]
-    ]
 
 
 def list_streams() -> list[StreamStats]:
     """Every stream of this user's on this machine, its state included (``dead`` if its
     publisher died, ``unreadable`` if its segment is not a stream this framebus can read)."""
     out = []
-    for name in _stream_names():
+    for name in stream_names():
         try:
             ctl = Control.open(name)
         except StreamNotFound:
@@ -45,16 +35,13 @@ def prune() -> list[str]:
     Stops their orphaned capture processes too. Returns the names removed.
     """
     removed = []
-    for name in _stream_names():
+    for name in stream_names():
         if dead_stream(name):
             remove_stream(name)
             removed.append(name)
-    # data segments whose control segment is gone
-    live = set(_stream_names())
-    for seg in plat.list_segments(CONTROL_PREFIX):
-        stream = seg[len(CONTROL_PREFIX) :].split(".", 1)[0]
-        if "." in seg[len(CONTROL_PREFIX) :] and stream not in live:
+    for stream, segments in orphaned_data_streams().items():
+        for seg in segments:  # data segments whose control segment is gone
             plat.unlink_segment(seg)
-            if stream not in removed:
-                removed.append(stream)
+        if stream not in removed:
+            removed.append(stream)
     return removed

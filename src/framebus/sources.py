@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -25,11 +25,12 @@ __all__ = [
     "Media",
     "Source",
     "SourceLike",
+    "Spec",
     "TestPattern",
-    "describe",
-    "is_live",
     "open_spec",
     "redact",
+    "spec_from_json",
+    "spec_to_json",
     "to_spec",
 ]
 
@@ -100,6 +101,18 @@ class TestPattern:
             raise ValueError(f"TestPattern frames must be >= 0 or None, got {self.frames}")
         if self.pattern not in ("bars", "counter"):
             raise ValueError(f"TestPattern pattern must be 'bars' or 'counter': {self.pattern!r}")
+
+    open_timeout: ClassVar[float] = 10.0
+
+    @property
+    def is_live(self) -> bool:
+        return self.frames is None
+
+    @property
+    def label(self) -> str:
+        """A short description for logs, ``ls`` and the status line."""
+        rate = f"@{self.fps:g}" if self.fps else "@max"
+        return f"testpattern:{self.width}x{self.height}{rate}"
 
 
 @dataclass(frozen=True)
@@ -177,26 +190,27 @@ class Media:
 
 
 SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Media, Source]
+Spec = TestPattern | Media
+"""What a built-in source is, as data: it travels to the capture process as JSON."""
 
 _PATTERN_RE = re.compile(r"(?:testpattern|pattern)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
 
 
-def to_spec(source: SourceLike) -> dict[str, Any]:
-    """Check ``source`` quickly in the caller's process and turn it into a JSON-able spec.
+def to_spec(source: SourceLike) -> Spec:
+    """Check ``source`` quickly in the caller's process and turn it into a typed spec.
 
     Raises :class:`SourceNotFound` for a missing file or camera device, ``TypeError`` for an
     object that is not a source.
     """
     if isinstance(source, TestPattern):
-        return {"kind": "pattern", **asdict(source)}
+        return source
     if isinstance(source, bool):
         raise TypeError("source must be a camera index, path, URL, TestPattern or Source")
     if isinstance(source, str):
         m = _PATTERN_RE.fullmatch(source)
         if m:
             w, h, fps = m.groups()
-            pattern = TestPattern(int(w or 1280), int(h or 720), float(fps or 30))
-            return {"kind": "pattern", **asdict(pattern)}
+            return TestPattern(int(w or 1280), int(h or 720), float(fps or 30))
         if source.isdigit():
             source = int(source)
     if isinstance(source, (int, str, os.PathLike)):
@@ -212,19 +226,27 @@ def to_spec(source: SourceLike) -> dict[str, Any]:
         if not os.path.isfile(source.target):
             raise SourceNotFound(f"no such file: {source.target}")
         source = replace(source, target=os.path.abspath(source.target))
-    return {"kind": "media", **asdict(source)}
+    return source
 
 
-def _media(spec: dict[str, Any]) -> Media:
-    fields = {k: v for k, v in spec.items() if k != "kind"}
-    fields["cv2_params"] = tuple(fields.get("cv2_params") or ())
-    return Media(**fields)
+# the JSON form of a spec, for the trip to the capture process: {"kind": ..., **fields}
+_KINDS: dict[str, type[TestPattern] | type[Media]] = {"pattern": TestPattern, "media": Media}
 
 
-def is_live(spec: dict[str, Any]) -> bool:
-    if spec["kind"] == "pattern":
-        return bool(spec["frames"] is None)
-    return _media(spec).is_live
+def spec_to_json(spec: Spec) -> dict[str, Any]:
+    kind = next(k for k, cls in _KINDS.items() if isinstance(spec, cls))
+    return {"kind": kind, **asdict(spec)}
+
+
+def spec_from_json(data: dict[str, Any]) -> Spec:
+    """The spec :func:`spec_to_json` wrote (the dataclasses validate every field again)."""
+    fields = dict(data)
+    cls = _KINDS.get(fields.pop("kind", None))
+    if cls is None:
+        raise SourceError(f"unknown source kind {data.get('kind')!r}")
+    if cls is Media:
+        fields["cv2_params"] = tuple(fields.get("cv2_params") or ())
+    return cls(**fields)
 
 
 _SECRET_PARAM = re.compile(
@@ -250,26 +272,13 @@ def redact(url: str) -> str:
     return urlunsplit(parts)
 
 
-def describe(spec: dict[str, Any]) -> str:
-    """A short, credential-free description of a spec, for logs, ``ls`` and the status line."""
-    kind = spec["kind"]
-    if kind == "pattern":
-        rate = f"@{spec['fps']:g}" if spec["fps"] else "@max"
-        return f"testpattern:{spec['width']}x{spec['height']}{rate}"
-    return _media(spec).label
-
-
-def open_spec(spec: dict[str, Any]) -> Source:
+def open_spec(spec: Spec) -> Source:
     """Build the source object for a spec (in the capture process)."""
-    kind = spec["kind"]
-    if kind == "pattern":
-        fields = {k: spec[k] for k in ("width", "height", "fps", "frames", "pattern")}
-        return PatternSource(TestPattern(**fields))
-    if kind == "media":
-        from .backends import make_media_source
+    if isinstance(spec, TestPattern):
+        return PatternSource(spec)
+    from .backends import make_media_source
 
-        return make_media_source(_media(spec))
-    raise SourceError(f"unknown source kind {kind!r}")
+    return make_media_source(spec)
 
 
 class PatternSource(Source):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .bus._layout import Hdr, Mode, Rdr, Slot, State, unpack_latest
-from .bus._protocol import Control
+from .bus import Control, State
 
 __all__ = ["FrameInfo", "StreamStats", "read_stats", "unreadable_stats"]
 
@@ -64,39 +63,32 @@ class StreamStats:
 
 def read_stats(ctl: Control, own: tuple[int, int] | None = None) -> StreamStats:
     """Stats of the stream behind ``ctl``; ``own`` = (delivered, skipped) of a reader."""
-    state = ctl.state.name.lower() if ctl.publisher_alive() else "dead"
-    if ctl.state is State.CLOSED:
-        state = "closed"
-    rows = ctl.active_readers()
-    if own is None:
-        own = (
-            int(rows[:, Rdr.DELIVERED // 8].sum()) if len(rows) else 0,
-            int(rows[:, Rdr.SKIPPED // 8].sum()) if len(rows) else 0,
-        )
-    seq, slot = unpack_latest(ctl.get(Hdr.LATEST))
-    width = height = 0
-    if seq:
-        width = ctl.get(ctl.layout.slot(slot, Slot.WIDTH))
-        height = ctl.get(ctl.layout.slot(slot, Slot.HEIGHT))
-    last = ctl.get(Hdr.LAST_FRAME_NS)
-    source_fps = ctl.get(Hdr.SOURCE_FPS_MILLI) / 1000
+    state = ctl.state
+    label = state.name.lower() if ctl.publisher_alive() else "dead"
+    if state is State.CLOSED:
+        label = "closed"
+    readers, delivered, skipped = ctl.reader_totals()
+    if own is not None:
+        delivered, skipped = own
+    width, height = ctl.newest_size()
+    last = ctl.last_frame_ns
     return StreamStats(
         name=ctl.name,
-        state=state,
-        mode=Mode(ctl.mode).name.lower(),
-        source=ctl.text(Hdr.SOURCE_DESC),
-        captured=ctl.get(Hdr.CAPTURED),
-        delivered=own[0],
-        skipped=own[1],
-        readers=len(rows),
-        capture_fps=ctl.get(Hdr.FPS_MILLI) / 1000,
-        source_fps=source_fps or None,
+        state=label,
+        mode=ctl.mode.name.lower(),
+        source=ctl.source_desc,
+        captured=ctl.captured,
+        delivered=delivered,
+        skipped=skipped,
+        readers=readers,
+        capture_fps=ctl.capture_fps,
+        source_fps=ctl.source_fps,
         width=width,
         height=height,
         last_frame_age=max(0.0, (time.time_ns() - last) / 1e9) if last else None,
-        reconnects=ctl.get(Hdr.RECONNECTS),
-        error=ctl.text(Hdr.ERROR_MSG),
-        publisher_pid=ctl.get(Hdr.OWNER_PID),
+        reconnects=ctl.reconnects,
+        error=ctl.error_message,
+        publisher_pid=ctl.owner[0],
     )
 
 

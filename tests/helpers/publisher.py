@@ -22,8 +22,7 @@ def main() -> None:
     w, h = (int(v) for v in args.size.split("x"))
     pattern = framebus.TestPattern(w, h, fps=args.fps or None, pattern="counter")
     with framebus.publish(args.name, pattern, mode=args.mode) as pub:
-        proc = pub._proc
-        print(f"ready {proc.pid if proc else 0}", flush=True)
+        print(f"ready {pub.capture_pid}", flush=True)
         while True:
             time.sleep(1)
 

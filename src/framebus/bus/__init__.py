@@ -1,7 +1,42 @@
 """The bus: the shared-memory frame ring every frame crosses.
 
-The only package that reads or writes header words. ``_layout`` is the byte layout (no I/O),
-``_protocol`` the slot protocol (one writer, any number of readers, in any processes).
+The only package that reads or writes header words; everything above it uses these names.
+
+* ``_layout``: the byte layout of the segments and the pure rules around it (no I/O);
+* ``_control``: a mapped control segment, validated, with typed accessors for its fields;
+* ``_protocol``: the slot protocol, one :class:`RingWriter` and any number of
+  :class:`RingReader` s in any processes;
+* ``_segments``: creating, taking over, finding and removing a stream's segments.
 """
 
 from __future__ import annotations
+
+from ._control import Control
+from ._layout import Mode, State, validate_name
+from ._protocol import FrameMeta, RingReader, RingWriter
+from ._segments import (
+    CAPTURE_MODULE,
+    create_stream,
+    dead_stream,
+    orphaned_data_streams,
+    remove_orphaned,
+    remove_stream,
+    stream_names,
+)
+
+__all__ = [
+    "CAPTURE_MODULE",
+    "Control",
+    "FrameMeta",
+    "Mode",
+    "RingReader",
+    "RingWriter",
+    "State",
+    "create_stream",
+    "dead_stream",
+    "orphaned_data_streams",
+    "remove_orphaned",
+    "remove_stream",
+    "stream_names",
+    "validate_name",
+]

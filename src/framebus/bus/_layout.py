@@ -23,6 +23,8 @@ from ..errors import InvalidStreamName
 
 __all__ = [
     "CONTROL_PREFIX",
+    "MAX_CONTROL_SIZE",
+    "MIN_CONTROL_SIZE",
     "EMPTY",
     "MAGIC",
     "NONE",
@@ -235,3 +237,7 @@ def dtype_from_code(code: int) -> np.dtype[np.generic]:
     if not 1 <= code <= len(_DTYPES):
         raise ValueError(f"unknown dtype code {code}")
     return _DTYPES[code - 1]
+
+
+MIN_CONTROL_SIZE = int(Hdr.SLOTS)  # the header alone
+MAX_CONTROL_SIZE = ControlLayout(255, 1024).size

@@ -30,26 +30,19 @@ from ..errors import (
     PublisherLost,
     ReadTimeout,
     StreamEnded,
-    StreamNotFound,
     TooManyReaders,
     error_class,
 )
+from ._control import Control
 from ._layout import (
     EMPTY,
-    HEADER_TEXT_BYTES,
-    MAGIC,
     NONE,
-    READER_SIZE,
-    REAPING,
-    VERSION,
     WRITING,
-    ControlLayout,
     Hdr,
     Mode,
     Rdr,
     Slot,
     State,
-    control_name,
     data_name,
     dtype_code,
     dtype_from_code,
@@ -58,193 +51,11 @@ from ._layout import (
     unpack_latest,
 )
 
-__all__ = ["Control", "FrameMeta", "RingReader", "RingWriter", "create_control"]
+__all__ = ["FrameMeta", "RingReader", "RingWriter"]
 
-_OVER = (State.ENDED, State.FAILED)
 _LIVENESS_PERIOD = 0.2  # how often a waiting reader checks that its publisher still lives
 _REAP_PERIOD = 0.5  # how often the writer frees the records of dead readers
 _SLOT_WAIT = 0.0005  # writer back-off when every free slot is pinned (latest mode)
-_CREATION_WAIT = 1.0  # a control segment younger than this may still lack its magic
-_MODES = frozenset(int(m) for m in Mode)
-_STATES = frozenset(int(s) for s in State)
-MIN_CONTROL_SIZE = int(Hdr.SLOTS)  # the header alone
-MAX_CONTROL_SIZE = ControlLayout(255, 1024).size
-
-
-class Control:
-    """A mapped control segment: header words, slot descriptors and reader records."""
-
-    def __init__(self, name: str, seg: plat.Segment) -> None:
-        self.name = name
-        self.seg = seg
-        self.words = seg.words
-        try:
-            self._validate()
-        except BaseException:
-            seg.close()
-            raise
-        self.layout = ControlLayout(self.words.load(Hdr.N_SLOTS), self.words.load(Hdr.MAX_READERS))
-        self.mode = Mode(self.words.load(Hdr.MODE))
-        self.u64 = np.ndarray((seg.size // 8,), np.uint64, buffer=seg.mm)
-        self.readers = self.u64[self.layout.readers_offset // 8 : self.layout.size // 8].reshape(
-            self.layout.max_readers, READER_SIZE // 8
-        )
-
-    def _validate(self) -> None:
-        """Check the header before anything else reads it: the file may be anyone's bytes."""
-        name, seg, w = self.name, self.seg, self.words
-        if seg.size < MIN_CONTROL_SIZE:
-            raise IncompatibleStream(
-                f"stream {name!r}: its control segment is truncated ({seg.size} bytes)"
-            )
-        # the creator writes MAGIC last: wait for it only if the file is young enough to be
-        # in creation (an old file without it is garbage, not worth a wait)
-        while w.load(Hdr.MAGIC) != MAGIC:
-            if time.time() - seg.mtime > _CREATION_WAIT:
-                raise IncompatibleStream(f"stream {name!r}: shared memory is not a framebus stream")
-            time.sleep(0.01)
-        version = w.load(Hdr.VERSION)
-        if version != VERSION:
-            raise IncompatibleStream(
-                f"stream {name!r} uses layout version {version}, "
-                f"this framebus reads version {VERSION}: use the same framebus version"
-            )
-        n_slots, max_readers = w.load(Hdr.N_SLOTS), w.load(Hdr.MAX_READERS)
-        try:
-            layout = ControlLayout(n_slots, max_readers)
-        except ValueError as exc:
-            raise IncompatibleStream(f"stream {name!r}: bad header: {exc}") from None
-        if w.load(Hdr.CONTROL_SIZE) != layout.size or seg.size < layout.size:
-            raise IncompatibleStream(
-                f"stream {name!r}: bad header: control size {w.load(Hdr.CONTROL_SIZE)} "
-                f"(file {seg.size} bytes, layout {layout.size})"
-            )
-        if w.load(Hdr.MODE) not in _MODES or w.load(Hdr.STATE) not in _STATES:
-            raise IncompatibleStream(f"stream {name!r}: bad header: unknown mode or state")
-
-    @classmethod
-    def open(cls, name: str) -> Control:
-        try:
-            seg = plat.Segment.open(control_name(name), max_size=MAX_CONTROL_SIZE)
-        except FileNotFoundError:
-            raise StreamNotFound(f"no stream named {name!r} (see `framebus ls`)") from None
-        except plat.SegmentRefused as exc:
-            raise IncompatibleStream(f"stream {name!r}: {exc}") from None
-        return cls(name, seg)
-
-    def close(self) -> None:
-        del self.u64, self.readers
-        self.seg.close()
-
-    # -- header fields -------------------------------------------------------------------------
-
-    def get(self, field: int) -> int:
-        return int(self.u64[field // 8])
-
-    def put(self, field: int, value: int) -> None:
-        self.u64[field // 8] = value
-
-    @property
-    def state(self) -> State:
-        return State(self.words.load(Hdr.STATE))
-
-    def set_state(self, state: State) -> bool:
-        """Move to ``state`` unless the stream is already over: closed is final, and ended or
-        failed give way only to closed. Returns whether the state changed."""
-        while True:
-            old = self.words.load_sc(Hdr.STATE)
-            if old == State.CLOSED or (old in _OVER and state is not State.CLOSED):
-                return False
-            if self.words.cas(Hdr.STATE, old, int(state)):
-                self.notify()
-                return True
-
-    def notify(self) -> None:
-        """Wake every reader sleeping on this stream."""
-        self.words.bump32(Hdr.FRAME_FUTEX)
-        plat.futex_wake(self.seg.address + Hdr.FRAME_FUTEX)
-
-    def text(self, field: Hdr) -> str:
-        raw = bytes(self.seg.mm[field : field + HEADER_TEXT_BYTES])
-        return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-    def set_text(self, field: Hdr, value: str) -> None:
-        raw = value.encode("utf-8")[: HEADER_TEXT_BYTES - 1]
-        self.seg.mm[field : field + HEADER_TEXT_BYTES] = raw.ljust(HEADER_TEXT_BYTES, b"\0")
-
-    def publisher_alive(self) -> bool:
-        return plat.process_alive(self.get(Hdr.OWNER_PID), self.get(Hdr.OWNER_START))
-
-    def taken(self, rows: np.ndarray) -> np.ndarray:
-        """Mask of the rows of a reader table whose record belongs to a reader."""
-        pids = rows[:, Rdr.PID // 8]
-        mask: np.ndarray = (pids != 0) & (pids != REAPING)
-        return mask
-
-    def active_readers(self) -> np.ndarray:
-        """Rows of the reader table whose record is taken (a snapshot)."""
-        rows: np.ndarray = self.readers.copy()
-        taken: np.ndarray = rows[self.taken(rows)]
-        return taken
-
-    def reap_dead_readers(self) -> int:
-        """Free the records of readers whose process died (kill -9 mid-read included)."""
-        freed = 0
-        w, lay = self.words, self.layout
-        for i in range(lay.max_readers):
-            pid = w.load(lay.reader(i, Rdr.PID))
-            if pid in (0, REAPING):
-                continue
-            start = w.load(lay.reader(i, Rdr.START))
-            # START is 0 from the claim until the reader wrote it: dead only if pid is gone
-            if start:
-                alive = plat.process_alive(pid, start)
-            else:
-                alive = plat.process_start_time(pid) is not None
-            if alive or not w.cas(lay.reader(i, Rdr.PID), pid, REAPING):
-                continue  # alive, or the record changed hands meanwhile
-            w.store(lay.reader(i, Rdr.PIN), NONE)
-            w.store(lay.reader(i, Rdr.CURSOR), NONE)
-            w.store(lay.reader(i, Rdr.START), 0)
-            w.store_sc(lay.reader(i, Rdr.PID), 0)
-            freed += 1
-        if freed:
-            self.wake_writer()
-        return freed
-
-    def wake_writer(self) -> None:
-        self.words.bump32(Hdr.PROGRESS_FUTEX)
-        plat.futex_wake(self.seg.address + Hdr.PROGRESS_FUTEX)
-
-
-def create_control(
-    name: str, n_slots: int, max_readers: int, mode: Mode, source_desc: str
-) -> Control:
-    """Create and initialise the control segment of a new stream (FileExistsError if taken)."""
-    layout = ControlLayout(n_slots, max_readers)
-    seg = plat.Segment.create(control_name(name), layout.size)
-    w = seg.words
-    me = os.getpid()
-    for field, value in (
-        (Hdr.VERSION, VERSION),
-        (Hdr.CONTROL_SIZE, layout.size),
-        (Hdr.N_SLOTS, n_slots),
-        (Hdr.MAX_READERS, max_readers),
-        (Hdr.MODE, int(mode)),
-        (Hdr.OWNER_PID, me),
-        (Hdr.OWNER_START, plat.process_start_time(me) or 0),
-        (Hdr.STATE, int(State.CONNECTING)),
-        (Hdr.STARTED_NS, time.time_ns()),
-        (Hdr.INSTANCE, int.from_bytes(os.urandom(4), "little")),
-    ):
-        w.store(field, value)
-    for i in range(max_readers):
-        w.store(layout.reader(i, Rdr.PIN), NONE)
-        w.store(layout.reader(i, Rdr.CURSOR), NONE)
-    raw = source_desc.encode("utf-8")[: HEADER_TEXT_BYTES - 1]
-    seg.mm[Hdr.SOURCE_DESC : Hdr.SOURCE_DESC + len(raw)] = raw
-    w.store_sc(Hdr.MAGIC, MAGIC)  # last: the segment is now a stream
-    return Control(name, seg)
 
 
 class RingWriter:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import TYPE_CHECKING
 
-from ._supervision import Reconnect
-from .bus._protocol import Control
-from .publisher import ModeName, Publisher
+from .bus import Control
+from .publisher import Publisher, StreamOptions
 from .reader import StreamReader, Transform
 from .sources import SourceLike
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["VideoCapture"]
 
@@ -27,34 +30,23 @@ class VideoCapture(StreamReader):
 
     Unlike ``cv2.VideoCapture``, a source that cannot be opened raises a
     :class:`framebus.SourceError` instead of returning an unopened object.
+
+    ``transform``: a callable applied to every frame read (as :meth:`process_image`);
+    ``timeout``: the default for each read; the other options are :func:`framebus.publish`'s
+    (``mode``, ``slots``, ``max_readers``, ``realtime``, ``reconnect``, ``start_timeout``).
     """
 
     def __init__(
         self,
         source: SourceLike,
         *,
-        mode: ModeName | None = None,
-        realtime: bool = False,
-        reconnect: Reconnect | bool | None = None,
         transform: Transform | None = None,
         timeout: float | None = None,
-        slots: int = 4,
-        max_readers: int = 64,
         name: str | None = None,
-        start_timeout: float = 30.0,
+        **options: Unpack[StreamOptions],
     ) -> None:
         name = name or f"vc-{os.getpid()}-{next(_counter)}"
-        self._publisher = Publisher(
-            name,
-            source,
-            mode=mode,
-            slots=slots,
-            max_readers=max_readers,
-            realtime=realtime,
-            reconnect=reconnect,
-            start_timeout=start_timeout,
-            start=False,
-        )
+        self._publisher = Publisher(name, source, start=False, **options)
         try:
             # registered before capture starts, so mode="every" gets the very first frame
             super().__init__(

@@ -1,0 +1,121 @@
+"""Where a capture runs: a process of its own, or a thread of the publisher. One interface.
+
+Built-in sources (a JSON spec) run in a fresh interpreter, which can be killed when it hangs
+inside native code; user :class:`~framebus.Source` objects cannot travel as JSON and run in a
+thread instead, which cannot be killed (a hung one shows as stalled).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Protocol
+
+from ..bus import CAPTURE_MODULE, Control, State
+from ..sources import Source, Spec, spec_to_json
+from ._loop import capture_loop
+
+__all__ = ["CaptureHost", "ProcessHost", "ThreadHost", "STOP_GRACE"]
+
+STOP_GRACE = 2.0  # seconds a capture gets to exit before it is killed
+
+
+class CaptureHost(Protocol):
+    """A running capture of one source into one stream."""
+
+    killable: bool
+
+    @property
+    def pid(self) -> int:
+        """The capture process (0 for a thread)."""
+
+    def running(self) -> bool: ...
+
+    def kill(self) -> None:
+        """Stop it now, whatever it is doing (a no-op for a thread)."""
+
+    def stop(self) -> None:
+        """Wait for it to see the stream closed and exit; then insist."""
+
+
+class ProcessHost:
+    """The capture loop in a fresh interpreter: killable even when hung inside native code."""
+
+    killable = True
+
+    def __init__(self, name: str, spec: Spec, realtime: bool) -> None:
+        env = dict(os.environ)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", CAPTURE_MODULE],
+            stdin=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        # the spec goes through a pipe, not argv: URLs may hold credentials, and argv is public
+        assert self.proc.stdin is not None
+        message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime}
+        with self.proc.stdin:
+            self.proc.stdin.write(json.dumps(message).encode())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """Ask nicely (the stream state already says closed), then insist."""
+        try:
+            self.proc.wait(STOP_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+        try:
+            self.proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class ThreadHost:
+    """The capture loop in a thread, for user Source objects (which cannot travel as JSON)."""
+
+    killable = False
+
+    def __init__(self, name: str, source: Source, realtime: bool) -> None:
+        # a mapping of its own: a thread stuck in the source may outlive Publisher.close()
+        ctl = Control.open(name)
+        ctl.claim_writer()
+
+        def run() -> None:
+            try:
+                capture_loop(ctl, source, realtime=realtime, stop=lambda: ctl.state is State.CLOSED)
+            finally:
+                ctl.close()
+
+        self.thread = threading.Thread(target=run, name=f"framebus-capture-{name}", daemon=True)
+        self.thread.start()
+
+    @property
+    def pid(self) -> int:
+        return 0
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def kill(self) -> None:
+        pass  # a thread cannot be killed: a hung custom source stays stalled
+
+    def stop(self) -> None:
+        if self.thread is not threading.current_thread():
+            self.thread.join(STOP_GRACE)
