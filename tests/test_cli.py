@@ -84,3 +84,10 @@ def test_prune_removes_what_a_killed_publisher_left(stream_name: str) -> None:
     out = run("prune")
     assert out.returncode == 0 and stream_name in out.stdout
     assert not any(s.startswith(f"framebus.{stream_name}") for s in framebus_segments())
+
+
+def test_serve_rejects_intervals_that_would_busy_loop_or_never_end() -> None:
+    for flag, value in [("--interval", "0"), ("--interval", "-1"), ("--duration", "nan")]:
+        out = run("serve", flag, value, timeout=20)
+        assert out.returncode == 2, (flag, value, out.stdout)
+        assert "positive number of seconds" in out.stderr

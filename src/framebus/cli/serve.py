@@ -1,0 +1,111 @@
+"""``framebus serve``: publish streams until Ctrl-C, with a live status table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any, TextIO
+
+from ..publisher import Publisher, StreamOptions
+from ._table import table
+
+__all__ = ["DEFAULT_SOURCE", "add_parser", "run"]
+
+DEFAULT_SOURCE = "test=testpattern:1280x720@30"
+
+
+def _parse_stream(arg: str) -> tuple[str, str]:
+    name, sep, source = arg.partition("=")
+    if not sep or not name or not source:
+        raise argparse.ArgumentTypeError(f"expected NAME=SOURCE, got {arg!r}")
+    return name, source
+
+
+def _seconds(arg: str) -> float:
+    try:
+        value = float(arg)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {arg!r}")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="publish streams until Ctrl-C, with a live status table",
+        description="Publish each NAME=SOURCE as a named stream until Ctrl-C. SOURCE is a camera "
+        "index, a file, a URL or testpattern[:WxH[@FPS]]. With no stream: "
+        f"{DEFAULT_SOURCE}.",
+    )
+    p.add_argument("streams", nargs="*", type=_parse_stream, metavar="NAME=SOURCE")
+    p.add_argument(
+        "--mode",
+        choices=("latest", "every"),
+        help="delivery mode (default: latest for live sources, every for files)",
+    )
+    p.add_argument("--realtime", action="store_true", help="pace files at their frame rate")
+    p.add_argument("--slots", type=int, default=4, help="frames kept in shared memory")
+    p.add_argument("--max-readers", type=int, default=64)
+    p.add_argument("--interval", type=_seconds, default=1.0, help="status refresh, seconds")
+    p.add_argument("--duration", type=_seconds, help="stop after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no status output")
+    p.set_defaults(run=run)
+
+
+def options(args: argparse.Namespace) -> StreamOptions:
+    """The stream options given on the command line."""
+    return StreamOptions(
+        mode=args.mode, slots=args.slots, max_readers=args.max_readers, realtime=args.realtime
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    streams = args.streams or [_parse_stream(DEFAULT_SOURCE)]
+    pubs: list[Publisher] = []
+    try:
+        for name, source in streams:
+            pubs.append(Publisher(name, source, **options(args)))
+        if not args.quiet:
+            names = ", ".join(p.name for p in pubs)
+            print(
+                f"framebus: serving {names}; attach with framebus.attach(NAME); Ctrl-C stops",
+                file=out,
+                flush=True,
+            )
+        _watch(pubs, args, out)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in pubs:
+            p.close()
+    return 0
+
+
+def _watch(pubs: list[Publisher], args: argparse.Namespace, out: TextIO) -> None:
+    """Redraw the status table every ``--interval`` until every stream is over."""
+    tty = out.isatty()
+    drawn = 0
+    end = None if args.duration is None else time.monotonic() + args.duration
+    while True:
+        stats = [p.stats() for p in pubs]
+        if not args.quiet:
+            lines = table(stats)
+            if tty:
+                if drawn:
+                    out.write(f"\x1b[{drawn}F")
+                out.write("".join(line + "\x1b[K\n" for line in lines))
+                drawn = len(lines)
+            else:
+                out.write("\n".join(lines[1:]) + "\n")
+            out.flush()
+        if all(s.state in ("ended", "failed", "closed") for s in stats):
+            return
+        wait = args.interval
+        if end is not None:
+            wait = min(wait, end - time.monotonic())
+            if wait <= 0:
+                return
+        time.sleep(wait)
