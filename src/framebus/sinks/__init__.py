@@ -1,0 +1,31 @@
+"""Sinks: the output side of framebus (web, network, pipes, sampling), on one shared base.
+
+Every sink attaches to one stream, picks frames (:class:`Pick`), encodes each chosen frame
+once and hands the same result to each consumer through a one-item :class:`LatestSlot`.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    ConsumerStats,
+    Encoded,
+    FrameSink,
+    LatestSlot,
+    Pick,
+    PickKind,
+    SinkClosed,
+    SinkStats,
+    Subscription,
+)
+
+__all__ = [
+    "ConsumerStats",
+    "Encoded",
+    "FrameSink",
+    "LatestSlot",
+    "Pick",
+    "PickKind",
+    "SinkClosed",
+    "SinkStats",
+    "Subscription",
+]
