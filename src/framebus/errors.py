@@ -8,6 +8,7 @@ The hierarchy::
     ├── StreamExists             publish() of a name a live publisher already serves
     ├── TooManyReaders           every reader record of the stream is taken
     ├── IncompatibleStream       the segment is not framebus's, or of another layout version
+    ├── WireFormatError          bytes that are not a valid frame message (framebus.wire)
     ├── SourceError              the frame source cannot deliver
     │   ├── SourceNotFound       no such file, no such camera, or the server has no such path (404)
     │   ├── SourceUnreachable    connection refused, host unreachable, or no answer in time
@@ -43,6 +44,7 @@ __all__ = [
     "StreamExists",
     "StreamNotFound",
     "TooManyReaders",
+    "WireFormatError",
     "error_class",
     "error_code",
 ]
@@ -70,6 +72,10 @@ class TooManyReaders(FramebusError):
 
 class IncompatibleStream(FramebusError):
     """The shared-memory segment is not a framebus stream of this layout version."""
+
+
+class WireFormatError(FramebusError, ValueError):
+    """Bytes that are not a valid framebus frame message (bad magic, version, field or length)."""
 
 
 class SourceError(FramebusError):
