@@ -109,11 +109,7 @@ class RingWriter:
     def acquire(self, stop: Callable[[], bool]) -> int | None:
         """Return a slot index the writer now owns, or None if ``stop()`` became true."""
         while True:
-            now = time.monotonic()
-            if now >= self._next_reap:
-                self._next_reap = now + _REAP_PERIOD
-                self.ctl.reap_dead_readers()
-                self.ctl.put(Hdr.HEARTBEAT_NS, time.monotonic_ns())
+            self._housekeeping()
             if stop():
                 return None
             slot = (
@@ -161,12 +157,17 @@ class RingWriter:
                 return slot
             # wait for a reader to consume (or to appear: every mode holds frames for readers)
             plat.futex_wait(futex, token, _REAP_PERIOD)
-            now = time.monotonic()
-            if now >= self._next_reap:
-                self._next_reap = now + _REAP_PERIOD
-                ctl.reap_dead_readers()
-                ctl.put(Hdr.HEARTBEAT_NS, time.monotonic_ns())
+            self._housekeeping()
         return None
+
+    def _housekeeping(self) -> None:
+        """Every ``_REAP_PERIOD``: free dead readers' records, and beat the heart (the writer
+        is not stuck inside its source)."""
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + _REAP_PERIOD
+            self.ctl.reap_dead_readers()
+            self.ctl.heartbeat()
 
     # -- writing and publishing ----------------------------------------------------------------
 
