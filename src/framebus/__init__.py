@@ -15,6 +15,7 @@ from .errors import (
     PublisherLost,
     ReadTimeout,
     SharedMemoryFull,
+    SinkClosed,
     SourceAuthError,
     SourceError,
     SourceNotFound,
@@ -25,6 +26,7 @@ from .errors import (
     StreamExists,
     StreamNotFound,
     TooManyReaders,
+    WireFormatError,
 )
 from .publisher import Publisher, StreamOptions, publish
 from .reader import StreamReader, attach
@@ -47,6 +49,7 @@ __all__ = [
     "ReadTimeout",
     "Reconnect",
     "SharedMemoryFull",
+    "SinkClosed",
     "Source",
     "SourceAuthError",
     "SourceError",
@@ -63,6 +66,7 @@ __all__ = [
     "TestPattern",
     "TooManyReaders",
     "VideoCapture",
+    "WireFormatError",
     "__version__",
     "attach",
     "list_streams",

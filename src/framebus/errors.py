@@ -19,6 +19,7 @@ The hierarchy::
     ├── PublisherLost            the publisher of an attached stream died
     ├── StreamEnded              the stream ended and every frame was delivered
     ├── ReadTimeout              no new frame within the timeout given to a read
+    ├── SinkClosed               a sink or subscription was closed: no more items (sinks)
     └── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
 
 Every class takes one human-readable message: the command line prints it as a single line.
@@ -34,6 +35,7 @@ __all__ = [
     "PublisherLost",
     "ReadTimeout",
     "SharedMemoryFull",
+    "SinkClosed",
     "SourceAuthError",
     "SourceError",
     "SourceNotFound",
@@ -117,6 +119,10 @@ class StreamEnded(FramebusError):
 
 class ReadTimeout(FramebusError, TimeoutError):
     """No new frame arrived within the timeout given to a read."""
+
+
+class SinkClosed(FramebusError):
+    """The sink or the subscription was closed: no more items will come."""
 
 
 class PlatformError(FramebusError, OSError):

@@ -33,7 +33,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeVar, cast
 import numpy as np
 
 import framebus
-from framebus import FrameInfo, PublisherLost, ReadTimeout, StreamEnded, StreamReader
+from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, StreamReader
 
 __all__ = [
     "ConsumerStats",
@@ -59,11 +59,6 @@ PickKind = Literal["newest", "every", "interval"]
 _POLL = 0.2
 # How long close() waits for the worker; an encode that hangs longer is left to finish alone.
 _JOIN_TIMEOUT = 5.0
-
-
-# moves to errors.py with the first wing
-class SinkClosed(framebus.FramebusError):
-    """The sink or the subscription was closed: no more items will come."""
 
 
 # -- choosing frames ---------------------------------------------------------------------------
