@@ -14,6 +14,8 @@ import pytest
 
 import framebus
 from framebus._rtsp import (
+    MAX_ACCESS_UNIT,
+    MAX_NALS,
     START_CODE,
     Depacketizer,
     Interleaved,
@@ -23,6 +25,7 @@ from framebus._rtsp import (
     ServerRequest,
     authorization,
     control_url,
+    format_request,
     parse_rtp,
     parse_sdp,
     split_credentials,
@@ -69,6 +72,73 @@ def test_parser_rejects_what_is_not_rtsp(wire: bytes) -> None:
         parser.next()
 
 
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"RTSP/1.0 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",  # int() raises
+        "RTSP/1.0 200 OK\r\nContent-Length: ²\r\n\r\n".encode(),  # isdigit() but not int()
+        "RTSP/1.0 200 OK\r\nContent-Length: ٣\r\n\r\nabc".encode(),  # int() takes it: 3
+        b"RTSP/1.0 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+        b"RTSP/1.0 200 OK\r\nContent-Length: 2000000\r\n\r\n",  # a body over 1 MiB
+        b"RTSP/1.0 " + b"2" * 5000 + b" OK\r\n\r\n",
+        b"RTSP/1.0 " + b"2" * 4000 + b" OK\r\n\r\n",  # (int() takes 4,000 digits)
+        "RTSP/1.0 ²00 OK\r\n\r\n".encode(),
+        "RTSP/1.0 ٢٠٠ OK\r\n\r\n".encode(),
+        b"RTSP/1.0 2000 OK\r\n\r\n",
+        b"RTSP/1.0\r\n\r\n",
+        b"RTSP/1.0 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n",  # whole, in one piece
+    ],
+)
+def test_parser_rejects_bad_numbers_and_sizes(wire: bytes) -> None:
+    parser = MessageParser()
+    parser.feed(wire)
+    with pytest.raises(framebus.SourceUnsupported):
+        parser.next()
+
+
+def test_parser_reads_a_cseq_of_other_digits_as_none() -> None:
+    parser = MessageParser()
+    parser.feed("RTSP/1.0 200 OK\r\nCSeq: ²\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: ".encode())
+    parser.feed(b"9" * 5000 + b"\r\n\r\n")
+    first, second = parser.next(), parser.next()
+    assert isinstance(first, Response) and first.cseq == -1
+    assert isinstance(second, Response) and second.cseq == -1
+
+
+def test_parser_parses_a_head_once_while_its_body_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that sends a big head, then its body a byte at a time, costs linear work."""
+    calls = []
+    parse_head = MessageParser._parse_head
+
+    def counting(self: MessageParser, buf: bytearray, pos: int) -> object:
+        calls.append(len(buf))
+        return parse_head(self, buf, pos)
+
+    monkeypatch.setattr(MessageParser, "_parse_head", counting)
+    head = b"RTSP/1.0 200 OK\r\n" + b"X: y\r\n" * 5000 + b"Content-Length: 2000\r\n\r\n"
+    parser = MessageParser()
+    wire = head + b"b" * 2000
+    got = []
+    for i in range(0, len(wire), 7):
+        parser.feed(wire[i : i + 7])
+        if (msg := parser.next()) is not None:
+            got.append(msg)
+    assert len(got) == 1 and isinstance(got[0], Response) and got[0].body == b"b" * 2000
+    # every call before the head is whole searches only the bytes it has not searched yet;
+    # once whole, the head is not parsed again
+    assert len([n for n in calls if n >= len(head)]) == 1
+    assert parser.buffered <= len(wire)
+
+
+def test_requests_get_no_line_breaks_from_the_server() -> None:
+    """A Content-Base or session id with a line break must not add a header to a request."""
+    assert format_request("PLAY", "rtsp://h/s", 3, {"Session": "abc"}).count(b"\r\n") == 5
+    with pytest.raises(framebus.SourceUnsupported, match="line break"):
+        format_request("SETUP", "rtsp://h/s\nEvil: 1", 3, {})
+    with pytest.raises(framebus.SourceUnsupported, match="line break"):
+        format_request("PLAY", "rtsp://h/s", 3, {"Session": "abc\rEvil: 1"})
+
+
 SDP = """v=0
 o=- 1 1 IN IP4 127.0.0.1
 s=Session
@@ -98,6 +168,30 @@ def test_sdp_first_video_stream() -> None:
     assert jpeg is not None and jpeg.codec == "JPEG"
     hevc = parse_sdp("m=video 0 RTP/AVP 98\na=rtpmap:98 H265/90000\n")
     assert hevc is not None and hevc.codec == "H265"
+
+
+@pytest.mark.parametrize("rate", ["nan", "NaN", "inf", "-inf", "1e400", "-25", "0", "1001", "x"])
+def test_sdp_framerate_nan_is_ignored(rate: str) -> None:
+    media = parse_sdp(f"m=video 0 RTP/AVP 96\na=framerate:{rate}\n")
+    assert media is not None and media.framerate is None
+    ntsc = parse_sdp("m=video 0 RTP/AVP 96\na=framerate: 29.97\n")
+    assert ntsc is not None and ntsc.framerate == pytest.approx(29.97)
+
+
+@pytest.mark.parametrize("pt", ["²", "٩٦", "9" * 5000, "128", "-1", "96x", ""])
+def test_sdp_superscript_digit_payload_type(pt: str) -> None:
+    """A payload type that str.isdigit() (or int()) takes but is not 0..127 in ASCII digits."""
+    assert parse_sdp(f"m=video 0 RTP/AVP {pt}\na=rtpmap:{pt} H265/90000\n") is None
+    # in a=rtpmap and a=fmtp such a line is ignored, not an exception
+    media = parse_sdp(f"m=video 0 RTP/AVP 96\na=rtpmap:{pt} H265/90000\na=fmtp:{pt} x=1\n")
+    assert media is not None and (media.codec, media.fmtp) == ("H264", {})
+
+
+@pytest.mark.parametrize("clock", ["0", "9" * 5000, "10000001", "²"])
+def test_sdp_clock_rate_out_of_range_is_90khz(clock: str) -> None:
+    media = parse_sdp(f"m=video 0 RTP/AVP 97\na=rtpmap:97 H264/{clock}\n")
+    assert media is not None and media.clock_rate == 90000
+    assert media.codec == ("H264" if clock.isascii() else "")  # (not an rtpmap at all)
 
 
 def test_control_urls_and_credentials() -> None:
@@ -287,6 +381,72 @@ def test_unsupported_h264_packetization_is_reported() -> None:
         Depacketizer("JPEG")
 
 
+def _fu_a_middle(size: int) -> bytes:
+    return bytes([0x7C, 0x05]) + bytes(size)  # FU-A of an IDR, neither start nor end
+
+
+def test_depacketizer_memory_bounded_when_fragment_never_ends() -> None:
+    """An FU-A start, then middles that never end: dropped at MAX_ACCESS_UNIT, not kept."""
+    d = Depacketizer("H264")
+    assert _feed(d, [IDR], seq=0, ts=0) == [_annexb(IDR)]
+    start = parse_rtp(_rtp(bytes([0x7C, 0x85]) + bytes(60000), 1, 3600))
+    assert start is not None and d.push(start) == []
+    seq, middle = 2, _fu_a_middle(60000)
+    while d.oversized < 3:  # every MAX_ACCESS_UNIT bytes of it count
+        assert d.push(RtpPacket(False, 96, seq, 3600, middle)) == []
+        assert d.pending_bytes <= MAX_ACCESS_UNIT
+        seq += 1
+    assert seq * 60000 > 3 * MAX_ACCESS_UNIT
+    assert d.pending_bytes == 0 and d.dropped == 1 and d.oversized == d.oversized_streak == 3
+    # the end comes at last: the frame is gone, and so is every frame up to a keyframe
+    end = bytes([0x7C, 0x45]) + b"end"
+    assert d.push(RtpPacket(True, 96, seq, 3600, end)) == []
+    assert _feed(d, [SLICE], seq=seq + 1, ts=7200) == []
+    assert _feed(d, [IDR], seq=seq + 2, ts=10800) == [_annexb(IDR)]
+    assert d.oversized_streak == 0 and d.oversized == 3 and d.lost == 0
+
+
+def test_depacketizer_memory_bounded_without_marker() -> None:
+    """NAL units with one timestamp and never a marker bit: one frame that never ends."""
+    for codec, nal in (("H264", b"\x41" + bytes(50000)), ("H265", b"\x02\x01" + bytes(50000))):
+        d = Depacketizer(codec)
+        for seq in range(3 * MAX_ACCESS_UNIT // len(nal)):
+            assert d.push(RtpPacket(False, 96, seq, 0, nal)) == []
+            assert d.pending_bytes <= MAX_ACCESS_UNIT
+        assert d.oversized >= 2 and d.dropped == 1 and d.pending_nals < MAX_NALS
+
+
+def test_depacketizer_bounds_the_number_of_nal_units() -> None:
+    """Aggregation packets of one-byte NAL units: few bytes, but many objects."""
+    d = Depacketizer("H264")
+    stap = b"\x18" + b"\x00\x01\x06" * 20000  # 20,000 SEI NAL units of one byte
+    for seq in range(5):
+        assert d.push(RtpPacket(False, 96, seq, 0, stap[: 1 + 3 * (MAX_NALS // 3)])) == []
+        assert d.pending_nals <= MAX_NALS
+    assert d.push(RtpPacket(True, 96, 5, 0, stap)) == []
+    assert d.pending_nals == 0 and d.oversized == 1 and d.dropped == 1
+    # a frame of many slices is not too many
+    many = [_stap_a(*[b"\x65" + bytes([i % 256]) * 10] * 100) for i in range(MAX_NALS // 100)]
+    (unit,) = _feed(d, many, seq=6, ts=3600)
+    assert unit.count(START_CODE) == 100 * (MAX_NALS // 100)
+
+
+def test_depacketizer_frame_just_under_the_bound_is_delivered() -> None:
+    d = Depacketizer("H264")
+    idr = b"\x65" + bytes(MAX_ACCESS_UNIT - 1000)
+    (unit,) = _feed(d, _fu_a(idr, 60000), seq=0, ts=0)
+    assert unit == _annexb(idr) and d.oversized == 0
+
+
+def test_depacketizer_fragment_restarted_without_its_end_is_damaged() -> None:
+    """An FU-A start while another fragmented NAL unit is unfinished: that one lost its end."""
+    d = Depacketizer("H264")
+    first, second = _fu_a(IDR, 60), _fu_a(IDR, 60)
+    frame = [first[0], *second]  # first's middle and end never came, yet no sequence gap
+    assert _feed(d, frame, seq=0, ts=0) == [] and d.dropped == 1
+    assert _feed(d, [IDR], seq=len(frame), ts=3600) == [_annexb(IDR)]
+
+
 def test_h264_loss_at_a_frame_boundary_drops_the_frame_after_it() -> None:
     """The first slice of a frame lost: the rest of it must not reach the decoder."""
     d = Depacketizer("H264")
@@ -301,10 +461,19 @@ class _ScriptedCamera:
     every request: for what the GStreamer test server cannot show (it never expires a TCP
     session, so it does not need keep-alives)."""
 
-    def __init__(self, session_timeout: int) -> None:
+    def __init__(
+        self,
+        session_timeout: int | str,
+        *,
+        transport: str = "RTP/AVP/TCP;unicast;interleaved=0-1",
+        endless_fragment: bool = False,
+    ) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.timeout = session_timeout
+        self.transport = transport
+        self.endless_fragment = endless_fragment  # after PLAY, an FU-A that never ends
+        self.sent = 0  # bytes of RTP sent
         self.requests: list[tuple[float, str, str]] = []  # (time, method, session header)
         self.answers: list[Response] = []  # the client's answers to our own requests
         self.stop = threading.Event()
@@ -341,16 +510,33 @@ class _ScriptedCamera:
                         "OPTIONS": "Public: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER\r\n",
                         "DESCRIBE": f"Content-Length: {len(sdp)}\r\n",
                         "SETUP": f"Session: abc;timeout={self.timeout}\r\n"
-                        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+                        f"Transport: {self.transport}\r\n",
                     }.get(msg.method, "")
                     body = sdp if msg.method == "DESCRIBE" else b""
                     conn.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n{extra}\r\n".encode() + body)
                 if any(m == "PLAY" for _, m, _ in self.requests):
+                    if self.endless_fragment:
+                        self._flood(conn)
+                        return
                     if seq == 5:  # some cameras ping their clients
                         conn.sendall(b"GET_PARAMETER rtsp://x/s RTSP/1.0\r\nCSeq: 77\r\n\r\n")
                     seq += 1
                     rtp = _rtp(IDR, seq, seq * 3600, marker=True)
                     conn.sendall(b"$\x00" + len(rtp).to_bytes(2, "big") + rtp)
+
+    def _flood(self, conn: socket.socket) -> None:
+        """An FU-A start of an IDR, then middles as fast as the client takes them."""
+        conn.settimeout(5)
+        middle = _fu_a_middle(65000)
+        payload = bytes([0x7C, 0x85]) + middle[2:]  # the start
+        seq = 0
+        while not self.stop.is_set():
+            seq += 1
+            rtp_head = _rtp(b"", seq & 0xFFFF, 3600)
+            conn.sendall(b"$\x00" + (len(rtp_head) + len(payload)).to_bytes(2, "big") + rtp_head)
+            conn.sendall(payload)
+            self.sent += len(payload)
+            payload = middle
 
     def close(self) -> None:
         self.stop.set()
@@ -381,3 +567,94 @@ def test_client_keeps_the_session_alive_and_tears_it_down() -> None:
     assert all(s == "abc" for _, s in keepalives)
     assert methods[-1] == "TEARDOWN"
     assert [(a.cseq, a.status) for a in cam.answers] == [(77, 200)]
+
+
+@pytest.mark.parametrize("timeout", ["²", "9" * 5000, "0", "86401", "-5", "1e3", ""])
+def test_client_ignores_a_bad_session_timeout(timeout: str) -> None:
+    from framebus._rtsp_client import RTSPClient
+
+    cam = _ScriptedCamera(session_timeout=timeout)
+    client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
+    try:
+        client.open()
+        assert client._keepalive_every == 30.0  # the default, not the server's nonsense
+        assert client.read_packet().payload == IDR
+    finally:
+        client.close()
+        cam.close()
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [
+        "RTP/AVP/TCP;unicast;interleaved=²-3",
+        "RTP/AVP/TCP;unicast;interleaved=256-257",
+        "RTP/AVP/TCP;unicast;interleaved=" + "9" * 5000,
+        "RTP/AVP/TCP;unicast;interleaved=",
+        "RTP/AVP/TCP;unicast;interleaved=-1",
+    ],
+)
+def test_client_rejects_a_bad_interleaved_channel(transport: str) -> None:
+    from framebus._rtsp_client import RTSPClient
+
+    cam = _ScriptedCamera(session_timeout=60, transport=transport)
+    client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
+    try:
+        with pytest.raises(framebus.SourceUnsupported, match="interleaved channel"):
+            client.open()
+    finally:
+        client.close()
+        cam.close()
+
+
+def test_client_takes_the_interleaved_channel_the_server_chose() -> None:
+    from framebus._rtsp_client import RTSPClient
+
+    cam = _ScriptedCamera(session_timeout=60, transport="RTP/AVP/TCP;interleaved= 2-3")
+    client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
+    try:
+        client.open()
+        assert client._rtp_channel == 2
+    finally:
+        client.close()
+        cam.close()
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of a process, in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def test_capture_fails_on_a_server_whose_frame_never_ends() -> None:
+    """A hostile server: an FU-A start, then middles forever. With reconnecting off, the
+    capture must fail (not hold the frame, not stay live with no frames), in bounded memory."""
+    pytest.importorskip("av")
+    from framebus.backends import RTSPSource
+
+    cam = _ScriptedCamera(session_timeout=60, endless_fragment=True)
+    media = framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s", backend="rtsp")
+    t0 = time.monotonic()
+    try:
+        with framebus.VideoCapture(media, reconnect=False) as cap:
+            proc = cap.publisher._proc
+            assert proc is not None
+            base = peak = _rss(proc.pid)
+            with pytest.raises(framebus.SourceError, match="frames over") as err:
+                while time.monotonic() - t0 < 30:
+                    peak = max(peak, _rss(proc.pid))
+                    with contextlib.suppress(framebus.ReadTimeout):
+                        cap.read_frame(timeout=0.05)
+    finally:
+        cam.close()
+    elapsed = time.monotonic() - t0
+    assert f"over {MAX_ACCESS_UNIT} bytes" in str(err.value)
+    # it took MAX_OVERSIZED times MAX_ACCESS_UNIT bytes: a hundred times what it may hold
+    assert cam.sent >= RTSPSource.MAX_OVERSIZED * MAX_ACCESS_UNIT
+    assert peak - base < 4 * MAX_ACCESS_UNIT, (base, peak, elapsed)
