@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from .errors import SourceUnsupported
 
 __all__ = [
+    "MAX_ACCESS_UNIT",
+    "MAX_NALS",
     "START_CODE",
     "Depacketizer",
     "Interleaved",
@@ -37,11 +39,26 @@ __all__ = [
     "format_request",
     "parse_rtp",
     "parse_sdp",
+    "small_number",
     "split_credentials",
 ]
 
 START_CODE = b"\x00\x00\x00\x01"
 _MAX_HEADER = 64 * 1024  # an RTSP message head larger than this is not RTSP
+_MAX_BODY = 1024 * 1024  # nor a body (an SDP is a few KiB)
+
+# Every byte from the server is untrusted. Numbers are read only from short runs of ASCII digits:
+# str.isdigit() and int() also take '²' or '٣', and int() of 5,000 digits raises ValueError.
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def small_number(text: str, low: int, high: int) -> int | None:
+    """``text`` (surrounding blanks allowed) as an integer in [low, high], else None."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text):
+        return None
+    n = int(text)
+    return n if low <= n <= high else None
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -62,10 +79,8 @@ class Response:
 
     @property
     def cseq(self) -> int:
-        try:
-            return int(self.header("cseq", "-1"))
-        except ValueError:
-            return -1
+        n = small_number(self.header("cseq"), 0, 999_999_999)
+        return -1 if n is None else n
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,9 @@ class Interleaved:
 
 
 def format_request(method: str, url: str, cseq: int, headers: dict[str, str]) -> bytes:
+    if any("\r" in v or "\n" in v for v in (url, *headers.values())):
+        # a URL (Content-Base, a=control) or session id from the server must not add lines
+        raise SourceUnsupported("the server sent a URL or session id with a line break")
     lines = [f"{method} {url} RTSP/1.0", f"CSeq: {cseq}", "User-Agent: framebus"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
@@ -92,17 +110,34 @@ def format_request(method: str, url: str, cseq: int, headers: dict[str, str]) ->
 
 class MessageParser:
     """Splits the bytes of an RTSP connection into responses, server requests and interleaved
-    packets. ``feed`` bytes as they arrive; ``next()`` returns None until a message is whole."""
+    packets. ``feed`` bytes as they arrive; ``next()`` returns None until a message is whole.
+
+    Whatever the bytes, ``next()`` returns or raises SourceUnsupported, and holds at most one
+    incomplete message (a head of 64 KiB, a body of 1 MiB, an interleaved packet of 64 KiB) on
+    top of what was fed since it last returned None. Work per byte is bounded too: a head that
+    arrives a byte at a time is searched once, and parsed once while its body arrives.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._pos = 0
+        self._searched = 0  # bytes after _pos known to hold no end of head
+        self._head: tuple[int, list[str], dict[str, list[str]], int] | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held (consumed ones are dropped now and then, not on every message)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> None:
         if self._pos > 1 << 20:  # drop consumed bytes now and then, not on every message
             del self._buf[: self._pos]
             self._pos = 0
+            self._head = None  # (holds offsets into the buffer)
         self._buf += data
+
+    def _consume(self, to: int) -> None:
+        self._pos, self._searched, self._head = to, 0, None
 
     def next(self) -> Interleaved | Response | ServerRequest | None:
         buf, pos = self._buf, self._pos
@@ -114,12 +149,43 @@ class MessageParser:
             n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
             if len(buf) - pos < 4 + n:
                 return None
-            self._pos = pos + 4 + n
+            self._pos = pos + 4 + n  # (no head was searched for at a '$')
             return Interleaved(buf[pos + 1], bytes(buf[pos + 4 : pos + 4 + n]))
-        end = buf.find(b"\r\n\r\n", pos)
+        head = self._head
+        if head is None:
+            head = self._parse_head(buf, pos)
+            if head is None:
+                return None
+        end, lines, headers, length = head
+        body_at = end + 4
+        if len(buf) - body_at < length:
+            self._head = head  # parsed once, however slowly the body comes
+            return None
+        body = bytes(buf[body_at : body_at + length])
+        self._consume(body_at + length)
+        first = lines[0].split(" ", 2)
+        if first[0].startswith("RTSP/"):
+            code = first[1] if len(first) > 1 else ""
+            status = small_number(code, 100, 999) if len(code) == 3 else None  # 3DIGIT
+            if status is None:
+                bad = lines[0][:80]
+                raise SourceUnsupported(f"the server sent a bad status line: {bad!r}")
+            return Response(status, first[2] if len(first) > 2 else "", headers, body)
+        if len(first) == 3 and first[2].startswith("RTSP/"):
+            return ServerRequest(first[0], headers)
+        raise SourceUnsupported(f"the server sent something that is not RTSP: {lines[0][:80]!r}")
+
+    def _parse_head(
+        self, buf: bytearray, pos: int
+    ) -> tuple[int, list[str], dict[str, list[str]], int] | None:
+        """The head at ``pos`` (end, lines, headers, body length), or None if it is not whole."""
+        # the 4 bytes of the end must lie within _MAX_HEADER; 3 bytes already searched may
+        # begin one that the bytes fed since complete
+        end = buf.find(b"\r\n\r\n", pos + max(0, self._searched - 3), pos + _MAX_HEADER)
         if end < 0:
-            if len(buf) - pos > _MAX_HEADER:
+            if len(buf) - pos >= _MAX_HEADER:
                 raise SourceUnsupported("the server sent an RTSP message head over 64 KiB")
+            self._searched = len(buf) - pos
             return None
         lines = bytes(buf[pos:end]).decode("utf-8", "replace").split("\r\n")
         headers: dict[str, list[str]] = {}
@@ -127,28 +193,13 @@ class MessageParser:
             key, sep, value = line.partition(":")
             if sep:
                 headers.setdefault(key.strip().lower(), []).append(value.strip())
-        try:
-            length = int(headers.get("content-length", ["0"])[0])
-        except ValueError:
-            raise SourceUnsupported("the server sent a bad Content-Length") from None
-        if length < 0 or length > _MAX_HEADER * 16:
+        text = headers.get("content-length", ["0"])[0]
+        length = small_number(text, 0, 999_999_999)
+        if length is None:
+            raise SourceUnsupported(f"the server sent a bad Content-Length: {text[:20]!r}")
+        if length > _MAX_BODY:
             raise SourceUnsupported(f"the server sent an RTSP body of {length} bytes")
-        body_at = end + 4
-        if len(buf) - body_at < length:
-            return None
-        body = bytes(buf[body_at : body_at + length])
-        self._pos = body_at + length
-        first = lines[0].split(" ", 2)
-        if first[0].startswith("RTSP/"):
-            try:
-                status = int(first[1])
-            except (IndexError, ValueError):
-                bad = lines[0][:80]
-                raise SourceUnsupported(f"the server sent a bad status line: {bad!r}") from None
-            return Response(status, first[2] if len(first) > 2 else "", headers, body)
-        if len(first) == 3 and first[2].startswith("RTSP/"):
-            return ServerRequest(first[0], headers)
-        raise SourceUnsupported(f"the server sent something that is not RTSP: {lines[0][:80]!r}")
+        return end, lines, headers, length
 
 
 # --- SDP and URLs --------------------------------------------------------------------------------
@@ -181,7 +232,24 @@ class VideoMedia:
         return out
 
 
-_RTPMAP = re.compile(r"(\d+)\s+([^/\s]+)/(\d+)")
+_RTPMAP = re.compile(r"([0-9]+)\s+([^/\s]+)/([0-9]+)")  # [0-9], not \d: ASCII digits only
+_MAX_CLOCK = 10_000_000  # Hz; RTP video uses 90 kHz
+_MAX_FRAMERATE = 1000.0
+
+
+def _payload_type(text: str) -> int | None:
+    return small_number(text, 0, 127)
+
+
+def _framerate(text: str) -> float | None:
+    """``a=framerate`` if it is a plausible rate: not nan, inf, 1e400, -25 or 0."""
+    if len(text) > 32:
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        return None
+    return rate if math.isfinite(rate) and 0 < rate <= _MAX_FRAMERATE else None
 
 
 def parse_sdp(text: str) -> VideoMedia | None:
@@ -214,22 +282,24 @@ def parse_sdp(text: str) -> VideoMedia | None:
                 media["control"] = value.strip()
         elif media is not None and key == "rtpmap":
             m = _RTPMAP.match(value)
-            if m:
-                rtpmap[int(m.group(1))] = (m.group(2).upper(), int(m.group(3)))
+            pt_number = _payload_type(m.group(1)) if m else None
+            if m and pt_number is not None:
+                clock = small_number(m.group(3), 1, _MAX_CLOCK) or 90000
+                rtpmap[pt_number] = (m.group(2).upper(), clock)
         elif media is not None and key == "fmtp":
             pt, _, params = value.partition(" ")
-            if pt.isdigit():
-                fmtp[int(pt)] = {
+            pt_number = _payload_type(pt)
+            if pt_number is not None:
+                fmtp[pt_number] = {
                     k.strip().lower(): v.strip()
                     for k, _, v in (p.partition("=") for p in params.split(";"))
                     if k.strip()
                 }
         elif media is not None and key == "framerate":
-            with contextlib.suppress(ValueError):
-                framerate = float(value) or None
-    if found is None or not found["pt"].isdigit():
+            framerate = _framerate(value)
+    ptype = _payload_type(found["pt"]) if found is not None else None
+    if found is None or ptype is None:
         return None
-    ptype = int(found["pt"])
     codec, clock = rtpmap.get(ptype, ("H264" if ptype == 96 else "", 90000))
     if ptype == 26:  # static payload type of RTP/JPEG
         codec, clock = "JPEG", 90000
@@ -343,6 +413,17 @@ def parse_rtp(data: bytes) -> RtpPacket | None:
     )
 
 
+# The largest frames cameras send are keyframes: 0.1-1 MB at 1080p, 1-3 MB at 4K even at high
+# bitrates. 8 MiB leaves room for 8K and intra-only streams, and is what a server can make us hold
+# when it never ends a frame (an FU-A start and endless middles; NAL units with one timestamp and
+# no marker bit), which would otherwise take memory as fast as the network brings it.
+MAX_ACCESS_UNIT = 8 * 1024 * 1024
+# A frame is a few NAL units: parameter sets, SEI, slices (one per macroblock row is many: 68 at
+# 1080p). Each NAL unit costs ~50 bytes of bookkeeping besides its bytes, and one aggregation
+# packet can hold 20,000 of one byte: their number is bounded too.
+MAX_NALS = 16384
+
+
 class Depacketizer:
     """Rebuilds H.264 (RFC 6184) or H.265 (RFC 7798) access units from RTP packets.
 
@@ -351,6 +432,10 @@ class Depacketizer:
     frame's timestamp appears). After a lost packet the damaged frame and everything up to the
     next keyframe are dropped, so the decoder never shows a torn or smeared picture; the stream
     also starts at a keyframe. The SDP's parameter sets go before every keyframe that lacks them.
+
+    A frame that grows past :data:`MAX_ACCESS_UNIT` bytes or :data:`MAX_NALS` NAL units is
+    dropped as damaged the moment it does, and the rest of it is discarded as it comes: the
+    depacketizer never holds more than that, whatever the server sends.
     """
 
     def __init__(self, codec: str, parameter_sets: list[bytes] | None = None) -> None:
@@ -364,10 +449,29 @@ class Depacketizer:
         self._seq: int | None = None
         self._damaged = False
         self._need_key = True
+        self._size = 0  # payload bytes of the frame so far (kept or not): >= what is held
+        self._discard = False  # the frame grew too large: ignore the rest of it
         self.lost = 0
         """Packets missing from the sequence so far."""
         self.dropped = 0
-        """Access units dropped (damaged, or waiting for a keyframe)."""
+        """Access units dropped (damaged, too large, or waiting for a keyframe)."""
+        self.oversized = 0
+        """Times a frame grew past the bounds (one that never ends counts again for every
+        MAX_ACCESS_UNIT bytes of it)."""
+        self.oversized_streak = 0
+        """``oversized`` since the last access unit delivered: a server that sends nothing
+        else is not sending video this client can take."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the unfinished frame held now (at most MAX_ACCESS_UNIT)."""
+        frag = len(self._frag) if self._frag is not None else 0
+        return sum(map(len, self._nals)) + frag
+
+    @property
+    def pending_nals(self) -> int:
+        """NAL units of the unfinished frame held now (at most MAX_NALS)."""
+        return len(self._nals)
 
     def _type(self, nal: bytes) -> int:
         return (nal[0] >> 1) & 0x3F if self.h265 else nal[0] & 0x1F
@@ -389,18 +493,33 @@ class Depacketizer:
             elif gap:  # old or duplicate packet
                 return out
         self._seq = pkt.seq
-        pending = self._nals or self._frag is not None or self._damaged or lost
-        if self._ts is not None and pkt.timestamp != self._ts and pending:
-            self._damaged |= lost
-            out += self._finish()  # the sender does not set the marker bit, or a loss
+        if self._ts is not None and pkt.timestamp != self._ts:
+            if self._nals or self._frag is not None or self._damaged or lost:
+                self._damaged |= lost
+                out += self._finish()  # the sender does not set the marker bit, or a loss
+            self._size = 0
         self._ts = pkt.timestamp
         if lost:  # the lost packets belonged to this frame, or to one it refers to
             self._damaged, self._frag = True, None
-        if pkt.payload:
+        self._size += len(pkt.payload)  # counted before it is kept: never more is held
+        if self._size > MAX_ACCESS_UNIT:
+            self._oversize()
+        elif pkt.payload and not self._discard:
             self._payload(pkt.payload)
+            if len(self._nals) > MAX_NALS:
+                self._oversize()
         if pkt.marker:
             out += self._finish()
         return out
+
+    def _oversize(self) -> None:
+        """Drop the frame being assembled (too large) and ignore the rest of it."""
+        if not self._discard:
+            self.dropped += 1
+        self.oversized += 1
+        self.oversized_streak += 1
+        self._nals, self._frag, self._size = [], None, 0
+        self._damaged = self._discard = self._need_key = True  # as after a loss
 
     def _payload(self, p: bytes) -> None:
         hdr = 2 if self.h265 else 1
@@ -422,6 +541,8 @@ class Depacketizer:
             fu = p[hdr]
             start, end, inner = fu & 0x80, fu & 0x40, fu & (0x3F if self.h265 else 0x1F)
             if start:
+                if self._frag is not None:
+                    self._damaged = True  # the end of the previous fragmented NAL was lost
                 if self.h265:
                     head = bytes([(p[0] & 0x81) | (inner << 1), p[1]])
                 else:
@@ -442,6 +563,7 @@ class Depacketizer:
     def _finish(self) -> list[bytes]:
         nals, damaged = self._nals, self._damaged or self._frag is not None
         self._nals, self._frag, self._damaged = [], None, False
+        self._size, self._discard = 0, False
         if damaged:
             self._need_key = True  # later frames refer to this one
         if not nals:
@@ -452,6 +574,7 @@ class Depacketizer:
             self.dropped += 1
             return []
         self._need_key = False
+        self.oversized_streak = 0
         if key and not any(self._is_param(t) for t in types):
             nals = self._params + nals
         return [b"".join(START_CODE + n for n in nals)]

@@ -25,6 +25,7 @@ from ._rtsp import (
     format_request,
     parse_rtp,
     parse_sdp,
+    small_number,
     split_credentials,
 )
 from .errors import (
@@ -114,14 +115,20 @@ class RTSPClient:
         self._session = session.split(";")[0].strip()
         for param in session.split(";")[1:]:
             key, _, value = param.strip().partition("=")
-            if key.lower() == "timeout" and value.strip().isdigit():
-                self._keepalive_every = max(1.0, int(value) / 2)
+            timeout = small_number(value, 1, 86400) if key.strip().lower() == "timeout" else None
+            if timeout is not None:  # (a value out of 1 s..1 day is ignored: keep-alive 30 s)
+                self._keepalive_every = max(1.0, timeout / 2)
         transport = setup.header("transport").lower()
         if transport and "interleaved=" not in transport:
             raise SourceUnsupported(f"{self.label}: the server refused RTP over TCP")
         if "interleaved=" in transport:
-            first = transport.split("interleaved=")[1].split("-")[0].split(";")[0]
-            self._rtp_channel = int(first) if first.isdigit() else 0
+            value = transport.split("interleaved=")[1].split(";")[0].split(",")[0]
+            channel = small_number(value.split("-")[0], 0, 255)
+            if channel is None:
+                raise SourceUnsupported(
+                    f"{self.label}: the server sent a bad interleaved channel: {value[:20]!r}"
+                )
+            self._rtp_channel = channel
         self._play_url = control_url(base, media.session_control) if media.session_control else base
         self._request("PLAY", self._play_url, {"Range": "npt=0.000-"})
         self._next_keepalive = time.monotonic() + self._keepalive_every
@@ -257,7 +264,7 @@ class RTSPClient:
         """Some cameras ping their clients (GET_PARAMETER, OPTIONS): say we are here."""
         ok = req.method in ("GET_PARAMETER", "SET_PARAMETER", "OPTIONS")
         status = "200 OK" if ok else "551 Option not supported"
-        cseq = req.headers.get("cseq", ["0"])[0]
+        cseq = small_number(req.headers.get("cseq", ["0"])[0], 0, 999_999_999) or 0  # echoed
         assert self._sock is not None
         with contextlib.suppress(OSError):
             self._sock.sendall(f"RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n\r\n".encode())

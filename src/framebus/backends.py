@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ._rtsp import Depacketizer
+from ._rtsp import MAX_ACCESS_UNIT, Depacketizer
 from ._rtsp_client import RTSPClient
 from .errors import (
     SourceAuthError,
@@ -214,6 +214,11 @@ class RTSPSource(Source):
     codec, a server that will not send RTP over TCP) is opened with the fallback instead.
     """
 
+    # Frames over MAX_ACCESS_UNIT are dropped as they come (the depacketizer never holds more);
+    # this many in a row with no frame between them is a server this client cannot take: fail,
+    # rather than stay live with no frames when reconnecting is off.
+    MAX_OVERSIZED = 100
+
     def __init__(self, media: Media, fallback: Source | None = None) -> None:
         self.media = media
         self.label = media.label
@@ -281,6 +286,10 @@ class RTSPSource(Source):
                     self._errors += 1
                     if self._errors >= 50:
                         raise SourceOpenError(f"{self.label}: cannot decode the stream") from exc
+            if depack.oversized_streak >= self.MAX_OVERSIZED:
+                raise SourceOpenError(
+                    f"{self.label}: the server sends frames over {MAX_ACCESS_UNIT} bytes"
+                )
         return _to_bgr(self._pending.pop(0), out)
 
     def close(self) -> None:
