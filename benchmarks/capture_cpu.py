@@ -55,7 +55,7 @@ def _decoder_settings(url: str) -> tuple[str, list[int]]:
     """framebus's own settings for a live URL: FFmpeg options and OpenCV open parameters."""
     import cv2
 
-    from framebus.backends import ffmpeg_options
+    from framebus.sources._ffmpeg import ffmpeg_options
 
     media = framebus.Media(url)
     options = "|".join(f"{k};{v}" for k, v in ffmpeg_options(media).items())
@@ -76,7 +76,7 @@ def _plain_av_loop(url: str, frames: Synchronized[int], stop: Event) -> None:
     exit_with_parent()
     import av
 
-    from framebus.backends import ffmpeg_options
+    from framebus.sources._ffmpeg import ffmpeg_options
 
     media = framebus.Media(url)
     container = av.open(

@@ -9,8 +9,8 @@ import pytest
 
 import framebus
 from conftest import wait_until
-from framebus.backends import ffmpeg_options
 from framebus.capture import Backoff
+from framebus.sources._ffmpeg import ffmpeg_options
 
 
 def test_backoff_grows_to_its_bound_with_jitter() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 import framebus
 from conftest import child_pids
-from framebus._rtsp import (
+from framebus.sources._rtsp import (
     MAX_ACCESS_UNIT,
     MAX_NALS,
     START_CODE,
@@ -547,7 +547,7 @@ class _ScriptedCamera:
 
 
 def test_client_keeps_the_session_alive_and_tears_it_down() -> None:
-    from framebus._rtsp_client import RTSPClient
+    from framebus.sources._rtsp import RTSPClient
 
     cam = _ScriptedCamera(session_timeout=2)
     client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
@@ -573,7 +573,7 @@ def test_client_keeps_the_session_alive_and_tears_it_down() -> None:
 
 @pytest.mark.parametrize("timeout", ["²", "9" * 5000, "0", "86401", "-5", "1e3", ""])
 def test_client_ignores_a_bad_session_timeout(timeout: str) -> None:
-    from framebus._rtsp_client import RTSPClient
+    from framebus.sources._rtsp import RTSPClient
 
     cam = _ScriptedCamera(session_timeout=timeout)
     client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
@@ -597,7 +597,7 @@ def test_client_ignores_a_bad_session_timeout(timeout: str) -> None:
     ],
 )
 def test_client_rejects_a_bad_interleaved_channel(transport: str) -> None:
-    from framebus._rtsp_client import RTSPClient
+    from framebus.sources._rtsp import RTSPClient
 
     cam = _ScriptedCamera(session_timeout=60, transport=transport)
     client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
@@ -610,7 +610,7 @@ def test_client_rejects_a_bad_interleaved_channel(transport: str) -> None:
 
 
 def test_client_takes_the_interleaved_channel_the_server_chose() -> None:
-    from framebus._rtsp_client import RTSPClient
+    from framebus.sources._rtsp import RTSPClient
 
     cam = _ScriptedCamera(session_timeout=60, transport="RTP/AVP/TCP;interleaved= 2-3")
     client = RTSPClient(f"rtsp://127.0.0.1:{cam.port}/s", "cam", open_timeout=5, read_timeout=5)
@@ -638,7 +638,7 @@ def test_capture_fails_on_a_server_whose_frame_never_ends() -> None:
     """A hostile server: an FU-A start, then middles forever. With reconnecting off, the
     capture must fail (not hold the frame, not stay live with no frames), in bounded memory."""
     pytest.importorskip("av")
-    from framebus.backends import RTSPSource
+    from framebus.sources.rtsp import RTSPSource
 
     cam = _ScriptedCamera(session_timeout=60, endless_fragment=True)
     media = framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s", backend="rtsp")

@@ -1,78 +1,31 @@
-"""Frame sources: the :class:`Source` protocol, :class:`TestPattern`, and OpenCV capture.
-
-Anything a stream can capture from is described by a *spec* that survives a trip to the
-capture process as JSON (never pickle): a camera index, a file path, a URL or a
-:class:`TestPattern`. A :class:`Source` object written by the user is run in a capture thread
-of the publishing process instead, since arbitrary Python objects cannot travel as JSON.
-"""
+"""What a stream captures from, as data: typed specs that travel to the capture process as
+JSON (never pickle), and the redaction of credentials in URLs."""
 
 from __future__ import annotations
 
-import abc
 import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-
-from .errors import SourceError, SourceNotFound
+from ..errors import (
+    SourceError,
+    SourceNotFound,
+)
+from .base import Source
 
 __all__ = [
     "Media",
-    "Source",
     "SourceLike",
     "Spec",
     "TestPattern",
-    "open_spec",
     "redact",
     "spec_from_json",
     "spec_to_json",
     "to_spec",
 ]
-
-
-class Source(abc.ABC):
-    """A frame producer that framebus can capture from (the ``002`` "override write" idea).
-
-    Subclasses implement :meth:`read`; :meth:`open` and :meth:`close` are optional. A source
-    object passed to :func:`framebus.publish` or :class:`framebus.VideoCapture` runs in a capture
-    thread of the publishing process; frames are copied into the shared ring as they come.
-
-    Class attributes a subclass may set:
-
-    * ``live`` -- True for sources that produce frames in real time (cameras): streams default to
-      ``mode="latest"``. False for finite sources (recordings): ``mode="every"``.
-    * ``fps`` -- the nominal frame rate, reported by ``get(CAP_PROP_FPS)``; None if unknown.
-    """
-
-    live: bool = True
-    fps: float | None = None
-
-    def open(self) -> None:  # noqa: B027 - optional hook
-        """Acquire the device or file. Raise :class:`framebus.SourceError` if impossible."""
-
-    @abc.abstractmethod
-    def read(self) -> np.ndarray | None:
-        """Return the next frame (H x W or H x W x C array), or None at the end of the source."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the device or file."""
-
-    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
-        """Like :meth:`read`, but may decode into ``out`` (the previous frame's slot) and return it.
-
-        The default ignores ``out``; built-in sources override it to save a copy.
-        """
-        return self.read()
-
-    @property
-    def frame_count(self) -> int | None:
-        """Number of frames of a finite source, if known."""
-        return None
 
 
 @dataclass(frozen=True)
@@ -270,86 +223,3 @@ def redact(url: str) -> str:
     if parts.query:
         parts = parts._replace(query=_SECRET_PARAM.sub(r"\1\2***", parts.query))
     return urlunsplit(parts)
-
-
-def open_spec(spec: Spec) -> Source:
-    """Build the source object for a spec (in the capture process)."""
-    if isinstance(spec, TestPattern):
-        return PatternSource(spec)
-    from .backends import make_media_source
-
-    return make_media_source(spec)
-
-
-class PatternSource(Source):
-    """Produces :class:`TestPattern` frames, paced at its fps."""
-
-    _BARS = np.array(
-        [
-            [255, 255, 255],
-            [0, 255, 255],
-            [255, 255, 0],
-            [0, 255, 0],
-            [255, 0, 255],
-            [0, 0, 255],
-            [255, 0, 0],
-            [16, 16, 16],
-        ],
-        dtype=np.uint8,
-    )
-
-    def __init__(self, pattern: TestPattern) -> None:
-        self.pattern = pattern
-        self.fps = pattern.fps
-        self.live = pattern.frames is None
-        self._n = 0
-        self._t0 = 0.0
-        w, h = pattern.width, pattern.height
-        self._period = max(8, w // 2)
-        if pattern.pattern == "bars":
-            # the bars twice over: frame k is a window of this strip, so moving costs one copy
-            cols = np.arange(w + self._period) % self._period * 8 // self._period
-            self._strip = np.ascontiguousarray(
-                np.broadcast_to(self._BARS[cols], (h, w + self._period, 3))
-            )
-
-    @property
-    def frame_count(self) -> int | None:
-        return self.pattern.frames
-
-    def open(self) -> None:
-        self._t0 = time.monotonic()
-
-    def read(self) -> np.ndarray | None:
-        return self.read_into(None)
-
-    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
-        p = self.pattern
-        if p.frames is not None and self._n >= p.frames:
-            return None
-        if p.fps:
-            delay = self._t0 + self._n / p.fps - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -1 / p.fps:  # fell behind (a pause): a camera does not burst, resync
-                self._t0 -= delay
-        shape = (p.height, p.width, 3)
-        if out is None or out.shape != shape or out.dtype != np.uint8:
-            out = np.empty(shape, np.uint8)
-        if p.pattern == "counter":
-            out.fill(self._n % 256)
-        else:
-            off = (self._n * 4) % self._period
-            np.copyto(out, self._strip[:, off : off + p.width])
-            _draw_label(out, f"framebus {self._n}")
-        self._n += 1
-        return out
-
-
-def _draw_label(img: np.ndarray, text: str) -> None:
-    import cv2
-
-    scale = max(0.5, img.shape[0] / 480)
-    org = (int(10 * scale), int(40 * scale))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), int(5 * scale))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), int(2 * scale))

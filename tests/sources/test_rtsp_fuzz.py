@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import framebus
-import framebus._rtsp as rtsp
-from framebus._rtsp import (
+import framebus.sources._rtsp.depacketize as rtsp
+from framebus.sources._rtsp import (
     Depacketizer,
     Interleaved,
     MessageParser,

@@ -2,7 +2,7 @@
 
 It does what a camera reader needs and nothing more: OPTIONS, DESCRIBE (Basic or Digest
 authentication), SETUP of the first video stream over TCP, PLAY, keep-alives, TEARDOWN. The
-protocol itself (parsing, SDP, authentication, depacketization) is in :mod:`framebus._rtsp`.
+protocol itself (parsing, SDP, authentication) is in :mod:`.protocol`, RTP in :mod:`.depacketize`.
 Every failure is a specific :class:`framebus.SourceError` whose message holds no credentials.
 """
 
@@ -13,28 +13,28 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-from ._rtsp import (
-    Interleaved,
-    MessageParser,
-    Response,
-    RtpPacket,
-    ServerRequest,
-    VideoMedia,
-    authorization,
-    control_url,
-    format_request,
-    parse_rtp,
-    parse_sdp,
-    small_number,
-    split_credentials,
-)
-from .errors import (
+from ...errors import (
     SourceAuthError,
     SourceError,
     SourceNotFound,
     SourceOpenError,
     SourceUnreachable,
     SourceUnsupported,
+)
+from .._net import connect
+from .depacketize import RtpPacket, parse_rtp
+from .protocol import (
+    Interleaved,
+    MessageParser,
+    Response,
+    ServerRequest,
+    VideoMedia,
+    authorization,
+    control_url,
+    format_request,
+    parse_sdp,
+    small_number,
+    split_credentials,
 )
 
 __all__ = ["RTSPClient"]
@@ -76,20 +76,7 @@ class RTSPClient:
             port = parts.port or 554
         except ValueError:
             raise SourceOpenError(f"cannot open {self.label}: invalid port in the URL") from None
-        try:
-            self._sock = socket.create_connection((host, port), timeout=self.open_timeout)
-        except socket.gaierror:
-            raise SourceUnreachable(f"{self.label}: unknown host {host!r}") from None
-        except ConnectionRefusedError:
-            raise SourceUnreachable(
-                f"{self.label}: connection refused (is the server running, is the port right?)"
-            ) from None
-        except TimeoutError:
-            raise SourceUnreachable(
-                f"{self.label}: no answer within {self.open_timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise SourceUnreachable(f"{self.label}: {exc.strerror or exc}".lower()) from None
+        self._sock = connect(host, port, self.open_timeout, self.label)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         options = self._request("OPTIONS", self.url, allow_fail=True)

@@ -1,0 +1,38 @@
+"""Spec -> source object: the one module that knows every backend."""
+
+from __future__ import annotations
+
+from .base import Source
+from .opencv import OpenCVSource
+from .pattern import PatternSource
+from .pyav import PyAVSource
+from .rtsp import RTSPSource
+from .spec import Media, Spec, TestPattern
+
+__all__ = ["av_available", "make_media_source", "open_spec"]
+
+
+def open_spec(spec: Spec) -> Source:
+    """Build the source object for a spec (in the capture process)."""
+    if isinstance(spec, TestPattern):
+        return PatternSource(spec)
+    return make_media_source(spec)
+
+
+def make_media_source(media: Media) -> Source:
+    """The source object for ``media``'s backend (see :meth:`Media.resolved_backend`)."""
+    backend = media.resolved_backend(av_available())
+    if backend == "rtsp":
+        fallback = None if media.backend == "rtsp" else OpenCVSource(media)
+        return RTSPSource(media, fallback)
+    if backend == "av":
+        return PyAVSource(media)
+    return OpenCVSource(media)
+
+
+def av_available() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True

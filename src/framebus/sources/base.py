@@ -1,0 +1,49 @@
+"""The :class:`Source` base: anything a stream can capture from."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+__all__ = ["Source"]
+
+
+class Source(abc.ABC):
+    """A frame producer that framebus can capture from (the ``002`` "override write" idea).
+
+    Subclasses implement :meth:`read`; :meth:`open` and :meth:`close` are optional. A source
+    object passed to :func:`framebus.publish` or :class:`framebus.VideoCapture` runs in a capture
+    thread of the publishing process; frames are copied into the shared ring as they come.
+
+    Class attributes a subclass may set:
+
+    * ``live`` -- True for sources that produce frames in real time (cameras): streams default to
+      ``mode="latest"``. False for finite sources (recordings): ``mode="every"``.
+    * ``fps`` -- the nominal frame rate, reported by ``get(CAP_PROP_FPS)``; None if unknown.
+    """
+
+    live: bool = True
+    fps: float | None = None
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire the device or file. Raise :class:`framebus.SourceError` if impossible."""
+
+    @abc.abstractmethod
+    def read(self) -> np.ndarray | None:
+        """Return the next frame (H x W or H x W x C array), or None at the end of the source."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the device or file."""
+
+    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
+        """Like :meth:`read`, but may decode into ``out`` (the previous frame's slot) and return it.
+
+        The default ignores ``out``; built-in sources override it to save a copy.
+        """
+        return self.read()
+
+    @property
+    def frame_count(self) -> int | None:
+        """Number of frames of a finite source, if known."""
+        return None

@@ -1,0 +1,75 @@
+"""``cv2.VideoCapture`` as a source: FFmpeg for files and URLs, V4L2 for camera indexes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ._diagnose import diagnose
+from ._ffmpeg import decoder_threads, ffmpeg_options
+from .base import Source
+from .spec import Media
+
+__all__ = ["OpenCVSource"]
+
+
+class OpenCVSource(Source):
+    """``cv2.VideoCapture`` (FFmpeg for files and URLs, V4L2 for camera indexes)."""
+
+    def __init__(self, media: Media) -> None:
+        self.media = media
+        self.label = media.label
+        self.live = media.is_live
+        self._cap: Any = None
+        self._count: int | None = None
+
+    def open(self) -> None:
+        import cv2
+
+        m = self.media
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(m.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(m.read_timeout * 1000),
+        ]
+        threads = decoder_threads(m)
+        if threads is not None:
+            params += [cv2.CAP_PROP_N_THREADS, threads]
+        params += list(m.cv2_params)
+        if isinstance(m.target, int):
+            cap = cv2.VideoCapture(m.target, cv2.CAP_V4L2, params)
+        else:
+            # process-global and read at open(): safe, the capture process is ours alone
+            opts = ffmpeg_options(m)
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(
+                f"{k};{v}" for k, v in opts.items()
+            )
+            cap = cv2.VideoCapture(m.target, cv2.CAP_FFMPEG, params)
+        if not cap.isOpened():
+            cap.release()
+            raise diagnose(m)
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else None
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self._count = count if count > 0 and not self.live else None
+
+    @property
+    def frame_count(self) -> int | None:
+        return self._count
+
+    def read(self) -> np.ndarray | None:
+        return self.read_into(None)
+
+    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
+        # decodes straight into the shared slot when the size is unchanged
+        ok, frame = self._cap.read(out) if out is not None else self._cap.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

@@ -1,0 +1,125 @@
+"""PyAV (FFmpeg's demuxers and decoders) as a source, and the mapping of its errors."""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    SourceAuthError,
+    SourceError,
+    SourceNotFound,
+    SourceOpenError,
+    SourceUnreachable,
+)
+from ._ffmpeg import decoder_threads, ffmpeg_options
+from ._net import refused
+from .base import Source
+from .spec import Media
+
+__all__ = ["PyAVSource", "av_error", "import_av"]
+
+
+class PyAVSource(Source):
+    """PyAV (FFmpeg's demuxers and decoders): slice threading for live streams, clean shutdown."""
+
+    def __init__(self, media: Media) -> None:
+        self.media = media
+        self.label = media.label
+        self.live = media.is_live
+        self._container: Any = None
+        self._frames: Iterator[Any] | None = None
+        self._count: int | None = None
+
+    def open(self) -> None:
+        av = import_av()
+        m = self.media
+        t0 = time.monotonic()
+        try:
+            container = av.open(
+                m.target if isinstance(m.target, str) else f"/dev/video{m.target}",
+                options=ffmpeg_options(m),
+                timeout=(m.open_timeout, m.read_timeout),
+            )
+        except Exception as exc:
+            raise av_error(exc, m, time.monotonic() - t0) from None
+        if not container.streams.video:
+            container.close()
+            raise SourceOpenError(f"cannot open {m.label}: it has no video stream")
+        stream = container.streams.video[0]
+        threads = decoder_threads(m)
+        if m.is_live:
+            stream.thread_type = "SLICE"  # frame threading adds a frame of delay per thread
+        if threads is not None:
+            stream.codec_context.thread_count = threads
+        rate = stream.average_rate or stream.base_rate
+        self.fps = float(rate) if rate else None
+        self._count = stream.frames or None if not m.is_live else None
+        self._container = container
+        self._frames = container.decode(stream)
+
+    @property
+    def frame_count(self) -> int | None:
+        return self._count
+
+    def read(self) -> np.ndarray | None:
+        assert self._frames is not None
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return None
+        except Exception as exc:
+            if not self.live:
+                return None
+            raise av_error(exc, self.media) from None
+        arr: np.ndarray = frame.to_ndarray(format="bgr24")
+        return arr
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+            self._frames = None
+
+
+def import_av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise SourceOpenError("this backend needs PyAV: pip install av") from None
+    av.logging.set_level(None)  # PyAV's log callback can deadlock; and logs may hold URLs
+    return av
+
+
+def av_error(exc: BaseException, media: Media, waited: float = 0.0) -> SourceError:
+    """Map a PyAV exception to framebus's error for the user's mistake (URL redacted).
+
+    ``waited``: how long the failed call took; FFmpeg reports a server that never answers
+    as invalid data once its timeout has run out.
+    """
+    name = type(exc).__name__
+    label = media.label
+    if media.is_url and waited >= media.open_timeout * 0.9:
+        return SourceUnreachable(f"{label}: no answer within {media.open_timeout:g} s")
+    if name in ("HTTPUnauthorizedError", "HTTPForbiddenError"):
+        return SourceAuthError(
+            f"{label}: the server refused the credentials (wrong user name or password?)"
+        )
+    if name == "HTTPNotFoundError" or (isinstance(exc, OSError) and exc.errno == errno.ENOENT):
+        where = "the server has no stream at this path" if media.is_url else "no such file"
+        return SourceNotFound(f"{label}: {where}")
+    if isinstance(exc, ConnectionRefusedError):
+        return refused(label)
+    if isinstance(exc, TimeoutError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT, errno.EAGAIN)
+    ):
+        return SourceUnreachable(f"{label}: no answer within {media.open_timeout:g} s")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return SourceUnreachable(f"{label}: host unreachable")
+    if name in ("InvalidDataError", "DecoderNotFoundError", "PatchWelcomeError"):
+        return SourceOpenError(f"{label}: not a video, or an unsupported format or codec")
+    return SourceOpenError(f"{label}: cannot open ({name})")
