@@ -1,7 +1,7 @@
 """No torn frames, ever: every byte of source frame n is n % 256, checked by several processes.
 
 The suite runs a short version. For a long run (millions of frames):
-    FRAMEBUS_STRESS_SECONDS=600 .venv/bin/python -m pytest tests/test_integrity.py -s
+    FRAMEBUS_STRESS_SECONDS=600 .venv/bin/python -m pytest tests/bus/test_integrity.py -s
 """
 
 from __future__ import annotations
