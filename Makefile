@@ -1,5 +1,5 @@
 # Two commands for a new machine:
-#   make serve   set up and publish a test-pattern stream (Ctrl-C stops)
+#   make serve   set up, publish a test-pattern stream and show it at http://127.0.0.1:8080/
 #   make test    set up (system packages included) and run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -22,7 +22,7 @@ runtime-deps:
 	./scripts/system-deps.sh runtime
 
 serve: runtime-deps setup
-	$(BIN)/framebus serve
+	$(BIN)/framebus serve --http 127.0.0.1:8080
 
 check: setup
 	$(BIN)/ruff check

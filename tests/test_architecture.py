@@ -56,7 +56,7 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform")
 HIGH = ("framebus.publisher", "framebus.reader", "framebus.videocapture", "framebus.capture",
-        "framebus.cli", "framebus.sinks", "framebus.registry")  # fmt: skip
+        "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web")  # fmt: skip
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))
@@ -68,17 +68,21 @@ def test_low_layers_import_nothing_above_them(path: Path) -> None:
     assert not above, f"{me} imports {above}"
 
 
+PUBLIC = {"framebus", "framebus.errors"}
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))
-def test_sinks_use_only_the_public_api(path: Path) -> None:
+def test_sinks_and_web_use_only_the_public_api(path: Path) -> None:
     me = module_name(path)
-    if not in_package(me, "framebus.sinks"):
+    wing = next((w for w in ("framebus.sinks", "framebus.web") if in_package(me, w)), None)
+    if wing is None:
         return
-    allowed = {"framebus", "framebus.errors"}
+    ok = (wing, "framebus.sinks")
     private = sorted(
         n
         for n in imports(path)
-        if not in_package(n, "framebus.sinks") and n.rpartition(".")[0] not in allowed | {""}
-        and n not in allowed
+        if not any(in_package(n, w) for w in ok) and n not in PUBLIC
+        and n.rpartition(".")[0] not in PUBLIC
     )  # fmt: skip
     assert not private, f"{me} imports {private}"
 

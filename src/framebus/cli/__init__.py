@@ -13,11 +13,11 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import FramebusError
-from . import ls, prune, serve
+from . import ls, prune, serve, web
 
 __all__ = ["main"]
 
-COMMANDS = (serve, ls, prune)
+COMMANDS = (serve, ls, prune, web)
 
 
 def build_parser() -> argparse.ArgumentParser:

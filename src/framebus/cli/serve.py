@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from ..publisher import Publisher, StreamOptions
+from ._http import add_http_options, start_web
 from ._table import table
 
 __all__ = ["DEFAULT_SOURCE", "add_parser", "run"]
@@ -52,6 +53,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--interval", type=_seconds, default=1.0, help="status refresh, seconds")
     p.add_argument("--duration", type=_seconds, help="stop after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no status output")
+    add_http_options(p, default=None)
     p.set_defaults(run=run)
 
 
@@ -65,6 +67,7 @@ def options(args: argparse.Namespace) -> StreamOptions:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     streams = args.streams or [_parse_stream(DEFAULT_SOURCE)]
     pubs: list[Publisher] = []
+    server = None
     try:
         for name, source in streams:
             pubs.append(Publisher(name, source, **options(args)))
@@ -75,10 +78,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 file=out,
                 flush=True,
             )
+        server = start_web([p.name for p in pubs], args, out)
         _watch(pubs, args, out)
     except KeyboardInterrupt:
         pass
     finally:
+        if server is not None:
+            server.stop()
         for p in pubs:
             p.close()
     return 0

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, cast
@@ -135,8 +135,9 @@ class LatestSlot(Generic[T]):
     calls are ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self._cond = threading.Condition()
+        self._notify = notify  # told (outside the lock) after each put and at close
         self._item: T | None = None
         self._has_item = False  # separate flag: None may be a legitimate item
         self._closed = False
@@ -153,7 +154,9 @@ class LatestSlot(Generic[T]):
                 self._dropped += 1
             self._item, self._has_item = item, True
             self._cond.notify_all()
-            return True
+        if self._notify is not None:
+            self._notify()
+        return True
 
     def get(self, timeout: float | None = None) -> T:
         """Take the item, waiting up to ``timeout`` seconds (None: forever) for one.
@@ -197,6 +200,8 @@ class LatestSlot(Generic[T]):
                 self._item, self._has_item = None, False
                 self._dropped += 1
             self._cond.notify_all()
+        if self._notify is not None:
+            self._notify()
 
     @property
     def closed(self) -> bool:
@@ -358,10 +363,15 @@ class FrameSink(ABC, Generic[T]):
 
     # -- consumers -----------------------------------------------------------------------------
 
-    def subscribe(self) -> Subscription[T]:
+    def subscribe(self, notify: Callable[[], None] | None = None) -> Subscription[T]:
         """A new consumer. Raises SinkClosed once the sink is closed; after the stream ended,
-        the subscription's ``get()`` raises the end error at once."""
-        slot: LatestSlot[Encoded[T]] = LatestSlot()
+        the subscription's ``get()`` raises the end error at once.
+
+        ``notify`` is called from the worker thread after each new item and when the
+        subscription closes: an event loop can wake a coroutine with it
+        (``loop.call_soon_threadsafe``) instead of blocking a thread in ``get()``.
+        """
+        slot: LatestSlot[Encoded[T]] = LatestSlot(notify)
         sub = Subscription(self, slot)
         with self._cond:
             if self._closed:

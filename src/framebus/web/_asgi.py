@@ -1,0 +1,389 @@
+"""The ASGI app: a page with a live tile per stream, MJPEG, snapshots, JSON stats, metrics.
+
+Buffering policy of an MJPEG viewer (stated once, for every server):
+
+* the viewer holds the newest encoded frame only (its :class:`~framebus.sinks.LatestSlot`);
+  whatever was encoded while it was still sending is skipped and counted for it;
+* the newest frame is chosen only once the previous one has left the server's own buffer (an
+  empty write first: uvicorn's ``send()`` waits for its transport to drain before writing);
+* the kernel's send buffer is a queue too: :class:`~framebus.web.WebServer` fits it to about one
+  frame per connection and aborts a connection whose data stays unacknowledged for 10 s
+  (``TCP_USER_TIMEOUT``: a viewer whose cable was pulled). Another ASGI server serving this app
+  keeps its own buffers (uvicorn run by hand: asyncio's 64 KiB high-water mark and an
+  autotuned kernel buffer; granian: 32 messages), which then decide how stale a slow viewer's
+  frames get;
+* a write that does not complete within :data:`WRITE_TIMEOUT` ends that viewer's response.
+
+A slow viewer therefore never delays the others nor the encoder: they share the encoder, not a
+queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib.resources
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import asdict
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import framebus
+from framebus import PublisherLost, ReadTimeout, SinkClosed, StreamEnded, StreamStats
+from framebus.sinks import Encoded, Subscription
+from framebus.sinks.jpeg import MAX_WIDTH, MIN_WIDTH, encoder_name
+
+from . import _mjpeg, _sockets
+from ._hub import EncoderHub, TooManyVariants, Variant, default_hub
+
+__all__ = ["SNAPSHOT_TIMEOUT", "WRITE_TIMEOUT", "app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+WRITE_TIMEOUT = 10.0  # seconds a viewer may take to accept one frame before it is dropped
+SNAPSHOT_TIMEOUT = 10.0
+_IDLE_WAIT = 1.0  # how often a waiting viewer looks for a disconnect
+_GONE_STATES = ("dead", "unreadable", "closed")
+_EMPTY = {"type": "http.response.body", "body": b"", "more_body": True}
+
+
+class _Viewer:
+    """A subscription awaited from an event loop: the sink's worker thread wakes it."""
+
+    def __init__(self, hub: EncoderHub, name: str, variant: Variant) -> None:
+        loop = asyncio.get_running_loop()
+        self._hub = hub
+        self._event = asyncio.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._event.set)
+
+        self.sub: Subscription[bytes] = hub.subscribe(name, variant, wake)
+
+    async def next(self, timeout: float) -> Encoded[bytes] | None:
+        """The newest item, or None after ``timeout`` seconds without one."""
+        self._event.clear()
+        try:
+            return self.sub.get(timeout=0)  # cleared first: a put after this wakes the wait
+        except ReadTimeout:
+            pass
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        try:
+            return self.sub.get(timeout=0)
+        except ReadTimeout:
+            return None
+
+    def close(self) -> None:
+        self.sub.close()
+        # an encoder left without viewers may be closed: in the loop's executor, never here
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().run_in_executor(None, self._hub.sweep)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class _Query(ValueError):
+    pass
+
+
+def _variant(request: Request) -> Variant:
+    q = request.query_params
+    width = quality = None
+    try:
+        if "width" in q:
+            width = int(q["width"])
+        if "quality" in q:
+            quality = int(q["quality"])
+    except ValueError:
+        raise _Query("width and quality must be whole numbers") from None
+    if width is not None and not MIN_WIDTH <= width <= MAX_WIDTH:
+        raise _Query(f"width must be {MIN_WIDTH}..{MAX_WIDTH}")
+    if quality is not None and not 1 <= quality <= 100:
+        raise _Query("quality must be 1..100")
+    return Variant(width, quality) if quality is not None else Variant(width)
+
+
+class _MjpegResponse(Response):
+    """An endless ``multipart/x-mixed-replace`` response for one viewer."""
+
+    def __init__(self, hub: EncoderHub, name: str, viewer: _Viewer) -> None:
+        super().__init__(media_type=None)
+        self.hub, self.name, self.viewer = hub, name, viewer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        viewer = self.viewer
+        gone = asyncio.Event()
+
+        async def watch() -> None:  # uvicorn's send() returns silently after a disconnect
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            headers = [
+                (b"content-type", _mjpeg.MJPEG_MIMETYPE.encode()),
+                (b"cache-control", b"no-store, no-cache, must-revalidate"),
+                (b"pragma", b"no-cache"),
+                (b"x-accel-buffering", b"no"),  # nginx in front: do not buffer the stream
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": _mjpeg.first_chunk(),
+                        "more_body": True})  # fmt: skip
+            sock, fitted = _sockets.lookup(scope.get("client")), 0
+            while not gone.is_set():
+                # an empty write waits until the last frame left the server's buffer: only
+                # then is the newest frame chosen (uvicorn waits in send() before writing)
+                await asyncio.wait_for(send(_EMPTY), WRITE_TIMEOUT)
+                try:
+                    item = await viewer.next(_IDLE_WAIT)
+                except (StreamEnded, PublisherLost, SinkClosed):
+                    break
+                if item is None:
+                    continue
+                chunk = _mjpeg.part(item.data, item.info)
+                if sock is not None and not fitted * 0.75 <= len(chunk) <= fitted * 1.5:
+                    fitted = len(chunk)
+                    _sockets.fit(sock, fitted)  # the kernel's queue: about one frame
+                await asyncio.wait_for(
+                    send({"type": "http.response.body", "body": chunk, "more_body": True}),
+                    WRITE_TIMEOUT,
+                )
+                self.hub.note_sent(self.name, len(chunk))
+            if not gone.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        send({"type": "http.response.body", "body": b"", "more_body": False}),
+                        WRITE_TIMEOUT,
+                    )
+        finally:
+            viewer.close()
+            watcher.cancel()
+
+
+def app(
+    streams: list[str] | None = None,
+    *,
+    hub: EncoderHub | None = None,
+    auth: tuple[str, str] | None = None,
+    title: str = "framebus",
+) -> Any:
+    """A Starlette ASGI app serving ``streams`` (default: every stream of this user's on the
+    machine, as they come and go). Run it with uvicorn, or mount it:
+    ``api.mount("/video", framebus.web.app())``.
+
+    ``auth``: (user, password) for HTTP Basic authentication of every request.
+    ``hub``: the encoders to share (default: the process's, shared with :func:`mjpeg_stream`).
+    """
+    hub = hub or default_hub()
+    fixed = None if streams is None else list(streams)
+
+    def listed() -> list[StreamStats]:
+        found = [s for s in framebus.list_streams() if s.state not in _GONE_STATES]
+        if fixed is not None:
+            found = [s for s in found if s.name in fixed]
+        return found
+
+    def find(name: str) -> StreamStats | None:
+        if fixed is not None and name not in fixed:
+            return None
+        return next((s for s in listed() if s.name == name), None)
+
+    def describe(s: StreamStats) -> dict[str, Any]:
+        web = hub.stats(s.name)
+        return {
+            **asdict(s),
+            "viewers": web.viewers,
+            "encodes": web.encodes,
+            "bytes_sent": web.bytes_sent,
+            "viewer_skipped": list(web.viewer_skipped),
+        }
+
+    async def index(request: Request) -> Response:
+        page = _asset("index.html").replace("{{title}}", title)
+        root = request.scope.get("root_path", "")
+        return HTMLResponse(page.replace("{{base}}", f"{root}/"))
+
+    async def mjpeg(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            variant = _variant(request)
+        except _Query as exc:
+            return _error(400, str(exc))
+        if find(name) is None:
+            return _error(404, f"no stream named {name!r}")
+        try:
+            viewer = _Viewer(hub, name, variant)
+        except TooManyVariants as exc:
+            return _error(503, str(exc))
+        except framebus.FramebusError as exc:  # gone since it was listed
+            return _error(404, str(exc))
+        return _MjpegResponse(hub, name, viewer)
+
+    async def snapshot(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            variant = _variant(request)
+        except _Query as exc:
+            return _error(400, str(exc))
+        if find(name) is None:
+            return _error(404, f"no stream named {name!r}")
+        asked = time.time()
+        try:
+            viewer = _Viewer(hub, name, variant)
+        except TooManyVariants as exc:
+            return _error(503, str(exc))
+        except framebus.FramebusError as exc:
+            return _error(404, str(exc))
+        try:
+            deadline = time.monotonic() + SNAPSHOT_TIMEOUT
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    item = await viewer.next(min(left, _IDLE_WAIT))
+                except (StreamEnded, PublisherLost, SinkClosed) as exc:
+                    return _error(404, f"stream {name!r}: {exc}")
+                if item is not None and item.info.timestamp >= asked:
+                    return Response(
+                        item.data,
+                        media_type="image/jpeg",
+                        headers={
+                            "Cache-Control": "no-store",
+                            "X-Framebus-Seq": str(item.info.seq),
+                            "X-Framebus-Timestamp": f"{item.info.timestamp:.6f}",
+                        },
+                    )
+            return _error(504, f"stream {name!r}: no new frame within {SNAPSHOT_TIMEOUT:g} s")
+        finally:
+            viewer.close()
+
+    async def api_list(request: Request) -> Response:
+        # the page asks every second: a good time to close idle encoders (off the loop)
+        await asyncio.get_running_loop().run_in_executor(None, hub.sweep)
+        return JSONResponse([describe(s) for s in listed()])
+
+    async def api_one(request: Request) -> Response:
+        s = find(request.path_params["name"])
+        if s is None:
+            return _error(404, f"no stream named {request.path_params['name']!r}")
+        return JSONResponse(describe(s))
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_Collector(listed, hub))
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    static = StaticFiles(directory=str(importlib.resources.files(__package__) / "static"))
+    routes = [
+        Route("/", index),
+        Route("/streams/{name}.mjpg", mjpeg),
+        Route("/streams/{name}.jpg", snapshot),
+        Route("/api/streams", api_list),
+        Route("/api/streams/{name}", api_one),
+        Route("/metrics", metrics),
+        Mount("/static", static),
+    ]
+    inner = Starlette(routes=routes)
+    inner.state.hub = hub
+    if auth is None:
+        return inner
+    return _BasicAuth(inner, *auth)
+
+
+class _Collector:
+    """Prometheus metrics, read when scraped (nothing is counted twice)."""
+
+    def __init__(self, listed: Callable[[], list[StreamStats]], hub: EncoderHub) -> None:
+        self._listed, self._hub = listed, hub
+
+    def collect(self) -> Any:
+        label = ["stream"]
+        fams: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "captured": CounterMetricFamily(
+                "framebus_frames_captured", "Frames captured into the ring", labels=label
+            ),
+            "fps": GaugeMetricFamily("framebus_capture_fps", "Measured capture rate", labels=label),
+            "readers": GaugeMetricFamily(
+                "framebus_readers", "Readers attached to the stream", labels=label
+            ),
+            "age": GaugeMetricFamily(
+                "framebus_frame_age_seconds", "Age of the newest frame", labels=label
+            ),
+            "reconnects": CounterMetricFamily(
+                "framebus_reconnects", "Reconnects of the stream's source", labels=label
+            ),
+            "viewers": GaugeMetricFamily(
+                "framebus_web_viewers", "MJPEG viewers and pending snapshots", labels=label
+            ),
+            "encodes": CounterMetricFamily(
+                "framebus_web_encodes", f"JPEG encodes ({encoder_name()})", labels=label
+            ),
+            "encode_seconds": CounterMetricFamily(
+                "framebus_web_encode_seconds", "Time spent encoding JPEGs", labels=label
+            ),
+            "bytes": CounterMetricFamily(
+                "framebus_web_sent_bytes", "MJPEG bytes sent to viewers", labels=label
+            ),
+        }
+        for s in self._listed():
+            web = self._hub.stats(s.name)
+            values = {
+                "captured": s.captured,
+                "fps": s.capture_fps,
+                "readers": s.readers,
+                "age": s.last_frame_age if s.last_frame_age is not None else float("nan"),
+                "reconnects": s.reconnects,
+                "viewers": web.viewers,
+                "encodes": web.encodes,
+                "encode_seconds": web.encode_seconds,
+                "bytes": web.bytes_sent,
+            }
+            for key, fam in fams.items():
+                fam.add_metric([s.name], values[key])
+        yield from fams.values()
+
+
+class _BasicAuth:
+    """HTTP Basic authentication in front of an ASGI app (constant-time comparison)."""
+
+    def __init__(self, inner: Any, user: str, password: str) -> None:
+        self.inner = inner
+        self._expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            scheme, _, token = given.partition(" ")
+            ok = scheme.lower() == "basic" and secrets.compare_digest(token, self._expected)
+            if not ok:
+                body = json.dumps({"error": "authentication required"}).encode()
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Basic realm="framebus", charset="UTF-8"'),
+                ]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.inner(scope, receive, send)
+
+
+def _asset(name: str) -> str:
+    return (importlib.resources.files(__package__) / "static" / name).read_text("utf-8")

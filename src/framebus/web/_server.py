@@ -1,0 +1,167 @@
+"""Running the app: uvicorn on a socket of ours, each viewer's connection capped.
+
+Where the queues are, per viewer: one encoded frame in its slot; in uvicorn's transport, what
+is left of the frame being written (its high-water mark is set to 0, so ``send()`` waits until
+the previous write left it entirely); in the kernel, about one frame (``SO_SNDBUF`` fitted to
+the frame size, see :mod:`._sockets`). A viewer whose data stays unacknowledged for 10 s is cut
+off by the kernel (``TCP_USER_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from framebus.errors import FramebusError
+
+from . import _sockets
+from ._hub import EncoderHub
+
+__all__ = ["DEFAULT_BIND", "WebServer", "is_loopback", "parse_bind", "read_auth"]
+
+DEFAULT_BIND = ("127.0.0.1", 8080)
+
+
+class _CappedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the viewer limits applied to each connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _sockets.cap(sock)
+            _sockets.register(transport.get_extra_info("peername"), sock)
+        # send() waits until the previous write left this buffer entirely (asyncio's default
+        # lets 64 KiB pile up first): the app then picks the newest frame, not a stale one
+        transport.set_write_buffer_limits(high=0)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            _sockets.forget(self.transport.get_extra_info("peername"))
+        super().connection_lost(exc)
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``; ValueError with a one-line reason."""
+    host, port_text = DEFAULT_BIND[0], text
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        port_text = rest[1:]
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    if not (port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) <= 65535):
+        raise ValueError(f"expected a port 0..65535, got {port_text!r}")
+    return host or DEFAULT_BIND[0], int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_auth(source: str) -> tuple[str, str]:
+    """``user:password`` from a file, or from an environment variable with ``env:NAME``
+    (never from argv, which every user of the machine can read)."""
+    if source.startswith("env:"):
+        value = os.environ.get(source[4:])
+        if value is None:
+            raise FramebusError(f"--auth: the environment variable {source[4:]} is not set")
+    else:
+        try:
+            with open(source, encoding="utf-8") as f:
+                value = f.read(4096).strip()
+        except OSError as exc:
+            raise FramebusError(f"--auth: cannot read {source}: {exc.strerror}") from None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise FramebusError("--auth: expected user:password")
+    return user, password
+
+
+class WebServer:
+    """uvicorn serving ``asgi_app`` on ``host:port`` (port 0: any free one), in a thread of
+    its own (:meth:`start`/:meth:`stop`) or in the calling thread (:meth:`run`)."""
+
+    def __init__(
+        self,
+        asgi_app: Any,
+        host: str = DEFAULT_BIND[0],
+        port: int = 8080,
+        *,
+        hub: EncoderHub | None = None,
+    ) -> None:
+        self.hub = hub  # the encoders of asgi_app, if this server owns them: closed at the end
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, addr = infos[0]
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(addr)
+            self.sock.listen(128)
+        except OSError as exc:
+            self.sock.close()
+            raise FramebusError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        self.host, self.port = host, self.sock.getsockname()[1]
+        config = uvicorn.Config(
+            asgi_app,
+            http=_CappedH11,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        return f"http://{host}:{self.port}/"
+
+    def run(self) -> None:
+        """Serve until Ctrl-C/SIGTERM (uvicorn handles them in the main thread)."""
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self._release()
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="framebus-web",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise FramebusError(f"the web server did not start on {self.url}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.hub is not None:
+            self.hub.close()  # viewers' responses end now, so uvicorn need not wait for them
+        if self._thread is not None:
+            self._thread.join(10)
+        self._release()
+
+    def _release(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
+        self.sock.close()

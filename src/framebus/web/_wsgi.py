@@ -1,0 +1,74 @@
+"""MJPEG for WSGI servers (Flask, Django, gunicorn): an iterator of bytes.
+
+``return flask.Response(framebus.web.mjpeg_stream("cam"), mimetype=framebus.web.MJPEG_MIMETYPE)``
+
+Buffering policy: the viewer holds the newest encoded frame only, as in the ASGI app; the
+encoder is the process's (shared with every other viewer, thread or task). A WSGI server
+writes each chunk to the socket with a blocking ``sendall``: the thread waits until the
+kernel took it, so nothing queues in the server (Werkzeug, gunicorn's sync and gthread
+workers), but the kernel's send buffer autotunes to megabytes, and a viewer that stops reading
+holds its thread for ever. Pass the request's ``environ`` and, where the server exposes the
+socket (Werkzeug: ``werkzeug.socket``; gunicorn: ``gunicorn.socket``), the send buffer is
+capped as :class:`~framebus.web.WebServer` does and a write that takes over 10 s drops the
+viewer (the server sees a socket timeout and closes this iterator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from framebus import PublisherLost, ReadTimeout, SinkClosed, StreamEnded
+
+from . import _mjpeg, _sockets
+from ._hub import DEFAULT_QUALITY, EncoderHub, Variant, default_hub
+
+WRITE_TIMEOUT = 10.0  # as the ASGI app's
+
+__all__ = ["mjpeg_stream"]
+
+_IDLE_WAIT = 1.0
+
+
+def mjpeg_stream(
+    name: str,
+    *,
+    width: int | None = None,
+    quality: int = DEFAULT_QUALITY,
+    environ: Mapping[str, Any] | None = None,
+    hub: EncoderHub | None = None,
+) -> Iterator[bytes]:
+    """The body of an MJPEG response for stream ``name`` (``multipart/x-mixed-replace``,
+    :data:`MJPEG_MIMETYPE`): it ends when the stream ends or its publisher is lost.
+
+    Raises StreamNotFound at once if no live publisher serves ``name``.
+    """
+    hub = hub or default_hub()
+    sub = hub.subscribe(name, Variant(width, quality))  # raises now, not at the first next()
+    if environ is not None:
+        for key in ("werkzeug.socket", "gunicorn.socket"):
+            if environ.get(key) is not None:
+                _sockets.cap(environ[key])
+                # a viewer that stops reading (a frozen tab, a vanished host) would hold this
+                # thread in sendall() for ever: the server drops it after WRITE_TIMEOUT instead
+                environ[key].settimeout(WRITE_TIMEOUT)
+                break
+    return _frames(hub, name, sub)
+
+
+def _frames(hub: EncoderHub, name: str, sub: Any) -> Iterator[bytes]:
+    try:
+        yield _mjpeg.first_chunk()
+        while True:
+            try:
+                item = sub.get(timeout=_IDLE_WAIT)
+            except ReadTimeout:
+                continue
+            except (StreamEnded, PublisherLost, SinkClosed):
+                return
+            chunk = _mjpeg.part(item.data, item.info)
+            yield chunk  # the server's write happens before the next get: no queue here
+            hub.note_sent(name, len(chunk))
+    finally:
+        sub.close()  # the client left (the server closed the iterator) or the stream ended
+        hub.sweep()

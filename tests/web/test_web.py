@@ -1,0 +1,369 @@
+"""The web wing against a real uvicorn server, real streams and real HTTP clients."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from _webtools import MjpegClient, Web, http_get, wait_until
+
+import framebus
+
+Fixture = Any
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "not a JPEG"
+    return img
+
+
+def test_frames_arrive_in_order_with_their_headers(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    client = MjpegClient(w.port, f"/streams/{pattern_stream.name}.mjpg")
+    try:
+        assert client.status == 200
+        assert client.content_type == framebus.web.MJPEG_MIMETYPE
+        seqs = []
+        for _ in range(5):
+            part = client.part()
+            assert part is not None
+            headers, jpeg = part
+            assert headers["content-type"] == "image/jpeg"
+            assert decode(jpeg).shape == (240, 320, 3)
+            assert abs(float(headers["x-framebus-timestamp"]) - time.time()) < 5
+            seqs.append(int(headers["x-framebus-seq"]))
+        assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    finally:
+        client.close()
+
+
+def test_sixteen_viewers_share_one_encoder(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    path = f"/streams/{pattern_stream.name}.mjpg"
+    got: list[list[int]] = [[] for _ in range(16)]
+    clients = [MjpegClient(w.port, path) for _ in range(16)]
+    try:
+        before, encodes_before = (
+            pattern_stream.stats().captured,
+            w.hub.stats(pattern_stream.name).encodes,
+        )
+
+        def read(i: int) -> None:
+            for _ in range(20):
+                part = clients[i].part()
+                assert part is not None
+                got[i].append(int(part[0]["x-framebus-seq"]))
+
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        captured = pattern_stream.stats().captured - before
+        stats = w.hub.stats(pattern_stream.name)
+        assert all(len(g) == 20 for g in got)
+        assert stats.viewers == 16
+        # one encode per frame, not per viewer: at most the frames captured meanwhile
+        # (+2: a frame being encoded when the first viewer came, one at the end)
+        assert stats.encodes - encodes_before <= captured + 2, (stats.encodes, captured)
+        # the viewers saw the frames of those encodes: 16 x 20 parts out of at most 22 JPEGs
+        assert len(set().union(*map(set, got))) <= stats.encodes
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_no_encoding_without_viewers(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    time.sleep(0.5)
+    assert w.hub.stats(name).encodes == 0  # nobody asked yet
+    client = MjpegClient(w.port, f"/streams/{name}.mjpg")
+    for _ in range(3):
+        assert client.part() is not None
+    client.close()
+    assert wait_until(lambda: w.hub.stats(name).viewers == 0, timeout=10)
+    time.sleep(1.0)  # the encoder stops within a second of the last viewer leaving
+    stopped = w.hub.stats(name).encodes
+    time.sleep(1.0)
+    assert w.hub.stats(name).encodes == stopped
+    assert pattern_stream.stats().state == "live"  # the capture goes on for other readers
+
+
+def test_a_slow_viewer_gets_fresh_frames_and_does_not_slow_a_fast_one(
+    web: Fixture, stream_name: str
+) -> None:
+    w: Web = web()
+    source = framebus.TestPattern(640, 480, fps=25)
+    with framebus.publish(stream_name, source):
+        fast = MjpegClient(w.port, f"/streams/{stream_name}.mjpg")
+        slow = MjpegClient(w.port, f"/streams/{stream_name}.mjpg", rcvbuf=8192)
+        ages: list[float] = []
+        fast_seqs: list[int] = []
+        stop = threading.Event()
+
+        def read_fast() -> None:
+            while not stop.is_set():
+                part = fast.part()
+                assert part is not None
+                fast_seqs.append(int(part[0]["x-framebus-seq"]))
+
+        reader = threading.Thread(target=read_fast)
+        reader.start()
+        try:
+            t_end = time.monotonic() + 6
+            while time.monotonic() < t_end:
+                part = slow.part()  # reading ~4 frames a second: a quarter of what it is sent
+                assert part is not None
+                ages.append(time.time() - float(part[0]["x-framebus-timestamp"]))
+                time.sleep(0.25)
+        finally:
+            stop.set()
+            reader.join(30)
+            fast.close()
+            slow.close()
+        late = ages[len(ages) // 2 :]  # after the buffers filled: no growth
+        assert max(late) < 1.5, ages  # a queue would have grown to seconds by now
+        assert max(late) < max(ages[: len(ages) // 2]) + 0.5, ages
+        span = fast_seqs[-1] - fast_seqs[0]
+        assert len(fast_seqs) >= 0.8 * span  # the fast viewer kept (nearly) full rate
+        skipped = w.hub.stats(stream_name).viewer_skipped
+        assert skipped == () or max(skipped) > 0
+
+
+def test_a_killed_viewer_is_released(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    code = (
+        "import sys, http.client; c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]));"
+        f" c.request('GET', '/streams/{name}.mjpg'); r = c.getresponse(); r.read(1000);"
+        " print('reading', flush=True); import time; time.sleep(600)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(w.port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+        assert w.hub.stats(name).viewers == 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert wait_until(lambda: w.hub.stats(name).viewers == 0, timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_errors_are_one_line_json(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    for path in ("/streams/nope.mjpg", "/streams/nope.jpg", "/api/streams/nope"):
+        status, headers, body = w.get(path)
+        assert status == 404, path
+        assert headers["content-type"] == "application/json"
+        assert "\n" not in body.decode() and "nope" in json.loads(body)["error"]
+    for query in ("width=abc", "width=1", "width=100000", "quality=0", "quality=101"):
+        status, _, body = w.get(f"/streams/{name}.mjpg?{query}")
+        assert status == 400, query
+        assert json.loads(body)["error"]
+
+
+def test_width_keeps_the_aspect_and_quality_changes_the_size(
+    web: Fixture, pattern_stream: Any
+) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    status, _, small = w.get(f"/streams/{name}.jpg?width=160&quality=20")
+    assert status == 200
+    assert decode(small).shape == (120, 160, 3)
+    status, _, full = w.get(f"/streams/{name}.jpg?quality=95")
+    assert decode(full).shape == (240, 320, 3)
+    assert len(small) < len(full)
+
+
+def test_a_snapshot_is_captured_after_the_request(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    asked = time.time()
+    status, headers, jpeg = w.get(f"/streams/{pattern_stream.name}.jpg")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert float(headers["x-framebus-timestamp"]) >= asked
+    assert decode(jpeg).shape == (240, 320, 3)
+
+
+def test_api_and_metrics(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    client = MjpegClient(w.port, f"/streams/{name}.mjpg")
+    try:
+        for _ in range(3):
+            assert client.part() is not None
+        status, _, body = w.get("/api/streams")
+        assert status == 200
+        entry = next(s for s in json.loads(body) if s["name"] == name)
+        assert entry["state"] == "live" and entry["width"] == 320
+        assert entry["viewers"] == 1 and entry["encodes"] >= 3 and entry["bytes_sent"] > 0
+        assert len(entry["viewer_skipped"]) == 1
+        status, _, body = w.get(f"/api/streams/{name}")
+        assert json.loads(body)["name"] == name
+        status, headers, body = w.get("/metrics")
+        text = body.decode()
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        assert f'framebus_web_viewers{{stream="{name}"}} 1.0' in text
+        assert f'framebus_frames_captured_total{{stream="{name}"}}' in text
+    finally:
+        client.close()
+
+
+def test_only_the_named_streams_are_served(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web(["other"])
+    assert w.get(f"/streams/{pattern_stream.name}.jpg")[0] == 404
+    assert json.loads(w.get("/api/streams")[2]) == []
+
+
+def test_a_stream_that_ends_ends_its_responses(web: Fixture, stream_name: str) -> None:
+    w: Web = web()
+    source = framebus.TestPattern(64, 48, fps=25, frames=40)
+    with framebus.publish(stream_name, source, mode="latest"):
+        client = MjpegClient(w.port, f"/streams/{stream_name}.mjpg")
+        try:
+            parts = 0
+            while client.part() is not None:
+                parts += 1
+            assert 1 <= parts <= 40
+        finally:
+            client.close()
+
+
+def test_basic_auth(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web(auth=("viewer", "s3cret"))
+    assert w.get("/api/streams")[0] == 401
+    good = base64.b64encode(b"viewer:s3cret").decode()
+    bad = base64.b64encode(b"viewer:wrong").decode()
+    assert w.get("/api/streams", {"Authorization": f"Basic {bad}"})[0] == 401
+    assert w.get("/api/streams", {"Authorization": f"Basic {good}"})[0] == 200
+
+
+def test_the_page_is_self_contained(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    status, _, page = w.get("/")
+    text = page.decode()
+    assert status == 200 and "static/app.js" in text and "http" not in text.split("<body>")[1]
+    for asset in ("static/app.js", "static/style.css"):
+        assert w.get(f"/{asset}")[0] == 200
+
+
+def test_flask_view_in_one_line(stream_name: str) -> None:
+    flask = pytest.importorskip("flask")
+    from werkzeug.serving import make_server
+
+    flask_app = flask.Flask(__name__)
+
+    @flask_app.route("/video")
+    def video() -> Any:
+        return flask.Response(
+            framebus.web.mjpeg_stream(stream_name, environ=flask.request.environ),
+            mimetype=framebus.web.MJPEG_MIMETYPE,
+        )
+
+    with framebus.publish(stream_name, framebus.TestPattern(160, 120, fps=25)):
+        server = make_server("127.0.0.1", 0, flask_app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        clients = []
+        try:
+            clients = [MjpegClient(server.server_port, "/video") for _ in range(3)]
+            for c in clients:
+                part = c.part()
+                assert part is not None and decode(part[1]).shape == (120, 160, 3)
+            # the three Flask threads share the process's one encoder
+            stats = framebus.web.default_hub().stats(stream_name)
+            assert stats.viewers == 3
+        finally:
+            for c in clients:
+                c.close()
+            server.shutdown()
+            thread.join(10)
+            server.server_close()
+            assert wait_until(lambda: framebus.web.default_hub().stats(stream_name).viewers == 0)
+            framebus.web.default_hub().close()
+
+
+def test_fastapi_mount(stream_name: str) -> None:
+    fastapi = pytest.importorskip("fastapi")
+    api = fastapi.FastAPI()
+    hub = framebus.web.EncoderHub()
+    api.mount("/video", framebus.web.app(hub=hub))
+    with framebus.publish(stream_name, framebus.TestPattern(160, 120, fps=25)):
+        server = framebus.web.WebServer(api, "127.0.0.1", 0, hub=hub)
+        server.start()
+        try:
+            client = MjpegClient(server.port, f"/video/streams/{stream_name}.mjpg")
+            part = client.part()
+            client.close()
+            assert part is not None and decode(part[1]).shape == (120, 160, 3)
+            status, _, page = http_get(server.port, "/video/")  # relative links under a mount
+            assert status == 200 and '<base href="/video/">' in page.decode()
+        finally:
+            server.stop()
+
+
+def test_cli_serve_http_prints_the_url_and_serves(stream_name: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framebus", "serve", f"{stream_name}=testpattern:160x120@25",
+         "--http", "127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("framebus: open http://127.0.0.1:"), line
+        port = int(line.split(":")[3].split("/")[0])
+        status, _, body = http_get(port, "/api/streams")
+        assert status == 200 and json.loads(body)[0]["name"] == stream_name
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_cli_warns_when_exposed_without_auth(stream_name: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framebus", "web", "--http", "0.0.0.0:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "without --auth" in proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+def test_cli_reads_the_password_from_a_file_not_argv(tmp_path: Any) -> None:
+    secret = tmp_path / "auth"
+    secret.write_text("viewer:s3cret\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framebus", "web", "--http", "127.0.0.1:0", "--auth", str(secret)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split(":")[3].split("/")[0])
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            assert b"s3cret" not in f.read()
+        assert http_get(port, "/api/streams")[0] == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
