@@ -5,7 +5,8 @@ sends is attacker-chosen), each bounded in time and in what the server gets to s
   backend does not hand it to FFmpeg (which would be fed the same bytes for its whole timeout);
 - redirects are followed, with the credentials to the same host only, and a loop is cut short;
 - challenges while playing are answered at a bounded rate, and the stream fails after a few;
-- an SDP that announces a packetization the client lacks is declined before SETUP;
+- an RTP packetization met only while playing hands the stream to FFmpeg in place (``auto``)
+  or fails it for good (``backend="rtsp"``: no reconnect loop);
 - ``read_timeout`` bounds the wait for a video packet, not one ``recv()``.
 """
 
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import socket
 import time
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 from test_rtsp_protocol import IDR, _rtp, _ScriptedCamera
 
 import framebus
+from conftest import wait_until
 from framebus.sources._rtsp import RTSPClient, ServerRequest
 from framebus.sources._rtsp.client import MAX_REAUTH, MAX_REDIRECTS, REAUTH_INTERVAL
 
@@ -204,7 +208,119 @@ def test_client_reauthenticates_while_playing_at_a_bounded_rate() -> None:
     assert elapsed < 1 + MAX_REAUTH * 1.5
 
 
-# --- packetizations -------------------------------------------------------------------------------
+# --- a packetization met while playing ------------------------------------------------------------
+
+
+class _StapB(_ScriptedCamera):
+    """Plays, then sends H.264 STAP-B packets (NAL type 25, for interleaved mode only),
+    although the SDP says nothing of it (packetization mode 0)."""
+
+    def stream(self, conn: socket.socket, seq: int) -> bool:
+        stap_b = b"\x19\x00\x00" + len(IDR).to_bytes(2, "big") + IDR  # (DON, size, NAL)
+        rtp = _rtp(stap_b, seq + 1, (seq + 1) * 3600, marker=True)
+        conn.sendall(b"$\x00" + len(rtp).to_bytes(2, "big") + rtp)
+        return True
+
+
+class _Fallback(framebus.Source):
+    """Stands for FFmpeg: ``frames`` frames (then the end), or an open that fails."""
+
+    def __init__(self, frames: int, fail: bool = False) -> None:
+        self.frames, self.fail = frames, fail
+        self.opened_at: float | None = None
+        self.closed = False
+
+    def open(self) -> None:
+        if self.fail:
+            raise framebus.SourceOpenError("rtsp://cam: not a video, or an unsupported format")
+        self.opened_at = time.monotonic()
+
+    def read(self) -> np.ndarray | None:
+        if self.frames <= 0:
+            return None
+        self.frames -= 1
+        return np.full((4, 6, 3), 7, np.uint8)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_auto_backend_hands_a_packetization_met_while_playing_to_ffmpeg() -> None:
+    pytest.importorskip("av")
+    from framebus.sources.rtsp import RTSPSource
+
+    cam = _StapB()
+    fallback = _Fallback(frames=3)
+    source = RTSPSource(framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s"), fallback)
+    try:
+        source.open()
+        frames = [source.read() for _ in range(3)]
+        assert source.read() is None  # (the fallback's end is the stream's end)
+    finally:
+        source.close()
+        time.sleep(0.1)
+        cam.close()
+    assert all(f is not None and f.shape == (4, 6, 3) for f in frames)
+    assert fallback.closed and cam.connections == 1
+    # our session ended only once the fallback was open (a server may drop a stream it
+    # prepared when its first client leaves)
+    (teardown,) = [t for t, m, _ in cam.requests if m == "TEARDOWN"]
+    assert fallback.opened_at is not None and teardown >= fallback.opened_at
+
+
+@pytest.mark.parametrize(
+    ("fallback", "needle"),
+    [
+        (_Fallback(frames=0), "FFmpeg read no frame of it"),
+        (_Fallback(frames=0, fail=True), "FFmpeg cannot open it either"),
+    ],
+    ids=["no frame", "no open"],
+)
+def test_auto_backend_fails_for_good_when_ffmpeg_cannot_read_it_either(
+    fallback: _Fallback, needle: str
+) -> None:
+    """(FFmpeg has no STAP-B, MTAP or FU-B either.) SourceUnsupported: not reconnected."""
+    pytest.importorskip("av")
+    from framebus.sources.rtsp import RTSPSource
+
+    cam = _StapB()
+    source = RTSPSource(framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s"), fallback)
+    try:
+        source.open()
+        with pytest.raises(framebus.SourceUnsupported, match="NAL type 25") as info:
+            source.read()
+    finally:
+        source.close()
+        cam.close()
+    assert needle in str(info.value)
+
+
+def test_rtsp_backend_fails_for_good_on_a_packetization_met_while_playing(
+    stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It reconnected forever, logging "live again" without a frame: a fresh capture meets
+    the same packets. SourceUnsupported is permanent, like a full /dev/shm."""
+    pytest.importorskip("av")
+    caplog.set_level(logging.INFO, logger="framebus")
+    cam = _StapB()
+    media = framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s", backend="rtsp")
+    policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+    try:
+        with framebus.publish(stream_name, media, reconnect=policy) as pub:
+            assert wait_until(lambda: pub.stats().state == "failed", timeout=15)
+            time.sleep(0.5)  # (time enough for a reconnect, were there one)
+            stats = pub.stats()
+            with (
+                framebus.attach(stream_name) as reader,
+                pytest.raises(framebus.SourceUnsupported, match="NAL type 25"),
+            ):
+                reader.read_frame(timeout=5)
+    finally:
+        cam.close()
+    assert stats.state == "failed" and stats.reconnects == 0
+    assert "backend 'opencv' or 'av' may open it" in stats.error
+    assert cam.connections == 1
+    assert "live again" not in caplog.text and "reconnecting" not in caplog.text
 
 
 def test_client_declines_interleaved_packetization_before_setup() -> None:
