@@ -102,7 +102,8 @@ class SourceOpenError(SourceError):
 
 class SourceUnsupported(SourceOpenError):
     """The source uses a codec, RTP packetization or RTSP dialect the chosen backend lacks
-    (the automatic backend choice then falls back to FFmpeg)."""
+    (the automatic backend choice then falls back to FFmpeg). Another attempt would meet it
+    again: a stream is not reconnected after one."""
 
 
 class SharedMemoryFull(FramebusError, MemoryError):

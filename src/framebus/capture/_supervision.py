@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..bus import Control, State
-from ..errors import SharedMemoryFull, SourceUnreachable
+from ..errors import FramebusError, SharedMemoryFull, SourceUnreachable, SourceUnsupported
 from ._host import STOP_GRACE, CaptureHost
 
 __all__ = ["Backoff", "Reconnect", "Supervisor"]
@@ -19,6 +19,10 @@ __all__ = ["Backoff", "Reconnect", "Supervisor"]
 log = logging.getLogger("framebus")
 
 _WATCH_PERIOD = 0.25  # how often the supervisor looks at its capture
+
+# Errors another attempt would meet again: no shared memory for the ring, a stream the chosen
+# backend cannot read (its codec or packetization; the automatic choice falls back instead).
+_PERMANENT: tuple[type[FramebusError], ...] = (SharedMemoryFull, SourceUnsupported)
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class Supervisor:
     A thread looks at the capture four times a second (no per-frame cost) and restarts it,
     with :class:`Backoff`, when it dies, when its source fails, or after no progress for
     ``stall_timeout`` (a hung capture process is killed). Without a ``reconnect`` policy, or
-    once its attempts are exhausted, the stream fails. Every state change is logged once.
+    once its attempts are exhausted, the stream fails; so it does at once after an error that
+    another attempt would meet again (:data:`_PERMANENT`). Every state change is logged once.
     """
 
     def __init__(
@@ -172,7 +177,8 @@ class Supervisor:
                 if not host.killable:
                     continue  # a hung custom source in a thread: reported as stalled
                 host.kill()
-            permanent = ctl.error_kind is SharedMemoryFull
+            # (the capture's own error only: a stall leaves an older error's kind in place)
+            permanent = not running and issubclass(ctl.error_kind, _PERMANENT)
             delay = backoff.next_delay() if backoff is not None and not permanent else None
             if delay is None:
                 self._fail(problem)

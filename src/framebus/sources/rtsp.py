@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
+    SourceError,
     SourceOpenError,
     SourceUnsupported,
 )
@@ -28,7 +29,14 @@ class RTSPSource(Source):
     :mod:`framebus.sources._rtsp`). H.264 and H.265 over RTP/TCP.
 
     With a ``fallback`` (the automatic backend choice), a stream it cannot handle (another
-    codec, a server that will not send RTP over TCP) is opened with the fallback instead.
+    codec, a server that will not send RTP over TCP: a :class:`~framebus.SourceUnsupported`)
+    is opened with the fallback instead, also when that shows only while playing (an RTP
+    packetization this client lacks): the fallback then takes over in place. A server that
+    breaks the protocol is no reason to try FFmpeg (it would get the same bytes, for its
+    whole timeout): that fails with this client's own error.
+
+    Without a fallback (``backend="rtsp"``) a SourceUnsupported is raised as it is; the
+    supervisor does not reconnect after one (another attempt would meet the same stream).
     """
 
     # Frames over MAX_ACCESS_UNIT are dropped as they come (the depacketizer never holds more);
@@ -43,6 +51,8 @@ class RTSPSource(Source):
         self.fps: float | None = None
         self._fallback = fallback
         self._delegate: Source | None = None
+        self._switched_for = ""  # why the fallback took over while playing
+        self._delegate_frames = 0
         self._client: RTSPClient | None = None
         self._depack: Depacketizer | None = None
         self._decoder: Any = None
@@ -64,17 +74,9 @@ class RTSPSource(Source):
         except SourceUnsupported as exc:
             if self._fallback is None:
                 client.close()
-                raise SourceUnsupported(f"{exc} (backend 'opencv' or 'av' may open it)") from None
+                raise self._unsupported(str(exc)) from None
             log.info("%s; opening it with FFmpeg instead", exc)
-            try:
-                # our connection stays up until FFmpeg's is: a server that prepared the stream
-                # for our DESCRIBE may tear it down when we leave, while FFmpeg asks for it
-                # (seen with GStreamer's server: about one open in six failed)
-                self._delegate = self._fallback
-                self._delegate.open()
-            finally:
-                client.close()
-            self.fps, self.live = self._delegate.fps, self._delegate.live
+            self._take_over(client, str(exc))
             return
         except BaseException:
             client.close()
@@ -86,16 +88,44 @@ class RTSPSource(Source):
         self._client, self._decoder = client, decoder
         self.fps = media.framerate
 
+    def _unsupported(self, reason: str) -> SourceUnsupported:
+        return SourceUnsupported(f"{reason} (backend 'opencv' or 'av' may open it)")
+
+    def _take_over(self, client: RTSPClient, reason: str) -> None:
+        """Open the fallback, then close ``client``: our connection stays up until FFmpeg's
+        is (a server that prepared the stream for our DESCRIBE may tear it down when we leave,
+        while FFmpeg asks for it; seen with GStreamer's server: about one open in six failed).
+        If the fallback fails too, its error says what this client found; after a switch while
+        playing it is a SourceUnsupported (FFmpeg lacks what this client lacks: for good)."""
+        assert self._fallback is not None
+        said = reason.removeprefix(f"{self.label}: ")
+        self._delegate = self._fallback  # (closed by close(), whatever happens)
+        try:
+            self._delegate.open()
+        except SourceError as exc:
+            if self._switched_for:
+                raise SourceUnsupported(
+                    f"{reason}, and FFmpeg cannot open it either ({exc})"
+                ) from None
+            raise type(exc)(f"{exc} (framebus's RTSP client: {said})") from None
+        finally:
+            client.close()
+        self.fps, self.live = self._delegate.fps, self._delegate.live
+
     def read(self) -> np.ndarray | None:
         return self.read_into(None)
 
     def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
         if self._delegate is not None:
-            return self._delegate.read_into(out)
+            return self._read_delegate(out)
         av, client, depack, decoder = self._av, self._client, self._depack, self._decoder
         assert client is not None and depack is not None
         while not self._pending:
-            for unit in depack.push(client.read_packet()):
+            try:
+                units = depack.push(client.read_packet())
+            except SourceUnsupported as exc:  # a packetization only seen while playing
+                return self._switch(f"{self.label}: {exc}", out)
+            for unit in units:
                 try:
                     self._pending += decoder.decode(av.Packet(unit))
                     self._errors = 0
@@ -108,6 +138,29 @@ class RTSPSource(Source):
                     f"{self.label}: the server sends frames over {MAX_ACCESS_UNIT} bytes"
                 )
         return to_bgr(self._pending.pop(0), out)
+
+    def _switch(self, reason: str, out: np.ndarray | None) -> np.ndarray | None:
+        """What this client cannot read turned up while playing: the fallback takes over
+        here (a reconnect would be a fresh capture process that meets it again), or, with
+        none, the stream fails for good."""
+        if self._fallback is None:
+            raise self._unsupported(reason)
+        log.warning("%s; reading it with FFmpeg from now on", reason)
+        client, self._client = self._client, None
+        assert client is not None
+        self._depack = self._decoder = None
+        self._switched_for = reason
+        self._take_over(client, reason)
+        return self._read_delegate(out)
+
+    def _read_delegate(self, out: np.ndarray | None) -> np.ndarray | None:
+        assert self._delegate is not None
+        frame = self._delegate.read_into(out)
+        if frame is None and self._switched_for and not self._delegate_frames:
+            # FFmpeg lacks it too (it has no STAP-B, MTAP or FU-B either): for good
+            raise SourceUnsupported(f"{self._switched_for}, and FFmpeg read no frame of it")
+        self._delegate_frames += frame is not None
+        return frame
 
     def close(self) -> None:
         if self._delegate is not None:

@@ -1,9 +1,17 @@
 """A small RTSP client: one TCP connection, RTP interleaved on it (RFC 2326, 10.12).
 
 It does what a camera reader needs and nothing more: OPTIONS, DESCRIBE (Basic or Digest
-authentication), SETUP of the first video stream over TCP, PLAY, keep-alives, TEARDOWN. The
-protocol itself (parsing, SDP, authentication) is in :mod:`.protocol`, RTP in :mod:`.depacketize`.
+authentication), SETUP of the first video stream over TCP, PLAY, keep-alives, TEARDOWN, and up
+to :data:`MAX_REDIRECTS` redirects. The protocol itself (parsing, SDP, authentication) is in
+:mod:`.protocol`, RTP in :mod:`.depacketize`.
+
 Every failure is a specific :class:`framebus.SourceError` whose message holds no credentials.
+:class:`~framebus.SourceUnsupported` means *another backend may handle this stream* (another
+codec, a server that refuses RTP over TCP, an unknown authentication scheme or RTSP dialect):
+the automatic backend choice then tries FFmpeg. A server that breaks the protocol (bytes that
+are not RTSP, a head or body over the bounds, a bad number, a redirect loop) is a
+:class:`~framebus.SourceOpenError` with this client's own message: FFmpeg would only be fed the
+same bytes, for its whole timeout.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ...errors import (
     SourceAuthError,
@@ -37,9 +45,28 @@ from .protocol import (
     split_credentials,
 )
 
-__all__ = ["RTSPClient"]
+__all__ = ["MAX_REAUTH", "MAX_REDIRECTS", "REAUTH_INTERVAL", "RTSPClient"]
 
 _RECV = 256 * 1024
+
+MAX_REDIRECTS = 5
+"""Redirects followed while opening; one more is a loop (FFmpeg follows them forever)."""
+REAUTH_INTERVAL = 1.0
+"""Seconds between answers to the server's challenges while playing, at least."""
+MAX_REAUTH = 3
+"""401s in a row while playing (no success between them) after which the stream fails."""
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+# what another client (FFmpeg) may get past: a method, transport or option this one lacks
+_UNSUPPORTED = (405, 451, 459, 461, 501, 505, 551)
+
+
+class _Redirect(Exception):
+    """A 3xx with a Location, while opening (never leaves this module)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 class RTSPClient:
@@ -66,10 +93,44 @@ class RTSPClient:
         self._next_keepalive = 0.0
         self._rtp_channel = 0
         self._play_url = ""
+        self._last_sent = 0.0  # when the last request went out (keep-alives pace re-auth)
+        self._refusals = 0  # 401s while playing since the last success
 
     # -- handshake ---------------------------------------------------------------------------
 
     def open(self) -> VideoMedia:
+        """Connect, negotiate and PLAY; follows at most :data:`MAX_REDIRECTS` redirects."""
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                return self._handshake()
+            except _Redirect as redirect:
+                self._follow(redirect.location)
+        raise SourceOpenError(
+            f"{self.label}: more than {MAX_REDIRECTS} redirects (the server redirects in a loop?)"
+        )
+
+    def _follow(self, location: str) -> None:
+        """Start over at ``location``; credentials go along only to the same host and port."""
+        self.close()
+        try:
+            target = urljoin(self.url, location)
+            url, user, password = split_credentials(target)  # (checks the host and port)
+        except ValueError:
+            target, url, user, password = "", "", None, None
+        scheme = urlsplit(target).scheme.lower()
+        if scheme == "rtsps":
+            raise SourceUnsupported(f"{self.label}: the server redirects to RTSP over TLS")
+        if scheme != "rtsp" or not urlsplit(url).hostname:
+            raise SourceOpenError(f"{self.label}: the server redirects to a bad or non-RTSP URL")
+        same = urlsplit(url).netloc.lower() == urlsplit(self.url).netloc.lower()
+        if user is None and same:
+            user, password = self._user, self._password
+        self.url, self._user, self._password = url, user, password
+        self._parser = MessageParser()
+        self._challenge, self._nc, self._session = None, 0, ""
+        self._keepalive_method, self._play_url = "OPTIONS", ""
+
+    def _handshake(self) -> VideoMedia:
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         try:
@@ -90,6 +151,9 @@ class RTSPClient:
             raise SourceOpenError(f"{self.label}: the stream has no video")
         if media.codec not in ("H264", "H265"):
             raise SourceUnsupported(f"{self.label}: video codec {media.codec or '?'}")
+        if media.codec == "H264" and media.fmtp.get("packetization-mode", "").strip() == "2":
+            # STAP-B, MTAP and FU-B: say so now, not once the first such packet comes
+            raise SourceUnsupported(f"{self.label}: interleaved H.264 packetization (mode 2)")
         base = described.header("content-base") or described.header("content-location")
         base = base or self.url
         setup = self._request(
@@ -112,15 +176,13 @@ class RTSPClient:
             value = transport.split("interleaved=")[1].split(";")[0].split(",")[0]
             channel = small_number(value.split("-")[0], 0, 255)
             if channel is None:
-                raise SourceUnsupported(
+                raise SourceOpenError(
                     f"{self.label}: the server sent a bad interleaved channel: {value[:20]!r}"
                 )
             self._rtp_channel = channel
         self._play_url = control_url(base, media.session_control) if media.session_control else base
         self._request("PLAY", self._play_url, {"Range": "npt=0.000-"})
         self._next_keepalive = time.monotonic() + self._keepalive_every
-        assert self._sock is not None
-        self._sock.settimeout(self.read_timeout)
         self.media = media
         return media
 
@@ -140,9 +202,24 @@ class RTSPClient:
     def _send(self, method: str, url: str, extra: dict[str, str] | None = None) -> int:
         assert self._sock is not None
         self._cseq += 1
-        msg = format_request(method, url, self._cseq, self._headers(method, url, extra))
+        try:
+            msg = format_request(method, url, self._cseq, self._headers(method, url, extra))
+        except SourceUnsupported as exc:  # (what the server sent us would add lines)
+            raise self._violation(exc) from None
         self._sock.sendall(msg)
+        self._last_sent = time.monotonic()
         return self._cseq
+
+    def _violation(self, exc: SourceUnsupported) -> SourceOpenError:
+        """What the parser could not take: the server breaks the protocol. Another backend would
+        be fed the same bytes, so this is no reason to try one (not SourceUnsupported)."""
+        return SourceOpenError(f"{self.label}: {exc}")
+
+    def _next_message(self) -> Interleaved | Response | ServerRequest | None:
+        try:
+            return self._parser.next()
+        except SourceUnsupported as exc:
+            raise self._violation(exc) from None
 
     def _request(
         self,
@@ -165,8 +242,10 @@ class RTSPClient:
                 raise SourceUnreachable(
                     f"{self.label}: connection lost during {method} ({exc.strerror or exc})"
                 ) from None
+            if resp.status in _REDIRECTS and resp.header("location"):
+                raise _Redirect(resp.header("location"))
             if resp.status == 401 and attempt == 0 and self._user is not None:
-                self._challenge = resp.headers.get("www-authenticate", [])
+                self._challenge, self._nc = resp.headers.get("www-authenticate", []), 0
                 if authorization(self._challenge, method, url, self._user, "") is None:
                     raise SourceUnsupported(f"{self.label}: unknown authentication scheme")
                 continue
@@ -189,7 +268,7 @@ class RTSPClient:
             return SourceAuthError(f"{self.label}: access forbidden ({said})")
         if resp.status == 404:
             return SourceNotFound(f"{self.label}: the server has no stream at this path")
-        if resp.status in (301, 302, 303, 305, 307, 405, 451, 454, 455, 459, 461, 501, 505, 551):
+        if resp.status in _UNSUPPORTED:
             return SourceUnsupported(f"{self.label}: the server answered {method} with {said}")
         return SourceOpenError(f"{self.label}: the server answered {method} with {said}")
 
@@ -198,7 +277,7 @@ class RTSPClient:
         assert self._sock is not None
         deadline = time.monotonic() + self.open_timeout
         while True:
-            msg = self._parser.next()
+            msg = self._next_message()
             if msg is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -214,38 +293,67 @@ class RTSPClient:
     # -- playing -----------------------------------------------------------------------------
 
     def read_packet(self) -> RtpPacket:
-        """The next RTP packet of the video stream. Raises SourceUnreachable if the server
-        goes silent for ``read_timeout`` or closes the connection."""
+        """The next RTP packet of the video stream. Raises SourceUnreachable if none comes
+        within ``read_timeout`` (silence, or bytes that never make one) or the server closes
+        the connection; SourceAuthError if it refuses :data:`MAX_REAUTH` answers in a row."""
         sock = self._sock
         assert sock is not None
-        parser, channel = self._parser, self._rtp_channel
+        channel = self._rtp_channel
+        deadline = time.monotonic() + self.read_timeout
+        quiet = True  # nothing at all came since the deadline was set
         while True:
-            msg = parser.next()
+            msg = self._next_message()
             if msg is None:
-                if time.monotonic() >= self._next_keepalive:
+                now = time.monotonic()
+                if now >= self._next_keepalive:
                     self._keepalive()
+                left = deadline - now
+                if left <= 0:
+                    what = "data" if quiet else "video"
+                    raise SourceUnreachable(f"{self.label}: no {what} for {self.read_timeout:g} s")
                 try:
+                    sock.settimeout(max(0.001, min(left, self._next_keepalive - now)))
                     data = sock.recv(_RECV)
                 except TimeoutError:
-                    raise SourceUnreachable(
-                        f"{self.label}: no data for {self.read_timeout:g} s"
-                    ) from None
+                    continue
                 except OSError as exc:
                     raise SourceUnreachable(
                         f"{self.label}: connection lost ({exc.strerror or exc})"
                     ) from None
                 if not data:
                     raise SourceUnreachable(f"{self.label}: the server closed the connection")
-                parser.feed(data)
+                quiet = False
+                self._parser.feed(data)
             elif isinstance(msg, Interleaved):
                 if msg.channel == channel and (pkt := parse_rtp(msg.payload)) is not None:
                     return pkt  # (RTCP, on the next channel, is not needed to receive video)
             elif isinstance(msg, ServerRequest):
                 self._answer(msg)
-            elif msg.status == 401 and msg.headers.get("www-authenticate"):
-                # a Digest nonce went stale: the next keep-alive answers the new challenge
-                self._challenge = msg.headers["www-authenticate"]
-                self._next_keepalive = time.monotonic()
+            elif msg.status == 401:
+                self._refused(msg)
+            elif 200 <= msg.status < 300:
+                self._refusals = 0
+
+    def _refused(self, msg: Response) -> None:
+        """A 401 while playing: a Digest nonce went stale, or the credentials are refused.
+        The new challenge is answered by the next keep-alive, at most once per
+        :data:`REAUTH_INTERVAL` (a server that answers every request with a fresh nonce is
+        not asked 4,000 times a second), and the stream fails after :data:`MAX_REAUTH`."""
+        self._refusals += 1
+        if self._refusals >= MAX_REAUTH:
+            if self._user is None:
+                raise SourceAuthError(
+                    f"{self.label}: the server wants credentials (user:password@ in the URL)"
+                )
+            raise SourceAuthError(
+                f"{self.label}: the server refused the credentials {self._refusals} times in a "
+                "row while playing"
+            )
+        challenge = msg.headers.get("www-authenticate")
+        if challenge and self._user is not None:
+            self._challenge, self._nc = challenge, 0  # (nc counts uses of one nonce)
+            soon = max(time.monotonic(), self._last_sent + REAUTH_INTERVAL)
+            self._next_keepalive = min(self._next_keepalive, soon)
 
     def _answer(self, req: ServerRequest) -> None:
         """Some cameras ping their clients (GET_PARAMETER, OPTIONS): say we are here."""
@@ -254,11 +362,14 @@ class RTSPClient:
         cseq = small_number(req.headers.get("cseq", ["0"])[0], 0, 999_999_999) or 0  # echoed
         assert self._sock is not None
         with contextlib.suppress(OSError):
+            self._sock.settimeout(self.read_timeout)  # (reads set their own)
             self._sock.sendall(f"RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n\r\n".encode())
 
     def _keepalive(self) -> None:
         self._next_keepalive = time.monotonic() + self._keepalive_every
         with contextlib.suppress(OSError):  # the read that follows reports a lost connection
+            assert self._sock is not None
+            self._sock.settimeout(self.read_timeout)  # (reads set their own)
             self._send(self._keepalive_method, self._play_url or self.url)
 
     def close(self) -> None:
@@ -266,7 +377,7 @@ class RTSPClient:
         if sock is None:
             return
         if self._session:
-            with contextlib.suppress(OSError):  # polite, not required: never wait for it
+            with contextlib.suppress(OSError, SourceError):  # polite, not required: no waiting
                 sock.settimeout(0.2)
                 self._cseq += 1
                 headers = self._headers("TEARDOWN", self._play_url or self.url, None)

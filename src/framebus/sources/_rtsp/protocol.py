@@ -2,6 +2,8 @@
 
 Everything here works on bytes and strings; the socket layer is :mod:`.client`. Every number a
 server sends is parsed strictly (ASCII digits, bounded length and range), every size bounded.
+What cannot be taken raises SourceUnsupported (this parser cannot take it); the client reports
+that as the server's protocol violation, a SourceOpenError, since FFmpeg would get the same bytes.
 """
 
 from __future__ import annotations
