@@ -11,9 +11,10 @@ from ..errors import (
     SourceOpenError,
     SourceUnsupported,
 )
-from ._ffmpeg import decoder_threads
+from ._ffmpeg import decoder_threads, over_udp
 from ._rtsp import MAX_ACCESS_UNIT, Depacketizer, RTSPClient
 from .base import Source
+from .opencv import OpenCVSource
 from .pyav import import_av
 from .spec import Media
 
@@ -28,7 +29,8 @@ class RTSPSource(Source):
     :mod:`framebus.sources._rtsp`). H.264 and H.265 over RTP/TCP.
 
     With a ``fallback`` (the automatic backend choice), a stream it cannot handle (another
-    codec, a server that will not send RTP over TCP) is opened with the fallback instead.
+    codec, a server that will not send RTP over TCP) is opened with the fallback instead; an
+    OpenCV fallback then asks a server that refused TCP for RTP over UDP.
     """
 
     # Frames over MAX_ACCESS_UNIT are dropped as they come (the depacketizer never holds more);
@@ -66,6 +68,10 @@ class RTSPSource(Source):
                 client.close()
                 raise SourceUnsupported(f"{exc} (backend 'opencv' or 'av' may open it)") from None
             log.info("%s; opening it with FFmpeg instead", exc)
+            if client.tcp_refused and isinstance(self._fallback, OpenCVSource):
+                # known to refuse TCP: FFmpeg asks for UDP at once (asking for TCP first, it
+                # takes only a 461 for an answer, not a 400 or a UDP reply)
+                self._fallback = OpenCVSource(over_udp(self._fallback.media))
             try:
                 # our connection stays up until FFmpeg's is: a server that prepared the stream
                 # for our DESCRIBE may tear it down when we leave, while FFmpeg asks for it

@@ -66,6 +66,7 @@ class RTSPClient:
         self._next_keepalive = 0.0
         self._rtp_channel = 0
         self._play_url = ""
+        self.tcp_refused = False  # the SETUP failed because the server will not do RTP over TCP
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -107,6 +108,7 @@ class RTSPClient:
                 self._keepalive_every = max(1.0, timeout / 2)
         transport = setup.header("transport").lower()
         if transport and "interleaved=" not in transport:
+            self.tcp_refused = True  # (it answered with a UDP transport)
             raise SourceUnsupported(f"{self.label}: the server refused RTP over TCP")
         if "interleaved=" in transport:
             value = transport.split("interleaved=")[1].split(";")[0].split(",")[0]
@@ -189,6 +191,9 @@ class RTSPClient:
             return SourceAuthError(f"{self.label}: access forbidden ({said})")
         if resp.status == 404:
             return SourceNotFound(f"{self.label}: the server has no stream at this path")
+        if method == "SETUP" and resp.status in (400, 461):  # our one SETUP asks for TCP
+            self.tcp_refused = True  # (UDP-only servers answer 461 Unsupported Transport or 400)
+            return SourceUnsupported(f"{self.label}: the server refused RTP over TCP with {said}")
         if resp.status in (301, 302, 303, 305, 307, 405, 451, 454, 455, 459, 461, 501, 505, 551):
             return SourceUnsupported(f"{self.label}: the server answered {method} with {said}")
         return SourceOpenError(f"{self.label}: the server answered {method} with {said}")
