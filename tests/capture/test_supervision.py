@@ -41,7 +41,8 @@ def test_reconnect_policy_validation() -> None:
 def test_ffmpeg_options_low_latency_defaults_and_overrides() -> None:
     live = framebus.Media("rtsp://cam/x", ffmpeg_options={"rtsp_transport": "udp", "x": "1"})
     assert ffmpeg_options(live) == {
-        "rtsp_transport": "udp", "fflags": "nobuffer", "flags": "low_delay", "x": "1"
+        "rtsp_transport": "udp", "rtsp_flags": "prefer_tcp", "fflags": "nobuffer",
+        "flags": "low_delay", "x": "1",
     }  # fmt: skip
     assert ffmpeg_options(framebus.Media("http://cam/mjpg")) == {
         "fflags": "nobuffer", "flags": "low_delay"

@@ -15,6 +15,7 @@ from ..errors import (
     SourceNotFound,
     SourceOpenError,
     SourceUnreachable,
+    SourceUnsupported,
 )
 from ._ffmpeg import decoder_threads, ffmpeg_options
 from ._net import refused
@@ -118,6 +119,12 @@ def av_error(exc: BaseException, media: Media, waited: float = 0.0) -> SourceErr
         isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT, errno.EAGAIN)
     ):
         return SourceUnreachable(f"{label}: no answer within {media.open_timeout:g} s")
+    if isinstance(exc, OSError) and exc.errno == errno.EPROTONOSUPPORT and media.is_url:
+        # FFmpeg's RTSP demuxer: every transport allowed was answered 461 Unsupported Transport
+        allowed = ffmpeg_options(media).get("rtsp_transport", "")
+        return SourceUnsupported(
+            f"{label}: the server refused the RTP transport (rtsp_transport={allowed})"
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return SourceUnreachable(f"{label}: host unreachable")
     if name in ("InvalidDataError", "DecoderNotFoundError", "PatchWelcomeError"):

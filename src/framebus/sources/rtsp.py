@@ -12,9 +12,10 @@ from ..errors import (
     SourceOpenError,
     SourceUnsupported,
 )
-from ._ffmpeg import decoder_threads
+from ._ffmpeg import decoder_threads, over_udp
 from ._rtsp import MAX_ACCESS_UNIT, Depacketizer, RTSPClient
 from .base import Source
+from .opencv import OpenCVSource
 from .pyav import import_av
 from .spec import Media
 
@@ -31,9 +32,10 @@ class RTSPSource(Source):
     With a ``fallback`` (the automatic backend choice), a stream it cannot handle (another
     codec, a server that will not send RTP over TCP: a :class:`~framebus.SourceUnsupported`)
     is opened with the fallback instead, also when that shows only while playing (an RTP
-    packetization this client lacks): the fallback then takes over in place. A server that
-    breaks the protocol is no reason to try FFmpeg (it would get the same bytes, for its
-    whole timeout): that fails with this client's own error.
+    packetization this client lacks): the fallback then takes over in place. An OpenCV
+    fallback asks a server that refused TCP for RTP over UDP at once. A server that breaks the
+    protocol is no reason to try FFmpeg (it would get the same bytes, for its whole timeout):
+    that fails with this client's own error.
 
     Without a fallback (``backend="rtsp"``) a SourceUnsupported is raised as it is; the
     supervisor does not reconnect after one (another attempt would meet the same stream).
@@ -76,6 +78,10 @@ class RTSPSource(Source):
                 client.close()
                 raise self._unsupported(str(exc)) from None
             log.info("%s; opening it with FFmpeg instead", exc)
+            if client.tcp_refused and isinstance(self._fallback, OpenCVSource):
+                # known to refuse TCP: FFmpeg asks for UDP at once (asking for TCP first, it
+                # takes only a 461 for an answer, not a 400 or a UDP reply)
+                self._fallback = OpenCVSource(over_udp(self._fallback.media))
             self._take_over(client, str(exc))
             return
         except BaseException:

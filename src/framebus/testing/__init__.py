@@ -14,6 +14,7 @@ import select
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -53,7 +54,11 @@ class RTSPServer:
     With ``user``/``password`` it asks for ``auth`` (Basic or Digest) authentication;
     ``codec="h265"`` or ``"jpeg"`` serves H.265 (x265) or RTP/JPEG instead of H.264.
     ``address`` and ``netns`` serve from another address, in a network namespace
-    (``ip netns``) of the caller's.
+    (``ip netns``) of the caller's. ``protocols="udp"`` (or ``"tcp"``) limits the RTP
+    transports it accepts (``"all"``: UDP, UDP multicast and TCP); a server limited to UDP
+    answers a TCP ``SETUP`` with ``tcp_refusal``: 461 Unsupported Transport (GStreamer's own
+    answer) or 400 Bad Request (as some cameras do). :meth:`transports` tells which transport
+    each accepted ``SETUP`` chose.
     """
 
     def __init__(
@@ -70,13 +75,17 @@ class RTSPServer:
         codec: Literal["h264", "h265", "jpeg"] = "h264",
         address: str = "127.0.0.1",
         netns: str | None = None,
+        protocols: Literal["all", "udp", "tcp"] = "all",
+        tcp_refusal: Literal[461, 400] = 461,
     ) -> None:
         self.size, self.fps, self.mounts = size, fps, mounts
         self.user, self.password, self.hang_after = user, password, hang_after
         self.auth, self.codec = auth, codec
         self.address, self.netns = address, netns
+        self.protocols, self.tcp_refusal = protocols, tcp_refusal
         self.port = port or _free_port()
         self.proc: subprocess.Popen[str] | None = None
+        self._logdir: tempfile.TemporaryDirectory[str] | None = None
 
     def url(self, mount: str | None = None, *, credentials: bool = True) -> str:
         auth = f"{self.user}:{self.password}@" if self.user and credentials else ""
@@ -93,7 +102,8 @@ class RTSPServer:
             cmd += ["--mount", m]
         if self.user:
             cmd += ["--user", self.user, "--password", self.password or "", "--auth", self.auth]
-        cmd += ["--codec", self.codec]
+        cmd += ["--codec", self.codec, "--protocols", self.protocols]
+        cmd += ["--tcp-refusal", str(self.tcp_refusal), "--log", str(self._log_path())]
         if self.hang_after is not None:
             cmd += ["--hang-after", str(self.hang_after)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -106,6 +116,19 @@ class RTSPServer:
         if not line.startswith("READY"):
             self.stop()
             raise RuntimeError(f"RTSP server did not start: {line!r}")
+
+    def _log_path(self) -> Path:
+        if self._logdir is None:  # (removed when this object is collected, or at exit)
+            self._logdir = tempfile.TemporaryDirectory(prefix="framebus-rtsp-")
+        return Path(self._logdir.name) / "setups"
+
+    def transports(self) -> list[str]:
+        """The RTP transport of each ``SETUP`` the server accepted so far, in order, since it
+        was made (across restarts): ``"tcp"``, ``"udp"`` or ``"udp-mcast"``."""
+        try:
+            return self._log_path().read_text().split()
+        except FileNotFoundError:
+            return []
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and reap it."""

@@ -9,8 +9,15 @@ of a frame (``framebus.testing.barcode.read_timestamp``).
 
 usage: gst_rtsp_server.py --port P [--address A] [--mount /cam] [--size 1280x720] [--fps 25]
                           [--user U --password P [--auth basic|digest]] [--hang-after N]
-                          [--codec h264|h265|jpeg]
+                          [--codec h264|h265|jpeg] [--protocols all|udp|tcp]
+                          [--tcp-refusal 461|400] [--log FILE]
 Prints "READY <port>" on stdout once it listens on --address (default 127.0.0.1).
+
+--protocols limits the RTP transports it accepts (GStreamer's default, all, is UDP, UDP multicast
+and TCP); a TCP SETUP to a server limited to UDP is answered 461 Unsupported Transport, or with
+--tcp-refusal 400 Bad Request (as some cameras do), and serves each client a pipeline of its own.
+RTP over UDP is sent from ports on --address.
+--log appends the transport of each SETUP it accepts (tcp, udp, udp-mcast) to FILE, a line each.
 """
 
 import argparse
@@ -84,6 +91,9 @@ def main():
     ap.add_argument("--auth", choices=("basic", "digest"), default="basic")
     ap.add_argument("--hang-after", type=int)
     ap.add_argument("--codec", choices=("h264", "h265", "jpeg"), default="h264")
+    ap.add_argument("--protocols", choices=("all", "udp", "tcp"), default="all")
+    ap.add_argument("--tcp-refusal", type=int, choices=(461, 400), default=461)
+    ap.add_argument("--log")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     mounts = args.mount or ["/cam"]
@@ -116,10 +126,26 @@ def main():
 
         appsrc.connect("need-data", need_data)
 
+    protocols = {
+        "all": GstRtsp.RTSPLowerTrans.UDP
+        | GstRtsp.RTSPLowerTrans.UDP_MCAST
+        | GstRtsp.RTSPLowerTrans.TCP,
+        "udp": GstRtsp.RTSPLowerTrans.UDP,
+        "tcp": GstRtsp.RTSPLowerTrans.TCP,
+    }[args.protocols]
+    # RTP over UDP from ports on --address (by default GStreamer binds them on every address)
+    udp_ports = GstRtspServer.RTSPAddressPool()
+    first = (args.port if args.port + 128 <= 65535 else args.port - 128) & ~1
+    udp_ports.add_range(args.address, args.address, first, first + 127, 0)
+
     for mount in mounts:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch)
-        factory.set_shared(args.hang_after is None)  # a hung camera hangs per connection
+        factory.set_protocols(protocols)
+        factory.set_address_pool(udp_ports)
+        # a hung camera hangs per connection; a shared media is unusable for a moment after a
+        # client that was refused TCP leaves (the next DESCRIBE gets a 503): not like a camera
+        factory.set_shared(args.hang_after is None and args.protocols != "udp")
         factory.connect("media-configure", on_configure)
         if args.user:
             factory.add_role_from_structure(
@@ -141,6 +167,29 @@ def main():
             auth.add_basic(basic, token)
         server.set_auth(auth)
 
+    def on_pre_setup(_client, ctx):
+        _, transport = ctx.request.get_header(GstRtsp.RTSPHeaderField.TRANSPORT, 0)
+        if args.protocols == "udp" and "TCP" in (transport or "").upper():
+            return GstRtsp.RTSPStatusCode.BAD_REQUEST
+        return GstRtsp.RTSPStatusCode.OK
+
+    def on_setup(_client, ctx):
+        lower = ctx.trans.get_transport().lower_transport
+        name = {
+            GstRtsp.RTSPLowerTrans.TCP: "tcp",
+            GstRtsp.RTSPLowerTrans.UDP: "udp",
+            GstRtsp.RTSPLowerTrans.UDP_MCAST: "udp-mcast",
+        }.get(lower, str(lower))
+        with open(args.log, "a") as f:
+            f.write(name + "\n")
+
+    def on_client(_server, client):
+        if args.tcp_refusal == 400:
+            client.connect("pre-setup-request", on_pre_setup)
+        if args.log:
+            client.connect("setup-request", on_setup)
+
+    server.connect("client-connected", on_client)
     if server.attach(None) == 0:
         print(f"cannot listen on {args.address}:{args.port}", file=sys.stderr, flush=True)
         sys.exit(2)

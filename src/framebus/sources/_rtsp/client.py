@@ -95,6 +95,7 @@ class RTSPClient:
         self._play_url = ""
         self._last_sent = 0.0  # when the last request went out (keep-alives pace re-auth)
         self._refusals = 0  # 401s while playing since the last success
+        self.tcp_refused = False  # the SETUP failed because the server will not do RTP over TCP
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -171,6 +172,7 @@ class RTSPClient:
                 self._keepalive_every = max(1.0, timeout / 2)
         transport = setup.header("transport").lower()
         if transport and "interleaved=" not in transport:
+            self.tcp_refused = True  # (it answered with a UDP transport)
             raise SourceUnsupported(f"{self.label}: the server refused RTP over TCP")
         if "interleaved=" in transport:
             value = transport.split("interleaved=")[1].split(";")[0].split(",")[0]
@@ -268,6 +270,9 @@ class RTSPClient:
             return SourceAuthError(f"{self.label}: access forbidden ({said})")
         if resp.status == 404:
             return SourceNotFound(f"{self.label}: the server has no stream at this path")
+        if method == "SETUP" and resp.status in (400, 461):  # our one SETUP asks for TCP
+            self.tcp_refused = True  # (UDP-only servers answer 461 Unsupported Transport or 400)
+            return SourceUnsupported(f"{self.label}: the server refused RTP over TCP with {said}")
         if resp.status in _UNSUPPORTED:
             return SourceUnsupported(f"{self.label}: the server answered {method} with {said}")
         return SourceOpenError(f"{self.label}: the server answered {method} with {said}")
