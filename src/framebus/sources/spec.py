@@ -82,7 +82,8 @@ class Media:
       than through FFmpeg's RTSP demuxer; H.264/H.265 over TCP. ``"auto"`` falls back to
       OpenCV for other codecs or servers that refuse TCP).
     * ``ffmpeg_options``: FFmpeg options, over framebus's low-latency defaults for live URLs
-      (``rtsp_transport=tcp``, ``fflags=nobuffer``, ``flags=low_delay``).
+      (``rtsp_transport=tcp+udp`` with ``rtsp_flags=prefer_tcp``: TCP, or UDP when the server
+      refuses TCP; ``fflags=nobuffer``, ``flags=low_delay``).
     * ``cv2_params``: extra OpenCV open parameters, ``(cv2.CAP_PROP_..., value, ...)``.
     * ``decoder_threads``: None means 1 for live sources (lowest latency: FFmpeg's frame
       threading delays each frame by one interval per extra thread) and FFmpeg's choice for files;
