@@ -222,7 +222,8 @@ def app(
         root = request.scope.get("root_path", "")
         return HTMLResponse(page.replace("{{base}}", f"{root}/"))
 
-    async def mjpeg(request: Request) -> Response:
+    def watch(request: Request) -> _Viewer | Response:
+        """A viewer of the stream the request names, or the error response saying why not."""
         name = request.path_params["name"]
         try:
             variant = _variant(request)
@@ -231,28 +232,24 @@ def app(
         if find(name) is None:
             return _error(404, f"no stream named {name!r}")
         try:
-            viewer = _Viewer(hub, name, variant)
+            return _Viewer(hub, name, variant)
         except TooManyVariants as exc:
             return _error(503, str(exc))
         except framebus.FramebusError as exc:  # gone since it was listed
             return _error(404, str(exc))
-        return _MjpegResponse(hub, name, viewer)
+
+    async def mjpeg(request: Request) -> Response:
+        viewer = watch(request)
+        if isinstance(viewer, Response):
+            return viewer
+        return _MjpegResponse(hub, request.path_params["name"], viewer)
 
     async def snapshot(request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            variant = _variant(request)
-        except _Query as exc:
-            return _error(400, str(exc))
-        if find(name) is None:
-            return _error(404, f"no stream named {name!r}")
         asked = time.time()
-        try:
-            viewer = _Viewer(hub, name, variant)
-        except TooManyVariants as exc:
-            return _error(503, str(exc))
-        except framebus.FramebusError as exc:
-            return _error(404, str(exc))
+        viewer = watch(request)
+        if isinstance(viewer, Response):
+            return viewer
         try:
             deadline = time.monotonic() + SNAPSHOT_TIMEOUT
             while (left := deadline - time.monotonic()) > 0:
