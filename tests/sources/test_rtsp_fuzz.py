@@ -39,9 +39,12 @@ from framebus.sources._rtsp import (
     RtpPacket,
     ServerRequest,
     VideoMedia,
+    interleaved_channel,
     parse_rtp,
     parse_sdp,
+    parse_session,
 )
+from framebus.sources._rtsp.protocol import MAX_SESSION_ID
 
 _FUZZ_SECONDS = float(os.environ.get("FRAMEBUS_FUZZ_SECONDS") or 0)
 
@@ -334,3 +337,38 @@ def test_h264_depacketizer_takes_any_packets_in_bounded_memory(packets: list[Rtp
 @fuzz(100, packets=_packets(h265=True))
 def test_h265_depacketizer_takes_any_packets_in_bounded_memory(packets: list[RtpPacket]) -> None:
     _check_depacketizer(True, packets)
+
+
+# --- Session and Transport headers of a SETUP reply --------------------------------------------
+
+_header_piece = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["timeout=", "Timeout = ", "interleaved=", "INTERLEAVED=", ";", ",", "-", "=", " ",
+         "RTP/AVP/TCP", "unicast", "²", "٣", "9" * 400, "60", "0-1", "255", "256", "\x00"]
+    ),
+)  # fmt: skip
+_header = st.lists(_header_piece, max_size=16).map("".join)
+
+
+@fuzz(300, value=_header)
+def test_session_header_of_any_text(value: str) -> None:
+    try:
+        ident, timeout = parse_session(value)
+    except ValueError:
+        return
+    assert len(ident) <= MAX_SESSION_ID and ident.isascii() and ident.isprintable()
+    assert ";" not in ident and "\r" not in ident and "\n" not in ident
+    assert timeout is None or 1 <= timeout <= 86400
+
+
+@fuzz(300, value=_header)
+def test_transport_header_of_any_text(value: str) -> None:
+    try:
+        channel = interleaved_channel(value)
+    except ValueError:
+        assert "interleaved=" in value.lower()
+        return
+    assert channel is None or 0 <= channel <= 255
+    if "interleaved=" not in value.lower():
+        assert channel is None

@@ -691,3 +691,26 @@ def test_capture_fails_on_a_server_whose_frame_never_ends() -> None:
     assert f"the server sends frames over {MAX_ACCESS_UNIT} bytes" in str(error)
     # it took MAX_OVERSIZED times MAX_ACCESS_UNIT bytes: a hundred times what it may hold
     assert cam.sent >= RTSPSource.MAX_OVERSIZED * MAX_ACCESS_UNIT
+
+
+def test_session_header_is_bounded_and_its_timeout_checked() -> None:
+    from framebus.sources._rtsp import parse_session
+
+    assert parse_session("abc123;timeout=60") == ("abc123", 60)
+    assert parse_session(" abc ; Timeout = 90 ") == ("abc", 90)
+    assert parse_session("abc;timeout=99999999") == ("abc", None)  # ignored: keep-alive 30 s
+    assert parse_session("abc;timeout=²") == ("abc", None)
+    with pytest.raises(ValueError, match="session id"):
+        parse_session("x" * 300)  # echoed in every request: not megabytes
+    with pytest.raises(ValueError, match="session id"):
+        parse_session("a\x00b")
+
+
+def test_transport_header_names_the_channel_or_udp() -> None:
+    from framebus.sources._rtsp import interleaved_channel
+
+    assert interleaved_channel("RTP/AVP/TCP;unicast;interleaved=4-5") == 4
+    assert interleaved_channel("RTP/AVP;unicast;client_port=5000-5001") is None
+    for bad in ("RTP/AVP/TCP;interleaved=256-257", "RTP/AVP/TCP;interleaved=²", "interleaved="):
+        with pytest.raises(ValueError, match="interleaved channel"):
+            interleaved_channel(bad)

@@ -20,7 +20,9 @@ from .protocol import (
     authorization,
     control_url,
     format_request,
+    interleaved_channel,
     parse_sdp,
+    parse_session,
     small_number,
     split_credentials,
 )
@@ -40,8 +42,10 @@ __all__ = [
     "authorization",
     "control_url",
     "format_request",
+    "interleaved_channel",
     "parse_rtp",
     "parse_sdp",
+    "parse_session",
     "small_number",
     "split_credentials",
 ]

@@ -40,7 +40,9 @@ from .protocol import (
     authorization,
     control_url,
     format_request,
+    interleaved_channel,
     parse_sdp,
+    parse_session,
     small_number,
     split_credentials,
 )
@@ -163,24 +165,18 @@ class RTSPClient:
             {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"},
         )
         assert setup is not None
-        session = setup.header("session")
-        self._session = session.split(";")[0].strip()
-        for param in session.split(";")[1:]:
-            key, _, value = param.strip().partition("=")
-            timeout = small_number(value, 1, 86400) if key.strip().lower() == "timeout" else None
-            if timeout is not None:  # (a value out of 1 s..1 day is ignored: keep-alive 30 s)
-                self._keepalive_every = max(1.0, timeout / 2)
-        transport = setup.header("transport").lower()
-        if transport and "interleaved=" not in transport:
+        transport = setup.header("transport")
+        try:
+            self._session, timeout = parse_session(setup.header("session"))
+            channel = interleaved_channel(transport)
+        except ValueError as exc:
+            raise SourceOpenError(f"{self.label}: the server sent a {exc}") from None
+        if timeout is not None:  # (a value out of 1 s..1 day is ignored: keep-alive 30 s)
+            self._keepalive_every = max(1.0, timeout / 2)
+        if transport and channel is None:
             self.tcp_refused = True  # (it answered with a UDP transport)
             raise SourceUnsupported(f"{self.label}: the server refused RTP over TCP")
-        if "interleaved=" in transport:
-            value = transport.split("interleaved=")[1].split(";")[0].split(",")[0]
-            channel = small_number(value.split("-")[0], 0, 255)
-            if channel is None:
-                raise SourceOpenError(
-                    f"{self.label}: the server sent a bad interleaved channel: {value[:20]!r}"
-                )
+        if channel is not None:
             self._rtp_channel = channel
         self._play_url = control_url(base, media.session_control) if media.session_control else base
         self._request("PLAY", self._play_url, {"Range": "npt=0.000-"})

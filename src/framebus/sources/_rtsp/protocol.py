@@ -28,7 +28,9 @@ __all__ = [
     "authorization",
     "control_url",
     "format_request",
+    "interleaved_channel",
     "parse_sdp",
+    "parse_session",
     "small_number",
     "split_credentials",
 ]
@@ -48,6 +50,40 @@ def small_number(text: str, low: int, high: int) -> int | None:
         return None
     n = int(text)
     return n if low <= n <= high else None
+
+
+MAX_SESSION_ID = 256  # echoed in every request we send: a server may not make it megabytes
+
+
+def parse_session(value: str) -> tuple[str, int | None]:
+    """The id and timeout of a ``Session:`` header (RFC 2326, 12.37): the timeout in seconds
+    when it is given and within 1 s..1 day, else None. ValueError for an id that is empty but
+    followed by parameters, over :data:`MAX_SESSION_ID` characters, or not printable ASCII."""
+    ident, _, params = value.partition(";")
+    ident = ident.strip()
+    if len(ident) > MAX_SESSION_ID or not (ident.isascii() and ident.isprintable()):
+        raise ValueError(f"bad session id {ident[:20]!r}")
+    if not ident and params:
+        raise ValueError("session parameters without a session id")
+    timeout = None
+    for param in params.split(";"):
+        key, _, number = param.strip().partition("=")
+        if key.strip().lower() == "timeout":
+            timeout = small_number(number, 1, 86400)
+    return ident, timeout
+
+
+def interleaved_channel(transport: str) -> int | None:
+    """The RTP channel of a ``Transport:`` reply with ``interleaved=a-b`` (0..255); None when it
+    names no interleaving (the server chose UDP). ValueError for a bad channel."""
+    lowered = transport.lower()
+    if "interleaved=" not in lowered:
+        return None
+    value = lowered.split("interleaved=", 1)[1].split(";")[0].split(",")[0]
+    channel = small_number(value.split("-")[0], 0, 255)
+    if channel is None:
+        raise ValueError(f"bad interleaved channel {value[:20]!r}")
+    return channel
 
 
 # --- messages ------------------------------------------------------------------------------------
