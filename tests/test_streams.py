@@ -194,6 +194,7 @@ def test_waiting_reader_uses_no_cpu(stream_name: str) -> None:
             return np.zeros((8, 8), np.uint8)
 
     with framebus.publish(stream_name, Paused()), framebus.attach(stream_name) as reader:
+        reader.read_frame(timeout=5)  # the first frame: the stream went live with it
         with pytest.raises(framebus.ReadTimeout):
             reader.read_frame(timeout=0.01)
         reader.read_frame(timeout=5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 import framebus
@@ -59,3 +60,17 @@ def test_segment_create_refuses_what_memory_cannot_hold(
     assert not os.path.exists(f"/dev/shm/{name}")  # checked before anything was allocated
     plat.Segment.create(name, 1 * MiB).close()  # 1 MiB + 64 MiB reserve: fits
     assert plat.unlink_segment(name)
+
+
+def test_publish_raises_when_the_ring_does_not_fit_in_memory(
+    monkeypatch: pytest.MonkeyPatch, stream_name: str
+) -> None:
+    class FullHD(framebus.Source):  # a thread of this process: it sees the monkeypatch
+        def read(self) -> np.ndarray | None:
+            return np.zeros((1080, 1920, 3), np.uint8)
+
+    # the control segment fits (a few KiB over the reserve), 4 slots of 6 MiB do not
+    monkeypatch.setattr(plat, "memory_info", lambda: (80 * MiB, 1 * GiB))
+    with pytest.raises(framebus.SharedMemoryFull, match="MemAvailable"):
+        framebus.publish(stream_name, FullHD())
+    assert stream_name not in [s.name for s in framebus.list_streams()]

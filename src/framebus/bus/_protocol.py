@@ -75,6 +75,7 @@ class RingWriter:
         self._seq_offsets = [ctl.layout.slot(i, Slot.FRAME_SEQ) for i in range(self.n)]
         self._pins = ctl.readers[:, Rdr.PIN // 8]
         self._next_reap = 0.0
+        ctl.allocating = 0  # whatever a previous writer was doing when it died
         self._forget_unpublished_frames()
         if self.gen:  # a restarted writer continues the current generation
             try:
@@ -177,9 +178,7 @@ class RingWriter:
         view = self._views.get(key)  # the hot path: same size as the last frames
         if view is not None:
             return view
-        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        if self.data is None or nbytes > self.capacity:
-            self._new_generation(nbytes)
+        self.reserve(math.prod(shape) * np.dtype(dtype).itemsize)
         assert self.data is not None
         view = np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
         if len(self._views) > 4 * self.n:
@@ -187,15 +186,27 @@ class RingWriter:
         self._views[key] = view
         return view
 
+    def reserve(self, nbytes: int) -> None:
+        """Make the slots hold frames of ``nbytes`` bytes: a new generation if they do not.
+        Raises SharedMemoryFull if there is no room for it."""
+        if self.data is None or nbytes > self.capacity:
+            self._new_generation(nbytes)
+
     def _new_generation(self, nbytes: int) -> None:
         capacity = slot_bytes(nbytes)
         gen = self.gen + 1
         name = data_name(self.ctl.name, self.instance, gen)
+        # said in the header while it lasts: if the kernel kills this process for want of
+        # memory meanwhile, the supervisor knows why (Control.capture_died)
+        self.ctl.allocating = capacity * self.n
         try:
-            seg = plat.Segment.create(name, capacity * self.n)
-        except FileExistsError:  # left by a writer killed before it published the generation
-            plat.unlink_segment(name)
-            seg = plat.Segment.create(name, capacity * self.n)
+            try:
+                seg = plat.Segment.create(name, capacity * self.n)
+            except FileExistsError:  # left by a writer killed before it published the generation
+                plat.unlink_segment(name)
+                seg = plat.Segment.create(name, capacity * self.n)
+        finally:
+            self.ctl.allocating = 0
         if self.data is not None:
             self.retired[self.gen] = self.data
         self._views.clear()

@@ -74,7 +74,10 @@ class Supervisor:
     A thread looks at the capture four times a second (no per-frame cost) and restarts it,
     with :class:`Backoff`, when it dies, when its source fails, or after no progress for
     ``stall_timeout`` (a hung capture process is killed). Without a ``reconnect`` policy, or
-    once its attempts are exhausted, the stream fails. Every state change is logged once.
+    once its attempts are exhausted, the stream fails. So does it at once when shared memory
+    ran out (SharedMemoryFull, which a restart cannot fix), including a capture that died on
+    its own while the header said it was allocating (the OOM killer's SIGKILL, a SIGBUS: see
+    ``Control.capture_died``). Every state change is logged once.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Supervisor:
             if ctl.state is not State.CONNECTING:
                 return
             if not host.running():
+                ctl.capture_died()
                 raise ctl.error_kind(
                     ctl.error_message or "the capture stopped before the source opened"
                 )
@@ -198,6 +202,7 @@ class Supervisor:
         """What is wrong with the capture right now, if anything."""
         ctl = self.ctl
         if not running:
+            ctl.capture_died()  # killed while allocating shared memory: SharedMemoryFull
             return ctl.error_message or "the capture process exited"
         if state is State.LIVE and self.reconnect is not None:
             idle = ctl.idle_seconds()
