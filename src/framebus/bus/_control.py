@@ -75,9 +75,12 @@ class Control:
                 f"stream {name!r}: its control segment is truncated ({seg.size} bytes)"
             )
         # the creator writes MAGIC last: wait for it only if the file is young enough to be
-        # in creation (an old file without it is garbage, not worth a wait)
+        # in creation (an old file without it is garbage, not worth a wait), and never longer
+        # than that (a modification time in the future is anyone's to set)
+        give_up = time.monotonic() + _CREATION_WAIT
         while w.load(Hdr.MAGIC) != MAGIC:
-            if time.time() - seg.mtime > _CREATION_WAIT:
+            now = time.monotonic()
+            if time.time() - seg.mtime > _CREATION_WAIT or now > give_up:
                 raise IncompatibleStream(f"stream {name!r}: shared memory is not a framebus stream")
             time.sleep(0.01)
         version = w.load(Hdr.VERSION)
@@ -107,6 +110,8 @@ class Control:
             raise StreamNotFound(f"no stream named {name!r} (see `framebus ls`)") from None
         except plat.SegmentRefused as exc:
             raise IncompatibleStream(f"stream {name!r}: {exc}") from None
+        except OSError as exc:  # e.g. a file this user may not open
+            raise IncompatibleStream(f"stream {name!r}: cannot open it: {exc.strerror}") from None
         return cls(name, seg)
 
     def close(self) -> None:

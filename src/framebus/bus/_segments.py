@@ -68,7 +68,7 @@ def dead_stream(name: str) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
         return False  # a symlink or another user's file: not ours to remove
-    old = time.time() - st.st_mtime > _CREATION_GRACE
+    old = not 0 <= time.time() - st.st_mtime <= _CREATION_GRACE  # a future mtime is not young
     if st.st_size < MIN_CONTROL_SIZE:  # empty or truncated: a publisher killed while creating
         return old
     try:
