@@ -157,6 +157,24 @@ def test_live_again_only_with_a_frame_and_without_the_old_error(
     assert live - failed >= 0.9, messages  # not when it reopened: when a frame came
 
 
+def test_a_stalled_thread_source_that_resumes_shows_no_stale_error(stream_name: str) -> None:
+    class Pausing(framebus.Source):  # one pause of 1.5 s, at frame 10
+        def __init__(self) -> None:
+            self.n = 0
+
+        def read(self) -> np.ndarray | None:
+            self.n += 1
+            time.sleep(1.5 if self.n == 10 else 0.01)
+            return np.zeros((24, 32), np.uint8)
+
+    policy = framebus.Reconnect(stall_timeout=0.5)
+    with framebus.publish(stream_name, Pausing(), reconnect=policy) as pub:
+        assert wait_until(lambda: pub.stats().state == "stalled")
+        assert "no frame for" in pub.stats().error
+        assert wait_until(lambda: pub.stats().state == "live" and pub.stats().captured > 12)
+        assert pub.stats().error == "" and pub.stats().reconnects == 0
+
+
 def test_capture_killed_while_allocating_fails_with_shared_memory_full(stream_name: str) -> None:
     policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
     pattern = framebus.TestPattern(64, 48, fps=50)

@@ -210,8 +210,9 @@ class Supervisor:
                 ctl.record_error(None, f"no frame for {idle:.1f} s")
                 ctl.set_state(State.STALLED)
                 return f"stalled: no frame for {idle:.1f} s"
-        if state is State.STALLED and not host.killable and ctl.idle_seconds() < self._steady:
-            ctl.set_state(State.LIVE)
+        stall_over = state is State.STALLED and ctl.idle_seconds() < self._steady
+        if stall_over and not host.killable and ctl.set_state(State.LIVE):
+            ctl.record_error(None, "")  # the stall is over: so is its error
         connecting = time.monotonic() - (self._connecting_since or time.monotonic())
         if state is State.CONNECTING and connecting > self._open_timeout + 5:
             ctl.record_error(None, "the source did not open in time")
