@@ -130,6 +130,26 @@ def test_next_publish_takes_over_a_dead_name(stream_name: str, procs: Procs) -> 
         assert again.stats().state == "live"
 
 
+def test_readers_get_publisher_lost_when_the_capture_cleans_up_for_a_killed_publisher(
+    stream_name: str, procs: Procs
+) -> None:
+    pub, capture_pid = _start_publisher(procs, stream_name)
+    reader = framebus.attach(stream_name, timeout=30)
+    try:
+        assert reader.read()[0]
+        pub.send_signal(signal.SIGKILL)  # only the publisher: its capture removes the stream
+        pub.wait()
+        t0 = time.monotonic()
+        while reader.read()[0]:
+            pass
+        assert isinstance(reader.last_error, framebus.PublisherLost), reader.last_error
+        assert "publisher" in str(reader.last_error) and time.monotonic() - t0 < 5
+    finally:
+        reader.release()
+    assert wait_until(lambda: not os.path.exists(f"/proc/{capture_pid}"))
+    assert not any(s.startswith(f"framebus.{stream_name}") for s in framebus_segments())
+
+
 def test_capture_process_cleans_up_after_killed_publisher(stream_name: str, procs: Procs) -> None:
     pub, capture_pid = _start_publisher(procs, stream_name)
     pub.send_signal(signal.SIGKILL)  # only the publisher: its capture process survives it
@@ -194,6 +214,7 @@ def test_waiting_reader_uses_no_cpu(stream_name: str) -> None:
             return np.zeros((8, 8), np.uint8)
 
     with framebus.publish(stream_name, Paused()), framebus.attach(stream_name) as reader:
+        reader.read_frame(timeout=5)  # the first frame: the stream went live with it
         with pytest.raises(framebus.ReadTimeout):
             reader.read_frame(timeout=0.01)
         reader.read_frame(timeout=5)
@@ -225,6 +246,7 @@ def test_reader_sees_stream_end_when_publisher_closes(stream_name: str) -> None:
         frames = sum(1 for _ in reader)  # iteration ends cleanly
         assert frames <= 4
         assert reader.read() == (False, None)
+        assert isinstance(reader.last_error, framebus.StreamEnded)  # not PublisherLost
     finally:
         reader.release()
         pub.close()

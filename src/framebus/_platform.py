@@ -7,7 +7,8 @@
 * shared-memory segments as files in ``/dev/shm`` (what ``shm_open`` does on Linux), opened
   with ``os.open`` rather than ``multiprocessing.shared_memory`` so that no resource tracker can
   unlink a stream when a reader exits (CPython issue 82300), created ``0600`` and fully
-  allocated up front so a full ``/dev/shm`` fails at creation, not later with SIGBUS;
+  allocated up front so a full ``/dev/shm`` fails at creation, not later with SIGBUS; a segment
+  must fit both in ``/dev/shm`` and in the available memory (tmpfs pages are RAM);
 * process identity (pid + start time) to tell a live publisher or reader from a dead one.
 
 Linux is the supported platform; every OS-specific detail lives in this module.
@@ -36,11 +37,13 @@ __all__ = [
     "futex_wake",
     "list_segments",
     "is_process",
+    "memory_info",
     "process_alive",
     "process_command",
     "process_start_time",
     "process_uid",
     "shm_free_bytes",
+    "space_shortage",
     "unlink_if_same",
     "unlink_segment",
 ]
@@ -191,13 +194,79 @@ def shm_free_bytes() -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _space_error(name: str, size: int) -> SharedMemoryFull:
+def memory_info() -> tuple[int, int] | None:
+    """(MemAvailable, MemTotal) in bytes from ``/proc/meminfo``; None if it cannot be read."""
+    found: dict[bytes, int] = {}
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                key, _, rest = line.partition(b":")
+                if key in (b"MemAvailable", b"MemTotal"):
+                    found[key] = int(rest.split()[0]) * 1024  # "kB" is KiB
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(found) != 2:
+        return None
+    return found[b"MemAvailable"], found[b"MemTotal"]
+
+
+_MIB = 2**20
+MEMORY_RESERVE_MIN = 64 * _MIB  # memory a new segment always leaves to the rest of the machine
+
+
+def memory_reserve(total: int) -> int:
+    """Memory a new segment must leave available: 1/20 of the RAM, at least 64 MiB."""
+    return max(MEMORY_RESERVE_MIN, total // 20)
+
+
+def space_shortage(size: int, shm_free: int, memory: tuple[int, int] | None) -> str | None:
+    """Why ``size`` more bytes of shared memory would not fit, or None if they do.
+
+    ``shm_free`` is what ``/dev/shm`` has left, ``memory`` (MemAvailable, MemTotal) as from
+    :func:`memory_info` (None: unknown, not checked). A tmpfs holds its pages in RAM (there is
+    no disk behind it) and its size is only a cap, often as large as the RAM itself: a segment
+    that fits in ``/dev/shm`` but not in the available memory makes the kernel swap or start
+    killing processes (the OOM killer), so both must have room, and the memory a margin more.
+    Swap is not counted: a ring that lives in swap is no use to anyone.
+    """
+    shm_short = size > shm_free
+    have = f"{SHM_DIR} has {shm_free / _MIB:.1f} MiB free"
+    mem_short = False
+    if memory is not None:
+        available, total = memory
+        reserve = memory_reserve(total)
+        mem_short = size + reserve > available
+        have += f", MemAvailable {available / _MIB:.1f} MiB"
+    need = f"needs {size / _MIB:.1f} MiB; {have}"
+    if mem_short:  # (the message must fit in a stream header's 255 bytes)
+        return (
+            f"{need} ({reserve / _MIB:.0f} MiB of it kept free): shared memory is RAM, more "
+            "would make the kernel kill processes; use fewer slots or smaller frames"
+        )
+    if shm_short:
+        return (
+            f"{need}; free space in {SHM_DIR}, use fewer slots or smaller frames, or raise "
+            "Docker's --shm-size (e.g. --shm-size=1g)"
+        )
+    return None
+
+
+def _check_space(size: int) -> None:
+    """Raise :class:`SharedMemoryFull` unless a segment of ``size`` bytes fits."""
+    why = space_shortage(size, shm_free_bytes(), memory_info())
+    if why is not None:
+        raise SharedMemoryFull(f"not enough shared memory: {why}")
+
+
+def _space_error(size: int) -> SharedMemoryFull:
+    """The error for a failed allocation (ENOSPC/ENOMEM): the numbers as they are now."""
     free = shm_free_bytes()
-    return SharedMemoryFull(
-        f"not enough shared memory for {name}: needs {size / 2**20:.1f} MiB, "
-        f"{SHM_DIR} has {free / 2**20:.1f} MiB free; free space there, use fewer slots or "
-        "smaller frames, or in Docker raise --shm-size (e.g. --shm-size=1g)"
+    why = space_shortage(size, free, memory_info()) or (
+        f"needs {size / _MIB:.1f} MiB, and the kernel refused it ({SHM_DIR} has "
+        f"{free / _MIB:.1f} MiB free); use fewer slots or smaller frames, or raise Docker's "
+        "--shm-size"
     )
+    return SharedMemoryFull(f"not enough shared memory: {why}")
 
 
 class Segment:
@@ -226,8 +295,7 @@ class Segment:
     @classmethod
     def create(cls, name: str, size: int) -> Segment:
         """Create ``name`` with ``size`` bytes, all allocated now. Raises FileExistsError."""
-        if size > shm_free_bytes():
-            raise _space_error(name, size)
+        _check_space(size)  # the kernel would allocate it, but from RAM the machine needs
         fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.posix_fallocate(fd, 0, size)
@@ -235,9 +303,15 @@ class Segment:
             os.close(fd)
             unlink_segment(name)
             if exc.errno in (errno.ENOSPC, errno.ENOMEM):
-                raise _space_error(name, size) from None
+                raise _space_error(size) from None
             raise
-        return cls(name, fd, size)
+        try:
+            return cls(name, fd, size)
+        except OSError as exc:  # mapping it (every page, MAP_POPULATE) failed
+            unlink_segment(name)
+            if exc.errno == errno.ENOMEM:
+                raise _space_error(size) from None
+            raise
 
     @classmethod
     def open(cls, name: str, *, max_size: int | None = None, populate: bool = False) -> Segment:

@@ -139,6 +139,7 @@ _CODES: dict[int, type[FramebusError]] = {
     5: SourceUnreachable,
     6: SourceAuthError,
     7: SourceUnsupported,
+    8: PublisherLost,  # a capture that outlived its publisher ended the stream for it
 }
 
 

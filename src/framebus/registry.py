@@ -24,6 +24,8 @@ def list_streams() -> list[StreamStats]:
             continue
         try:
             out.append(read_stats(ctl))
+        except FramebusError as exc:  # its header changed into garbage since it was opened
+            out.append(unreadable_stats(name, str(exc)))
         finally:
             ctl.close()
     return out

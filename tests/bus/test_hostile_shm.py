@@ -1,4 +1,5 @@
-"""Forged /dev/shm files: anything in /dev/shm may be written by any local user.
+"""Forged /dev/shm files: anything in /dev/shm may be written by any local user; and a
+/dev/shm too small for the frames.
 
 Each test runs its scenario in a mount namespace with a private tmpfs on /dev/shm (root only, as
 CI runs), so the machine's real streams are never touched and nothing forged can leak out.
@@ -52,13 +53,16 @@ def report(**kw):
 '''
 
 
-def in_private_shm(code: str, *args: str, timeout: float = 60) -> dict[str, object]:
-    """Run ``code`` (after PRELUDE) in a private /dev/shm; return the JSON it printed last."""
+def in_private_shm(
+    code: str, *args: str, timeout: float = 60, shm_size: str = "512m"
+) -> dict[str, object]:
+    """Run ``code`` (after PRELUDE) in a private /dev/shm of ``shm_size``; return the JSON it
+    printed last."""
     script = PRELUDE + textwrap.dedent(code)
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     )
-    shell = 'mount -t tmpfs -o size=512m framebus-test /dev/shm && exec "$0" "$@"'
+    shell = f'mount -t tmpfs -o size={shm_size} framebus-test /dev/shm && exec "$0" "$@"'
     out = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell,
          sys.executable, "-c", script, *args],
@@ -266,3 +270,101 @@ def test_prune_leaves_other_users_files_alone() -> None:
     assert r["removed"] == []
     assert r["left"] == ["framebus.theirs", "framebus.theirs.0000abcd-1"]
     assert r["listed"] == []
+
+
+# -- a /dev/shm too small for the frames (Docker's is 64 MB) ---------------------------------
+
+
+def test_frames_that_do_not_fit_make_publish_raise_shared_memory_full() -> None:
+    r = in_private_shm(
+        """
+        t0 = time.monotonic()
+        try:  # 4 slots of 1920x1080x3: 24 MiB, in 8
+            framebus.publish("big", framebus.TestPattern(1920, 1080, fps=30))
+            err = None
+        except framebus.SharedMemoryFull as exc:
+            err = str(exc)
+        report(err=err, took=time.monotonic() - t0, left=os.listdir("/dev/shm"))
+        """,
+        shm_size="8m",
+    )
+    err = str(r["err"])
+    assert "not enough shared memory" in err and "--shm-size" in err
+    assert "/dev/shm has 8.0 MiB free" in err and "MemAvailable" in err  # both numbers
+    assert float(r["took"]) < 10  # type: ignore[arg-type]
+    assert r["left"] == []
+
+
+def test_frames_growing_beyond_the_space_fail_the_stream_without_reconnecting() -> None:
+    r = in_private_shm(
+        """
+        import numpy as np
+
+        class Growing(framebus.Source):
+            # 20 small frames, then frames whose 4 slots (17 MiB) do not fit in 8 MiB
+            def __init__(self):
+                self.n = 0
+
+            def read(self):
+                self.n += 1
+                time.sleep(0.01)
+                side = 32 if self.n <= 20 else 1200
+                return np.zeros((side, side, 3), np.uint8)
+
+        policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+        with framebus.publish("grow", Growing(), reconnect=policy) as pub:
+            reader = framebus.attach("grow", timeout=10)
+            frames = 0
+            t0 = time.monotonic()
+            while reader.read()[0]:
+                frames += 1
+            took = time.monotonic() - t0
+            time.sleep(1.0)  # a reconnect loop would show here
+            s = pub.stats()
+            reader.release()
+        report(state=s.state, error=s.error, reconnects=s.reconnects, frames=frames, took=took,
+               raised=type(reader.last_error).__name__)
+        """,
+        shm_size="8m",
+    )
+    assert r["state"] == "failed" and r["reconnects"] == 0, r
+    assert r["raised"] == "SharedMemoryFull", r
+    assert "not enough shared memory" in str(r["error"]), r
+    assert 1 <= int(r["frames"]) <= 20  # type: ignore[call-overload]
+    assert float(r["took"]) < 5  # type: ignore[arg-type]
+
+
+def test_capture_process_whose_frames_grow_beyond_the_space_fails_once(tmp_path: Path) -> None:
+    pytest.importorskip("av")  # PyAV hands out each frame at its size (OpenCV rescales)
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    video = tmp_path / "grows.ts"
+    for size in ("64x48", "1280x720"):  # 10 tiny frames, then 10 whose 4 slots need 11 MiB
+        part = subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25",
+             "-frames:v", "10", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mpegts", "-"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        with open(video, "ab") as f:
+            f.write(part.stdout)
+    r = in_private_shm(
+        """
+        media = framebus.Media(sys.argv[1], backend="av")
+        policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+        with framebus.publish("grows", media, reconnect=policy) as pub:
+            reader = framebus.attach("grows", timeout=10)
+            frames = 0
+            while reader.read()[0]:
+                frames += 1
+            time.sleep(1.0)  # a reconnect loop would show here
+            s = pub.stats()
+            reader.release()
+        report(state=s.state, error=s.error, reconnects=s.reconnects, frames=frames,
+               raised=type(reader.last_error).__name__)
+        """,
+        str(video),
+        shm_size="8m",
+    )
+    assert r["state"] == "failed" and r["reconnects"] == 0, r
+    assert r["raised"] == "SharedMemoryFull" and r["frames"] == 10, r
+    assert "not enough shared memory" in str(r["error"]), r

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -92,7 +96,8 @@ def test_custom_source_thread_is_restarted(stream_name: str) -> None:
     ):
         assert wait_until(lambda: pub.stats().reconnects >= 2)
         assert reader.read()[0]
-        assert "device hiccup" in pub.stats().error
+        # shown between a failure and the next frame (a recovered stream shows no error)
+        assert wait_until(lambda: "device hiccup" in pub.stats().error)
 
 
 def test_no_reconnect_fails_and_readers_learn_why(stream_name: str) -> None:
@@ -105,6 +110,93 @@ def test_no_reconnect_fails_and_readers_learn_why(stream_name: str) -> None:
         assert isinstance(reader.last_error, framebus.SourceError)
         assert "device hiccup" in str(reader.last_error)
         assert pub.stats().state == "failed"
+
+
+class Hiccup(framebus.Source):
+    """A live custom source at 100 fps that fails once, at frame 10; the first read after
+    that failure takes ``pause`` seconds (a camera that is slow to come back)."""
+
+    def __init__(self, pause: float) -> None:
+        self.n = 0
+        self.pause = pause
+        self.failed = False
+        self.slow = False
+
+    def open(self) -> None:
+        self.slow = self.failed
+
+    def read(self) -> np.ndarray | None:
+        if self.slow:
+            self.slow = False
+            time.sleep(self.pause)
+        self.n += 1
+        if self.n == 10:
+            self.failed = True
+            raise OSError("device hiccup")
+        time.sleep(0.01)
+        return np.full((24, 32), self.n % 256, np.uint8)
+
+
+def test_live_again_only_with_a_frame_and_without_the_old_error(
+    stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="framebus")
+    policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+    with framebus.publish(stream_name, Hiccup(pause=1.0), reconnect=policy) as pub:
+        assert wait_until(lambda: pub.stats().reconnects == 1)
+        time.sleep(0.5)  # reopened, but its first frame is still on its way
+        s = pub.stats()
+        assert s.state == "connecting" and "device hiccup" in s.error, s
+        assert wait_until(lambda: pub.stats().state == "live" and pub.stats().captured > 9)
+        [listed] = [s for s in framebus.list_streams() if s.name == stream_name]
+        assert listed.state == "live" and listed.error == ""  # what `ls` shows
+        assert pub.stats().reconnects == 1
+        assert wait_until(lambda: any("live again" in r.getMessage() for r in caplog.records))
+    messages = [(r.created, r.getMessage()) for r in caplog.records]
+    failed = next(t for t, m in messages if "device hiccup; reconnecting" in m)
+    live = next(t for t, m in messages if "live again" in m)
+    assert live - failed >= 0.9, messages  # not when it reopened: when a frame came
+
+
+def test_a_stalled_thread_source_that_resumes_shows_no_stale_error(stream_name: str) -> None:
+    class Pausing(framebus.Source):  # one pause of 1.5 s, at frame 10
+        def __init__(self) -> None:
+            self.n = 0
+
+        def read(self) -> np.ndarray | None:
+            self.n += 1
+            time.sleep(1.5 if self.n == 10 else 0.01)
+            return np.zeros((24, 32), np.uint8)
+
+    policy = framebus.Reconnect(stall_timeout=0.5)
+    with framebus.publish(stream_name, Pausing(), reconnect=policy) as pub:
+        assert wait_until(lambda: pub.stats().state == "stalled")
+        assert "no frame for" in pub.stats().error
+        assert wait_until(lambda: pub.stats().state == "live" and pub.stats().captured > 12)
+        assert pub.stats().error == "" and pub.stats().reconnects == 0
+
+
+def test_capture_killed_while_allocating_fails_with_shared_memory_full(stream_name: str) -> None:
+    policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+    pattern = framebus.TestPattern(64, 48, fps=50)
+    with (
+        framebus.publish(stream_name, pattern, reconnect=policy) as pub,
+        framebus.attach(stream_name, timeout=10) as reader,
+    ):
+        assert reader.read()[0]
+        os.kill(pub.capture_pid, signal.SIGKILL)  # killed at any other moment: reconnect
+        assert wait_until(lambda: pub.stats().reconnects == 1 and pub.stats().state == "live")
+        assert reader.read()[0]
+        # what the kernel's OOM killer does to a capture allocating a new generation
+        pub.ctl.allocating = 512 * 2**20
+        os.kill(pub.capture_pid, signal.SIGKILL)
+        while reader.read()[0]:
+            pass
+        assert isinstance(reader.last_error, framebus.SharedMemoryFull), reader.last_error
+        time.sleep(0.5)  # a reconnect loop would show here
+        s = pub.stats()
+        assert s.state == "failed" and s.reconnects == 1, s
+        assert "while allocating 512.0 MiB" in s.error
 
 
 def test_redact_hides_credentials() -> None:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 import framebus
 from conftest import framebus_segments, wait_until
 
@@ -66,6 +68,34 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         assert needle in lines[0]
     usage = run("serve", "nonsense")
     assert usage.returncode == 2 and "NAME=SOURCE" in usage.stderr
+
+
+def test_a_device_that_is_not_a_video_is_not_called_missing() -> None:
+    out = run("serve", "x=/dev/null")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("framebus: error:"), out.stderr
+    assert "not a regular file" in lines[0] and "no such file" not in lines[0]
+
+
+def test_ls_shows_no_error_once_a_stream_recovered(stream_name: str) -> None:
+    class Once(framebus.Source):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def read(self) -> np.ndarray | None:
+            self.n += 1
+            if self.n == 5:
+                raise OSError("device hiccup")
+            time.sleep(0.01)
+            return np.zeros((24, 32), np.uint8)
+
+    policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
+    with framebus.publish(stream_name, Once(), reconnect=policy) as pub:
+        assert wait_until(lambda: pub.stats().reconnects == 1 and pub.stats().state == "live")
+        ls = run("ls")
+        [row] = [line for line in ls.stdout.splitlines() if line.startswith(stream_name)]
+        assert " live " in row and "hiccup" not in row, row
 
 
 def test_prune_removes_what_a_killed_publisher_left(stream_name: str) -> None:

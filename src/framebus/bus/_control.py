@@ -13,7 +13,14 @@ import time
 import numpy as np
 
 from .. import _platform as plat
-from ..errors import FramebusError, IncompatibleStream, StreamNotFound, error_class, error_code
+from ..errors import (
+    FramebusError,
+    IncompatibleStream,
+    SharedMemoryFull,
+    StreamNotFound,
+    error_class,
+    error_code,
+)
 from ._layout import (
     HEADER_TEXT_BYTES,
     MAGIC,
@@ -68,9 +75,12 @@ class Control:
                 f"stream {name!r}: its control segment is truncated ({seg.size} bytes)"
             )
         # the creator writes MAGIC last: wait for it only if the file is young enough to be
-        # in creation (an old file without it is garbage, not worth a wait)
+        # in creation (an old file without it is garbage, not worth a wait), and never longer
+        # than that (a modification time in the future is anyone's to set)
+        give_up = time.monotonic() + _CREATION_WAIT
         while w.load(Hdr.MAGIC) != MAGIC:
-            if time.time() - seg.mtime > _CREATION_WAIT:
+            now = time.monotonic()
+            if time.time() - seg.mtime > _CREATION_WAIT or now > give_up:
                 raise IncompatibleStream(f"stream {name!r}: shared memory is not a framebus stream")
             time.sleep(0.01)
         version = w.load(Hdr.VERSION)
@@ -100,6 +110,8 @@ class Control:
             raise StreamNotFound(f"no stream named {name!r} (see `framebus ls`)") from None
         except plat.SegmentRefused as exc:
             raise IncompatibleStream(f"stream {name!r}: {exc}") from None
+        except OSError as exc:  # e.g. a file this user may not open
+            raise IncompatibleStream(f"stream {name!r}: cannot open it: {exc.strerror}") from None
         return cls(name, seg)
 
     def close(self) -> None:
@@ -190,6 +202,32 @@ class Control:
                     str(exc) if isinstance(exc, FramebusError) else f"{type(exc).__name__}: {exc}"
                 )
         self.set_text(Hdr.ERROR_MSG, message or "")
+
+    @property
+    def allocating(self) -> int:
+        """Bytes of shared memory the writer is allocating right now (0: none)."""
+        return self.get(Hdr.ALLOCATING)
+
+    @allocating.setter
+    def allocating(self, nbytes: int) -> None:
+        self.words.store_sc(Hdr.ALLOCATING, nbytes)
+
+    def capture_died(self) -> None:
+        """The capture exited on its own (not stopped by us). If it was allocating shared
+        memory then, the kernel killed it for want of memory (the OOM killer's SIGKILL) or the
+        memory failed it (SIGBUS): record :class:`SharedMemoryFull`, which is never retried,
+        instead of whatever error an earlier capture left."""
+        nbytes = self.allocating
+        if not nbytes:
+            return
+        self.allocating = 0
+        self.record_error(
+            SharedMemoryFull(
+                f"not enough shared memory: the capture process died while allocating "
+                f"{nbytes / 2**20:.1f} MiB of it (killed by the kernel for want of memory?); "
+                "use fewer slots or smaller frames, or free memory"
+            )
+        )
 
     @property
     def source_desc(self) -> str:

@@ -112,6 +112,7 @@ class Hdr(enum.IntEnum):
     RECONNECTS = 192
     ERROR_KIND = 200  # errors.error_code() of the last error
     INSTANCE = 208  # random id of this stream instance: names its data segments
+    ALLOCATING = 216  # bytes the writer is allocating for a new data generation (0: none)
     ERROR_MSG = 256  # 256 bytes of UTF-8, NUL padded
     SOURCE_DESC = 512  # 256 bytes of UTF-8 (credentials removed), NUL padded
     SLOTS = 768  # first slot descriptor

@@ -31,7 +31,6 @@ from ..errors import (
     ReadTimeout,
     StreamEnded,
     TooManyReaders,
-    error_class,
 )
 from ._control import Control
 from ._layout import (
@@ -75,6 +74,7 @@ class RingWriter:
         self._seq_offsets = [ctl.layout.slot(i, Slot.FRAME_SEQ) for i in range(self.n)]
         self._pins = ctl.readers[:, Rdr.PIN // 8]
         self._next_reap = 0.0
+        ctl.allocating = 0  # whatever a previous writer was doing when it died
         self._forget_unpublished_frames()
         if self.gen:  # a restarted writer continues the current generation
             try:
@@ -177,9 +177,7 @@ class RingWriter:
         view = self._views.get(key)  # the hot path: same size as the last frames
         if view is not None:
             return view
-        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        if self.data is None or nbytes > self.capacity:
-            self._new_generation(nbytes)
+        self.reserve(math.prod(shape) * np.dtype(dtype).itemsize)
         assert self.data is not None
         view = np.ndarray(shape, dtype, buffer=self.data.mm, offset=slot * self.capacity)
         if len(self._views) > 4 * self.n:
@@ -187,15 +185,27 @@ class RingWriter:
         self._views[key] = view
         return view
 
+    def reserve(self, nbytes: int) -> None:
+        """Make the slots hold frames of ``nbytes`` bytes: a new generation if they do not.
+        Raises SharedMemoryFull if there is no room for it."""
+        if self.data is None or nbytes > self.capacity:
+            self._new_generation(nbytes)
+
     def _new_generation(self, nbytes: int) -> None:
         capacity = slot_bytes(nbytes)
         gen = self.gen + 1
         name = data_name(self.ctl.name, self.instance, gen)
+        # said in the header while it lasts: if the kernel kills this process for want of
+        # memory meanwhile, the supervisor knows why (Control.capture_died)
+        self.ctl.allocating = capacity * self.n
         try:
-            seg = plat.Segment.create(name, capacity * self.n)
-        except FileExistsError:  # left by a writer killed before it published the generation
-            plat.unlink_segment(name)
-            seg = plat.Segment.create(name, capacity * self.n)
+            try:
+                seg = plat.Segment.create(name, capacity * self.n)
+            except FileExistsError:  # left by a writer killed before it published the generation
+                plat.unlink_segment(name)
+                seg = plat.Segment.create(name, capacity * self.n)
+        finally:
+            self.ctl.allocating = 0
         if self.data is not None:
             self.retired[self.gen] = self.data
         self._views.clear()
@@ -321,7 +331,8 @@ class RingReader:
         futex = ctl.seg.address + Hdr.FRAME_FUTEX
         while True:
             token = w.load32(Hdr.FRAME_FUTEX)  # before the check: no lost wake-up
-            seq, slot = unpack_latest(w.load_sc(Hdr.LATEST))
+            latest = w.load_sc(Hdr.LATEST)
+            seq, slot = unpack_latest(latest)
             if slot >= lay.n_slots:  # only a forged or corrupted header says so
                 raise IncompatibleStream(f"stream {ctl.name!r}: latest slot {slot} out of range")
             if seq > self.cursor:
@@ -340,16 +351,23 @@ class RingReader:
                     w.store(pin, NONE)  # its pixels are gone (the stream is being removed)
                 else:
                     w.store(pin, NONE)
+                    if target == seq and w.load_sc(Hdr.LATEST) == latest:
+                        # the newest frame stays in its slot until a newer one is published:
+                        # only a forged or corrupted header says otherwise (retrying would spin)
+                        raise IncompatibleStream(
+                            f"stream {ctl.name!r}: bad header: frame {seq} is not in slot {slot}"
+                        )
                     # overwritten (a late join in every mode): go to the newest frame
                     self._jump = ctl.mode is Mode.EVERY
                     continue
-            state = State(w.load(Hdr.STATE))
+            state = ctl.state  # checked: a header is anyone's bytes
             if state in (State.ENDED, State.CLOSED):
                 raise StreamEnded(f"stream {ctl.name!r} ended")
             if state is State.FAILED:
-                raise error_class(ctl.get(Hdr.ERROR_KIND))(
-                    f"stream {ctl.name!r} failed: {ctl.text(Hdr.ERROR_MSG)}"
-                )
+                kind = ctl.error_kind
+                if kind is PublisherLost:  # its capture outlived it and ended the stream
+                    raise PublisherLost(f"the publisher of stream {ctl.name!r} died")
+                raise kind(f"stream {ctl.name!r} failed: {ctl.error_message}")
             wait = _LIVENESS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
@@ -362,6 +380,8 @@ class RingReader:
     def _meta(self, slot: int, seq: int) -> FrameMeta | None:
         desc = self.ctl.layout.slot(slot, Slot.FRAME_SEQ) // 8
         gen = int(self.ctl.u64[desc + Slot.GEN // 8])
+        if not gen:  # generations start at 1: only a forged or corrupted descriptor says 0
+            raise IncompatibleStream(f"stream {self.ctl.name!r}: slot {slot} names generation 0")
         if gen != self._gen and not self._map(gen):
             return None
         ts = int(self.ctl.u64[desc + Slot.TIMESTAMP_NS // 8])
@@ -373,7 +393,7 @@ class RingReader:
             seg = plat.Segment.open(data_name(self.ctl.name, self.ctl.get(Hdr.INSTANCE), gen))
         except FileNotFoundError:
             return False  # retired or removed already: the frame is gone
-        except plat.SegmentRefused as exc:
+        except OSError as exc:  # refused (not this user's regular file), unreadable...
             raise IncompatibleStream(f"stream {self.ctl.name!r}: {exc}") from None
         if self._data is not None:
             self._data.close()

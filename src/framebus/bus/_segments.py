@@ -13,7 +13,7 @@ import stat
 import time
 
 from .. import _platform as plat
-from ..errors import StreamExists
+from ..errors import PublisherLost, StreamExists
 from ._control import Control, create_control
 from ._layout import (
     CONTROL_PREFIX,
@@ -68,7 +68,7 @@ def dead_stream(name: str) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
         return False  # a symlink or another user's file: not ours to remove
-    old = time.time() - st.st_mtime > _CREATION_GRACE
+    old = not 0 <= time.time() - st.st_mtime <= _CREATION_GRACE  # a future mtime is not young
     if st.st_size < MIN_CONTROL_SIZE:  # empty or truncated: a publisher killed while creating
         return old
     try:
@@ -111,8 +111,15 @@ def remove_stream(name: str, inode: int | None = None, instance: int | None = No
 
 def remove_orphaned(ctl: Control) -> None:
     """A capture whose publisher died removes the stream for it: this instance's segments
-    only, since the name may have been taken over already."""
-    ctl.set_state(State.CLOSED)
+    only, since the name may have been taken over already.
+
+    The stream fails with :class:`PublisherLost`, which its readers raise: ``closed`` (and so
+    :class:`StreamEnded`) is what a publisher's own ``close()`` says. A stream that had
+    already ended or failed keeps its state.
+    """
+    if ctl.state not in (State.ENDED, State.FAILED, State.CLOSED):
+        ctl.record_error(PublisherLost(f"the publisher of stream {ctl.name!r} died"))
+        ctl.set_state(State.FAILED)
     if plat.unlink_if_same(ctl.seg.name, ctl.seg.inode):
         prefix = data_name(ctl.name, ctl.instance, 0)[:-1]
         for seg in plat.list_segments(prefix):

@@ -27,6 +27,9 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
 def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable[[], bool]) -> bool:
     """Open ``source`` and publish its frames until it ends, fails or ``stop()`` is true.
 
+    The stream goes live with the first frame, once the shared memory for it is allocated:
+    ``publish()`` then raises for a source whose frames do not fit (SharedMemoryFull) as it does
+    for one that does not open, and ``live`` after a reconnect means frames flow again.
     Returns False if it failed (the reason is in the header), True otherwise.
     """
     writer = RingWriter(ctl)
@@ -40,7 +43,14 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         ctl.source_fps = fps
         ctl.frame_count = source.frame_count
         ctl.heartbeat()
-        ctl.set_state(State.LIVE)
+        first = source.read_into(None)  # read before a slot is taken: every mode holds it
+        if first is None:
+            return _no_frame(ctl, source)
+        first_stamp = time.time_ns()
+        writer.reserve(first.nbytes)
+        ctl.heartbeat()
+        if ctl.set_state(State.LIVE):  # refused once closed: stop() then ends the loop
+            ctl.record_error(None, "")  # live (again): an earlier capture's error is history
         pos, t0, last, rate = 0, time.monotonic(), 0.0, 0.0
         shape: tuple[int, ...] | None = None
         dtype: np.dtype[np.generic] = np.dtype(np.uint8)
@@ -48,23 +58,24 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
             slot = writer.acquire(stop)
             if slot is None:
                 return True
-            if realtime and fps:
-                delay = t0 + pos / fps - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            hint = writer.buffer(slot, shape, dtype) if shape else None
-            frame = source.read_into(hint)
-            if frame is None:
-                writer.abandon(slot)
-                if source.live:
-                    ctl.record_error(SourceOpenError("the source stopped delivering frames"))
-                    return False
-                ctl.set_state(State.ENDED)
-                return True
-            stamp = time.time_ns()
-            if hint is None or not _same_buffer(frame, hint):
+            if first is not None:
+                frame, stamp, first = first, first_stamp, None
                 np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                 shape, dtype = frame.shape, frame.dtype
+            else:
+                if realtime and fps:
+                    delay = t0 + pos / fps - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                hint = writer.buffer(slot, shape, dtype) if shape else None
+                read = source.read_into(hint)
+                if read is None:
+                    writer.abandon(slot)
+                    return _no_frame(ctl, source)
+                frame, stamp = read, time.time_ns()
+                if hint is None or not _same_buffer(frame, hint):
+                    np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
+                    shape, dtype = frame.shape, frame.dtype
             writer.commit(slot, frame, stamp, pos)
             pos += 1
             now = time.monotonic()
@@ -81,3 +92,12 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
             source.close()
         finally:
             writer.close()
+
+
+def _no_frame(ctl: Control, source: Source) -> bool:
+    """The source returned no frame: a finite one ended, a live one failed."""
+    if source.live:
+        ctl.record_error(SourceOpenError("the source stopped delivering frames"))
+        return False
+    ctl.set_state(State.ENDED)
+    return True

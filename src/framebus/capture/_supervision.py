@@ -79,7 +79,10 @@ class Supervisor:
     with :class:`Backoff`, when it dies, when its source fails, or after no progress for
     ``stall_timeout`` (a hung capture process is killed). Without a ``reconnect`` policy, or
     once its attempts are exhausted, the stream fails; so it does at once after an error that
-    another attempt would meet again (:data:`_PERMANENT`). Every state change is logged once.
+    another attempt would meet again (:data:`_PERMANENT`: shared memory ran out, a stream this
+    client and FFmpeg cannot read), including a capture that died on its own while the header
+    said it was allocating (the OOM killer's SIGKILL, a SIGBUS: see ``Control.capture_died``).
+    Every state change is logged once.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class Supervisor:
             if ctl.state is not State.CONNECTING:
                 return
             if not host.running():
+                ctl.capture_died()
                 raise ctl.error_kind(
                     ctl.error_message or "the capture stopped before the source opened"
                 )
@@ -204,6 +208,7 @@ class Supervisor:
         """What is wrong with the capture right now, if anything."""
         ctl = self.ctl
         if not running:
+            ctl.capture_died()  # killed while allocating shared memory: SharedMemoryFull
             return ctl.error_message or "the capture process exited"
         if state is State.LIVE and self.reconnect is not None:
             idle = ctl.idle_seconds()
@@ -211,8 +216,9 @@ class Supervisor:
                 ctl.record_error(None, f"no frame for {idle:.1f} s")
                 ctl.set_state(State.STALLED)
                 return f"stalled: no frame for {idle:.1f} s"
-        if state is State.STALLED and not host.killable and ctl.idle_seconds() < self._steady:
-            ctl.set_state(State.LIVE)
+        stall_over = state is State.STALLED and ctl.idle_seconds() < self._steady
+        if stall_over and not host.killable and ctl.set_state(State.LIVE):
+            ctl.record_error(None, "")  # the stall is over: so is its error
         connecting = time.monotonic() - (self._connecting_since or time.monotonic())
         if state is State.CONNECTING and connecting > self._open_timeout + 5:
             ctl.record_error(None, "the source did not open in time")

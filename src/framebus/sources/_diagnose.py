@@ -31,12 +31,12 @@ def diagnose(media: Media) -> SourceError:
         if not os.path.exists(media.target):
             return SourceNotFound(f"no such file: {media.target}")
         return SourceOpenError(f"cannot open {label}: not a video, or an unsupported format")
-    parts = urlsplit(media.target)
-    host = parts.hostname or ""
     try:
+        parts = urlsplit(media.target)
+        host = parts.hostname or ""
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)
-    except ValueError:
-        return SourceOpenError(f"cannot open {label}: invalid port in the URL")
+    except ValueError:  # to_spec() refuses such URLs; its text may hold credentials
+        return SourceOpenError(f"cannot open {label}: the URL cannot be parsed")
     if host and port:
         try:
             connect(host, port, media.open_timeout, label).close()

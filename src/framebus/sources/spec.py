@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import (
     SourceError,
     SourceNotFound,
+    SourceOpenError,
 )
 from .base import Source
 
@@ -21,6 +23,7 @@ __all__ = [
     "SourceLike",
     "Spec",
     "TestPattern",
+    "check_url",
     "redact",
     "spec_from_json",
     "spec_to_json",
@@ -153,8 +156,10 @@ _PATTERN_RE = re.compile(r"(?:testpattern|pattern)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d
 def to_spec(source: SourceLike) -> Spec:
     """Check ``source`` quickly in the caller's process and turn it into a typed spec.
 
-    Raises :class:`SourceNotFound` for a missing file or camera device, ``TypeError`` for an
-    object that is not a source.
+    Raises :class:`SourceNotFound` for a missing file or camera device,
+    :class:`SourceOpenError` for a path that is not a file or a URL that cannot be parsed (see
+    :func:`check_url`: credentials never appear in the message), ``TypeError`` for an object
+    that is not a source.
     """
     if isinstance(source, TestPattern):
         return source
@@ -176,11 +181,27 @@ def to_spec(source: SourceLike) -> Spec:
     if isinstance(source.target, int):
         if not os.path.exists(f"/dev/video{source.target}"):
             raise SourceNotFound(f"camera {source.target} not found: no /dev/video{source.target}")
-    elif not source.is_url:
-        if not os.path.isfile(source.target):
-            raise SourceNotFound(f"no such file: {source.target}")
+    elif source.is_url:
+        check_url(source.target)
+    else:
+        _check_file(source.target)
         source = replace(source, target=os.path.abspath(source.target))
     return source
+
+
+def _check_file(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise SourceNotFound(f"no such file: {path}") from None
+    except OSError as exc:
+        raise SourceOpenError(f"cannot open {path}: {exc.strerror}") from None
+    if stat.S_ISREG(st.st_mode):
+        return
+    what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+    camera = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(path))
+    hint = f" (for this camera, give its index: {camera[1]})" if camera else ""
+    raise SourceOpenError(f"cannot open {path}: it is {what}, not a video file{hint}")
 
 
 # the JSON form of a spec, for the trip to the capture process: {"kind": ..., **fields}
@@ -210,17 +231,65 @@ _SECRET_PARAM = re.compile(
 
 
 def redact(url: str) -> str:
-    """``url`` with its user name, password and credential-like query values replaced."""
+    """``url`` with its user name, password and credential-like query values replaced.
+
+    When a URL cannot be split for certain (it does not parse, or an ``@`` follows the host
+    part: a password with an unencoded ``/``, ``?`` or ``#`` ends the host part early and spills
+    into the path), everything after ``scheme://`` is hidden: ``rtsp://***``.
+    """
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        return "<unparseable url>"
-    if parts.username is not None or parts.password is not None:
-        host = parts.hostname or ""
-        if port:
-            host = f"{host}:{port}"
-        parts = parts._replace(netloc=f"***@{host}")
+        return _hidden(url)
+    if "@" in parts.path + parts.query + parts.fragment:
+        return _hidden(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
     if parts.query:
         parts = parts._replace(query=_SECRET_PARAM.sub(r"\1\2***", parts.query))
     return urlunsplit(parts)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
+
+
+def _hidden(url: str) -> str:
+    scheme = _SCHEME.match(url)
+    return f"{scheme[0]}***" if scheme else "<unparseable url>"
+
+
+_NEEDS_HOST = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "rtmps"})
+_ENCODE = (
+    "a user name or password must be percent-encoded: a / # or ? in it ends the host part of "
+    "the URL (write / as %2F, # as %23, ? as %3F, @ as %40)"
+)
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`SourceOpenError` naming what is wrong with ``url``, if it cannot be
+    parsed or its port is invalid; the message never holds its credentials."""
+    label = redact(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its text may quote the host part, credentials included: not shown
+        host_part = url.partition("://")[2].split("/", 1)[0]
+        why = (
+            "a [ or ] that does not enclose an IPv6 address (in a user name or password, write "
+            "[ as %5B and ] as %5D)"
+            if "[" in host_part or "]" in host_part
+            else "characters that are not allowed in a host name (" + _ENCODE + ")"
+        )
+        raise SourceOpenError(f"invalid URL {label}: {why}") from None
+    spilled = "@" in parts.path + parts.query + parts.fragment and "@" not in parts.netloc
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if spilled and (port == 0 or parts.netloc.endswith(":")):
+        # "user:pa/ss@host": what looks like a port is the start of the password
+        raise SourceOpenError(f"invalid URL {label}: {_ENCODE}")
+    if port == 0:  # the number is not shown: it might be part of a password
+        raise SourceOpenError(f"invalid URL {label}: invalid port (a number from 1 to 65535)")
+    if parts.scheme.lower() in _NEEDS_HOST and not parts.hostname:
+        raise SourceOpenError(f"invalid URL {label}: no host")
