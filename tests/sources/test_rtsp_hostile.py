@@ -24,7 +24,6 @@ import pytest
 from test_rtsp_protocol import IDR, _rtp, _ScriptedCamera
 
 import framebus
-from conftest import wait_until
 from framebus.sources._rtsp import RTSPClient, ServerRequest
 from framebus.sources._rtsp.client import MAX_REAUTH, MAX_REDIRECTS, REAUTH_INTERVAL
 
@@ -306,19 +305,14 @@ def test_rtsp_backend_fails_for_good_on_a_packetization_met_while_playing(
     media = framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s", backend="rtsp")
     policy = framebus.Reconnect(backoff_initial=0.05, backoff_max=0.1)
     try:
-        with framebus.publish(stream_name, media, reconnect=policy) as pub:
-            assert wait_until(lambda: pub.stats().state == "failed", timeout=15)
-            time.sleep(0.5)  # (time enough for a reconnect, were there one)
-            stats = pub.stats()
-            with (
-                framebus.attach(stream_name) as reader,
-                pytest.raises(framebus.SourceUnsupported, match="NAL type 25"),
-            ):
-                reader.read_frame(timeout=5)
+        # a stream goes live with its first frame: the packets come before any, so the
+        # error reaches publish() itself, and nothing reconnects
+        with pytest.raises(framebus.SourceUnsupported, match="NAL type 25") as err:
+            framebus.publish(stream_name, media, reconnect=policy)
+        time.sleep(0.5)  # (time enough for a reconnect, were there one)
     finally:
         cam.close()
-    assert stats.state == "failed" and stats.reconnects == 0
-    assert "backend 'opencv' or 'av' may open it" in stats.error
+    assert "backend 'opencv' or 'av' may open it" in str(err.value)
     assert cam.connections == 1
     assert "live again" not in caplog.text and "reconnecting" not in caplog.text
 
@@ -389,11 +383,11 @@ def test_trickling_server_fails_a_stream_without_reconnect() -> None:
     cam = _Trickling("trickle")
     media = framebus.Media(f"rtsp://127.0.0.1:{cam.port}/s", backend="rtsp", read_timeout=1)
     try:
-        with framebus.VideoCapture(media, reconnect=False) as cap:
-            t0 = time.monotonic()
-            with pytest.raises(framebus.SourceUnreachable, match="no video for 1 s"):
-                cap.read_frame(timeout=10)
-            elapsed = time.monotonic() - t0
+        t0 = time.monotonic()
+        # a stream goes live with its first frame, which never comes: VideoCapture() says why
+        with pytest.raises(framebus.SourceUnreachable, match="no video for 1 s"):
+            framebus.VideoCapture(media, reconnect=False)
+        elapsed = time.monotonic() - t0
     finally:
         cam.close()
-    assert elapsed < 3, f"{elapsed:.1f} s"
+    assert elapsed < 5, f"{elapsed:.1f} s"  # (the capture process's start included)
