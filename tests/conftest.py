@@ -9,8 +9,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import framebus
 
 HERE = Path(__file__).parent
 SHM = Path("/dev/shm")
@@ -138,3 +141,25 @@ def make_video(
         ],
         check=True,
     )  # fmt: skip
+
+
+@pytest.fixture
+def web() -> Iterator[Any]:
+    """Makes real web servers (framebus.web.WebServer on a free port); stops them all."""
+    from webtools import Web
+
+    made: list[Web] = []
+
+    def make(streams: list[str] | None = None, **kw: Any) -> Web:
+        made.append(Web(streams, **kw))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
+@pytest.fixture
+def pattern_stream(stream_name: str) -> Iterator[framebus.Publisher]:
+    with framebus.publish(stream_name, framebus.TestPattern(320, 240, fps=25)) as pub:
+        yield pub

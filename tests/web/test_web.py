@@ -15,9 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from _webtools import MjpegClient, Web, http_get, wait_until
 
 import framebus
+from conftest import wait_until
+from webtools import MjpegClient, Web, http_get
 
 Fixture = Any
 

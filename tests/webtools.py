@@ -1,10 +1,9 @@
-"""Tools for the web wing tests: real servers on free ports, real clients, owned and closed."""
+"""Tools for the web wing's tests (tests/web/): real servers on free ports, real clients."""
 
 from __future__ import annotations
 
 import http.client
 import socket
-import time
 from typing import Any
 
 from framebus.web import EncoderHub, WebServer, app
@@ -37,15 +36,6 @@ class Web:
 
     def close(self) -> None:
         self.server.stop()
-
-
-def wait_until(cond: Any, timeout: float = 10.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
 
 
 class MjpegClient:
