@@ -330,18 +330,19 @@ def _pattern_peer(peer: WebPeer, cl: ViewerClient, tm: _Timing) -> dict[str, Any
 # --- part 2: the RTSP source and its barcode clock ---------------------------------------------
 
 
-def _ages(recs: dict[int, dict[str, list[float]]], vids: list[int], t0: float) -> dict[str, Any]:
-    """Pooled age statistics of viewers ``vids`` (records from ``t0`` on)."""
+def _ages(
+    recs: dict[int, dict[str, list[float]]], vids: list[int], t0: float, t1: float
+) -> dict[str, Any]:
+    """Pooled age statistics of viewers ``vids`` over ``t0``..``t1``."""
     ages, fps, sizes = [], [], []
     for v in vids:
         r = recs[v]
         t = np.asarray(r["t"], dtype=float)
-        keep = t >= t0
+        keep = (t >= t0) & (t <= t1)
         a = np.asarray(r["age"], dtype=float)[keep]
         ages.append(a[np.isfinite(a)] * 1000)
         sizes += list(np.asarray(r["size"], dtype=float)[keep])
-        span = (t[keep][-1] - t0) if keep.any() else 0.0
-        fps.append(int(keep.sum()) / span if span > 0 else 0.0)
+        fps.append(int(keep.sum()) / (t1 - t0))
     pooled = np.concatenate(ages) if ages else np.array([])
     return {
         "p50": percentile(pooled, 50),
@@ -392,7 +393,7 @@ def _age_peer(peer: WebPeer, cl: ViewerClient, url: str, tm: _Timing) -> dict[st
                     "n": int(keep.sum()),
                 }
             base_recs = cl.records(vids, t0, t1)
-            base = _ages(base_recs, vids, t0)
+            base = _ages(base_recs, vids, t0, t1)
             base["unreadable"] = sum(s1[v]["unreadable"] - s0[v]["unreadable"] for v in vids)
             base["parts_fps"] = [(s1[v]["parts"] - s0[v]["parts"]) / (t1 - t0) for v in vids]
             base["eps"] = (c1[0] - c0[0]) / (t1 - t0)
@@ -434,7 +435,7 @@ def _age_peer(peer: WebPeer, cl: ViewerClient, url: str, tm: _Timing) -> dict[st
                 "last_p50": percentile(kept[-third:], 50),
                 "t": list(tt - t2),
                 "age": list(ta),
-                "others": _ages(recs, vids[:-1], counted),
+                "others": _ages(recs, vids[:-1], counted, t3),
                 "other_t": list(np.asarray(recs[vids[0]]["t"], dtype=float) - t2),
                 "other_age": list(np.asarray(recs[vids[0]]["age"], dtype=float) * 1000),
                 "warm": tm.throttled_warm,

@@ -183,6 +183,7 @@ class _Viewer:
             raise ConnectionError(f"HTTP {self.status}, content-type {ctype!r}")
         boundary = ctype.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
         delim = b"--" + boundary.encode()
+        self.wire_bytes += len(buf)
         body: Any = bytes  # identity
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body = _Dechunk().feed
