@@ -78,6 +78,7 @@ class _Timing:
     idle: float
     leave: float
     gets: int
+    pattern_throttled: float
     age_warm: float
     age_window: float
     throttled: float
@@ -89,15 +90,16 @@ def _timing(cfg: Config) -> _Timing:
     d = cfg.duration
     return _Timing(
         counts=(1, 4, 16),
-        window=max(0.8, 0.42 * d),
+        window=0.7 if cfg.quick else max(0.7, 0.42 * d),
         warm=0.4 if cfg.quick else 0.7,
         idle=0.5 if cfg.quick else 1.0,
         leave=1.5,
-        gets=15 if cfg.quick else 50,
-        age_warm=1.0 if cfg.quick else 2.0,
-        age_window=max(1.5, 0.67 * d),
-        throttled=max(6.0, 10 * d),
-        throttled_peers=max(2.5, 0.83 * d),
+        gets=15 if cfg.quick else 40,
+        pattern_throttled=3.0 if cfg.quick else max(3.0, 1.5 * d),
+        age_warm=0.8 if cfg.quick else 2.0,
+        age_window=1.2 if cfg.quick else max(1.5, 0.67 * d),
+        throttled=4.0 if cfg.quick else max(6.0, 10 * d),
+        throttled_peers=2.0 if cfg.quick else max(2.0, 0.83 * d),
         throttled_warm=1.0,
     )
 
@@ -243,13 +245,14 @@ class _Server:
 
 def _window(srv: _Server, cl: ViewerClient, vids: list[int], seconds: float) -> dict[str, Any]:
     """Encodes, CPU and what each viewer received over ``seconds``."""
+    # the counters are read outside the CPU window (a /metrics request costs the server CPU)
     s0 = cl.snapshot(vids)
-    e0, cap0, cpu0 = srv.counts(), srv.captured(), srv.cpu()
-    cl0, m0, t0 = process_cpu_seconds(cl.pid), psutil.cpu_times(), time.time()
+    e0, cap0 = srv.counts(), srv.captured()
+    cpu0, cl0, m0, t0 = srv.cpu(), process_cpu_seconds(cl.pid), psutil.cpu_times(), time.time()
     time.sleep(seconds)
+    cpu1, cl1, m1, t1 = srv.cpu(), process_cpu_seconds(cl.pid), psutil.cpu_times(), time.time()
+    e1, cap1 = srv.counts(), srv.captured()
     s1 = cl.snapshot(vids)
-    e1, cap1, cpu1 = srv.counts(), srv.captured(), srv.cpu()
-    cl1, m1, t1 = process_cpu_seconds(cl.pid), psutil.cpu_times(), time.time()
     wall, vwall = t1 - t0, s1["t"] - s0["t"]
     parts = [s1[v]["parts"] - s0[v]["parts"] for v in vids]
     new = [s1[v]["new"] - s0[v]["new"] for v in vids]
@@ -293,6 +296,34 @@ def _after_leave(srv: _Server, t_close: float, seconds: float) -> dict[str, Any]
     }
 
 
+def _pattern_throttled(
+    srv: _Server, cl: ViewerClient, vids: list[int], path: str, last: dict[str, Any], tm: _Timing
+) -> dict[str, Any]:
+    """A throttled viewer on the TestPattern stream (larger JPEGs than the RTSP source's),
+    timed by framebus's own clock: ``X-Framebus-Timestamp``, the capture time of the frame."""
+    size = last["kb_per_part"] * 1024
+    rate = THROTTLE_FRACTION * SOURCE_FPS * size
+    thr = cl.add(srv.port, path, 1, rate=rate, rcvbuf=THROTTLE_RCVBUF)
+    try:
+        t0 = time.time()
+        time.sleep(tm.throttled_warm + tm.pattern_throttled)
+        t1 = time.time()
+        r = cl.records(thr, t0 + tm.throttled_warm, t1)[thr[0]]
+    finally:
+        cl.close_viewers(thr)
+    ages = np.asarray(r["hdr_age"], dtype=float) * 1000
+    ages = ages[np.isfinite(ages)]
+    return {
+        "size": size,
+        "rate": rate,
+        "seconds": tm.pattern_throttled,
+        "transfer_ms": 1000 * size / rate,
+        "p50": percentile(ages, 50),
+        "p99": percentile(ages, 99),
+        "fps": len(ages) / tm.pattern_throttled,
+    }
+
+
 def _pattern_peer(peer: WebPeer, cl: ViewerClient, tm: _Timing) -> dict[str, Any]:
     name = f"{STREAM_PREFIX}web-{os.getpid()}-{peer.key}-bars"
     source = {"kind": "pattern", "width": SIZE.width, "height": SIZE.height, "fps": SOURCE_FPS}
@@ -318,8 +349,10 @@ def _pattern_peer(peer: WebPeer, cl: ViewerClient, tm: _Timing) -> dict[str, Any
                     f"{min(w['new_fps']):.1f}..{max(w['new_fps']):.1f}"
                 )
             if peer.api:
-                got = cl.gets(srv.port, ["/api/streams", f"/streams/{name}.jpg"], tm.gets, 0.05)
+                got = cl.gets(srv.port, ["/api/streams", f"/streams/{name}.jpg"], tm.gets, 0.1)
                 out["api"] = {"api": got["/api/streams"], "snapshot": got[f"/streams/{name}.jpg"]}
+            if peer.key == REFERENCE:
+                out["throttled"] = _pattern_throttled(srv, cl, vids, path, out["windows"][-1], tm)
         finally:
             if vids:
                 t_close = cl.close_viewers(vids)
@@ -678,13 +711,14 @@ def _throttled_table(peers: list[WebPeer], age: dict[str, dict[str, Any]]) -> st
             continue
         o = th["others"]
         limit = 2 * interval + th["transfer_ms"]
+        none = f"no new frame in {th['seconds'] + th['warm']:g} s"
         rows.append(
             [
                 f"**{p.label}**" if p.key in FRAMEBUS else p.label,
                 f"{th['seconds']:g}",
                 fmt(th["rate"] / 1024, 0),
                 fmt(th["fps"]),
-                fmt(th["p50"]),
+                fmt(th["p50"]) if th["fps"] > 0 else none,
                 fmt(th["p99"]),
                 fmt(th["max"]),
                 fmt(limit, 0),
@@ -844,6 +878,16 @@ def _targets(
             + f"; flat (|growth| < 1 ms/s): {fmt(th['growth'], 2)} ms/s, p50 "
             f"{fmt(th['first_p50'])} → {fmt(th['last_p50'])} ms: {_verdict(flat)}"
         )
+        pt = pattern.get(REFERENCE, {}).get("throttled")
+        if pt:
+            plim = 2 * interval + pt["transfer_ms"]
+            lines.append(
+                f"  - the same on the TestPattern ({pt['size'] / 1024:.0f} KiB JPEGs, "
+                f"{pt['seconds']:g} s at {pt['rate'] / 1024:.0f} KiB/s, framebus's own clock "
+                f"`X-Framebus-Timestamp`): p99 {fmt(pt['p99'])} ms against {plim:.0f} ms: "
+                + _verdict(pt["p99"] <= plim)
+                + (f" (by {pt['p99'] - plim:.0f} ms)" if pt["p99"] > plim else "")
+            )
         lines.append(
             f"- other viewers meanwhile within 5 %: frames/s {dfps * 100:+.1f} %, age p50 "
             f"{dage * 100:+.1f} %: {_verdict(abs(dfps) <= 0.05 and abs(dage) <= 0.05)}"
@@ -852,11 +896,49 @@ def _targets(
     if api:
         for what, label in (("api", "`/api/streams`"), ("snapshot", "snapshot")):
             p99 = percentile(np.asarray(api[what]["latency"], dtype=float) * 1000, 99)
-            lines.append(
+            line = (
                 f"- {label} latency with 16 viewers p99 < 20 ms: {fmt(p99)} ms: "
                 f"{_verdict(p99 < 20)}" + (f" (by {p99 - 20:.1f} ms)" if p99 >= 20 else "")
             )
+            if what == "snapshot":
+                after = np.asarray(api[what]["after_capture"], dtype=float) * 1000
+                line += (
+                    f"; a snapshot is a frame captured after the request, so it waits up to a "
+                    f"frame interval ({interval:.1f} ms) for the next capture by design; from "
+                    f"that capture to the last byte: p99 {fmt(percentile(after, 99))} ms"
+                )
+            lines.append(line)
     return lines
+
+
+def _throttled_why(pattern: dict[str, dict[str, Any]], age: dict[str, dict[str, Any]]) -> str:
+    """Where framebus's throttled viewer's age comes from, in the run's own figures."""
+    ref = age.get(REFERENCE, {})
+    th, ring = ref.get("throttled"), ref.get("ring")
+    if not th or not ring or not np.isfinite(th["p50"]):
+        return ""
+    size = th["rate"] / THROTTLE_FRACTION / SOURCE_FPS
+    rest = th["p50"] - ring["p50"] - th["transfer_ms"]
+    text = (
+        f"Where framebus's throttled viewer's age comes from: the RTSP source's JPEGs are "
+        f"{size / 1024:.0f} KiB, so at {th['rate'] / 1024:.0f} KiB/s one takes "
+        f"{th['transfer_ms']:.0f} ms to arrive; its age p50 {fmt(th['p50'])} ms is the ring's "
+        f"{fmt(ring['p50'])} ms + that transfer + {rest:.0f} ms, about "
+        f"{rest / th['transfer_ms']:.1f} frames' worth of older bytes queued ahead of each "
+        "frame it gets: in its own receive buffer (16 KiB asked, which the kernel doubles) and "
+        "in the server's send queue (framebus fits `SO_SNDBUF` to one frame but at least "
+        "16 KiB, with `TCP_NOTSENT_LOWAT` 16 KiB, and picks the newest frame once the socket "
+        "takes more, not once it has sent everything). Buffers counted in 16 KiB hold whole "
+        "frames of this size."
+    )
+    pt = pattern.get(REFERENCE, {}).get("throttled")
+    if pt:
+        text += (
+            f" With the TestPattern's {pt['size'] / 1024:.0f} KiB JPEGs the same viewer's age is "
+            f"p50 {fmt(pt['p50'])} / p99 {fmt(pt['p99'])} ms for a {pt['transfer_ms']:.0f} ms "
+            "transfer (framebus's clock)."
+        )
+    return text
 
 
 def _text(
@@ -890,8 +972,11 @@ def _text(
         "measured), then all viewers leave at once and the encode counter is read every 50 ms "
         f"for {tm.leave:g} s. With 16 viewers streaming, framebus's server also answers "
         f"{tm.gets} `GET /api/streams` and {tm.gets} snapshots (`/streams/NAME.jpg`, which "
-        "waits for a frame captured after the request), 50 ms apart, on two keep-alive "
-        "connections.",
+        "waits for a frame captured after the request), 80-120 ms apart, on two keep-alive "
+        "connections (never back to back: a request sent the moment the previous response "
+        "was read waits about 40 ms for a delayed ACK, with plain uvicorn too). Then a "
+        f"throttled viewer (as in part 2) joins for {tm.pattern_throttled:g} s, timed by "
+        "framebus's `X-Framebus-Timestamp` (the frame's capture time).",
         "",
         _load_table(peers, pattern),
         "",
@@ -918,7 +1003,15 @@ def _text(
         "",
         _age_table(peers, age),
         "",
+        "Part of framebus's lead in age is its capture, not its web server: framebus's RTSP "
+        "client hands a frame over when its last RTP packet arrives, while `cv2.VideoCapture` "
+        "(FFmpeg's RTSP demuxer) hands it over when the next frame begins, one frame interval "
+        "later (the `rtsp` scenario measures it); *p50 - ring p50* is what framebus's web "
+        "layer adds (encode, send, receive).",
+        "",
         _throttled_table(peers, age),
+        "",
+        _throttled_why(pattern, age),
         "",
         "\n".join(_targets(pattern, age, peers)),
         "",

@@ -29,6 +29,7 @@ import bisect
 import contextlib
 import http.client
 import math
+import random
 import socket
 import threading
 import time
@@ -276,10 +277,14 @@ class _Viewer:
         }
 
     def close(self) -> None:
+        """Leave as a browser does: ``close()`` the socket (a reset when unread data is left
+        in it). ``SHUT_RD`` first only wakes the thread's ``recv()``; it sends nothing (a
+        ``SHUT_WR`` would send a FIN, and a half-closed connection whose window is full looks
+        alive to the server until its write timeout)."""
         self._closing = True
         self._stop.set()
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RD)
         self.thread.join(10)
         self.sock.close()
 
@@ -322,9 +327,15 @@ class _Ring:
 
 
 def _timed_gets(port: int, path: str, n: int, spacing: float) -> dict[str, list[float]]:
-    """``n`` GETs of ``path`` on one keep-alive connection, ``spacing`` s apart: latency from
-    sending the request to the last byte of the body, and for snapshots the frame's capture
-    time (``X-Framebus-Timestamp``) against the request's."""
+    """``n`` GETs of ``path`` on one keep-alive connection, started ``spacing`` s apart on
+    average (uniform 0.8-1.2 x, seeded: each lands at a random phase of the source): latency
+    from sending the request to the last byte of the body, and for snapshots the time from
+    the frame's capture (``X-Framebus-Timestamp``) or the request, whichever is later.
+
+    Never back to back: a request sent the moment the previous response was read waits for
+    a delayed ACK (about 40 ms on Linux loopback, measured with plain uvicorn too), which is
+    the client's and the kernel's doing, not the server's."""
+    rng = random.Random(len(path))
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     out: dict[str, list[float]] = {"latency": [], "after_capture": [], "status": []}
     try:
@@ -339,7 +350,7 @@ def _timed_gets(port: int, path: str, n: int, spacing: float) -> dict[str, list[
             out["status"].append(float(resp.status))
             ts = resp.getheader("X-Framebus-Timestamp")
             out["after_capture"].append(done - max(asked, float(ts)) if ts else math.nan)
-            left = spacing - (time.perf_counter() - start)
+            left = spacing * rng.uniform(0.8, 1.2) - (time.perf_counter() - start)
             if left > 0:
                 time.sleep(left)
     finally:
