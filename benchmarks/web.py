@@ -865,7 +865,7 @@ def _targets(
     th = ref.get("throttled")
     if th and b:
         limit = 2 * interval + th["transfer_ms"]
-        flat = np.isfinite(th["growth"]) and abs(th["growth"]) < 1.0
+        flat = np.isfinite(th["growth"]) and th["growth"] < 1.0
         o = th["others"]
         dfps = np.mean(o["fps"]) / np.mean(b["fps"]) - 1
         dage = o["p50"] / b["p50"] - 1
@@ -875,7 +875,7 @@ def _targets(
             f"{th['transfer_ms']:.0f} = {limit:.0f} ms: {fmt(th['p99'])} ms: "
             f"{_verdict(th['p99'] <= limit)}"
             + (f" (by {th['p99'] - limit:.0f} ms)" if th["p99"] > limit else "")
-            + f"; flat (|growth| < 1 ms/s): {fmt(th['growth'], 2)} ms/s, p50 "
+            + f"; flat (growth < 1 ms/s): {fmt(th['growth'], 2)} ms/s, p50 "
             f"{fmt(th['first_p50'])} → {fmt(th['last_p50'])} ms: {_verdict(flat)}"
         )
         pt = pattern.get(REFERENCE, {}).get("throttled")
@@ -923,20 +923,25 @@ def _throttled_why(pattern: dict[str, dict[str, Any]], age: dict[str, dict[str, 
         f"Where framebus's throttled viewer's age comes from: the RTSP source's JPEGs are "
         f"{size / 1024:.0f} KiB, so at {th['rate'] / 1024:.0f} KiB/s one takes "
         f"{th['transfer_ms']:.0f} ms to arrive; its age p50 {fmt(th['p50'])} ms is the ring's "
-        f"{fmt(ring['p50'])} ms + that transfer + {rest:.0f} ms, about "
-        f"{rest / th['transfer_ms']:.1f} frames' worth of older bytes queued ahead of each "
-        "frame it gets: in its own receive buffer (16 KiB asked, which the kernel doubles) and "
-        "in the server's send queue (framebus fits `SO_SNDBUF` to one frame but at least "
-        "16 KiB, with `TCP_NOTSENT_LOWAT` 16 KiB, and picks the newest frame once the socket "
-        "takes more, not once it has sent everything). Buffers counted in 16 KiB hold whole "
-        "frames of this size."
+        f"{fmt(ring['p50'])} ms + that transfer + {rest:.0f} ms, the time to drain about "
+        f"{rest / 1000 * th['rate'] / 1024:.0f} KiB of older bytes queued ahead of each frame "
+        "it gets (and the wait for the next encoded frame, up to one interval): in its own "
+        "receive buffer (16 KiB asked, which the kernel doubles; whatever a slow link holds "
+        "in flight would count the same) and in the server's send queue: framebus picks the "
+        "newest frame once the socket accepts more data (`TCP_NOTSENT_LOWAT` 16 KiB unsent, "
+        "`SO_SNDBUF` fitted to one frame), not once what it sent has been delivered."
     )
     pt = pattern.get(REFERENCE, {}).get("throttled")
-    if pt:
+    if pt and np.isfinite(pt["p50"]):
+        prest = pt["p50"] - pt["transfer_ms"]
         text += (
-            f" With the TestPattern's {pt['size'] / 1024:.0f} KiB JPEGs the same viewer's age is "
-            f"p50 {fmt(pt['p50'])} / p99 {fmt(pt['p99'])} ms for a {pt['transfer_ms']:.0f} ms "
-            "transfer (framebus's clock)."
+            f" With the TestPattern's {pt['size'] / 1024:.0f} KiB JPEGs the same viewer's age "
+            f"is p50 {fmt(pt['p50'])} / p99 {fmt(pt['p99'])} ms for a {pt['transfer_ms']:.0f} "
+            f"ms transfer (framebus's clock, capture to last byte): {prest:.0f} ms, about "
+            f"{prest / 1000 * pt['rate'] / 1024:.0f} KiB, ahead of each frame. The target's "
+            "2 frame intervals leave room for the wait for the next frame and about one "
+            "interval of bytes ahead, which these buffers exceed whenever a frame is small "
+            "against them."
         )
     return text
 

@@ -527,8 +527,8 @@ def serve(key: str, source: Source, name: str, port: int, conn: Connection) -> N
         ctl.send("error", traceback.format_exc())
     finally:
         conn.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # the camera thread of flask-grinberg is not a daemon and runs 10 s after its last
-        # viewer: leave now (the seeds' capture process was stopped above)
-        os._exit(0)
+        if key == "flask-grinberg":
+            # its camera thread is not a daemon and runs 10 s after its last viewer: leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
