@@ -90,16 +90,16 @@ def _timing(cfg: Config) -> _Timing:
     d = cfg.duration
     return _Timing(
         counts=(1, 4, 16),
-        window=0.7 if cfg.quick else max(0.7, 0.42 * d),
+        window=0.7 if cfg.quick else max(0.7, round(0.42 * d, 1)),
         warm=0.4 if cfg.quick else 0.7,
         idle=0.5 if cfg.quick else 1.0,
         leave=1.5,
         gets=15 if cfg.quick else 40,
-        pattern_throttled=3.0 if cfg.quick else max(3.0, 1.5 * d),
+        pattern_throttled=3.0 if cfg.quick else max(3.0, round(1.5 * d, 1)),
         age_warm=0.8 if cfg.quick else 2.0,
-        age_window=1.2 if cfg.quick else max(1.5, 0.67 * d),
+        age_window=1.2 if cfg.quick else max(1.5, round(0.67 * d, 1)),
         throttled=4.0 if cfg.quick else max(6.0, 10 * d),
-        throttled_peers=2.0 if cfg.quick else max(2.0, 0.83 * d),
+        throttled_peers=2.0 if cfg.quick else max(2.0, round(0.83 * d, 1)),
         throttled_warm=1.0,
     )
 
@@ -1021,15 +1021,17 @@ def _text(
         "\n".join(_targets(pattern, age, peers)),
         "",
         "Where the peers' figures come from: the seeds' app never waits for a new frame (its "
-        "main loop re-encodes the same array, its `gen()` re-sends the same bytes), so it "
-        "burns a core or two whatever the viewers do and sends each frame many times "
-        "(*parts/s* against *new frames/s*); encoding in `gen()` multiplies the encodes by the "
-        "viewers; the camera-thread pattern encodes once per frame but keeps encoding 10 s "
-        "after the last viewer, and its Werkzeug threads block in `sendall()` into kernel "
-        "buffers that autotune to megabytes, which is where a throttled viewer's frames wait; "
-        "WebGear encodes per viewer on the event loop (its own producer also splits one "
-        "frame queue between its viewers). The machine has 2 cores: a server that needs "
-        "more leaves less for the viewers' process, which then receives less.",
+        "main loop re-encodes the same array, its `gen()` re-sends the same bytes), so it burns"
+        " a core or two whatever the viewers do and sends each frame many times (*parts/s* "
+        "against *new frames/s*); a slow viewer of the main-loop variant gets the same frame "
+        "over and over, since its thread fills the kernel's buffers with copies of whatever "
+        "frame was current (no new frame at all within the throttled run); encoding in `gen()` "
+        "multiplies the encodes by the viewers; the camera-thread pattern encodes once per "
+        "frame but keeps encoding 10 s after the last viewer, and its Werkzeug threads block in"
+        " `sendall()` into kernel buffers that autotune to megabytes, which is where a "
+        "throttled viewer's frames wait; WebGear encodes per viewer on the event loop (its own "
+        "producer also splits one frame queue between its viewers). The machine has 2 cores: a "
+        "server that needs more leaves less for the viewers' process, which then receives less.",
         "",
         f"Server settings:\n\n{settings}",
         "",
