@@ -222,7 +222,10 @@ class _Server:
 
     def close(self) -> None:
         if self._proc is not None:
-            stop_process(self._proc, grace=0)  # SIGTERM: every server stops on it
+            if self._proc.is_alive():
+                self._proc.terminate()  # SIGTERM: every server stops on it, cleaning up
+                self._proc.join(8)
+            stop_process(self._proc, grace=0)  # SIGKILL if it did not
             self._proc = None
         if self._conn is not None:
             self._conn.close()

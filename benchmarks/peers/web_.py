@@ -312,7 +312,7 @@ def _run_seed(source: Source, port: int, ctl: _Control, per_viewer: bool) -> Non
             g["frame_marked"] = frame
     finally:
         stopped.value = True
-        stop_process(capture)
+        stop_process(capture, grace=1.0)
         server.shutdown()
 
 
