@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from . import age, capture_cpu, fanout, idle, memory, restarts, rtsp, throughput
+from . import age, capture_cpu, fanout, idle, memory, restarts, rtsp, throughput, web
 from .common import (
     STREAM_PREFIX,
     BenchError,
@@ -32,6 +32,7 @@ from .common import (
     log,
 )
 from .peers import PEERS
+from .peers.web_ import WEB_PEERS
 
 __all__ = ["SCENARIOS", "main"]
 
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "rtsp": rtsp.run,
     "capture_cpu": capture_cpu.run,
     "restarts": restarts.run,
+    "web": web.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"
@@ -129,9 +131,10 @@ def _config(ns: argparse.Namespace) -> Config:
     peers = None
     if ns.peers:
         peers = tuple(p.strip() for p in ns.peers.split(",") if p.strip())
-        bad = [p for p in peers if p not in PEERS]
+        bad = [p for p in peers if p not in PEERS and p not in WEB_PEERS]
         if bad:
-            raise SystemExit(f"unknown peer(s) {bad}; registered: {', '.join(PEERS)}")
+            known = ", ".join([*PEERS, *WEB_PEERS])
+            raise SystemExit(f"unknown peer(s) {bad}; registered: {known}")
     return Config(
         scenarios=scenarios,
         sizes=sizes,
@@ -280,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         print("scenarios:", ", ".join(SCENARIOS))
         for peer in PEERS.values():
             print(f"peer {peer.key:16} {peer.label:34} in: {', '.join(sorted(peer.scenarios))}")
+        for wp in WEB_PEERS.values():
+            print(f"peer {wp.key:16} {wp.label:34} in: web")
         return 0
     cfg = _config(ns)
     cfg.out.mkdir(parents=True, exist_ok=True)
