@@ -3,8 +3,9 @@
 Run ``python -m benchmarks`` (``--help`` for options). Scenarios live in their own modules
 (:mod:`.age`, :mod:`.throughput`, :mod:`.fanout`, :mod:`.idle`, :mod:`.memory`, and on a real
 RTSP stream from framebus's GStreamer test server, :mod:`.live`: :mod:`.rtsp`,
-:mod:`.capture_cpu`, :mod:`.restarts`); the peers and their registry (where more peers are
-added) in :mod:`.peers`.
+:mod:`.capture_cpu`, :mod:`.restarts`; and :mod:`.web`, MJPEG servers to browsers, with its
+viewers in :mod:`.web_viewers`); the peers and their registry (where more peers are added) in
+:mod:`.peers` (the web servers in :mod:`.peers.web_`, a registry of their own).
 """
 
 __all__: list[str] = []
