@@ -8,17 +8,16 @@ of fresh examples (and lifts its timeout): ``FRAMEBUS_FUZZ_SECONDS=300 pytest te
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from framebus import errors, wire
@@ -32,8 +31,8 @@ from framebus.wire import (
     PixelFormat,
     StreamDecoder,
 )
+from fuzzing import fuzz
 
-FUZZ_SECONDS = float(os.environ.get("FRAMEBUS_FUZZ_SECONDS") or 0)
 U64 = 2**64 - 1
 
 # The layout of the module docstring, written out independently of wire.py's own struct.
@@ -55,32 +54,6 @@ def raw_header(crc: int | None = None, **fields: Any) -> bytes:
     values.update(fields)
     body = LAYOUT.pack(*(values[name] for name in FIELDS))
     return body + struct.pack("<I", zlib.crc32(body) if crc is None else crc)
-
-
-def fuzz(max_examples: int) -> Callable[[Callable[..., None]], Callable[[], None]]:
-    """Hypothesis settings for a property test: a short default run, or repeated fresh rounds
-    for FRAMEBUS_FUZZ_SECONDS."""
-
-    def decorate(test: Callable[..., None]) -> Callable[[], None]:
-        quick: Callable[[], None] = settings(
-            max_examples=max_examples,  # per round: fuzzing repeats rounds
-            deadline=None,
-            database=None,  # writes nothing into the work tree
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        )(test)
-        if not FUZZ_SECONDS:
-            return quick
-
-        def run() -> None:
-            end = time.monotonic() + FUZZ_SECONDS
-            quick()
-            while time.monotonic() < end:
-                quick()
-
-        run.__doc__ = test.__doc__
-        return pytest.mark.timeout(FUZZ_SECONDS * 2 + 120)(run)
-
-    return decorate
 
 
 def frame_of(fmt: PixelFormat, height: int, width: int, seed: int = 0) -> np.ndarray:

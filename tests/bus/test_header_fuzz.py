@@ -20,15 +20,14 @@ import mmap
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import numpy as np
-import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import framebus
@@ -36,39 +35,14 @@ from framebus.bus import Mode, RingReader, RingWriter, remove_stream
 from framebus.bus._control import create_control
 from framebus.bus._layout import ControlLayout, Hdr
 from framebus.errors import FramebusError
+from fuzzing import FUZZ_SECONDS, fuzz
 
-FUZZ_SECONDS = float(os.environ.get("FRAMEBUS_FUZZ_SECONDS") or 0)
 U64 = 2**64 - 1
 N_SLOTS, MAX_READERS = 3, 4
 CONTROL_SIZE = ControlLayout(N_SLOTS, MAX_READERS).size
 HEADER_WORDS = int(Hdr.SLOTS) // 8
 SHM = Path("/dev/shm")
 _names = itertools.count()
-
-
-def fuzz(max_examples: int) -> Callable[[Callable[..., None]], Callable[[], None]]:
-    """A short default run, or repeated fresh rounds for FRAMEBUS_FUZZ_SECONDS."""
-
-    def decorate(test: Callable[..., None]) -> Callable[[], None]:
-        quick: Callable[[], None] = settings(
-            max_examples=max_examples,
-            deadline=None,
-            database=None,  # writes nothing into the work tree
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        )(test)
-        if not FUZZ_SECONDS:
-            return quick
-
-        def run() -> None:
-            end = time.monotonic() + FUZZ_SECONDS
-            quick()
-            while time.monotonic() < end:
-                quick()
-
-        run.__doc__ = test.__doc__
-        return pytest.mark.timeout(FUZZ_SECONDS * 2 + 120)(run)
-
-    return decorate
 
 
 class Hang(AssertionError):

@@ -4,23 +4,21 @@ property test over random passwords). FRAMEBUS_FUZZ_SECONDS=N runs the propertie
 
 from __future__ import annotations
 
-import os
 import string
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import framebus
 from conftest import framebus_segments
 from framebus.sources import redact, to_spec
+from fuzzing import fuzz
 
-FUZZ_SECONDS = float(os.environ.get("FRAMEBUS_FUZZ_SECONDS") or 0)
 SECRET = "hunter2"
 ENCODE = "must be percent-encoded"
 
@@ -123,31 +121,6 @@ def test_a_path_that_is_not_a_file(tmp_path: Path) -> None:
 
 
 # -- properties -----------------------------------------------------------------------------
-
-
-def fuzz(max_examples: int) -> Callable[[Callable[..., None]], Callable[[], None]]:
-    """A short default run, or repeated fresh rounds for FRAMEBUS_FUZZ_SECONDS."""
-
-    def decorate(test: Callable[..., None]) -> Callable[[], None]:
-        quick: Callable[[], None] = settings(
-            max_examples=max_examples,
-            deadline=None,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        )(test)
-        if not FUZZ_SECONDS:
-            return quick
-
-        def run() -> None:
-            end = time.monotonic() + FUZZ_SECONDS
-            quick()
-            while time.monotonic() < end:
-                quick()
-
-        run.__doc__ = test.__doc__
-        return pytest.mark.timeout(FUZZ_SECONDS * 2 + 120)(run)
-
-    return decorate
 
 
 # printable characters, the URL delimiters among them (no tab or newline: urlsplit drops those)
