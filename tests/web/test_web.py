@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -164,6 +166,41 @@ def test_a_killed_viewer_is_released(web: Fixture, pattern_stream: Any) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_a_viewer_that_stops_reading_is_dropped_without_a_traceback(
+    web: Fixture, stream_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that stops reading, then half-closes while the server still holds data for
+    it (so the server's transport cannot finish closing): its writes time out, its connection
+    is aborted (no 'Exception in ASGI application' in uvicorn's log), the encoder released."""
+    from framebus.web import _asgi
+
+    monkeypatch.setattr(_asgi, "WRITE_TIMEOUT", 1.0)
+    w: Web = web()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with framebus.publish(stream_name, framebus.TestPattern(1280, 720, fps=25)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", w.port))
+            sock.sendall(f"GET /streams/{stream_name}.mjpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert wait_until(lambda: w.hub.stats(stream_name).viewers == 1, timeout=10)
+            errors: list[logging.LogRecord] = []
+            handler = logging.Handler(logging.ERROR)
+            handler.emit = errors.append  # type: ignore[method-assign]
+            logger = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate
+            logger.addHandler(handler)
+            try:
+                time.sleep(0.5)  # the frames fill both kernels' buffers and the server's
+                sock.shutdown(socket.SHUT_WR)
+                assert w.hub.stats(stream_name).viewers == 1
+                assert wait_until(lambda: w.hub.stats(stream_name).viewers == 0, timeout=15)
+                time.sleep(0.2)
+            finally:
+                logger.removeHandler(handler)
+            assert not errors, [r.getMessage() for r in errors]
+        finally:
+            sock.close()
 
 
 def test_errors_are_one_line_json(web: Fixture, pattern_stream: Any) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import importlib.resources
 import json
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict
@@ -61,19 +62,85 @@ _GONE_STATES = ("dead", "unreadable", "closed")
 _EMPTY = {"type": "http.response.body", "body": b"", "more_body": True}
 
 
+class _Deadline:
+    """``async with _Deadline(s):`` raises TimeoutError if the block takes over ``s`` seconds.
+
+    One timer per block, where ``asyncio.wait_for`` (before Python 3.12) wraps each awaited
+    call in a task of its own: per viewer and frame, that was most of the server's CPU.
+    """
+
+    __slots__ = ("_fired", "_handle", "_seconds", "_task")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._fired = False
+
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._handle.cancel()
+        if self._fired and kind is asyncio.CancelledError:
+            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            raise TimeoutError
+
+
+class _Wakeups:
+    """Wakes the viewers of one event loop from the encoders' threads: one thread-safe call
+    per batch of woken viewers (a wake-up of the loop costs a write to its self-pipe), not
+    one per viewer and frame."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._due: list[asyncio.Event] = []
+
+    def wake(self, event: asyncio.Event) -> None:
+        with self._lock:
+            self._due.append(event)
+            if len(self._due) > 1:
+                return  # a flush is already scheduled and will see this one
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            due, self._due = self._due, []
+        for event in due:
+            event.set()
+
+
+_wakeups: dict[asyncio.AbstractEventLoop, _Wakeups] = {}
+_wakeups_lock = threading.Lock()
+
+
+def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    with _wakeups_lock:
+        for old in [old for old in _wakeups if old.is_closed()]:
+            del _wakeups[old]
+        if loop not in _wakeups:
+            _wakeups[loop] = _Wakeups(loop)
+        return _wakeups[loop]
+
+
 class _Viewer:
     """A subscription awaited from an event loop: the sink's worker thread wakes it."""
 
     def __init__(self, hub: EncoderHub, name: str, variant: Variant) -> None:
-        loop = asyncio.get_running_loop()
+        wakeups = _wakeups_of(asyncio.get_running_loop())
         self._hub = hub
         self._event = asyncio.Event()
-
-        def wake() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(self._event.set)
-
-        self.sub: Subscription[bytes] = hub.subscribe(name, variant, wake)
+        event = self._event
+        self.sub: Subscription[bytes] = hub.subscribe(name, variant, lambda: wakeups.wake(event))
 
     async def next(self, timeout: float) -> Encoded[bytes] | None:
         """The newest item, or None after ``timeout`` seconds without one."""
@@ -82,8 +149,9 @@ class _Viewer:
             return self.sub.get(timeout=0)  # cleared first: a put after this wakes the wait
         except ReadTimeout:
             pass
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        with contextlib.suppress(TimeoutError):
+            async with _Deadline(timeout):
+                await self._event.wait()
         try:
             return self.sub.get(timeout=0)
         except ReadTimeout:
@@ -131,6 +199,8 @@ class _MjpegResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         viewer = self.viewer
         gone = asyncio.Event()
+        transport = _sockets.lookup(scope.get("client"))
+        sock = None if transport is None else transport.get_extra_info("socket")
 
         async def watch() -> None:  # uvicorn's send() returns silently after a disconnect
             while (await receive())["type"] != "http.disconnect":
@@ -148,11 +218,15 @@ class _MjpegResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": _mjpeg.first_chunk(),
                         "more_body": True})  # fmt: skip
-            sock, fitted = _sockets.lookup(scope.get("client")), 0
+            fitted = 0
             while not gone.is_set():
-                # an empty write waits until the last frame left the server's buffer: only
-                # then is the newest frame chosen (uvicorn waits in send() before writing)
-                await asyncio.wait_for(send(_EMPTY), WRITE_TIMEOUT)
+                async with _Deadline(WRITE_TIMEOUT):
+                    # the newest frame is chosen only once the last one left the server's
+                    # buffer (an empty write: uvicorn's send() waits for its transport to
+                    # drain) and, on our server's sockets, the kernel's unsent queue
+                    await send(_EMPTY)
+                    if sock is not None:
+                        await _sockets.wait_unsent(sock)
                 try:
                     item = await viewer.next(_IDLE_WAIT)
                 except (StreamEnded, PublisherLost, SinkClosed):
@@ -163,17 +237,19 @@ class _MjpegResponse(Response):
                 if sock is not None and not fitted * 0.75 <= len(chunk) <= fitted * 1.5:
                     fitted = len(chunk)
                     _sockets.fit(sock, fitted)  # the kernel's queue: about one frame
-                await asyncio.wait_for(
-                    send({"type": "http.response.body", "body": chunk, "more_body": True}),
-                    WRITE_TIMEOUT,
-                )
+                async with _Deadline(WRITE_TIMEOUT):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self.hub.note_sent(self.name, len(chunk))
             if not gone.is_set():
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        send({"type": "http.response.body", "body": b"", "more_body": False}),
-                        WRITE_TIMEOUT,
-                    )
+                    async with _Deadline(WRITE_TIMEOUT):
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            # a viewer that took no data for WRITE_TIMEOUT (a frozen tab, a half-closed or
+            # vanished client) is dropped without a traceback in the server's log
+            if transport is not None:
+                transport.abort()
+                await asyncio.sleep(0)  # let uvicorn see the connection lost
         finally:
             viewer.close()
             watcher.cancel()

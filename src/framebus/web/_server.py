@@ -37,7 +37,7 @@ class _CappedH11(H11Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _sockets.cap(sock)
-            _sockets.register(transport.get_extra_info("peername"), sock)
+            _sockets.register(transport.get_extra_info("peername"), transport)
         # send() waits until the previous write left this buffer entirely (asyncio's default
         # lets 64 KiB pile up first): the app then picks the newest frame, not a stale one
         transport.set_write_buffer_limits(high=0)
@@ -119,6 +119,7 @@ class WebServer:
         config = uvicorn.Config(
             asgi_app,
             http=_CappedH11,
+            loop="asyncio",  # the viewers' waits watch sockets with the selector loop's add_writer
             log_level="warning",
             access_log=False,
             lifespan="off",
