@@ -50,13 +50,13 @@ def fit(sock: Any, frame_bytes: int) -> None:
     _set(sock, socket.SOL_SOCKET, socket.SO_SNDBUF, max(MIN_SEND_BUFFER, frame_bytes))
 
 
-def unsent_low(sock: Any) -> bool:
+def unsent_low(sock: Any, timeout: float = 0.0) -> bool:
     """True when the kernel takes more data at once: with ``TCP_NOTSENT_LOWAT`` set by
     :func:`cap`, fewer than :data:`NOTSENT_LOWAT` bytes wait unsent (or the connection failed,
-    which the next write reports)."""
+    which the next write reports). Waits up to ``timeout`` seconds (blocking) for it."""
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLOUT)
-    return bool(poller.poll(0))
+    return bool(poller.poll(int(timeout * 1000)))
 
 
 async def wait_unsent(sock: Any) -> None:

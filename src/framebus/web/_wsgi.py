@@ -9,8 +9,9 @@ kernel took it, so nothing queues in the server (Werkzeug, gunicorn's sync and g
 workers), but the kernel's send buffer autotunes to megabytes, and a viewer that stops reading
 holds its thread for ever. Pass the request's ``environ`` and, where the server exposes the
 socket (Werkzeug: ``werkzeug.socket``; gunicorn: ``gunicorn.socket``), the send buffer is
-capped as :class:`~framebus.web.WebServer` does and a write that takes over 10 s drops the
-viewer (the server sees a socket timeout and closes this iterator).
+capped as :class:`~framebus.web.WebServer` does, the next frame is chosen only once the
+kernel's unsent bytes are few (as in the ASGI app), and a viewer that takes no data for 10 s
+is dropped (the server sees a socket timeout and closes this iterator).
 """
 
 from __future__ import annotations
@@ -45,21 +46,27 @@ def mjpeg_stream(
     """
     hub = hub or default_hub()
     sub = hub.subscribe(name, Variant(width, quality))  # raises now, not at the first next()
+    sock = None
     if environ is not None:
         for key in ("werkzeug.socket", "gunicorn.socket"):
             if environ.get(key) is not None:
-                _sockets.cap(environ[key])
+                sock = environ[key]
+                _sockets.cap(sock)
                 # a viewer that stops reading (a frozen tab, a vanished host) would hold this
                 # thread in sendall() for ever: the server drops it after WRITE_TIMEOUT instead
-                environ[key].settimeout(WRITE_TIMEOUT)
+                sock.settimeout(WRITE_TIMEOUT)
                 break
-    return _frames(hub, name, sub)
+    return _frames(hub, name, sub, sock)
 
 
-def _frames(hub: EncoderHub, name: str, sub: Any) -> Iterator[bytes]:
+def _frames(hub: EncoderHub, name: str, sub: Any, sock: Any) -> Iterator[bytes]:
     try:
         yield _mjpeg.first_chunk()
         while True:
+            # sendall() returned once the kernel took the frame; choose the next one only
+            # when most of it has left (a slow viewer then gets the newest, not a queued one)
+            if sock is not None and not _sockets.unsent_low(sock, WRITE_TIMEOUT):
+                return  # took nothing for WRITE_TIMEOUT: gone
             try:
                 item = sub.get(timeout=_IDLE_WAIT)
             except ReadTimeout:
