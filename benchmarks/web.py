@@ -926,13 +926,14 @@ def _throttled_why(pattern: dict[str, dict[str, Any]], age: dict[str, dict[str, 
         f"Where framebus's throttled viewer's age comes from: the RTSP source's JPEGs are "
         f"{size / 1024:.0f} KiB, so at {th['rate'] / 1024:.0f} KiB/s one takes "
         f"{th['transfer_ms']:.0f} ms to arrive; its age p50 {fmt(th['p50'])} ms is the ring's "
-        f"{fmt(ring['p50'])} ms + that transfer + {rest:.0f} ms, the time to drain about "
-        f"{rest / 1000 * th['rate'] / 1024:.0f} KiB of older bytes queued ahead of each frame "
-        "it gets (and the wait for the next encoded frame, up to one interval): in its own "
-        "receive buffer (16 KiB asked, which the kernel doubles; whatever a slow link holds "
-        "in flight would count the same) and in the server's send queue: framebus picks the "
-        "newest frame once the socket accepts more data (`TCP_NOTSENT_LOWAT` 16 KiB unsent, "
-        "`SO_SNDBUF` fitted to one frame), not once what it sent has been delivered."
+        f"{fmt(ring['p50'])} ms + that transfer + {rest:.0f} ms: the wait for the next "
+        "encoded frame (up to one interval) and the older bytes still ahead of each frame it "
+        f"gets (at this rate {rest:.0f} ms would be {rest / 1000 * th['rate'] / 1024:.0f} KiB). "
+        "framebus chooses a viewer's next frame once fewer than 16 KiB wait unsent in the "
+        "kernel (`TCP_NOTSENT_LOWAT`) and what the viewer has not yet read (unacknowledged "
+        "bytes plus its closed receive window, from `TCP_INFO`) is at most what it reads in "
+        "33 ms; the viewer's own receive buffer (16 KiB asked, which the kernel doubles) is "
+        "otherwise a queue no server setting reaches."
     )
     pt = pattern.get(REFERENCE, {}).get("throttled")
     if pt and np.isfinite(pt["p50"]):

@@ -6,9 +6,12 @@ Buffering policy of an MJPEG viewer (stated once, for every server):
   whatever was encoded while it was still sending is skipped and counted for it;
 * the newest frame is chosen only once the previous one has left the server's own buffer (an
   empty write first: uvicorn's ``send()`` waits for its transport to drain before writing);
-* the kernel's send buffer is a queue too: :class:`~framebus.web.WebServer` fits it to about one
-  frame per connection and aborts a connection whose data stays unacknowledged for 10 s
-  (``TCP_USER_TIMEOUT``: a viewer whose cable was pulled). Another ASGI server serving this app
+* the kernel's buffers are queues too: :class:`~framebus.web.WebServer` fits the send buffer to
+  about one frame per connection, chooses the next frame only once fewer than 16 KiB wait
+  unsent and the viewer has read all but what it reads in 33 ms (its own receive buffer
+  included, see :class:`~framebus.web._sockets.PeerWindow`), and aborts a connection whose
+  data stays unacknowledged for 10 s (``TCP_USER_TIMEOUT``: a viewer whose cable was pulled).
+  Another ASGI server serving this app
   keeps its own buffers (uvicorn run by hand: asyncio's 64 KiB high-water mark and an
   autotuned kernel buffer; granian: 32 messages), which then decide how stale a slow viewer's
   frames get;
@@ -201,6 +204,7 @@ class _MjpegResponse(Response):
         gone = asyncio.Event()
         transport = _sockets.lookup(scope.get("client"))
         sock = None if transport is None else transport.get_extra_info("socket")
+        window = None if sock is None else _sockets.PeerWindow(sock)
 
         async def watch() -> None:  # uvicorn's send() returns silently after a disconnect
             while (await receive())["type"] != "http.disconnect":
@@ -225,8 +229,9 @@ class _MjpegResponse(Response):
                     # buffer (an empty write: uvicorn's send() waits for its transport to
                     # drain) and, on our server's sockets, the kernel's unsent queue
                     await send(_EMPTY)
-                    if sock is not None:
+                    if sock is not None and window is not None:
                         await _sockets.wait_unsent(sock)
+                        await window.wait_read()
                 try:
                     item = await viewer.next(_IDLE_WAIT)
                 except (StreamEnded, PublisherLost, SinkClosed):

@@ -5,23 +5,29 @@ a slow viewer. A viewer's socket is capped when it connects (:func:`cap`) and, o
 its frames is known, fitted to about one frame (:func:`fit`: the kernel doubles the value for
 its own bookkeeping). The next frame is chosen only once fewer than :data:`NOTSENT_LOWAT` bytes
 wait unsent in the kernel (:func:`wait_unsent`; ``TCP_NOTSENT_LOWAT`` makes "writable" mean
-exactly that), so that "send the newest frame when the viewer is ready" holds: what is ahead of
-a new frame is that remainder, the bytes in flight and whatever the viewer's own receive buffer
-holds (which no server can see).
+exactly that) and the viewer's own receive buffer has been read down (:class:`PeerWindow`:
+the window the viewer advertises, from ``TCP_INFO``), so that "send the newest frame when the
+viewer is ready" holds: what is ahead of a new frame is that remainder and the bytes in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import fcntl
+import math
 import os
 import select
 import socket
+import struct
+import termios
 import threading
+import time
 from typing import Any
 
 __all__ = ["MIN_SEND_BUFFER", "NOTSENT_LOWAT", "SEND_BUFFER", "USER_TIMEOUT_MS", "cap", "fit",
-           "forget", "lookup", "register", "unsent_low", "wait_unsent"]  # fmt: skip
+           "forget", "lookup", "register", "unsent_low", "wait_unsent", "PeerWindow"]  # fmt: skip
 
 SEND_BUFFER = 64 * 1024  # until the frame size is known
 MIN_SEND_BUFFER = 16 * 1024
@@ -79,6 +85,76 @@ async def wait_unsent(sock: Any) -> None:
     finally:
         loop.remove_writer(fd)
         os.close(fd)
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked, and tcpi_snd_wnd, the receive window the
+# peer advertises (Linux 6.2+)
+_TCPI_BYTES_ACKED = 120
+_TCPI_SND_WND = 228
+_POLL = 0.005  # how often a viewer still reading its backlog is looked at again
+AHEAD_SECONDS = 0.033  # at most what a viewer reads in this time is ahead of its next frame
+_RATE_SPAN = (0.25, 1.0)  # a viewer's read rate is measured over the last 0.25..1 s
+
+
+class PeerWindow:
+    """What is ahead of a viewer's next frame, from the kernel's view of its connection.
+
+    Bytes not yet read by the viewer = not yet acknowledged (unsent or in flight, ``SIOCOUTQ``)
+    + received but unread (how far the receive window it advertises has closed from the
+    largest seen). A slow viewer's own receive buffer is a queue in front of every new frame
+    that no send-buffer setting reaches: the next frame is chosen only once what is ahead is
+    at most what the viewer reads in :data:`AHEAD_SECONDS` (its read rate measured over the
+    last second), so a fast viewer never waits and a slow one gets the frame that is newest
+    when it can take it. Where ``TCP_INFO`` lacks these fields (other kernels), nothing waits.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._largest = 0
+        self._reads: collections.deque[tuple[float, int]] = collections.deque()
+
+    def ahead(self) -> tuple[int, float]:
+        """(bytes the viewer has not read yet, its read rate in bytes/s, inf if not known)."""
+        try:
+            info = self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SND_WND + 4)
+            queued = fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        except (OSError, AttributeError):
+            return 0, math.inf
+        if len(info) < _TCPI_SND_WND + 4:
+            return 0, math.inf
+        window: int = struct.unpack_from("=I", info, _TCPI_SND_WND)[0]
+        acked: int = struct.unpack_from("=Q", info, _TCPI_BYTES_ACKED)[0]
+        self._largest = max(self._largest, window)
+        unread = self._largest - window
+        now = time.monotonic()
+        reads = self._reads
+        reads.append((now, acked - unread))
+        while now - reads[0][0] > _RATE_SPAN[1]:
+            reads.popleft()
+        span = now - reads[0][0]
+        rate = (reads[-1][1] - reads[0][1]) / span if span >= _RATE_SPAN[0] else math.inf
+        unacked: int = struct.unpack("=i", queued)[0]
+        return unacked + unread, rate
+
+    def ready(self) -> bool:
+        """True when little enough is ahead to choose the viewer's next frame."""
+        ahead, rate = self.ahead()
+        return ahead <= rate * AHEAD_SECONDS
+
+    async def wait_read(self) -> None:
+        """Wait until :meth:`ready` (a poll every 5 ms: no event tells when a window opens; a
+        viewer that keeps up does not wait here)."""
+        while not self.ready():
+            await asyncio.sleep(_POLL)
+
+    def wait_read_blocking(self, timeout: float) -> bool:
+        """:meth:`wait_read` for a thread: False if not ready within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(_POLL)
+        return True
 
 
 def register(peer: tuple[Any, ...] | None, transport: Any) -> None:

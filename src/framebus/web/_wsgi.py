@@ -60,12 +60,17 @@ def mjpeg_stream(
 
 
 def _frames(hub: EncoderHub, name: str, sub: Any, sock: Any) -> Iterator[bytes]:
+    window = None if sock is None else _sockets.PeerWindow(sock)
     try:
         yield _mjpeg.first_chunk()
         while True:
             # sendall() returned once the kernel took the frame; choose the next one only
-            # when most of it has left (a slow viewer then gets the newest, not a queued one)
-            if sock is not None and not _sockets.unsent_low(sock, WRITE_TIMEOUT):
+            # when the viewer has read most of it (a slow viewer then gets the newest frame,
+            # not a queued one)
+            if window is not None and not (
+                _sockets.unsent_low(sock, WRITE_TIMEOUT)
+                and window.wait_read_blocking(WRITE_TIMEOUT)
+            ):
                 return  # took nothing for WRITE_TIMEOUT: gone
             try:
                 item = sub.get(timeout=_IDLE_WAIT)
