@@ -227,8 +227,10 @@ class _MjpegResponse(Response):
                 async with _Deadline(WRITE_TIMEOUT):
                     # the newest frame is chosen only once the last one left the server's
                     # buffer (an empty write: uvicorn's send() waits for its transport to
-                    # drain) and, on our server's sockets, the kernel's unsent queue
-                    await send(_EMPTY)
+                    # drain; on our server's connections, only if it holds anything) and
+                    # was read by the viewer
+                    if transport is None or transport.get_write_buffer_size():
+                        await send(_EMPTY)
                     if sock is not None and window is not None:
                         await _sockets.wait_unsent(sock)
                         await window.wait_read()
