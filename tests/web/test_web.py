@@ -376,6 +376,38 @@ def test_cli_serve_http_prints_the_url_and_serves(stream_name: str) -> None:
     assert proc.returncode == 0, err
 
 
+def test_ctrl_c_ends_the_server_quietly_with_viewers_connected(stream_name: str) -> None:
+    """Ctrl-C while one viewer streams and another has stopped reading: the server stops at
+    once, without uvicorn's 'task cancelled' tracebacks."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framebus", "serve", f"{stream_name}=testpattern:640x480@25",
+         "--http", "127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    viewers: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split(":")[3].split("/")[0])
+        for rcvbuf in (None, 4096):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            viewers.append(sock)
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(f"GET /streams/{stream_name}.mjpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        viewers[0].settimeout(10)
+        got = 0
+        while got < 200_000:  # frames flow; the other viewer's buffers fill meanwhile
+            got += len(viewers[0].recv(65536))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        for sock in viewers:
+            sock.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception" not in err, err
+
+
 def test_cli_warns_when_exposed_without_auth(stream_name: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "framebus", "web", "--http", "0.0.0.0:0"],

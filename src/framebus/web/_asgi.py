@@ -201,7 +201,7 @@ class _MjpegResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         viewer = self.viewer
-        gone = asyncio.Event()
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         transport = _sockets.lookup(scope.get("client"))
         sock = None if transport is None else transport.get_extra_info("socket")
         window = None if sock is None else _sockets.PeerWindow(sock)
@@ -209,7 +209,7 @@ class _MjpegResponse(Response):
         async def watch() -> None:  # uvicorn's send() returns silently after a disconnect
             while (await receive())["type"] != "http.disconnect":
                 pass
-            gone.set()
+            gone.set_result(None)
 
         watcher = asyncio.ensure_future(watch())
         try:
@@ -223,7 +223,7 @@ class _MjpegResponse(Response):
             await send({"type": "http.response.body", "body": _mjpeg.first_chunk(),
                         "more_body": True})  # fmt: skip
             fitted = 0
-            while not gone.is_set():
+            while not gone.done():
                 async with _Deadline(WRITE_TIMEOUT):
                     # the newest frame is chosen only once the last one left the server's
                     # buffer (an empty write: uvicorn's send() waits for its transport to
@@ -232,8 +232,8 @@ class _MjpegResponse(Response):
                     if transport is None or transport.get_write_buffer_size():
                         await send(_EMPTY)
                     if sock is not None and window is not None:
-                        await _sockets.wait_unsent(sock)
-                        await window.wait_read()
+                        await _sockets.wait_unsent(sock, gone)
+                        await window.wait_read(gone)
                 try:
                     item = await viewer.next(_IDLE_WAIT)
                 except (StreamEnded, PublisherLost, SinkClosed):
@@ -247,7 +247,7 @@ class _MjpegResponse(Response):
                 async with _Deadline(WRITE_TIMEOUT):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self.hub.note_sent(self.name, len(chunk))
-            if not gone.is_set():
+            if not gone.done():
                 with contextlib.suppress(Exception):
                     async with _Deadline(WRITE_TIMEOUT):
                         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -28,6 +28,7 @@ from ._hub import EncoderHub
 __all__ = ["DEFAULT_BIND", "WebServer", "is_loopback", "parse_bind", "read_auth"]
 
 DEFAULT_BIND = ("127.0.0.1", 8080)
+_SHUTDOWN_GRACE = 0.3  # seconds a response may still take when the server stops (uvicorn: 1 s)
 
 
 class _CappedH11(H11Protocol):
@@ -47,6 +48,17 @@ class _CappedH11(H11Protocol):
         if self.transport is not None:
             _sockets.forget(self.transport.get_extra_info("peername"))
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server stops: an MJPEG response never completes by itself, so a connection
+        still busy after :data:`_SHUTDOWN_GRACE` is cut (its app then sees a disconnect and
+        returns) before uvicorn's graceful timeout would cancel the task with a traceback."""
+        super().shutdown()
+        self.loop.call_later(_SHUTDOWN_GRACE, self._cut_if_busy)
+
+    def _cut_if_busy(self) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.abort()
 
 
 def parse_bind(text: str) -> tuple[str, int]:

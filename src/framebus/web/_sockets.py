@@ -60,18 +60,23 @@ def unsent_low(sock: Any, timeout: float = 0.0) -> bool:
     """True when the kernel takes more data at once: with ``TCP_NOTSENT_LOWAT`` set by
     :func:`cap`, fewer than :data:`NOTSENT_LOWAT` bytes wait unsent (or the connection failed,
     which the next write reports). Waits up to ``timeout`` seconds (blocking) for it."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True  # closed under us (an aborted connection): nothing to wait for
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
+    poller.register(fd, select.POLLOUT)
     return bool(poller.poll(int(timeout * 1000)))
 
 
-async def wait_unsent(sock: Any) -> None:
-    """Wait, without blocking the event loop, until :func:`unsent_low` holds."""
-    if unsent_low(sock):
+async def wait_unsent(sock: Any, gone: asyncio.Future[None]) -> None:
+    """Wait, without blocking the event loop, until :func:`unsent_low` holds or the viewer
+    is ``gone`` (a future its disconnect resolves)."""
+    if gone.done() or unsent_low(sock):
         return
     loop = asyncio.get_running_loop()
     # the loop refuses a second watcher on a transport's fd: watch a duplicate of it (the same
-    # socket, so the same readiness)
+    # socket, so the same readiness; the duplicate also keeps an aborted socket open, hence
+    # the wait for ``gone`` too)
     fd = os.dup(sock.fileno())
     ready: asyncio.Future[None] = loop.create_future()
 
@@ -81,10 +86,11 @@ async def wait_unsent(sock: Any) -> None:
 
     try:
         loop.add_writer(fd, writable)
-        await ready
+        await asyncio.wait((ready, gone), return_when=asyncio.FIRST_COMPLETED)
     finally:
         loop.remove_writer(fd)
         os.close(fd)
+        ready.cancel()
 
 
 # struct tcp_info (linux/tcp.h): tcpi_bytes_acked, and tcpi_snd_wnd, the receive window the
@@ -118,7 +124,7 @@ class PeerWindow:
         try:
             info = self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SND_WND + 4)
             queued = fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-        except (OSError, AttributeError):
+        except (OSError, ValueError, AttributeError):  # closed under us: nothing to wait for
             return 0, math.inf
         if len(info) < _TCPI_SND_WND + 4:
             return 0, math.inf
@@ -141,10 +147,10 @@ class PeerWindow:
         ahead, rate = self.ahead()
         return ahead <= rate * AHEAD_SECONDS
 
-    async def wait_read(self) -> None:
-        """Wait until :meth:`ready` (a poll every 5 ms: no event tells when a window opens; a
-        viewer that keeps up does not wait here)."""
-        while not self.ready():
+    async def wait_read(self, gone: asyncio.Future[None]) -> None:
+        """Wait until :meth:`ready` or the viewer is ``gone`` (a poll every 5 ms: no event
+        tells when a window opens; a viewer that keeps up does not wait here)."""
+        while not gone.done() and not self.ready():
             await asyncio.sleep(_POLL)
 
     def wait_read_blocking(self, timeout: float) -> bool:
