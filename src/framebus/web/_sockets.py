@@ -100,6 +100,7 @@ _TCPI_SND_WND = 228
 _POLL = 0.005  # how often a viewer still reading its backlog is looked at again
 AHEAD_SECONDS = 0.033  # at most what a viewer reads in this time is ahead of its next frame
 _RATE_SPAN = (0.25, 1.0)  # a viewer's read rate is measured over the last 0.25..1 s
+_WINDOW_SPAN = 2.0  # seconds a window the viewer advertised counts as its empty-buffer size
 
 
 class PeerWindow:
@@ -116,8 +117,20 @@ class PeerWindow:
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
-        self._largest = 0
+        # the largest window of the last _WINDOW_SPAN seconds, as a queue of decreasing
+        # windows: a window the kernel no longer offers (memory pressure, a buffer resized)
+        # ages out instead of making a viewer look behind for ever
+        self._windows: collections.deque[tuple[float, int]] = collections.deque()
         self._reads: collections.deque[tuple[float, int]] = collections.deque()
+
+    def _largest(self, now: float, window: int) -> int:
+        windows = self._windows
+        while windows and windows[-1][1] <= window:
+            windows.pop()
+        windows.append((now, window))
+        while now - windows[0][0] > _WINDOW_SPAN:
+            windows.popleft()
+        return windows[0][1]
 
     def ahead(self) -> tuple[int, float]:
         """(bytes the viewer has not read yet, its read rate in bytes/s, inf if not known)."""
@@ -130,9 +143,8 @@ class PeerWindow:
             return 0, math.inf
         window: int = struct.unpack_from("=I", info, _TCPI_SND_WND)[0]
         acked: int = struct.unpack_from("=Q", info, _TCPI_BYTES_ACKED)[0]
-        self._largest = max(self._largest, window)
-        unread = self._largest - window
         now = time.monotonic()
+        unread = self._largest(now, window) - window
         reads = self._reads
         reads.append((now, acked - unread))
         while now - reads[0][0] > _RATE_SPAN[1]:
@@ -140,7 +152,7 @@ class PeerWindow:
         span = now - reads[0][0]
         rate = (reads[-1][1] - reads[0][1]) / span if span >= _RATE_SPAN[0] else math.inf
         unacked: int = struct.unpack("=i", queued)[0]
-        return unacked + unread, rate
+        return unacked + unread, max(rate, 0.0)
 
     def ready(self) -> bool:
         """True when little enough is ahead to choose the viewer's next frame."""
