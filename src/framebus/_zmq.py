@@ -245,7 +245,7 @@ def _common(sock: zmq.Socket[Any], max_message: int) -> None:
 
 def server_socket(ctx: zmq.Context[Any], keys: ServerKeys | None) -> zmq.Socket[Any]:
     """The exporter's ROUTER: small requests in, at most one frame per peer queued out."""
-    sock = ctx.socket(zmq.ROUTER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
     _common(sock, MAX_REQUEST)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone peer is an error, not a silent drop
     sock.setsockopt(zmq.SNDHWM, 4)  # per peer: the one credited frame and a few short replies
@@ -261,7 +261,7 @@ def client_socket(
     ctx: zmq.Context[Any], keys: ClientKeys | None, max_message: int
 ) -> zmq.Socket[Any]:
     """A receiver's DEALER: one frame in flight (credit), requests never queued offline."""
-    sock = ctx.socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     _common(sock, max_message)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a connection not yet made
     sock.setsockopt(zmq.RECONNECT_IVL, int(RECONNECT_IVL * 1000))

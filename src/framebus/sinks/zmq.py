@@ -81,10 +81,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 import framebus
-from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded
-from framebus import wire
+from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, wire
 from framebus._zmq import (
     HEARTBEAT_TIMEOUT,
     REFRESH,
@@ -99,9 +100,6 @@ from framebus.errors import FramebusError, StreamNotFound
 
 from .base import Encoded, FrameSink, Pick, Subscription
 from .jpeg import encode_jpeg
-
-import zmq  # noqa: E402,I001 - after framebus._zmq, which explains a missing pyzmq
-from zmq.auth.thread import ThreadAuthenticator  # noqa: E402
 
 __all__ = ["IDLE_CLOSE", "PEER_TIMEOUT", "CodecName", "Exporter", "ExporterStats",
            "ExportedStream", "ZmqSink", "export"]  # fmt: skip
@@ -422,10 +420,9 @@ class Exporter:
         if peer is not None and peer.name != name:
             self._forget(peer_id)
             peer = None
-        if peer is None:
-            if len(self._peers) >= self.max_receivers:
-                self._send(sock, peer_id, f"ERR busy {self.max_receivers} receivers".encode())
-                return
+        if peer is None and len(self._peers) >= self.max_receivers:
+            self._send(sock, peer_id, f"ERR busy {self.max_receivers} receivers".encode())
+            return
         stream, error = self._open(name)
         if stream is None:
             self._send(sock, peer_id, error.encode())
@@ -541,9 +538,12 @@ class Exporter:
             self._bad,
             tuple(
                 ExportedStream(
-                    s.name, len(s.peers), s.sink.stats().frames_encoded, s.frames_sent,
+                    s.name,
+                    len(s.peers),
+                    s.sink.stats().frames_encoded,
+                    s.frames_sent,
                     s.bytes_sent,
-                )  # fmt: skip
+                )
                 for s in self._streams.values()
             ),
         )

@@ -314,9 +314,8 @@ class Receiver:
                 events = dict(poller.poll(int(wait * 1000) + 1))
                 if self._stop_r in events or self._closed:
                     break
-                if monitor in events:
-                    if self._monitor(monitor):
-                        last_ask = self._ask(sock)  # a new connection: a new peer to credit
+                if monitor in events and self._monitor(monitor):
+                    last_ask = self._ask(sock)  # a new connection: a new peer to credit
                 if sock in events:
                     with contextlib.suppress(zmq.Again):
                         while True:
