@@ -87,6 +87,7 @@ log = logging.getLogger("framebus.zmq")
 STALL_AFTER = 2.0
 """Seconds without a new frame after which a live connection is reported ``stalled``."""
 _LOG_EVERY = 10.0
+_REDIAL_AFTER = 2.0
 _MAX_LIST = 256 * 1024
 
 
@@ -152,6 +153,7 @@ class Receiver:
         self._connected = False
         self._ever_connected = False
         self._handshakes = 0
+        self._redial_at: float | None = None
         self._last_answer = 0.0
         self._last_frame = 0.0
         self._session: int | None = None
@@ -310,6 +312,8 @@ class Receiver:
             poller.register(self._stop_r, zmq.POLLIN)
             last_ask = 0.0
             while not self._closed:
+                if self._redial_at is not None and time.monotonic() >= self._redial_at:
+                    self._redial(sock)
                 wait = max(0.0, last_ask + REFRESH - time.monotonic())
                 events = dict(poller.poll(int(wait * 1000) + 1))
                 if self._stop_r in events or self._closed:
@@ -336,6 +340,14 @@ class Receiver:
             monitor.close(0)
             sock.close(100)  # a moment for the BYE; ctx.term() waits at most that
 
+    def _redial(self, sock: zmq.Socket[Any]) -> None:
+        """Connect again: libzmq gives up on a connection it dropped for a protocol error (a
+        message over ``MAXMSGSIZE``, a failed handshake) instead of redialling it."""
+        self._redial_at = None
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disconnect(self.address.endpoint)
+        sock.connect(self.address.endpoint)
+
     def _ask(self, sock: zmq.Socket[Any]) -> float:
         """Send our credit: GET name session seq (the last frame we have). Never blocks."""
         with self._cond:
@@ -361,10 +373,17 @@ class Receiver:
                         made = True
                     elif event == zmq.EVENT_CONNECTED:
                         self._ever_connected = True
-                    elif event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+                        self._redial_at = None
+                    elif event == zmq.EVENT_DISCONNECTED:
                         self._connected = False
-                    elif event == zmq.EVENT_CONNECT_RETRIED:
-                        self._refused += 1
+                        # libzmq redials within RECONNECT_IVL_MAX, unless it gave up
+                        self._redial_at = time.monotonic() + _REDIAL_AFTER
+                    elif event == zmq.EVENT_CLOSED:
+                        self._connected = False
+                    elif event in (zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECT_RETRIED):
+                        self._redial_at = None  # libzmq is redialling by itself
+                        if event == zmq.EVENT_CONNECT_RETRIED:
+                            self._refused += 1
                     elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                         self._auth_error = (
                             "the exporter refused this receiver's CURVE key (is its public key "
