@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
-from conftest import wait_until
-from fuzzing import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
 import framebus
+from conftest import wait_until
 from framebus import wire
 from framebus.net import Exporter, export, generate_keys, list_exports
 from framebus.sources.zmq import Receiver, parse_url
+from fuzzing import fuzz
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +122,10 @@ def test_list_and_unknown_stream(counter_stream: framebus.Publisher) -> None:
         ]
         with pytest.raises(framebus.StreamNotFound, match=f"exports: {name}"):
             framebus.attach(ex.url("nosuch"))
-    with export("tcp://127.0.0.1:0") as ex, pytest.raises(framebus.StreamNotFound, match="no stream"):
+    with (
+        export("tcp://127.0.0.1:0") as ex,
+        pytest.raises(framebus.StreamNotFound, match="no stream"),
+    ):
         framebus.attach(ex.url("nosuch"))
 
 
@@ -401,11 +404,14 @@ def test_garbage_is_dropped_and_counted_and_the_reader_goes_on(rogue: RogueExpor
         good = rogue.frame()
         bad_header = bytearray(good)
         bad_header[10] ^= 0xFF  # the CRC catches it
-        jpeg_liar = wire.encode_header(
-            wire.FrameHeader(
-                wire.Codec.JPEG, wire.PixelFormat.BGR24, 8, 8, 24, 4, 99, rogue.session, 0, 0
+        jpeg_liar = (
+            wire.encode_header(
+                wire.FrameHeader(
+                    wire.Codec.JPEG, wire.PixelFormat.BGR24, 8, 8, 24, 4, 99, rogue.session, 0, 0
+                )
             )
-        ) + b"\xff\xd8\xff\xd9"
+            + b"\xff\xd8\xff\xd9"
+        )
         for garbage in (b"", b"\x00" * 100, good[:-1], good + b"x", bytes(bad_header)):
             rogue.send(garbage)
         rogue.send(good, b"second part")  # multi-part
@@ -431,9 +437,17 @@ def test_a_jpeg_whose_size_is_not_the_headers_is_dropped(rogue: RogueExporter) -
         jpeg = encode_jpeg(np.zeros((16, 16, 3), np.uint8))
         lying = wire.encode_header(
             wire.FrameHeader(
-                wire.Codec.JPEG, wire.PixelFormat.BGR24, 8, 8, 24, len(jpeg), 5, rogue.session,
-                0, 0,
-            )  # fmt: skip
+                wire.Codec.JPEG,
+                wire.PixelFormat.BGR24,
+                8,
+                8,
+                24,
+                len(jpeg),
+                5,
+                rogue.session,
+                0,
+                0,
+            )
         )
         rogue.send(lying + jpeg)
         with pytest.raises(framebus.ReadTimeout):
@@ -574,9 +588,7 @@ def test_curve_with_the_right_keys(counter_stream: framebus.Publisher, keys: Pat
     with export("tcp://127.0.0.1:0", [counter_stream.name], curve=keys) as ex:
         with framebus.attach(ex.url(counter_stream.name), curve=keys, timeout=5) as reader:
             reader.read_frame()
-        assert [r["name"] for r in list_exports(ex.url(), curve=str(keys))] == [
-            counter_stream.name
-        ]
+        assert [r["name"] for r in list_exports(ex.url(), curve=str(keys))] == [counter_stream.name]
 
 
 def test_wrong_and_missing_curve_keys_fail_fast_with_one_line(
