@@ -785,3 +785,41 @@ def test_examples_send_and_receive(tmp_path: Path) -> None:
         assert receiver.stdout.count("640x480") == 5 and "received 5 frames" in receiver.stdout
     finally:
         stop(sender)
+
+
+def test_a_restarted_serve_process_is_followed(stream_name: str) -> None:
+    port = free_port()
+
+    def serve() -> subprocess.Popen[str]:
+        return framebus_cli(
+            "serve", "--quiet", f"{stream_name}=testpattern:160x120@25",
+            "--zmq", f"tcp://127.0.0.1:{port}", "--zmq-codec", "raw",
+        )  # fmt: skip
+
+    first = serve()
+    second = None
+    try:
+        url = f"zmq://127.0.0.1:{port}/{stream_name}"
+        reader = None
+        deadline = time.monotonic() + 30
+        while reader is None:
+            try:
+                reader = framebus.attach(url, timeout=20, connect_timeout=2)
+            except framebus.RemoteUnreachable:
+                assert time.monotonic() < deadline
+        with reader:
+            reader.read_frame()
+            stop(first)
+            second = serve()
+            started = time.monotonic()
+            before = reader.net_stats().sessions
+            while reader.net_stats().sessions == before:
+                reader.read_frame()  # frames of the old session may still be in hand
+            followed = time.monotonic() - started
+            reader.read_frame()
+            assert reader.stats().state == "live" and reader.net_stats().stale == 0
+            print(f"followed a restarted serve process in {followed:.2f} s (its start included)")
+    finally:
+        if second is not None:
+            stop(second)
+        stop(first)

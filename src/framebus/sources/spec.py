@@ -177,6 +177,10 @@ class Remote:
                 object.__setattr__(self, "server_key", os.path.join(d, "server.key"))
             if self.client_key is None:
                 object.__setattr__(self, "client_key", os.path.join(d, "client.key_secret"))
+        for key in ("server_key", "client_key"):  # the capture process may run elsewhere
+            path = getattr(self, key)
+            if path is not None:
+                object.__setattr__(self, key, os.path.abspath(os.fspath(path)))
         if (self.server_key is None) != (self.client_key is None):
             raise ValueError("CURVE needs both server_key and client_key (or curve=DIR)")
         for t in (self.open_timeout, self.read_timeout):

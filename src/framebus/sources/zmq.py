@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import logging
 import os
 import threading
@@ -219,7 +220,8 @@ class Receiver:
         with self._cond:
             while self._item is None:
                 if self._end is not None:
-                    raise self._end
+                    # a copy per raise: one exception object raised again grows one traceback
+                    raise copy.copy(self._end) from None
                 if self._closed:
                     raise StreamEnded("this reader was released")
                 remaining = None if deadline is None else deadline - time.monotonic()
