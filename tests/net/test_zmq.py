@@ -28,7 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def zmq_threads() -> list[str]:
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith("framebus-"))
+    """framebus's threads (receivers, exporters, sinks) and CURVE authenticators."""
+    from zmq.auth.thread import AuthenticationThread
+
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("framebus-") or isinstance(t, AuthenticationThread)
+    )
 
 
 def open_fds() -> int:

@@ -112,6 +112,8 @@ IDLE_CLOSE = 10.0
 PEER_TIMEOUT = HEARTBEAT_TIMEOUT + 2 * REFRESH
 """Seconds of silence after which a receiver is forgotten (a live one asks every 0.5 s)."""
 _SWEEP = 0.25
+# a frame in flight longer than this is taken as lost: the receiver's next ask gets a new one
+_IN_FLIGHT = 10.0
 _LOG_EVERY = 10.0
 
 
@@ -168,6 +170,7 @@ class _Peer:
     credit: bool = False
     in_flight: bool = False
     last_sent: tuple[int, int] | None = None  # (session, seq)
+    sent_at: float = 0.0
 
 
 @dataclass
@@ -430,7 +433,7 @@ class Exporter:
         if peer is None:
             peer = self._peers[peer_id] = _Peer(name, now)
         peer.last_seen = now
-        if peer.in_flight and peer.last_sent != has:
+        if peer.in_flight and peer.last_sent != has and now - peer.sent_at < _IN_FLIGHT:
             return  # a keep-alive that overtook the frame it has not received yet
         peer.in_flight, peer.credit = False, True
         if not stream.peers:
@@ -468,6 +471,7 @@ class Exporter:
         if not self._send(sock, peer_id, stream.latest.data):
             return False
         peer.credit, peer.in_flight, peer.last_sent = False, True, stream.key
+        peer.sent_at = time.monotonic()
         stream.frames_sent += 1
         stream.bytes_sent += len(stream.latest.data)
         return True

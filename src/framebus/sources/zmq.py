@@ -160,6 +160,7 @@ class Receiver:
         self._session: int | None = None
         self._old_sessions: collections.deque[int] = collections.deque(maxlen=16)
         self._last_seq = 0
+        self._last_got = (0, 0)  # (session, seq) of the last frame received, even if dropped
         self._received = 0
         self._dropped = 0
         self._bad = 0
@@ -353,7 +354,7 @@ class Receiver:
     def _ask(self, sock: zmq.Socket[Any]) -> float:
         """Send our credit: GET name session seq (the last frame we have). Never blocks."""
         with self._cond:
-            session, seq = self._session or 0, self._last_seq
+            session, seq = self._last_got
         request = f"GET {self.address.name} {session:x} {seq}".encode()
         with contextlib.suppress(zmq.Again):  # no connection up (IMMEDIATE): retried later
             sock.send(request, zmq.NOBLOCK)
@@ -450,6 +451,7 @@ class Receiver:
     def _deliver(self, header: wire.FrameHeader, payload: memoryview, keep: Any) -> None:
         with self._cond:
             session = header.session
+            self._last_got = (session, header.seq)  # what the next GET says we have
             if session != self._session:
                 if session in self._old_sessions:
                     self._stale += 1
