@@ -830,3 +830,34 @@ def test_a_restarted_serve_process_is_followed(stream_name: str) -> None:
         if second is not None:
             stop(second)
         stop(first)
+
+
+def test_a_relay_keeps_the_remote_capture_time(rogue: RogueExporter, stream_name: str) -> None:
+    captured = 1_700_000_000_123_456_789
+    stop_sending = threading.Event()
+
+    def exporter() -> None:
+        while not stop_sending.is_set():
+            if rogue.sock.poll(50):
+                rogue.peer, _ = rogue.sock.recv_multipart()  # the relay's (latest) connection
+            if rogue.peer is not None:
+                rogue.seq += 1
+                img = np.full((8, 8, 3), 7, np.uint8)
+                rogue.send(
+                    wire.pack_frame_bytes(
+                        img, seq=rogue.seq, session=rogue.session, capture_ns=captured
+                    )
+                )
+
+    thread = threading.Thread(target=exporter)
+    thread.start()
+    try:
+        with (
+            framebus.publish(stream_name, rogue.url()),
+            framebus.attach(stream_name, timeout=10) as reader,
+        ):
+            assert (reader.read_frame() == 7).all()
+            assert reader.info is not None and reader.info.timestamp == captured / 1e9
+    finally:
+        stop_sending.set()
+        thread.join()

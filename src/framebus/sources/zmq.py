@@ -631,7 +631,8 @@ class ZmqSource(Source):
 
     ``open()`` connects and waits for the exporter's first answer (its errors: SourceNotFound
     for a name it does not export, RemoteAuthError, RemoteUnreachable). ``read()`` returns
-    the newest frame (decoded), skipping bad ones; None once the remote stream ended; it
+    the newest frame (decoded), skipping bad ones, stamped with its remote capture time
+    (:meth:`frame_time_ns`); None once the remote stream ended; it
     raises RemoteUnreachable after ``read_timeout`` s without a frame, so the publisher's
     supervisor reconnects with backoff (the stream shows ``reconnecting``).
     """
@@ -641,6 +642,7 @@ class ZmqSource(Source):
     def __init__(self, spec: Remote) -> None:
         self.spec = spec
         self._receiver: Receiver | None = None
+        self._stamp = 0
 
     def open(self) -> None:
         receiver = receiver_for(self.spec)
@@ -665,9 +667,17 @@ class ZmqSource(Source):
                     f"(state {receiver.state()})"
                 ) from None
             try:
-                return decode(msg)
+                frame = decode(msg)
             except WireFormatError as exc:
                 receiver.bad(str(exc))
+                continue
+            self._stamp = msg.header.capture_ns
+            return frame
+
+    def frame_time_ns(self) -> int | None:
+        """The remote capture time: ages in the relay's ring count from the camera (on the
+        camera host's clock: keep the hosts' clocks synchronised, NTP or PTP)."""
+        return self._stamp or None
 
     def close(self) -> None:
         if self._receiver is not None:
