@@ -558,6 +558,49 @@ def test_fuzzed_messages_never_break_the_receiver(
         assert receiver.stats().bad_messages >= bad_before  # counted, never raised
 
 
+@pytest.fixture(scope="module")
+def fuzzed_exporter() -> Iterator[tuple[Exporter, Any]]:
+    """An exporter of every stream (none needed) and one raw DEALER talking to it."""
+    ex = Exporter("tcp://127.0.0.1:0")
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(ex.endpoint)
+    try:
+        yield ex, sock
+    finally:
+        sock.close(0)
+        ctx.term()
+        ex.close()
+
+
+_requests = st.one_of(
+    st.binary(max_size=1024),
+    st.lists(
+        st.sampled_from([b"GET", b"LIST", b"BYE", b"zz-no-such", b"ffffffffffffffff", b"0", b"-1",
+                         b"1" * 30, b"x" * 60, b"\xff", b"../x", b"a b"]),
+        max_size=6,
+    ).map(b" ".join),
+)  # fmt: skip
+
+
+@given(request=_requests)
+@fuzz(200)
+def test_fuzzed_requests_never_break_the_exporter(
+    fuzzed_exporter: tuple[Exporter, Any], request: bytes
+) -> None:
+    ex, sock = fuzzed_exporter
+    sock.send(request)
+    sock.send(b"LIST")  # the exporter still answers, in order
+    while True:
+        assert sock.poll(5000), "the exporter stopped answering"
+        reply = sock.recv()
+        assert reply.startswith((b"ERR ", b"WAIT", b"LIST ")), reply[:20]
+        if reply.startswith(b"LIST "):
+            break
+    assert ex.stats().endpoint == ex.endpoint and ex._thread.is_alive()
+
+
 def test_bad_requests_to_the_exporter_are_counted(counter_stream: framebus.Publisher) -> None:
     name = counter_stream.name
     with export("tcp://127.0.0.1:0", [name]) as ex:
@@ -754,21 +797,31 @@ def _names() -> set[str]:
     return {s.name for s in framebus.list_streams() if s.state == "live"}
 
 
-def test_cli_share_follows_streams_as_they_come(stream_name: str) -> None:
+def test_cli_share_follows_streams_as_they_come_and_go(stream_name: str) -> None:
     port = free_port()
     share = framebus_cli("share", "--zmq", f"tcp://127.0.0.1:{port}")
+    url = f"zmq://127.0.0.1:{port}/{stream_name}"
+
+    def listed() -> list[str]:
+        try:
+            return [r["name"] for r in list_exports(url.rsplit("/", 1)[0], timeout=2)]
+        except framebus.RemoteUnreachable:
+            return ["-"]
+
     try:
-        with framebus.publish(stream_name, framebus.TestPattern(160, 120, fps=25)):
-            url = f"zmq://127.0.0.1:{port}/{stream_name}"
-            reader = None
-            deadline = time.monotonic() + 30
-            while reader is None:
-                try:
-                    reader = framebus.attach(url, timeout=10, connect_timeout=2)
-                except framebus.RemoteUnreachable:
-                    assert time.monotonic() < deadline
-            with reader:
-                assert reader.read_frame().shape == (120, 160, 3)
+        # share is up (it answers), and the stream is not there yet
+        assert wait_until(
+            lambda: (names := listed()) != ["-"] and stream_name not in names, timeout=30
+        )
+        for size in ((160, 120), (320, 240)):  # published, closed, published again
+            with framebus.publish(stream_name, framebus.TestPattern(*size, fps=25)):
+                assert stream_name in listed()
+                with framebus.attach(url, timeout=10) as reader:
+                    assert reader.read_frame().shape == (size[1], size[0], 3)
+                    ended = reader
+            assert wait_until(lambda: stream_name not in listed(), timeout=10)
+            ok, _ = ended.read()
+            assert not ok
     finally:
         out, err = stop(share)
     assert "exporting every stream" in out and "Traceback" not in err
