@@ -264,6 +264,7 @@ def client_socket(
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     _common(sock, max_message)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a connection not yet made
+    sock.setsockopt(zmq.IPV6, 1)  # IPv6 addresses and names too (IPv4 still works)
     sock.setsockopt(zmq.RECONNECT_IVL, int(RECONNECT_IVL * 1000))
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_IVL_MAX * 1000))
     sock.setsockopt(zmq.RCVHWM, 4)  # the credited frame and a few short replies

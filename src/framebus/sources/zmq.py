@@ -80,7 +80,7 @@ try:
 except ImportError:  # pragma: no cover - framebus[zmq] brings it
     _simplejpeg = None
 
-__all__ = ["STALL_AFTER", "Message", "Receiver", "ReceiverStats", "ZmqSource", "decode",
+__all__ = ["STALL_AFTER", "Dial", "Message", "Receiver", "ReceiverStats", "ZmqSource", "decode",
            "list_exports"]  # fmt: skip
 
 log = logging.getLogger("framebus.zmq")
@@ -123,6 +123,80 @@ class ReceiverStats:
     last_error: str
 
 
+class Dial:
+    """What a socket's monitor said about its connection, and what that means for the user.
+
+    libzmq reports: ``CONNECT_DELAYED`` (a TCP connect started), ``CONNECT_RETRIED`` (it
+    failed, or a name did not resolve: then no connect started), ``CONNECTED``,
+    ``HANDSHAKE_SUCCEEDED``, ``HANDSHAKE_FAILED_AUTH`` (ZAP refused our key),
+    ``HANDSHAKE_FAILED_PROTOCOL`` (e.g. CURVE against NULL), ``HANDSHAKE_FAILED_NO_DETAIL``
+    (the peer closed the connection during the handshake: with our CURVE keys, a wrong server
+    key or an exporter without CURVE; without keys, a peer that does not speak ZMTP)."""
+
+    def __init__(self, address: Address, curve: bool) -> None:
+        self.address = address
+        self.curve = curve
+        self.attempts = 0
+        self.retries = 0
+        self.tcp_connected = False
+        self.handshakes = 0
+        self.closed_in_handshake = 0
+        self.connected = False  # a handshake succeeded and no disconnect since
+        self.auth_error: str | None = None
+
+    def event(self, event: int) -> str:
+        """Note ``event``; returns "made", "lost", "retry" or ""."""
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshakes += 1
+            self.connected = True
+            self.auth_error = None
+            return "made"
+        if event == zmq.EVENT_CONNECTED:
+            self.tcp_connected = True
+            return "retry"
+        if event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+            self.connected = False
+            return "lost" if event == zmq.EVENT_DISCONNECTED else ""
+        if event == zmq.EVENT_CONNECT_DELAYED:
+            self.attempts += 1
+            return "retry"
+        if event == zmq.EVENT_CONNECT_RETRIED:
+            self.retries += 1
+            return "retry"
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.auth_error = (
+                "the exporter refused this receiver's CURVE key (is its public key in the "
+                "exporter's clients/ directory?)"
+            )
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self.auth_error = (
+                "handshake failed: the exporter uses CURVE and this receiver has no keys, or "
+                "the other way round (give curve=DIR, or server_key= and client_key=)"
+                if not self.curve
+                else "handshake failed: CURVE on one side only (does the exporter use --curve?)"
+            )
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self.closed_in_handshake += 1
+            if self.curve:
+                self.auth_error = (
+                    "the exporter closed the connection during the CURVE handshake: a wrong "
+                    "server key, or an exporter without --curve"
+                )
+        return ""
+
+    def why_silent(self) -> str:
+        """Why nothing answered, as well as the events tell."""
+        if self.closed_in_handshake:
+            return "the peer closed the connection during the handshake (not a framebus exporter?)"
+        if self.tcp_connected:
+            return "connected, but no framebus answer (not a framebus exporter?)"
+        if self.retries and not self.attempts:
+            return f"cannot resolve host {self.address.host!r}"
+        if self.retries:
+            return "connection refused (is the exporter running, is the port right?)"
+        return "no connection (wrong host, or a firewall?)"
+
+
 class Receiver:
     """A connection to the exporter at ``address`` for stream ``address.name``, in a thread.
 
@@ -149,11 +223,7 @@ class Receiver:
         self._closed = False
         self._answered = False  # the exporter answered at least once
         self._not_found: str | None = None
-        self._auth_error: str | None = None
-        self._refused = 0
-        self._connected = False
-        self._ever_connected = False
-        self._handshakes = 0
+        self._dial = Dial(address, keys is not None)
         self._redial_at: float | None = None
         self._last_answer = 0.0
         self._last_frame = 0.0
@@ -193,23 +263,15 @@ class Receiver:
             while True:
                 if self._not_found is not None:
                     raise StreamNotFound(self._not_found)
-                if self._auth_error is not None:
-                    raise RemoteAuthError(f"{where}: {self._auth_error}")
+                if self._dial.auth_error is not None:
+                    raise RemoteAuthError(f"{where}: {self._dial.auth_error}")
                 if self._answered or self._item is not None or self._end is not None:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(min(remaining, 0.1))
-            if self._refused:
-                why = "connection refused (is the exporter running, is the port right?)"
-            elif self._ever_connected:
-                why = (
-                    "connected, but no framebus answer (not a framebus exporter, or it expects "
-                    "CURVE keys)"
-                )
-            else:
-                why = "no connection (wrong host, or a firewall?)"
+            why = self._dial.why_silent()
         raise RemoteUnreachable(f"no answer from {where} within {timeout:g} s: {why}")
 
     def get(self, timeout: float | None) -> Message:
@@ -266,7 +328,7 @@ class Receiver:
         now = time.monotonic()
         if not self._answered:
             return "connecting"
-        if not self._connected or now - self._last_answer > HEARTBEAT_TIMEOUT:
+        if not self._dial.connected or now - self._last_answer > HEARTBEAT_TIMEOUT:
             return "reconnecting"
         if now - self._last_frame > STALL_AFTER:
             return "stalled"
@@ -367,42 +429,18 @@ class Receiver:
             while True:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
                 with self._cond:
-                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                        if self._handshakes:
-                            self._reconnects += 1
-                        self._handshakes += 1
-                        self._connected = self._ever_connected = True
-                        self._auth_error = None
+                    what = self._dial.event(event)
+                    if what == "made":
                         made = True
-                    elif event == zmq.EVENT_CONNECTED:
-                        self._ever_connected = True
-                        self._redial_at = None
-                    elif event == zmq.EVENT_DISCONNECTED:
-                        self._connected = False
+                        if self._dial.handshakes > 1:
+                            self._reconnects += 1
+                    elif what == "lost":
                         # libzmq redials within RECONNECT_IVL_MAX, unless it gave up
                         self._redial_at = time.monotonic() + _REDIAL_AFTER
-                    elif event == zmq.EVENT_CLOSED:
-                        self._connected = False
-                    elif event in (zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECT_RETRIED):
+                    elif what == "retry":
                         self._redial_at = None  # libzmq is redialling by itself
-                        if event == zmq.EVENT_CONNECT_RETRIED:
-                            self._refused += 1
-                    elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                        self._auth_error = (
-                            "the exporter refused this receiver's CURVE key (is its public key "
-                            "in the exporter's clients/ directory?)"
-                        )
-                        self._last_error = self._auth_error
-                    elif event in (
-                        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
-                    ):
-                        self._auth_error = (
-                            "handshake failed: CURVE on one side only, or a wrong server key "
-                            "(give server_key= and client_key=, or curve=DIR, matching the "
-                            "exporter's --curve)"
-                        )
-                        self._last_error = self._auth_error
+                    if self._dial.auth_error:
+                        self._last_error = self._dial.auth_error
                     self._cond.notify_all()
         return made
 
@@ -551,7 +589,7 @@ def list_exports(
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         deadline = time.monotonic() + timeout
-        refused = connected = False
+        dial = Dial(address, keys is not None)
         sent = False
         while (remaining := deadline - time.monotonic()) > 0:
             if not sent:
@@ -562,34 +600,16 @@ def list_exports(
             if monitor in events:
                 with contextlib.suppress(zmq.Again):
                     while True:
-                        event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
-                        if event == zmq.EVENT_CONNECT_RETRIED:
-                            refused = True
-                        elif event == zmq.EVENT_CONNECTED:
-                            connected = True
-                        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                            raise RemoteAuthError(
-                                f"{address.endpoint}: the exporter refused this CURVE key"
-                            )
-                        elif event in (
-                            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
-                        ):
-                            raise RemoteAuthError(
-                                f"{address.endpoint}: handshake failed: CURVE on one side only, "
-                                "or a wrong server key"
-                            )
+                        dial.event(recv_monitor_message(monitor, zmq.NOBLOCK)["event"])
+                if dial.auth_error is not None:
+                    raise RemoteAuthError(f"{address.endpoint}: {dial.auth_error}")
             if sock in events:
                 parts = sock.recv_multipart()
                 if len(parts) == 1 and parts[0].startswith(b"LIST "):
                     return _parse_list(parts[0][5:], address.endpoint)
-        if refused:
-            why = "connection refused (is the exporter running, is the port right?)"
-        elif connected:
-            why = "connected, but no framebus answer"
-        else:
-            why = "no connection (wrong host, or a firewall?)"
-        raise RemoteUnreachable(f"no answer from {address.endpoint} within {timeout:g} s: {why}")
+        raise RemoteUnreachable(
+            f"no answer from {address.endpoint} within {timeout:g} s: {dial.why_silent()}"
+        )
     finally:
         with contextlib.suppress(zmq.ZMQError):
             sock.disable_monitor()
