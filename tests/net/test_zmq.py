@@ -225,6 +225,27 @@ def test_a_slow_reader_gets_the_newest_frame_and_the_exporter_sends_only_what_wa
         assert sent <= 2 * counter_stream.stats().captured
 
 
+def test_each_frame_is_encoded_once_for_every_receiver(
+    counter_stream: framebus.Publisher,
+) -> None:
+    name = counter_stream.name
+    with export("tcp://127.0.0.1:0", [name]) as ex:
+        readers = [framebus.attach(ex.url(name), timeout=5) for _ in range(3)]
+        try:
+            for _ in range(15):
+                for reader in readers:
+                    reader.read_frame()
+            assert wait_until(lambda: ex.stats().streams[0].frames_sent >= 45)
+            stats = ex.stats().streams[0]
+            assert stats.receivers == 3
+            # three receivers, one encode per frame: never more encodes than frames captured
+            assert stats.frames_encoded <= counter_stream.stats().captured
+            assert stats.frames_sent > stats.frames_encoded
+        finally:
+            for reader in readers:
+                reader.release()
+
+
 def test_every_mode_remote_readers_get_newest_frames_and_never_hold_the_capture(
     stream_name: str,
 ) -> None:
