@@ -387,7 +387,7 @@ class Receiver:
                     last_ask = self._ask(sock)  # a new connection: a new peer to credit
                 if sock in events:
                     with contextlib.suppress(zmq.Again):
-                        while True:
+                        for _ in range(64):  # bounded: a flood cannot keep close() waiting
                             parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                             if self._handle(parts):
                                 last_ask = self._ask(sock)
@@ -400,8 +400,9 @@ class Receiver:
                 self._cond.notify_all()
         finally:
             with contextlib.suppress(zmq.ZMQError):
-                sock.disable_monitor()
                 sock.send(b"BYE", zmq.NOBLOCK)  # the exporter stops encoding for us at once
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
             monitor.close(0)
             sock.close(100)  # a moment for the BYE; ctx.term() waits at most that
 
