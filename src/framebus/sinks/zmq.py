@@ -17,7 +17,8 @@ subscriber from a fast one. With credits, the kernel buffers can hold at most th
 in flight, whatever their size, and the request channel serves the listing (``ls
 zmq://``) and the errors (unknown stream) on the same port. The price is one round trip per
 frame: a receiver gets at most 1 / (RTT + transfer time) frames per second (LAN: far above
-any camera's rate; 100 ms of RTT: 10 fps).
+any camera's rate; 100 ms of RTT: 10 fps). ``CONFLATE`` is not used: with one credit there is
+never a second frame to conflate, and on a DEALER it would merge the short replies too.
 
 Messages (every message is one ZeroMQ part; the ROUTER adds and strips the peer's id)::
 
@@ -58,6 +59,10 @@ Who drops what
   host, and every-frame delivery over a network would let a slow link or a dead receiver hold
   the file up for every local reader. For every frame of a file on another machine, publish it
   with ``--realtime`` (frames at the file's rate, each one newest in turn) or send the file.
+
+Frames the wire cannot carry (RAW: float64, int8, int32 or 2 or more than 4 channels; JPEG:
+anything but 8/16-bit grey, BGR or BGRA) are not sent: the sink logs the first failure and
+counts the others (``encode_errors``), and receivers see the stream ``stalled``.
 
 Receivers validate every message (:mod:`framebus.sources.zmq`). CURVE (opt-in,
 ``curve=DIR`` from :func:`framebus.net.generate_keys`): the exporter's secret key encrypts,
