@@ -218,7 +218,9 @@ def test_a_slow_reader_gets_the_newest_frame_and_the_exporter_sends_only_what_wa
         check_counter(frame, slow.info.seq)
         assert slow.info.skipped > 0  # skipped the frames it was too slow for...
         newest = counter_stream.stats().captured
-        assert newest - slow.info.seq <= 6  # ...and got one of the newest
+        # ...and got one of the newest (a FIFO would hand over the frame after its last one,
+        # some 25 frames old by now)
+        assert newest - slow.info.seq <= 10
         # per receiver at most one frame in flight and one waiting: the exporter sent about
         # as many frames as were captured, never a backlog
         sent = ex.stats().streams[0].frames_sent
@@ -746,7 +748,7 @@ def test_no_encoding_while_no_one_receives(counter_stream: framebus.Publisher) -
         with framebus.attach(ex.url(name), timeout=5) as reader:
             reader.read_frame()
         assert wait_until(lambda: ex.stats().receivers == 0)
-        time.sleep(0.5)  # the sink's worker notices within its 0.2 s poll
+        time.sleep(1)  # the sink's worker notices within its 0.2 s poll
         encoded = ex.stats().streams[0].frames_encoded
         time.sleep(1)
         assert ex.stats().streams[0].frames_encoded - encoded <= 1
