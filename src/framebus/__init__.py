@@ -11,9 +11,12 @@ from .errors import (
     FramebusError,
     IncompatibleStream,
     InvalidStreamName,
+    KeyFileError,
     PlatformError,
     PublisherLost,
     ReadTimeout,
+    RemoteAuthError,
+    RemoteUnreachable,
     SharedMemoryFull,
     SinkClosed,
     SourceAuthError,
@@ -29,9 +32,10 @@ from .errors import (
     WireFormatError,
 )
 from .publisher import Publisher, StreamOptions, publish
-from .reader import StreamReader, attach
+from .reader import StreamReader
 from .registry import list_streams, prune
-from .sources import Media, Source, TestPattern
+from .remote import RemoteReader, attach
+from .sources import Media, Remote, Source, TestPattern
 from .stats import FrameInfo, StreamStats
 from .videocapture import VideoCapture
 
@@ -42,12 +46,17 @@ __all__ = [
     "FramebusError",
     "IncompatibleStream",
     "InvalidStreamName",
+    "KeyFileError",
     "Media",
     "PlatformError",
     "Publisher",
     "PublisherLost",
+    "Remote",
     "ReadTimeout",
     "Reconnect",
+    "RemoteAuthError",
+    "RemoteReader",
+    "RemoteUnreachable",
     "SharedMemoryFull",
     "SinkClosed",
     "Source",

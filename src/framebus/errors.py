@@ -20,7 +20,11 @@ The hierarchy::
     ├── StreamEnded              the stream ended and every frame was delivered
     ├── ReadTimeout              no new frame within the timeout given to a read
     ├── SinkClosed               a sink or subscription was closed: no more items (sinks)
-    └── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
+    ├── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
+    └── KeyFileError             a CURVE key file or directory is missing or not a key (zmq)
+
+SourceUnreachable has RemoteUnreachable (no answer from a zmq:// exporter in time) and
+SourceAuthError has RemoteAuthError (the CURVE handshake with an exporter failed).
 
 Every class takes one human-readable message: the command line prints it as a single line.
 """
@@ -31,9 +35,12 @@ __all__ = [
     "FramebusError",
     "IncompatibleStream",
     "InvalidStreamName",
+    "KeyFileError",
     "PlatformError",
     "PublisherLost",
     "ReadTimeout",
+    "RemoteAuthError",
+    "RemoteUnreachable",
     "SharedMemoryFull",
     "SinkClosed",
     "SourceAuthError",
@@ -128,6 +135,18 @@ class SinkClosed(FramebusError):
 
 class PlatformError(FramebusError, OSError):
     """The operating system lacks something framebus needs."""
+
+
+class KeyFileError(FramebusError, ValueError):
+    """A CURVE key file or key directory is missing, unreadable or holds no key."""
+
+
+class RemoteUnreachable(SourceUnreachable):
+    """A ``zmq://`` exporter did not answer in time: wrong host, closed port, firewall."""
+
+
+class RemoteAuthError(SourceAuthError):
+    """The CURVE handshake with a ``zmq://`` exporter failed (wrong, missing or unwanted key)."""
 
 
 # Codes for the errors a capture process reports through the stream header.

@@ -46,7 +46,7 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         first = source.read_into(None)  # read before a slot is taken: every mode holds it
         if first is None:
             return _no_frame(ctl, source)
-        first_stamp = time.time_ns()
+        first_stamp = source.frame_time_ns() or time.time_ns()
         writer.reserve(first.nbytes)
         ctl.heartbeat()
         if ctl.set_state(State.LIVE):  # refused once closed: stop() then ends the loop
@@ -72,7 +72,7 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
                 if read is None:
                     writer.abandon(slot)
                     return _no_frame(ctl, source)
-                frame, stamp = read, time.time_ns()
+                frame, stamp = read, source.frame_time_ns() or time.time_ns()
                 if hint is None or not _same_buffer(frame, hint):
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype

@@ -14,12 +14,19 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("ls", help="list the streams on this machine")
+    p = sub.add_parser(
+        "ls", help="list the streams on this machine, or those zmq://HOST:PORT exports"
+    )
+    p.add_argument("where", nargs="?", metavar="zmq://HOST:PORT", help="another machine")
     p.add_argument("--json", action="store_true", help="one JSON object per stream")
+    p.add_argument("--curve", metavar="DIR", help="CURVE keys for zmq:// (DIR/server.key ...)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for zmq://")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.where:
+        return _remote(args, out)
     stats = list_streams()
     if args.json:
         for s in stats:
@@ -28,4 +35,36 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print("\n".join(table(stats)), file=out)
     else:
         print("no streams", file=out)
+    return 0
+
+
+def _remote(args: argparse.Namespace, out: TextIO) -> int:
+    if not args.where.startswith("zmq://"):
+        raise ValueError(f"expected zmq://HOST:PORT, got {args.where!r}")
+    from ..net import list_exports
+
+    rows = list_exports(args.where, curve=args.curve, timeout=args.timeout)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row), file=out)
+        return 0
+    if not rows:
+        print(f"{args.where} exports no streams", file=out)
+        return 0
+    head = ("NAME", "STATE", "MODE", "SIZE", "FPS", "CODEC", "RECEIVERS")
+    lines = [head] + [
+        (
+            r["name"],
+            r["state"],
+            r["mode"],
+            f"{r['width']}x{r['height']}",
+            f"{r['fps']:.1f}",
+            r["codec"],
+            str(r["receivers"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for line in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=out)
     return 0

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from ..publisher import Publisher, StreamOptions
 from ._http import add_http_options, start_web
 from ._table import table
+from ._zmq import add_zmq_options, curve_source, start_exporter
 
 __all__ = ["DEFAULT_SOURCE", "add_parser", "run"]
 
@@ -38,7 +39,8 @@ def add_parser(sub: Any) -> None:
         "serve",
         help="publish streams until Ctrl-C, with a live status table",
         description="Publish each NAME=SOURCE as a named stream until Ctrl-C. SOURCE is a camera "
-        "index, a file, a URL or testpattern[:WxH[@FPS]]. With no stream: "
+        "index, a file, a URL, testpattern[:WxH[@FPS]] or zmq://HOST:PORT/NAME (a relay of another "
+        "machine's stream). With no stream: "
         f"{DEFAULT_SOURCE}.",
     )
     p.add_argument("streams", nargs="*", type=_parse_stream, metavar="NAME=SOURCE")
@@ -54,6 +56,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration", type=_seconds, help="stop after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no status output")
     add_http_options(p, default=None)
+    add_zmq_options(p, required=False)
     p.set_defaults(run=run)
 
 
@@ -68,9 +71,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     streams = args.streams or [_parse_stream(DEFAULT_SOURCE)]
     pubs: list[Publisher] = []
     server = None
+    exporter = None
     try:
         for name, source in streams:
-            pubs.append(Publisher(name, source, **options(args)))
+            pubs.append(Publisher(name, curve_source(source, args), **options(args)))
         if not args.quiet:
             names = ", ".join(p.name for p in pubs)
             print(
@@ -79,10 +83,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 flush=True,
             )
         server = start_web([p.name for p in pubs], args, out)
+        exporter = start_exporter([p.name for p in pubs], args, out)
         _watch(pubs, args, out)
     except KeyboardInterrupt:
         pass
     finally:
+        if exporter is not None:
+            exporter.close()  # first: receivers see a disconnect, not the streams ending
         if server is not None:
             server.stop()
         for p in pubs:

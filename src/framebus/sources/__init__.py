@@ -18,6 +18,7 @@ from ._open import open_spec
 from .base import Source
 from .spec import (
     Media,
+    Remote,
     SourceLike,
     Spec,
     TestPattern,
@@ -29,6 +30,7 @@ from .spec import (
 
 __all__ = [
     "Media",
+    "Remote",
     "Source",
     "SourceLike",
     "Spec",

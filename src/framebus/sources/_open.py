@@ -7,7 +7,7 @@ from .opencv import OpenCVSource
 from .pattern import PatternSource
 from .pyav import PyAVSource
 from .rtsp import RTSPSource
-from .spec import Media, Spec, TestPattern
+from .spec import Media, Remote, Spec, TestPattern
 
 __all__ = ["av_available", "make_media_source", "open_spec"]
 
@@ -16,6 +16,10 @@ def open_spec(spec: Spec) -> Source:
     """Build the source object for a spec (in the capture process)."""
     if isinstance(spec, TestPattern):
         return PatternSource(spec)
+    if isinstance(spec, Remote):
+        from .zmq import ZmqSource  # pyzmq is an extra: imported only for zmq:// sources
+
+        return ZmqSource(spec)
     return make_media_source(spec)
 
 

@@ -43,6 +43,12 @@ class Source(abc.ABC):
         """
         return self.read()
 
+    def frame_time_ns(self) -> int | None:
+        """``time.time_ns()`` when the frame last read was captured, if the source knows
+        better than "now" (a relay of a remote stream: the remote capture time). None: the
+        capture stamps each frame when :meth:`read` returns it."""
+        return None
+
     @property
     def frame_count(self) -> int | None:
         """Number of frames of a finite source, if known."""

@@ -20,6 +20,7 @@ from .base import Source
 
 __all__ = [
     "Media",
+    "Remote",
     "SourceLike",
     "Spec",
     "TestPattern",
@@ -146,8 +147,57 @@ class Media:
         return redact(self.target) if self.is_url else self.target
 
 
-SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Media, Source]
-Spec = TestPattern | Media
+@dataclass(frozen=True)
+class Remote:
+    """A stream another machine exports over ZeroMQ: ``zmq://HOST:PORT/NAME``.
+
+    Plain ``"zmq://..."`` strings mean ``Remote(that)``. CURVE: ``curve`` is a key directory
+    (``framebus keys generate``: its ``server.key`` and ``client.key_secret`` are used), or give
+    ``server_key`` (the exporter's public key file) and ``client_key`` (this receiver's key
+    pair file) one by one. ``open_timeout``: seconds to wait for the exporter's first answer;
+    ``read_timeout``: seconds without a frame before the capture reconnects;
+    ``max_message``: the largest frame message accepted, header included.
+    """
+
+    url: str
+    curve: str | None = None
+    server_key: str | None = None
+    client_key: str | None = None
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+    max_message: int = 64 * 1024 * 1024 + 64
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith("zmq://"):
+            raise ValueError(f"Remote needs a zmq://HOST:PORT/NAME URL, not {self.url!r}")
+        if self.curve is not None:
+            d = os.fspath(self.curve)
+            object.__setattr__(self, "curve", d)
+            if self.server_key is None:
+                object.__setattr__(self, "server_key", os.path.join(d, "server.key"))
+            if self.client_key is None:
+                object.__setattr__(self, "client_key", os.path.join(d, "client.key_secret"))
+        for key in ("server_key", "client_key"):  # the capture process may run elsewhere
+            path = getattr(self, key)
+            if path is not None:
+                object.__setattr__(self, key, os.path.abspath(os.fspath(path)))
+        if (self.server_key is None) != (self.client_key is None):
+            raise ValueError("CURVE needs both server_key and client_key (or curve=DIR)")
+        for t in (self.open_timeout, self.read_timeout):
+            if not (t > 0 and math.isfinite(t)):
+                raise ValueError(f"Remote timeouts must be positive seconds, got {t}")
+        if not 64 < self.max_message <= 0xFFFF_FFFF:
+            raise ValueError(f"max_message must be 65..{0xFFFF_FFFF}, got {self.max_message}")
+
+    is_live: ClassVar[bool] = True
+
+    @property
+    def label(self) -> str:
+        return self.url
+
+
+SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Media, Remote, Source]
+Spec = TestPattern | Media | Remote
 """What a built-in source is, as data: it travels to the capture process as JSON."""
 
 _PATTERN_RE = re.compile(r"(?:testpattern|pattern)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
@@ -161,7 +211,7 @@ def to_spec(source: SourceLike) -> Spec:
     :func:`check_url`: credentials never appear in the message), ``TypeError`` for an object
     that is not a source.
     """
-    if isinstance(source, TestPattern):
+    if isinstance(source, (TestPattern, Remote)):
         return source
     if isinstance(source, bool):
         raise TypeError("source must be a camera index, path, URL, TestPattern or Source")
@@ -170,6 +220,8 @@ def to_spec(source: SourceLike) -> Spec:
         if m:
             w, h, fps = m.groups()
             return TestPattern(int(w or 1280), int(h or 720), float(fps or 30))
+        if source.startswith("zmq://"):
+            return Remote(source)
         if source.isdigit():
             source = int(source)
     if isinstance(source, (int, str, os.PathLike)):
@@ -205,7 +257,11 @@ def _check_file(path: str) -> None:
 
 
 # the JSON form of a spec, for the trip to the capture process: {"kind": ..., **fields}
-_KINDS: dict[str, type[TestPattern] | type[Media]] = {"pattern": TestPattern, "media": Media}
+_KINDS: dict[str, type[TestPattern] | type[Media] | type[Remote]] = {
+    "pattern": TestPattern,
+    "media": Media,
+    "remote": Remote,
+}
 
 
 def spec_to_json(spec: Spec) -> dict[str, Any]:

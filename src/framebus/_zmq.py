@@ -1,0 +1,276 @@
+"""What both halves of the ZeroMQ transport share: URLs, socket options, CURVE key files and
+the control messages. The sending half is :mod:`framebus.sinks.zmq`, the receiving half
+:mod:`framebus.sources.zmq`; the protocol is described in :mod:`framebus.sinks.zmq`.
+
+pyzmq is an optional dependency (``framebus[zmq]``): this module imports it, so import this
+module only where the transport is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import FramebusError, KeyFileError
+
+try:
+    import zmq
+    import zmq.auth
+except ImportError as exc:  # pragma: no cover - the extra brings it
+    raise FramebusError(
+        f"the ZeroMQ transport needs framebus[zmq] (pip install 'framebus[zmq]'): {exc}"
+    ) from None
+
+__all__ = [
+    "CLIENT_KEY",
+    "CLIENTS_DIR",
+    "HEARTBEAT_IVL",
+    "HEARTBEAT_TIMEOUT",
+    "MAX_REQUEST",
+    "REFRESH",
+    "SERVER_KEY",
+    "Address",
+    "ClientKeys",
+    "ServerKeys",
+    "client_socket",
+    "generate_keys",
+    "is_loopback",
+    "load_client_keys",
+    "load_server_keys",
+    "parse_bind",
+    "parse_url",
+    "server_socket",
+    "valid_name",
+]
+
+# -- timing (seconds) ----------------------------------------------------------------------
+
+HEARTBEAT_IVL = 1.0
+"""ZMTP PING every second on an idle connection..."""
+HEARTBEAT_TIMEOUT = 3.0
+"""...and the connection is dropped (and redialled) when nothing came back for 3 s."""
+RECONNECT_IVL = 0.1
+RECONNECT_IVL_MAX = 0.5  # a restarted exporter is redialled within half a second
+HANDSHAKE_IVL = 3.0
+REFRESH = 0.5
+"""A receiver that got nothing for this long asks again (its credit, and a keep-alive)."""
+
+# -- sizes -----------------------------------------------------------------------------------
+
+MAX_REQUEST = 1024
+"""The exporter's ``MAXMSGSIZE``: requests are short text lines; a peer sending more is cut."""
+SOCKET_BUFFER = 2 * 1024 * 1024
+"""``SNDBUF``/``RCVBUF`` of both ends: a few JPEG frames. With one credit per receiver the
+kernel buffers never hold more than the one frame in flight; the size bounds that frame's
+transfer window, not a queue."""
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a stream name (the same rule as the local streams')."""
+    return bool(_NAME_RE.fullmatch(name))
+
+
+# -- addresses -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where an exporter listens: ``tcp://host:port``; ``name`` is a stream (or "")."""
+
+    host: str
+    port: int
+    name: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        base = f"zmq://{self.endpoint.removeprefix('tcp://')}"
+        return f"{base}/{self.name}" if self.name else base
+
+
+_HOSTPORT = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d{1,5})")
+
+
+def _host_port(text: str, what: str) -> tuple[str, int]:
+    m = _HOSTPORT.fullmatch(text)
+    port = int(m["port"]) if m else 0
+    if not m or not 0 <= port <= 65535:
+        raise ValueError(f"invalid {what} {text!r}: expected HOST:PORT")
+    return m["v6"] or m["host"], port
+
+
+def parse_url(url: str, *, need_name: bool = True) -> Address:
+    """``zmq://HOST:PORT/NAME`` (``NAME`` optional when ``need_name`` is False)."""
+    if not url.startswith("zmq://"):
+        raise ValueError(f"invalid URL {url!r}: expected zmq://HOST:PORT/NAME")
+    rest = url[len("zmq://") :]
+    hostport, _, name = rest.partition("/")
+    host, port = _host_port(hostport, "zmq URL")
+    if port == 0:
+        raise ValueError(f"invalid zmq URL {url!r}: port 0")
+    name = name.rstrip("/")
+    if need_name and not name:
+        raise ValueError(f"zmq URL {url!r} names no stream: expected zmq://HOST:PORT/NAME")
+    if name and not valid_name(name):
+        raise ValueError(f"zmq URL {url!r}: invalid stream name {name!r}")
+    return Address(host, port, name)
+
+
+def parse_bind(text: str) -> Address:
+    """``tcp://HOST:PORT`` (or ``HOST:PORT``) to listen on; HOST ``*`` or ``0.0.0.0`` is every
+    interface, PORT 0 a free port."""
+    hostport = text.removeprefix("tcp://")
+    if "://" in hostport:
+        raise ValueError(f"invalid endpoint {text!r}: only tcp://HOST:PORT is supported")
+    host, port = _host_port(hostport, "endpoint")
+    return Address(host, port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", a host name: assume it is reachable from elsewhere
+
+
+# -- CURVE keys ------------------------------------------------------------------------------
+
+SERVER_KEY = "server.key"
+"""In a key directory: the exporter's public key (give it to every receiver)."""
+SERVER_SECRET = "server.key_secret"
+CLIENT_KEY = "client.key_secret"
+"""In a key directory: a receiver's key pair (its public half also in ``clients/``)."""
+CLIENTS_DIR = "clients"
+"""In a key directory: the public keys of the receivers an exporter lets in."""
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    public: bytes
+    secret: bytes
+    clients_dir: str
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+
+def _load(path: str | os.PathLike[str], need_secret: bool) -> tuple[bytes, bytes | None]:
+    try:
+        public, secret = zmq.auth.load_certificate(os.fspath(path))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a key file"
+        raise KeyFileError(f"cannot read CURVE key file {os.fspath(path)}: {why}") from None
+    if need_secret and not secret:
+        raise KeyFileError(f"CURVE key file {os.fspath(path)} holds no secret key")
+    return public, secret
+
+
+def load_server_keys(directory: str | os.PathLike[str]) -> ServerKeys:
+    """An exporter's keys from a directory made by :func:`generate_keys`."""
+    d = Path(directory)
+    public, secret = _load(d / SERVER_SECRET, True)
+    clients = d / CLIENTS_DIR
+    if not clients.is_dir():
+        raise KeyFileError(f"CURVE key directory {d} has no {CLIENTS_DIR}/ of allowed clients")
+    assert secret is not None
+    return ServerKeys(public, secret, str(clients))
+
+
+def load_client_keys(
+    server_key: str | os.PathLike[str], client_key: str | os.PathLike[str]
+) -> ClientKeys:
+    """A receiver's keys: the exporter's public key file and this receiver's key pair file."""
+    server_public, _ = _load(server_key, False)
+    public, secret = _load(client_key, True)
+    assert secret is not None
+    return ClientKeys(public, secret, server_public)
+
+
+def generate_keys(directory: str | os.PathLike[str], clients: int = 1) -> list[Path]:
+    """Create a key directory: ``server.key`` + ``server.key_secret`` (the exporter's),
+    ``client.key_secret`` (+ ``client.key``) for receivers (more clients: ``client2`` ...),
+    and ``clients/`` holding the public keys the exporter accepts. Existing files are kept.
+    Returns the files written. Secret files are created readable by their owner only."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    allowed = d / CLIENTS_DIR
+    allowed.mkdir(exist_ok=True)
+    written: list[Path] = []
+    names = ["server"] + [f"client{i if i > 1 else ''}" for i in range(1, clients + 1)]
+    old = os.umask(0o077)
+    try:
+        for name in names:
+            if (d / f"{name}.key_secret").exists():
+                continue
+            public, secret = zmq.auth.create_certificates(str(d), name)
+            written += [Path(public), Path(secret)]
+            if name != "server":
+                target = allowed / f"{name}.key"
+                target.write_bytes(Path(public).read_bytes())
+                written.append(target)
+    finally:
+        os.umask(old)
+    return written
+
+
+# -- sockets ---------------------------------------------------------------------------------
+
+
+def _common(sock: zmq.Socket[Any], max_message: int) -> None:
+    sock.setsockopt(zmq.LINGER, 0)  # close never waits for unsent frames
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, int(HEARTBEAT_IVL * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(HEARTBEAT_TIMEOUT * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_TTL, int(HEARTBEAT_TIMEOUT * 1000))
+    sock.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_IVL * 1000))
+    sock.setsockopt(zmq.SNDBUF, SOCKET_BUFFER)
+    sock.setsockopt(zmq.RCVBUF, SOCKET_BUFFER)
+
+
+def server_socket(ctx: zmq.Context[Any], keys: ServerKeys | None) -> zmq.Socket[Any]:
+    """The exporter's ROUTER: small requests in, at most one frame per peer queued out."""
+    sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
+    _common(sock, MAX_REQUEST)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone peer is an error, not a silent drop
+    sock.setsockopt(zmq.SNDHWM, 4)  # per peer: the one credited frame and a few short replies
+    sock.setsockopt(zmq.RCVHWM, 16)  # per peer: short requests
+    if keys is not None:
+        sock.curve_secretkey = keys.secret
+        sock.curve_publickey = keys.public
+        sock.curve_server = True
+    return sock
+
+
+def client_socket(
+    ctx: zmq.Context[Any], keys: ClientKeys | None, max_message: int
+) -> zmq.Socket[Any]:
+    """A receiver's DEALER: one frame in flight (credit), requests never queued offline."""
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
+    _common(sock, max_message)
+    sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a connection not yet made
+    sock.setsockopt(zmq.IPV6, 1)  # IPv6 addresses and names too (IPv4 still works)
+    sock.setsockopt(zmq.RECONNECT_IVL, int(RECONNECT_IVL * 1000))
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_IVL_MAX * 1000))
+    sock.setsockopt(zmq.RCVHWM, 4)  # the credited frame and a few short replies
+    sock.setsockopt(zmq.SNDHWM, 4)
+    if keys is not None:
+        sock.curve_secretkey = keys.secret
+        sock.curve_publickey = keys.public
+        sock.curve_serverkey = keys.server_public
+    return sock

@@ -1,0 +1,598 @@
+"""The sending half of the ZeroMQ transport: an :class:`Exporter` serves this machine's
+streams to receivers on other machines (``framebus.attach("zmq://host:5555/cam")``, relays).
+
+Design: ROUTER/DEALER with one credit per receiver
+--------------------------------------------------
+
+The exporter is one ROUTER socket (``tcp://HOST:PORT``) for every exported stream; each
+receiver is one DEALER connected to it, for one stream. A receiver asks for a frame; the
+exporter answers with the newest frame of that stream the receiver has not had, as soon as
+there is one; the receiver asks again as soon as the frame arrived. So each receiver has
+exactly **one frame in flight**, and it is always the newest at the moment the receiver
+became ready for it: true latest-only per receiver, on any link. PUB/SUB was not chosen
+because it cannot give that: a PUB queue that is full drops the *newest* message and keeps
+old ones, ``CONFLATE`` is ignored on XPUB and would only cap ZeroMQ's own queue, not the
+kernel's socket buffers (seconds of frames on a slow link), and a publisher cannot tell a slow
+subscriber from a fast one. With credits, the kernel buffers can hold at most the one frame
+in flight, whatever their size, and the request channel serves the listing (``ls
+zmq://``) and the errors (unknown stream) on the same port. The price is one round trip per
+frame: a receiver gets at most 1 / (RTT + transfer time) frames per second (LAN: far above
+any camera's rate; 100 ms of RTT: 10 fps). ``CONFLATE`` is not used: with one credit there is
+never a second frame to conflate, and on a DEALER it would merge the short replies too.
+
+Messages (every message is one ZeroMQ part; the ROUTER adds and strips the peer's id)::
+
+    receiver -> exporter (ASCII, at most 1 KiB: MAXMSGSIZE cuts a peer that sends more)
+      GET <name> <session hex> <seq>   my credit for stream <name>; the last frame I have
+      LIST                             what do you export?
+      BYE                              forget me (release())
+    exporter -> receiver
+      <64-byte wire header><payload>   a frame (framebus.wire: magic, session, seq, ...)
+      WAIT                             no frame newer than yours yet (your credit stands)
+      ERR <code> <text>                notfound | ended | busy | bad: the stream is not
+                                       exported, it ended, too many receivers, bad request
+      LIST <json>                      {"streams": [{"name", "state", "width", "height",
+                                       "fps", "mode", "codec", "receivers"}, ...]}
+
+Who drops what
+--------------
+
+* One :class:`ZmqSink` per exported stream (a :class:`~framebus.sinks.FrameSink`: one reader,
+  one worker thread) encodes each new frame **once** for every receiver into a private
+  ``[header | payload]`` bytes object (never a view of a ring slot, which the capture may
+  reuse mid-send), and hands it to the exporter's thread through a one-item
+  :class:`~framebus.sinks.LatestSlot`: a frame the exporter has not taken yet is replaced.
+* The exporter keeps, per stream, only that newest encoded frame, and per receiver its credit
+  and the (session, seq) of the last frame sent. A receiver with credit gets the newest frame
+  if it is newer than its last one; a receiver without credit (its frame still in flight, or
+  it is slow) is skipped: when it asks again it gets the newest frame then. A slow receiver
+  never delays the encoder or the other receivers; nothing is queued for it but the one frame
+  it asked for (ROUTER ``SNDHWM`` 4 per peer covers that frame and short replies;
+  ``ROUTER_MANDATORY`` turns a send to a vanished peer into an error that forgets it).
+* **No encoding while no one receives**: the sink is subscribed only while at least one
+  receiver of its stream is known; a receiver silent for 4 s (a live one asks at least every
+  0.5 s) or whose connection is gone is forgotten. A sink idle for 10 s is closed (its reader
+  released); a sink of an ``every``-mode stream at once.
+* ``every``-mode streams (files): a remote receiver gets **newest-frame** delivery, not every
+  frame. The sink's reader is the stream's only pace-setter on this side, and it reads at the
+  encoder's speed, never at the network's: a remote reader must never stall the capture
+  host, and every-frame delivery over a network would let a slow link or a dead receiver hold
+  the file up for every local reader. For every frame of a file on another machine, publish it
+  with ``--realtime`` (frames at the file's rate, each one newest in turn) or send the file.
+
+Frames the wire cannot carry (RAW: float64, int8, int32 or 2 or more than 4 channels; JPEG:
+anything but 8/16-bit grey, BGR or BGRA) are not sent: the sink logs the first failure and
+counts the others (``encode_errors``), and receivers see the stream ``stalled``.
+
+Receivers validate every message (:mod:`framebus.sources.zmq`). CURVE (opt-in,
+``curve=DIR`` from :func:`framebus.net.generate_keys`): the exporter's secret key encrypts,
+and only receivers whose public keys are in ``DIR/clients/`` get in (ZAP, checked by
+``zmq.auth``'s authenticator thread; the directory is read when the exporter starts).
+Exporting on an address other than loopback without CURVE logs a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+import framebus
+from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, wire
+from framebus._zmq import (
+    HEARTBEAT_TIMEOUT,
+    REFRESH,
+    ServerKeys,
+    is_loopback,
+    load_server_keys,
+    parse_bind,
+    server_socket,
+    valid_name,
+)
+from framebus.errors import FramebusError, StreamNotFound
+
+from .base import Encoded, FrameSink, Pick, Subscription
+from .jpeg import encode_jpeg
+
+__all__ = ["IDLE_CLOSE", "PEER_TIMEOUT", "CodecName", "Exporter", "ExporterStats",
+           "ExportedStream", "ZmqSink", "export"]  # fmt: skip
+
+log = logging.getLogger("framebus.zmq")
+
+CodecName = Literal["jpeg", "raw"]
+IDLE_CLOSE = 10.0
+"""Seconds a sink with no receiver stays open (its reader attached) before it is closed."""
+PEER_TIMEOUT = HEARTBEAT_TIMEOUT + 2 * REFRESH
+"""Seconds of silence after which a receiver is forgotten (a live one asks every 0.5 s)."""
+_SWEEP = 0.25
+# a frame in flight longer than this is taken as lost: the receiver's next ask gets a new one
+_IN_FLIGHT = 10.0
+_LOG_EVERY = 10.0
+
+
+class ZmqSink(FrameSink[bytes]):
+    """One stream's frames as wire messages, encoded once for every receiver.
+
+    ``codec="jpeg"`` (8-bit grey or BGR; BGRA loses alpha, 16-bit keeps its top byte) at
+    ``quality``, or ``"raw"`` (lossless: any dtype and channel count the wire has). Each
+    message is a private bytes object: header and payload, copied out of the ring once.
+    Buffering: :class:`~framebus.sinks.FrameSink`'s (one item per consumer: the exporter).
+    ``session`` is random per sink: a receiver sees a new sink (the exporter restarted, or
+    the stream was published again) as a new session.
+    """
+
+    def __init__(self, name: str, *, codec: CodecName = "jpeg", quality: int = 80) -> None:
+        if codec not in ("jpeg", "raw"):
+            raise ValueError(f"codec must be 'jpeg' or 'raw', not {codec!r}")
+        if not 1 <= quality <= 100:
+            raise ValueError(f"quality must be 1..100, not {quality}")
+        self.codec: CodecName = codec
+        self.quality = quality
+        self.session = wire.new_session()
+        super().__init__(name, pick=Pick.newest())
+        self.every_mode = self._reader.stats().mode == "every"
+
+    def encode(self, frame: np.ndarray, info: FrameInfo) -> bytes:
+        capture_ns = int(info.timestamp * 1e9)
+        if self.codec == "raw":
+            return wire.pack_frame_bytes(
+                frame, seq=info.seq, session=self.session, capture_ns=capture_ns
+            )
+        jpeg = encode_jpeg(frame, self.quality)
+        grey = frame.ndim == 2 or frame.shape[2] == 1
+        height, width = int(frame.shape[0]), int(frame.shape[1])
+        header = wire.FrameHeader(
+            wire.Codec.JPEG,
+            wire.PixelFormat.GRAY8 if grey else wire.PixelFormat.BGR24,
+            width,
+            height,
+            width * (1 if grey else 3),
+            len(jpeg),
+            info.seq,
+            self.session,
+            capture_ns,
+            time.time_ns(),
+        )
+        return wire.encode_header(header) + jpeg
+
+
+@dataclass
+class _Peer:
+    name: str
+    last_seen: float
+    credit: bool = False
+    in_flight: bool = False
+    last_sent: tuple[int, int] | None = None  # (session, seq)
+    sent_at: float = 0.0
+
+
+@dataclass
+class _Stream:
+    name: str
+    sink: ZmqSink
+    sub: Subscription[bytes] | None = None
+    latest: Encoded[bytes] | None = None
+    key: tuple[int, int] | None = None  # (session, seq) of latest
+    peers: set[bytes] = field(default_factory=set)
+    idle_since: float | None = None
+    frames_sent: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass(frozen=True)
+class ExportedStream:
+    """One exported stream's counters."""
+
+    name: str
+    receivers: int
+    frames_encoded: int
+    frames_sent: int
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class ExporterStats:
+    endpoint: str
+    receivers: int
+    bad_requests: int
+    streams: tuple[ExportedStream, ...]
+
+
+class Exporter:
+    """Serve streams of this machine on ``endpoint`` (``tcp://HOST:PORT``; HOST ``*`` or
+    ``0.0.0.0``: every interface; PORT 0: a free one, see :attr:`endpoint`).
+
+    ``names``: the streams to export; None (the default) exports every stream published on
+    this machine, as streams come and go (a receiver asking for a stream that is not there
+    yet gets ``notfound``; once it had frames, it keeps asking). ``codec``/``quality``: see
+    :class:`ZmqSink`. ``curve``: a key directory (:func:`framebus.net.generate_keys`) to
+    encrypt and to let in only the receivers whose keys are in its ``clients/``.
+    ``max_receivers``: receivers served at once (more get ``ERR busy``).
+
+    The exporter runs in a thread of its own (``framebus-zmq-export``) from construction
+    until :meth:`close` (or the end of a ``with`` block); binding errors raise at once.
+    See the module docstring for the protocol and its buffering policy.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        names: Iterable[str] | None = None,
+        *,
+        codec: CodecName = "jpeg",
+        quality: int = 80,
+        curve: str | os.PathLike[str] | None = None,
+        max_receivers: int = 64,
+    ) -> None:
+        if codec not in ("jpeg", "raw"):
+            raise ValueError(f"codec must be 'jpeg' or 'raw', not {codec!r}")
+        if not 1 <= quality <= 100:
+            raise ValueError(f"quality must be 1..100, not {quality}")
+        address = parse_bind(endpoint)
+        self.names = None if names is None else tuple(names)
+        for name in self.names or ():
+            if not valid_name(name):
+                raise framebus.InvalidStreamName(f"invalid stream name {name!r}")
+        self.codec: CodecName = codec
+        self.quality = quality
+        self.max_receivers = max_receivers
+        keys: ServerKeys | None = load_server_keys(curve) if curve is not None else None
+        self.curve = None if curve is None else str(Path(curve))
+        host = "*" if address.host in ("*", "0.0.0.0") else address.host
+        bind = f"tcp://{f'[{host}]' if ':' in host else host}:{address.port or '*'}"
+        self._ctx: zmq.Context[Any] = zmq.Context(io_threads=1)
+        self._auth: ThreadAuthenticator | None = None
+        self._sock: zmq.Socket[Any] | None = None
+        try:
+            if keys is not None:
+                self._auth = ThreadAuthenticator(self._ctx, log=log)
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=keys.clients_dir)
+            self._sock = server_socket(self._ctx, keys)
+            if ":" in host:
+                self._sock.setsockopt(zmq.IPV6, 1)
+            try:
+                self._sock.bind(bind)
+            except zmq.ZMQError as exc:
+                raise FramebusError(f"cannot listen on {endpoint}: {exc.strerror}") from None
+            bound = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        except BaseException:
+            self._teardown()
+            raise
+        self.endpoint: str = bound
+        """The endpoint bound, its port resolved (``tcp://0.0.0.0:5555``)."""
+        self.insecure = keys is None and not is_loopback(address.host)
+        if self.insecure:
+            log.warning(
+                "framebus: warning: exporting on %s without CURVE: anyone who can reach the "
+                "port receives the streams (framebus keys generate DIR, then --curve DIR)",
+                bound,
+            )
+        self._lock = threading.Lock()  # guards the stats snapshot below
+        self._streams: dict[str, _Stream] = {}
+        self._peers: dict[bytes, _Peer] = {}
+        self._closing: list[threading.Thread] = []
+        self._bad = 0
+        self._bad_logged = 0
+        self._last_log = 0.0
+        self._snapshot = ExporterStats(bound, 0, 0, ())
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="framebus-zmq-export", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def url(self, name: str = "", host: str | None = None) -> str:
+        """``zmq://HOST:PORT[/NAME]`` for receivers (HOST: the bound one unless given)."""
+        bound_host = self.endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+        base = f"zmq://{host or bound_host}:{self.port}"
+        return f"{base}/{name}" if name else base
+
+    # -- owner ---------------------------------------------------------------------------------
+
+    def stats(self) -> ExporterStats:
+        with self._lock:
+            return self._snapshot
+
+    def close(self) -> None:
+        """Stop serving: receivers see the connection go (``reconnecting``). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _teardown(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        self._ctx.term()
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(self._wake_r, zmq.POLLIN)
+            next_sweep = time.monotonic() + _SWEEP
+            while not self._closed:
+                timeout = max(0.0, next_sweep - time.monotonic())
+                events = dict(poller.poll(int(timeout * 1000) + 1))
+                if self._wake_r in events:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                if sock in events:
+                    with contextlib.suppress(zmq.Again):
+                        for _ in range(1000):  # then frames get their turn
+                            self._request(sock, sock.recv_multipart(zmq.NOBLOCK))
+                self._collect(sock)
+                if time.monotonic() >= next_sweep:
+                    self._sweep()
+                    next_sweep = time.monotonic() + _SWEEP
+        except Exception:  # pragma: no cover - a bug
+            log.exception("the exporter on %s stopped", self.endpoint)
+        finally:
+            for stream in self._streams.values():
+                stream.sink.close()
+            self._streams.clear()
+            for thread in self._closing:
+                thread.join()
+            self._teardown()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending
+            os.write(self._wake_w, b"x")
+
+    def _bad_request(self, why: str) -> None:
+        self._bad += 1
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY:
+            count, self._bad_logged = self._bad - self._bad_logged, self._bad
+            self._last_log = now
+            log.warning("exporter %s: %d bad request(s), last: %s", self.endpoint, count, why)
+
+    def _request(self, sock: zmq.Socket[Any], parts: list[bytes]) -> None:
+        if len(parts) != 2:
+            self._bad_request(f"a request of {len(parts) - 1} parts")
+            return
+        peer_id, body = parts
+        words = body.split()
+        verb = words[0] if words else b""
+        if verb == b"GET" and len(words) == 4:
+            try:
+                name = words[1].decode("ascii")
+                session = int(words[2], 16) if len(words[2]) <= 16 else -1
+                seq = int(words[3]) if len(words[3]) <= 20 else -1
+            except ValueError:
+                session = -1
+            if session < 0 or seq < 0 or not valid_name(name):
+                self._bad_request("malformed GET")
+                self._send(sock, peer_id, b"ERR bad malformed request")
+                return
+            self._get(sock, peer_id, name, (session, seq))
+        elif verb == b"LIST" and len(words) == 1:
+            self._send(sock, peer_id, b"LIST " + self._listing())
+        elif verb == b"BYE" and len(words) == 1:
+            self._forget(peer_id)
+        else:
+            self._bad_request(f"unknown request {body[:16]!r}")
+            self._send(sock, peer_id, b"ERR bad unknown request")
+
+    def _send(self, sock: zmq.Socket[Any], peer_id: bytes, data: bytes) -> bool:
+        """Send without blocking; False if the peer is gone (it is forgotten) or full."""
+        try:
+            sock.send_multipart([peer_id, data], zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False  # its queue is full: it gets the newest frame when it asks again
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                self._forget(peer_id)
+                return False
+            raise
+
+    def _get(self, sock: zmq.Socket[Any], peer_id: bytes, name: str, has: tuple[int, int]) -> None:
+        now = time.monotonic()
+        peer = self._peers.get(peer_id)
+        if peer is not None and peer.name != name:
+            self._forget(peer_id)
+            peer = None
+        if peer is None and len(self._peers) >= self.max_receivers:
+            self._send(sock, peer_id, f"ERR busy {self.max_receivers} receivers".encode())
+            return
+        stream, error = self._open(name)
+        if stream is None:
+            self._send(sock, peer_id, error.encode())
+            return
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(name, now)
+        peer.last_seen = now
+        if peer.in_flight and peer.last_sent != has and now - peer.sent_at < _IN_FLIGHT:
+            return  # a keep-alive that overtook the frame it has not received yet
+        peer.in_flight, peer.credit = False, True
+        if not stream.peers:
+            stream.idle_since = None
+        stream.peers.add(peer_id)
+        if stream.sub is None:
+            stream.sub = stream.sink.subscribe(self._wake)
+        if not self._offer(sock, stream, peer_id, peer):
+            self._send(sock, peer_id, b"WAIT")
+
+    def _open(self, name: str) -> tuple[_Stream | None, str]:
+        """The stream entry for ``name``, its sink created on demand; else (None, ERR ...)."""
+        stream = self._streams.get(name)
+        if stream is not None:
+            return stream, ""
+        if self.names is not None and name not in self.names:
+            exports = ", ".join(self.names) or "none"
+            return None, f"ERR notfound stream {name!r} is not exported here (exports: {exports})"
+        try:
+            sink = ZmqSink(name, codec=self.codec, quality=self.quality)
+        except StreamNotFound:
+            return None, f"ERR notfound no stream {name!r} on the exporter's host"
+        except FramebusError as exc:
+            return None, f"ERR unavailable stream {name!r}: {exc}"
+        stream = self._streams[name] = _Stream(name, sink)
+        return stream, ""
+
+    def _offer(self, sock: zmq.Socket[Any], stream: _Stream, peer_id: bytes, peer: _Peer) -> bool:
+        """Send the stream's newest frame to ``peer`` if it has credit and not that frame."""
+        if not peer.credit or stream.latest is None or stream.key is None:
+            return False
+        last = peer.last_sent
+        if last is not None and (last[0] == stream.key[0] and last[1] >= stream.key[1]):
+            return False
+        if not self._send(sock, peer_id, stream.latest.data):
+            return False
+        peer.credit, peer.in_flight, peer.last_sent = False, True, stream.key
+        peer.sent_at = time.monotonic()
+        stream.frames_sent += 1
+        stream.bytes_sent += len(stream.latest.data)
+        return True
+
+    def _collect(self, sock: zmq.Socket[Any]) -> None:
+        """Take each stream's newest encoded frame and send it to the receivers with credit."""
+        for stream in list(self._streams.values()):
+            sub = stream.sub
+            if sub is None:
+                continue
+            try:
+                item = sub.get(0)
+            except ReadTimeout:
+                continue
+            except (StreamEnded, PublisherLost, SinkClosed) as exc:
+                self._ended(sock, stream, exc)
+                continue
+            stream.latest = item
+            stream.key = (stream.sink.session, item.info.seq)
+            for peer_id in list(stream.peers):
+                peer = self._peers.get(peer_id)
+                if peer is not None:
+                    self._offer(sock, stream, peer_id, peer)
+
+    def _ended(self, sock: zmq.Socket[Any], stream: _Stream, exc: BaseException) -> None:
+        """The stream ended (or its publisher died): tell its receivers, drop its sink."""
+        code = "ended" if isinstance(exc, (StreamEnded, SinkClosed)) else "lost"
+        message = f"ERR {code} stream {stream.name!r}: {exc}".encode()
+        for peer_id in list(stream.peers):
+            self._send(sock, peer_id, message[:512])
+            self._forget(peer_id)
+        self._retire(stream)
+
+    def _retire(self, stream: _Stream) -> None:
+        self._streams.pop(stream.name, None)
+        if stream.sub is not None:
+            stream.sub.close()
+        thread = threading.Thread(target=stream.sink.close, name="framebus-zmq-close", daemon=True)
+        self._closing = [t for t in self._closing if t.is_alive()] + [thread]
+        thread.start()  # closing waits for the sink's worker: not in this thread
+
+    def _forget(self, peer_id: bytes) -> None:
+        peer = self._peers.pop(peer_id, None)
+        if peer is None:
+            return
+        stream = self._streams.get(peer.name)
+        if stream is not None:
+            stream.peers.discard(peer_id)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for peer_id, peer in list(self._peers.items()):
+            if now - peer.last_seen > PEER_TIMEOUT:
+                self._forget(peer_id)
+        for stream in list(self._streams.values()):
+            if stream.peers:
+                continue
+            if stream.sub is not None:  # nobody receives: no more reading nor encoding
+                stream.sub.close()
+                stream.sub, stream.latest, stream.key = None, None, None
+            if stream.idle_since is None:
+                stream.idle_since = now
+            if stream.sink.every_mode or now - stream.idle_since >= IDLE_CLOSE:
+                self._retire(stream)
+        snapshot = ExporterStats(
+            self.endpoint,
+            len(self._peers),
+            self._bad,
+            tuple(
+                ExportedStream(
+                    s.name,
+                    len(s.peers),
+                    s.sink.stats().frames_encoded,
+                    s.frames_sent,
+                    s.bytes_sent,
+                )
+                for s in self._streams.values()
+            ),
+        )
+        with self._lock:
+            self._snapshot = snapshot
+
+    def _listing(self) -> bytes:
+        wanted = None if self.names is None else set(self.names)
+        rows = []
+        for s in framebus.list_streams():
+            if wanted is not None and s.name not in wanted:
+                continue
+            if s.state in ("dead", "unreadable", "closed"):
+                continue
+            stream = self._streams.get(s.name)
+            rows.append(
+                {
+                    "name": s.name,
+                    "state": s.state,
+                    "width": s.width,
+                    "height": s.height,
+                    "fps": round(s.capture_fps, 2),
+                    "mode": s.mode,
+                    "codec": self.codec,
+                    "receivers": len(stream.peers) if stream else 0,
+                }
+            )
+        return json.dumps({"streams": rows}).encode()
+
+
+def export(
+    endpoint: str,
+    names: Iterable[str] | None = None,
+    *,
+    codec: CodecName = "jpeg",
+    quality: int = 80,
+    curve: str | os.PathLike[str] | None = None,
+    max_receivers: int = 64,
+) -> Exporter:
+    """Start exporting streams on ``endpoint``: see :class:`Exporter`. Close it to stop."""
+    return Exporter(
+        endpoint, names, codec=codec, quality=quality, curve=curve, max_receivers=max_receivers
+    )
