@@ -21,7 +21,18 @@ from framebus.testing.netns import Host
 # the test session: start it at import (collection), before any test counts its children
 multiprocessing.resource_tracker.ensure_running()
 
-__all__ = ["Agent", "blast", "echo_once", "echo_server", "sink_server", "start", "watch_stream"]
+__all__ = [
+    "Agent",
+    "blast",
+    "collect",
+    "echo_once",
+    "echo_server",
+    "sink_server",
+    "read_local",
+    "start",
+    "wait_port",
+    "watch_stream",
+]
 
 
 def echo_server(address: str, port: int, conn: Connection) -> None:
@@ -94,18 +105,52 @@ def echo_once(address: str, port: int, data: bytes, timeout: float, keep: str = 
             s.close()
 
 
+def wait_port(address: str, port: int, timeout: float) -> bool:
+    """True once a TCP connection to ``address:port`` succeeds (retried for ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def read_local(name: str, frames: int, timeout: float) -> list[tuple[int, tuple[int, ...]]]:
+    """Attach to the local stream ``name`` (waiting up to ``timeout`` s for it to appear) and
+    read ``frames`` frames: (seq, shape) each."""
+    import framebus
+    from framebus.errors import StreamNotFound
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reader = framebus.attach(name, timeout=timeout)
+            break
+        except StreamNotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    out = []
+    with reader:
+        for _ in range(frames):
+            frame = reader.read_frame()
+            assert reader.info is not None
+            out.append((reader.info.seq, frame.shape))
+    return out
+
+
 def watch_stream(url: str, seconds: float, work: float, conn: Connection) -> None:
-    """Attach to ``url`` (``framebus.attach``) and read it for ``seconds``, working ``work`` s per
-    frame; sends one record per read on ``conn`` as it goes: ``("frame", received, capture
-    timestamp, seq, skipped, shape, state)`` or ``("timeout", now, state)``, then ``("end",)``.
-    An error is sent as ``("error", repr)``."""
+    """Attach to ``url`` (``framebus.attach``) and read it for ``seconds`` (or until anything is
+    sent on ``conn``), working ``work`` s per frame; sends one record per read on ``conn`` as it
+    goes: ``("frame", received, capture timestamp, seq, skipped, shape, state)`` or
+    ``("timeout", now, state)``, then ``("end",)``. An error is sent as ``("error", repr)``."""
     import framebus
     from framebus.errors import ReadTimeout
 
     try:
-        with framebus.attach(url, timeout=0.5) as reader:
+        with framebus.attach(url, timeout=10) as reader:
             end = time.monotonic() + seconds
-            while time.monotonic() < end:
+            while time.monotonic() < end and not conn.poll():
                 try:
                     frame = reader.read_frame(timeout=0.5)
                 except ReadTimeout:
@@ -169,3 +214,17 @@ def start(host: Host, target: Any, *args: Any, timeout: float = 30) -> Connectio
     if ready not in (True, "ready"):
         raise RuntimeError(f"{target.__name__} did not start in {host}")
     return ours
+
+
+def collect(conn: Connection, until: float, records: list[Any] | None = None) -> list[Any]:
+    """Records from a :func:`watch_stream` on ``conn`` until its end or ``until`` (a
+    ``time.monotonic()``); appended to ``records`` if given. Raises on its error record."""
+    records = [] if records is None else records
+    while (left := until - time.monotonic()) > 0 and conn.poll(left):
+        record = conn.recv()
+        if record[0] == "error":
+            raise AssertionError(f"the reader failed: {record[1]}")
+        if record[0] == "end":
+            break
+        records.append(record)
+    return records
