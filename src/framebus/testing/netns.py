@@ -133,6 +133,14 @@ def _run_in(netns: str, target: Callable[..., object], args: tuple[Any, ...]) ->
     target(*args)
 
 
+def _open(proc: SpawnProcess) -> bool:
+    try:
+        proc.is_alive()
+    except ValueError:  # closed
+        return False
+    return True
+
+
 class Host:
     """One "host" of a :class:`Network`: a namespace with one interface (``eth0``) at
     :attr:`address`, cabled to the network's switch (whose end is :attr:`port`)."""
@@ -317,6 +325,7 @@ class Network:
         for p in popens:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+        spawned = [sp for sp in spawned if _open(sp)]  # one its user closed was reaped by then
         for sp in spawned:
             if sp.is_alive():
                 sp.terminate()
