@@ -175,11 +175,10 @@ def network() -> Iterator[Any]:
     reason = netns.unavailable()
     if reason:
         pytest.skip(reason)
-    before = set(netns.leftovers())
     net = netns.Network()
     try:
         yield net
     finally:
         net.close()
-    left = set(netns.leftovers()) - before
+    left = [name for name in netns.leftovers() if net.id in name]  # (others' are not ours)
     assert not left, f"network namespaces or interfaces left: {sorted(left)}"
