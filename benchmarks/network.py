@@ -181,11 +181,13 @@ class _Session:
                 pl.cam_address, pl.viewer_address, self.port, self.sent,
             )  # fmt: skip
 
-    def start_receiver(self, seconds: float, work: float, jitter: float) -> None:
+    def start_receiver(
+        self, seconds: float, work: float, jitter: float, key: str | None = None
+    ) -> None:
         pl = self.place
         ours, theirs = SPAWN.Pipe()
         proc = pl.spawn(
-            pl.viewer, receive_main, self.peer.key, pl.viewer_address, pl.cam_address,
+            pl.viewer, receive_main, key or self.peer.key, pl.viewer_address, pl.cam_address,
             self.port, self.name, seconds, work, jitter, theirs,
         )  # fmt: skip
         theirs.close()
@@ -272,15 +274,53 @@ def _stats(result: dict[str, Any], seconds: float) -> dict[str, Any]:
 def _loopback_age(
     peer: NetPeer, size: Size, work: int, tm: _Timing, jitter: float
 ) -> dict[str, Any]:
+    """Age at one receiver; for framebus JPEG keeping up, the exporter's local ring age too
+    (a reader attached by name on the exporting machine, meanwhile)."""
+    ring = peer.key == "framebus-jpeg" and work == 0
     with _session(peer, size, FPS) as s:
         _start(s, 1, tm.window, work / FPS, jitter / FPS if work else 0.0)
+        if ring:
+            s.start_receiver(tm.window, 0.0, 0.0, key="framebus-local")
         t0, sent0 = time.monotonic(), s.sent.value
-        [res] = s.results(tm.window + 40)
+        results = s.results(tm.window + 40)
         elapsed = time.monotonic() - t0
-        out = _stats(res, tm.window)
+        out = _stats(results[0], tm.window)
+        if ring:
+            out["ring_p50"] = _stats(results[1], tm.window)["p50"]
+            out["codec_ms"] = _codec_ms(size)
         if not peer.framebus:
             out["sent_fps"] = (s.sent.value - sent0) / elapsed
         return out
+
+
+def _codec_ms(size: Size) -> float:
+    """Median ms to JPEG-encode (framebus's encoder, quality 80) and decode (simplejpeg, else
+    OpenCV) one test pattern frame of ``size`` in this process."""
+    import cv2
+
+    from framebus.sinks.jpeg import encode_jpeg
+    from framebus.sources.pattern import PatternSource
+    from framebus.sources.spec import TestPattern
+
+    try:
+        import simplejpeg
+
+        def decode(b: bytes) -> Any:
+            return simplejpeg.decode_jpeg(b, colorspace="BGR")
+    except ImportError:
+
+        def decode(b: bytes) -> Any:
+            return cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+
+    src = PatternSource(TestPattern(size.width, size.height, None))
+    src.open()
+    times = []
+    for _ in range(15):
+        frame = src.read()
+        t0 = time.perf_counter()
+        decode(encode_jpeg(frame, 80))
+        times.append((time.perf_counter() - t0) * 1000)
+    return percentile(times, 50)
 
 
 def _fanout_cpu(peer: NetPeer, receivers: int, tm: _Timing) -> dict[str, float]:
@@ -530,6 +570,15 @@ def _text(
     parts += ["**Loopback age** (target for framebus with the slow consumer: p99 ≤ "
               f"{2 * interval:.0f} ms + one frame's transfer, ≥ 10x lower than every FIFO peer)",
               "", md_table(header, rows), ""]  # fmt: skip
+    for size in sizes:
+        fb = data["loopback"].get((str(size), "framebus-jpeg", 0)) or {}
+        if "ring_p50" in fb:
+            target = fb["ring_p50"] + fb["codec_ms"] + 2
+            verdict = "met" if fb["p50"] <= target else "**missed**"
+            parts += [f"- {size}, keeping up: framebus JPEG p50 {fmt(fb['p50'])} ms against "
+                      f"its target local ring age {fmt(fb['ring_p50'])} + encode and decode "
+                      f"{fmt(fb['codec_ms'])} + 2 = {fmt(target)} ms: {verdict}"]  # fmt: skip
+    parts.append("")
     if no_netns:
         parts += [f"**Slow link not measured**: {no_netns}.", ""]
     else:

@@ -375,6 +375,8 @@ def _receiver(key: str, bind: str, connect: str, port: int, name: str) -> _Recei
         return _Framebus(f"zmq://{connect}:{port}/{name}")
     if key == "pyzmq":
         return _Plain(connect, port)
+    if key == "framebus-local":  # the exporter's own ring on its machine, by name
+        return _Framebus(name)
     raise ValueError(f"no receiver for {key!r}")
 
 
