@@ -3,6 +3,8 @@ reachability, isolation, a tbf rate limit, a pulled cable, the delay relay, and 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -92,3 +94,29 @@ def test_everything_deleted_even_when_the_test_fails() -> None:
     assert [name for name in netns.leftovers() if net.id in name] == []
     with pytest.raises(ValueError):
         net.add_host("Bad-Name")
+
+
+def test_clean_deletes_the_networks_of_killed_processes() -> None:
+    reason = netns.unavailable()
+    if reason:
+        pytest.skip(reason)
+    script = (
+        "import time; from framebus.testing.netns import Network\n"
+        "net = Network(); net.add_host('a'); print(net.id, flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        net_id = proc.stdout.readline().strip()
+        assert net_id.startswith(netns.PREFIX)
+        with netns.Network() as alive:  # a live network is not touched
+            proc.kill()
+            proc.wait()
+            ours = sorted(n for n in netns.leftovers() if net_id in n)
+            assert ours == [f"{net_id}-a", f"{net_id}-switch"]
+            assert sorted(netns.clean()) == ours
+            assert not [n for n in netns.leftovers() if net_id in n]
+            assert f"{alive.id}-switch" in netns.leftovers()
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -19,7 +19,9 @@ What the kernel of these machines offers: ``tbf`` (and ``htb``) for rate limits,
 
 Everything is owned by the :class:`Network`: :meth:`Network.close` (also on ``with`` exit, on
 every path) stops the processes it started (SIGTERM, then SIGKILL) and deletes the namespaces,
-which deletes their veths. :func:`leftovers` says what of any :class:`Network` is still there.
+which deletes their veths. :func:`leftovers` says what of any :class:`Network` is still there;
+:func:`clean` (``python -m framebus.testing.netns clean``) deletes the namespaces of networks
+whose process was killed before it could close them.
 Needs root (``CAP_SYS_ADMIN``) and iproute2; :func:`unavailable` says why not otherwise.
 
 The namespaces share the machine's ``/dev/shm``: framebus streams of different "hosts" need
@@ -51,14 +53,16 @@ __all__ = [
     "Host",
     "Network",
     "PREFIX",
+    "clean",
+    "delay_relay",
     "enter",
     "leftovers",
     "unavailable",
-    "delay_relay",
 ]
 
 PREFIX = "fbnet-"
-"""Every namespace a :class:`Network` makes is named ``fbnet-<id>-<role>``."""
+"""Every namespace a :class:`Network` makes is named ``fbnet-<pid>-<id>-<role>``, ``pid`` the
+process that made it."""
 
 _HOST_NAME = re.compile(r"[a-z][a-z0-9]{0,9}\Z")
 _NETNS_DIR = Path("/run/netns")
@@ -107,6 +111,18 @@ def leftovers() -> list[str]:
     links = _ip("-o", "link", "show").stdout.splitlines()
     out += sorted(f"link {ln.split(':')[1].strip()}" for ln in links if f": {PREFIX}" in ln)
     return out
+
+
+def clean() -> list[str]:
+    """Delete the namespaces of networks whose process died without closing them (killed with
+    SIGKILL, say); returns their names. Others' live networks are left alone."""
+    removed = []
+    for name in leftovers():
+        pid = name.removeprefix(PREFIX).split("-")[0]
+        if name.startswith(PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _ip("netns", "del", name, check=False)
+            removed.append(name)
+    return removed
 
 
 def enter(netns: str) -> None:
@@ -275,7 +291,7 @@ class Network:
         self.subnet = ipaddress.IPv4Network(subnet)
         if self.subnet.prefixlen > 29:
             raise ValueError(f"subnet {subnet} is too small")
-        self.id = f"{PREFIX}{os.getpid()}{uuid.uuid4().hex[:4]}"
+        self.id = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.switch = f"{self.id}-switch"
         self.hosts: dict[str, Host] = {}
         self._popens: list[subprocess.Popen[str]] = []
@@ -440,7 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     relay.add_argument("--listen", type=_address, required=True, help="HOST:PORT")
     relay.add_argument("--target", type=_address, required=True, help="HOST:PORT")
     relay.add_argument("--delay", type=float, default=0.0, help="seconds each way")
+    sub.add_parser("clean", help="delete the namespaces of networks whose process died")
     ns = ap.parse_args(argv)
+    if ns.command == "clean":
+        for name in clean():
+            print(f"deleted {name}")
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     delay_relay(ns.listen, ns.target, ns.delay)
     return 0
