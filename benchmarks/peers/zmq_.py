@@ -298,6 +298,16 @@ class _NetGear(_Receiver):
         return self.client.recv(), None  # no timeout: NetGear's recv() waits in a busy loop
 
     def close(self) -> None:
+        # NetGear's receive thread dies with a ZMQError when its socket is closed under it
+        import threading
+
+        hook = threading.excepthook
+
+        def quiet(args: Any) -> None:
+            if not (args.thread and args.thread.name == "NetGear"):
+                hook(args)
+
+        threading.excepthook = quiet
         self.client.close()
 
 
