@@ -57,6 +57,7 @@ from .peers.zmq_ import (
     NetPeer,
     framebus_serve_command,
     framebus_zmq_missing,
+    peer_missing,
     receive_main,
     send_main,
 )
@@ -461,12 +462,14 @@ def _plot(
 def run(cfg: Config) -> Section:
     tm = _timing(cfg)
     missing = framebus_zmq_missing()
-    peers = [
+    chosen = [
         p
         for p in NET_PEERS.values()
         if (cfg.peers is None or p.key in cfg.peers or p.framebus or p.reference)
         and not (p.framebus and missing)
     ]
+    absent = {p.label: m for p in chosen if (m := peer_missing(p))}
+    peers = [p for p in chosen if p.label not in absent]
     sizes = SIZES[:1] if cfg.quick else SIZES
     errors: list[str] = []
     data: dict[str, Any] = {"loopback": {}, "limited": {}, "fanout": {}, "raw": {}, "idle": {}}
@@ -514,6 +517,12 @@ def run(cfg: Config) -> Section:
             data["idle"][p.key] = attempt(f"{p.key} idle", _idle_cpu, p, tm)
     plot = _plot(cfg, peers, data["limited"], rate)
     text = _text(cfg, tm, peers, sizes, data, rate, missing, no_netns, plot)
+    if absent:
+        text += (
+            "\nNot measured (package not installed): "
+            + ", ".join(f"{label} (`{package}`)" for label, package in absent.items())
+            + "\n"
+        )
     for r in data["limited"].values():  # the series are in the plot
         r.pop("t", None)
         r.pop("age", None)

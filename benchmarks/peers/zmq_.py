@@ -40,6 +40,7 @@ __all__ = [
     "NetPeer",
     "framebus_serve_command",
     "framebus_zmq_missing",
+    "peer_missing",
     "receive_main",
     "send_main",
 ]
@@ -116,6 +117,17 @@ NET_PEERS: dict[str, NetPeer] = {
         ),
     )
 }  # fmt: skip
+
+
+def peer_missing(peer: NetPeer) -> str | None:
+    """The Python package ``peer`` needs that is not installed, if any."""
+    import importlib.util
+
+    needs = {"imagezmq": "imagezmq", "netgear": "vidgear"}
+    for prefix, package in needs.items():
+        if peer.key.startswith(prefix) and importlib.util.find_spec(package) is None:
+            return package
+    return "pyzmq" if importlib.util.find_spec("zmq") is None else None
 
 
 def framebus_zmq_missing() -> str | None:
