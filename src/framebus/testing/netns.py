@@ -12,6 +12,9 @@ namespaces the network made::
         server = cam.popen(["python", "-m", "http.server", "--bind", cam.address, "8000"])
         viewer.limit(2_000_000)          # tbf: 2 Mbit/s towards the viewer
         viewer.unplug(); viewer.plug()   # pull the viewer's cable, plug it back
+        proc = viewer.spawn(fn, arg)     # fn(arg), a fresh interpreter in the viewer's namespace
+        mid = net.add_host("mid")        # TCP to mid.address:8000 reaches cam 50 ms later
+        mid.relay(8000, (cam.address, 8000), delay=0.05)
 
 What the kernel of these machines offers: ``tbf`` (and ``htb``) for rate limits, no ``netem``
 (so no added delay or loss in the kernel) and no iptables/nft. Delay comes from
