@@ -288,15 +288,15 @@ def _loopback_age(
         out = _stats(results[0], tm.window)
         if ring:
             out["ring_p50"] = _stats(results[1], tm.window)["p50"]
-            out["codec_ms"] = _codec_ms(size)
+            out["codec_ms"], out["jpeg_bytes"] = _codec_ms(size)
         if not peer.framebus:
             out["sent_fps"] = (s.sent.value - sent0) / elapsed
         return out
 
 
-def _codec_ms(size: Size) -> float:
+def _codec_ms(size: Size) -> tuple[float, float]:
     """Median ms to JPEG-encode (framebus's encoder, quality 80) and decode (simplejpeg, else
-    OpenCV) one test pattern frame of ``size`` in this process."""
+    OpenCV) one test pattern frame of ``size`` in this process, and the JPEG's median bytes."""
     import cv2
 
     from framebus.sinks.jpeg import encode_jpeg
@@ -315,13 +315,15 @@ def _codec_ms(size: Size) -> float:
 
     src = PatternSource(TestPattern(size.width, size.height, None))
     src.open()
-    times = []
+    times, sizes = [], []
     for _ in range(15):
         frame = src.read()
         t0 = time.perf_counter()
-        decode(encode_jpeg(frame, 80))
+        jpeg = encode_jpeg(frame, 80)
+        decode(jpeg)
         times.append((time.perf_counter() - t0) * 1000)
-    return percentile(times, 50)
+        sizes.append(len(jpeg))
+    return percentile(times, 50), percentile(sizes, 50)
 
 
 def _fanout_cpu(peer: NetPeer, receivers: int, tm: _Timing) -> dict[str, float]:
@@ -593,6 +595,24 @@ def _text(
             parts += [f"- {size}, keeping up: framebus JPEG p50 {fmt(fb['p50'])} ms against "
                       f"its target local ring age {fmt(fb['ring_p50'])} + encode and decode "
                       f"{fmt(fb['codec_ms'])} + 2 = {fmt(target)} ms: {verdict}"]  # fmt: skip
+    engine = (data["raw"].get("pyzmq") or {}).get("MBps")
+    fifo = ("imagezmq-pubsub-jpg", "imagezmq-pubsub-raw", "netgear", "seeds-b64")
+    for size in sizes:
+        jpeg = (data["loopback"].get((str(size), "framebus-jpeg", 0)) or {}).get("jpeg_bytes")
+        for key, nbytes in (("framebus-jpeg", jpeg), ("framebus-raw", size.pixels * 3)):
+            fb = data["loopback"].get((str(size), key, SLOW_WORK))
+            if not fb or not engine or not nbytes:
+                continue
+            target = 2 * interval + nbytes / (engine * 1e6) * 1000
+            peers_p99 = [
+                d["p99"] for k in fifo if (d := data["loopback"].get((str(size), k, SLOW_WORK)))
+            ]
+            factor = min(peers_p99) / fb["p99"] if peers_p99 and fb["p99"] > 0 else math.nan
+            met = fb["p99"] <= target and factor >= 10
+            parts += [f"- {size}, slow consumer: {NET_PEERS[key].label} p99 {fmt(fb['p99'])} ms "
+                      f"against 2 intervals + one frame's transfer at plain pyzmq's speed = "
+                      f"{fmt(target)} ms, and {fmt(factor)}x lower than the best FIFO peer "
+                      f"(target 10x): {'met' if met else '**missed**'}"]  # fmt: skip
     parts.append("")
     if no_netns:
         parts += [f"**Slow link not measured**: {no_netns}.", ""]
