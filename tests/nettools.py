@@ -139,6 +139,18 @@ def read_local(name: str, frames: int, timeout: float) -> list[tuple[int, tuple[
     return out
 
 
+def receive(keep: str, size: int, timeout: float) -> bytes:
+    """Read ``size`` bytes (fewer if it closes or ``timeout`` passes) from the connection kept
+    as ``keep`` by :func:`echo_once`."""
+    s = _held[keep]
+    s.settimeout(timeout)
+    got = b""
+    with contextlib.suppress(TimeoutError):
+        while len(got) < size and (part := s.recv(size - len(got))):
+            got += part
+    return got
+
+
 def watch_stream(url: str, seconds: float, work: float, conn: Connection) -> None:
     """Attach to ``url`` (``framebus.attach``) and read it for ``seconds`` (or until anything is
     sent on ``conn``), working ``work`` s per frame; sends one record per read on ``conn`` as it

@@ -65,8 +65,9 @@ def test_unplug_breaks_and_plug_restores(network: netns.Network) -> None:
     deadline = time.monotonic() + 10
     while (result := agent("echo_once", server.address, PORT, b"after", 1.0)) != "ok":
         assert time.monotonic() < deadline, result
-    # the held connection survived: TCP retransmits what it sent meanwhile
-    assert agent("echo_once", server.address, PORT, b"", 15.0, "held") == "ok"
+    # the held connection survived: TCP retransmits what it sent meanwhile, the echo comes
+    assert agent("receive", "held", len(b"during"), 20.0, timeout=30) == b"during"
+    assert agent("echo_once", server.address, PORT, b"again", 5.0, "held") == "ok"
 
 
 def test_delay_relay_adds_delay_each_way(network: netns.Network) -> None:
