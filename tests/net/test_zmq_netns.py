@@ -88,6 +88,7 @@ def test_age_stays_flat_on_a_link_slower_than_the_stream(
     conns = [watch(slow, url, seconds), watch(fast, url, seconds)]
     until = time.monotonic() + seconds + 20
     slow_rec, fast_rec = (collect(c, until) for c in conns)
+    assert frames(slow_rec) and frames(fast_rec), (slow_rec[-3:], fast_rec[-3:])
     t0 = slow_rec[0][1] + 1.0  # the first second: connecting
     slow_f = [r for r in frames(slow_rec) if r[1] > t0]
     fast_f = [r for r in frames(fast_rec) if r[1] > t0]
