@@ -625,7 +625,7 @@ def _text(
             camera = "(ring: never waits)" if p.framebus else fmt(r.get("sent_fps"))
             rows.append([
                 p.label, fmt(r.get("fps")), camera, fmt(r.get("first"), 0), fmt(r.get("last"), 0),
-                fmt(r.get("max"), 0), _verdict(r, tm) if r else "-",
+                fmt(r.get("max"), 0), _verdict(r, tm) if r else "failed",
             ])  # fmt: skip
         span = min(10.0, tm.limited / 3)
         parts += [
