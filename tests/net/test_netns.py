@@ -121,3 +121,21 @@ def test_clean_deletes_the_networks_of_killed_processes() -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_namespaces_deleted_even_if_stopping_a_process_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reason = netns.unavailable()
+    if reason:
+        pytest.skip(reason)
+    net = netns.Network()
+    net.add_host("h")
+
+    def stuck() -> None:
+        raise RuntimeError("a process could not be stopped")
+
+    monkeypatch.setattr(net, "_stop_processes", stuck)
+    with pytest.raises(RuntimeError):
+        net.close()
+    assert not [name for name in netns.leftovers() if net.id in name]

@@ -338,13 +338,22 @@ class Network:
 
     def close(self) -> None:
         """Stop every process started in the network (SIGTERM, 5 s, SIGKILL; all reaped), then
-        delete its namespaces (and so their interfaces). Safe to call twice."""
+        delete its namespaces (and so their interfaces), even if stopping a process failed.
+        Safe to call twice."""
+        try:
+            self._stop_processes()
+        finally:
+            namespaces, self._namespaces = self._namespaces, []
+            for netns in reversed(namespaces):
+                _ip("netns", "del", netns, check=False)
+
+    def _stop_processes(self) -> None:
         popens, self._popens = self._popens, []
         spawned, self._spawned = self._spawned, []
+        spawned = [sp for sp in spawned if _open(sp)]  # one its user closed was reaped by then
         for p in popens:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        spawned = [sp for sp in spawned if _open(sp)]  # one its user closed was reaped by then
         for sp in spawned:
             if sp.is_alive():
                 sp.terminate()
@@ -362,9 +371,6 @@ class Network:
                 sp.join()
             with contextlib.suppress(ValueError):
                 sp.close()
-        namespaces, self._namespaces = self._namespaces, []
-        for netns in reversed(namespaces):
-            _ip("netns", "del", netns, check=False)
 
     def __enter__(self) -> Network:
         return self
