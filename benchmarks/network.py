@@ -521,6 +521,12 @@ def run(cfg: Config) -> Section:
         if not p.reference:
             log(f"  network idle {p.key}")
             data["idle"][p.key] = attempt(f"{p.key} idle", _idle_cpu, p, tm)
+    if not no_netns:
+        from framebus.testing.netns import PREFIX, leftovers
+
+        left = [n for n in leftovers() if n.startswith(f"{PREFIX}{os.getpid()}-")]
+        if left:
+            errors.append(f"network namespaces left behind: {', '.join(left)}")
     plot = _plot(cfg, peers, data["limited"], rate)
     text = _text(cfg, tm, peers, sizes, data, rate, missing, no_netns, plot)
     if absent:
