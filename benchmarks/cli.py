@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from . import age, capture_cpu, fanout, idle, memory, restarts, rtsp, throughput, web
+from . import age, capture_cpu, fanout, idle, memory, network, restarts, rtsp, throughput, web
 from .common import (
     STREAM_PREFIX,
     BenchError,
@@ -33,6 +33,7 @@ from .common import (
 )
 from .peers import PEERS
 from .peers.web_ import WEB_PEERS
+from .peers.zmq_ import NET_PEERS
 
 __all__ = ["SCENARIOS", "main"]
 
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "capture_cpu": capture_cpu.run,
     "restarts": restarts.run,
     "web": web.run,
+    "network": network.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"
@@ -131,9 +133,9 @@ def _config(ns: argparse.Namespace) -> Config:
     peers = None
     if ns.peers:
         peers = tuple(p.strip() for p in ns.peers.split(",") if p.strip())
-        bad = [p for p in peers if p not in PEERS and p not in WEB_PEERS]
+        bad = [p for p in peers if p not in PEERS and p not in WEB_PEERS and p not in NET_PEERS]
         if bad:
-            known = ", ".join([*PEERS, *WEB_PEERS])
+            known = ", ".join([*PEERS, *WEB_PEERS, *NET_PEERS])
             raise SystemExit(f"unknown peer(s) {bad}; registered: {known}")
     return Config(
         scenarios=scenarios,
@@ -151,7 +153,8 @@ def _config(ns: argparse.Namespace) -> Config:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "numpy": np.__version__}
-    for dist in ("framebus", "opencv-python-headless", "av", "vidgear", "matplotlib", "psutil"):
+    dists = ("framebus", "opencv-python-headless", "av", "vidgear", "matplotlib", "psutil")
+    for dist in (*dists, "pyzmq", "imagezmq"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -285,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"peer {peer.key:16} {peer.label:34} in: {', '.join(sorted(peer.scenarios))}")
         for wp in WEB_PEERS.values():
             print(f"peer {wp.key:16} {wp.label:34} in: web")
+        for np_ in NET_PEERS.values():
+            print(f"peer {np_.key:16} {np_.label:34} in: network")
         return 0
     cfg = _config(ns)
     cfg.out.mkdir(parents=True, exist_ok=True)

@@ -163,3 +163,22 @@ def web() -> Iterator[Any]:
 def pattern_stream(stream_name: str) -> Iterator[framebus.Publisher]:
     with framebus.publish(stream_name, framebus.TestPattern(320, 240, fps=25)) as pub:
         yield pub
+
+
+@pytest.fixture
+def network() -> Iterator[Any]:
+    """A :class:`framebus.testing.netns.Network` (a switch namespace; add hosts with
+    ``network.add_host(name)``), closed after the test however it ends: its processes stopped,
+    its namespaces and veths deleted, and checked gone. Skipped unless root (CI is)."""
+    from framebus.testing import netns
+
+    reason = netns.unavailable()
+    if reason:
+        pytest.skip(reason)
+    net = netns.Network()
+    try:
+        yield net
+    finally:
+        net.close()
+    left = [name for name in netns.leftovers() if net.id in name]  # (others' are not ours)
+    assert not left, f"network namespaces or interfaces left: {sorted(left)}"

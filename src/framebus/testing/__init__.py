@@ -4,7 +4,8 @@
 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-ugly``) under the system's ``/usr/bin/python3`` on 127.0.0.1. Every frame
 carries its send time as a barcode; :func:`read_timestamp` decodes it from a received frame, so
-the true age of a frame can be measured for any reader.
+the true age of a frame can be measured for any reader. :func:`paint_timestamp` paints the same
+barcode on a frame of one's own (it survives JPEG).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["RTSPServer", "read_timestamp", "rtsp_server_available"]
+__all__ = ["RTSPServer", "paint_timestamp", "read_timestamp", "rtsp_server_available"]
 
 SERVER_SCRIPT = Path(__file__).with_name("gst_rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -187,3 +188,21 @@ def read_timestamp(frame: np.ndarray) -> float | None:
             value |= 1 << i
     seconds = value / 1e6
     return seconds if 1e9 < seconds < 1e10 else None
+
+
+def paint_timestamp(frame: np.ndarray, seconds: float) -> None:
+    """Paint ``seconds`` (a ``time.time()``) on ``frame`` (H x W or H x W x C uint8, at least
+    32 x 256) in place, as the barcode :class:`RTSPServer` paints: 64 black/white blocks across
+    the top 32 rows, bit i of the microseconds in block i. :func:`read_timestamp` reads it."""
+    if frame.ndim < 2 or frame.shape[0] < _ROWS or frame.shape[1] < _BITS * 4:
+        raise ValueError(f"a frame of {frame.shape} is too small for the barcode")
+    bw = frame.shape[1] // _BITS
+    stamp = int(seconds * 1e6)
+    bits = (stamp >> np.arange(_BITS, dtype=np.uint64).astype(np.int64)) & 1
+    row = np.repeat(np.where(bits == 1, 235, 16).astype(np.uint8), bw)
+    band = frame[:_ROWS]
+    band[...] = 16
+    if band.ndim == 3:
+        band[:, : row.size] = row[None, :, None]
+    else:
+        band[:, : row.size] = row[None, :]
