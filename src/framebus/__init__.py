@@ -37,6 +37,9 @@ from .videocapture import VideoCapture
 
 __version__ = "0.1.0"
 
+# last: the sinks import the names above from this package
+from .sinks.sample import SampleSummary, sample
+
 __all__ = [
     "FrameInfo",
     "FramebusError",
@@ -48,6 +51,7 @@ __all__ = [
     "PublisherLost",
     "ReadTimeout",
     "Reconnect",
+    "SampleSummary",
     "SharedMemoryFull",
     "SinkClosed",
     "Source",
@@ -72,4 +76,5 @@ __all__ = [
     "list_streams",
     "prune",
     "publish",
+    "sample",
 ]
