@@ -21,7 +21,8 @@ pool of encoders):
 ``every`` picks frames 0, N, 2N, … by frame index; ``interval`` the first frame of each
 interval of media time [kT, (k+1)T), counted from the first frame's timestamp (files), or one
 frame per T seconds of capture time (streams). ``start``/``end`` select a window of that same
-set (seconds of media time from the first frame; for streams, seconds since the call), so a run
+set (seconds of media time from the first frame; for streams, seconds since the stream
+was open), so a run
 with a window writes a subset of the files of a run without: indexes stay absolute and
 ``resume`` works across both. Frames before ``start`` are decoded but not converted (exact
 indexes need the decode). ``max`` stops after that many files kept (written, or already there
@@ -395,10 +396,11 @@ def _sample_stream(
     sink = ImageSink(name, pick=Pick.interval(opts.interval), fmt=opts.format, quality=opts.quality)
     run.total = opts.max
     try:
+        began = time.monotonic()  # the window's clock starts once the stream delivers
         if opts.start is not None:
-            while (left := run.t0 + opts.start - time.monotonic()) > 0:
+            while (left := began + opts.start - time.monotonic()) > 0:
                 time.sleep(min(_POLL, left))
-        deadline = None if opts.end is None else run.t0 + opts.end
+        deadline = None if opts.end is None else began + opts.end
         kept = 0
         with sink.subscribe() as sub:
             while deadline is None or time.monotonic() < deadline:
@@ -454,7 +456,8 @@ def sample(
     * ``format``: ``"jpg"`` or ``"png"``; ``quality``: JPEG quality 1..100 (default 95) or PNG
       compression level 0..9 (default 1), cv2.imwrite's defaults.
     * ``max``: stop after that many files kept; ``start``/``end``: a window in seconds (media
-      time from the first frame of a file; time since the call for streams).
+      time from the first frame of a file; for streams, time since the stream was open: a
+      private stream delivers its first frame when ``publish`` returns).
     * ``resume``: keep files already there (not decoded again, not rewritten).
     * ``template``: the file name, ``str.format`` fields ``{index}`` (the frame index, or the
       stream's frame number) and ``{ext}``; default ``{index:08d}.{ext}``.
