@@ -5,7 +5,8 @@ Run ``python -m benchmarks`` (``--help`` for options). Scenarios live in their o
 RTSP stream from framebus's GStreamer test server, :mod:`.live`: :mod:`.rtsp`,
 :mod:`.capture_cpu`, :mod:`.restarts`; and :mod:`.web`, MJPEG servers to browsers, with its
 viewers in :mod:`.web_viewers`); the peers and their registry (where more peers are added) in
-:mod:`.peers` (the web servers in :mod:`.peers.web_`, a registry of their own).
+:mod:`.peers` (the web servers in :mod:`.peers.web_`, a registry of their own); and
+:mod:`.sampling`, every Nth frame of a file to JPEG files against the seed 001 loop.
 """
 
 __all__: list[str] = []
