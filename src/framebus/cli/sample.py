@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..errors import FramebusError
 from ..sinks.disk import DEFAULT_TEMPLATE
 from ..sinks.sample import SampleSummary, check_options, sample
 
@@ -162,6 +163,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(f"framebus: {last[-1].line()}", file=out, flush=True)
         # Ctrl-C is how a stream's sampling ends; a file's was cut short
         return 130 if last[-1].kind == "file" else 0
+    except FramebusError:
+        raise  # main() prints it (SourceNotFound and others are OSErrors too)
+    except OSError as exc:  # writing an image failed (a full disk, a folder removed)
+        print(
+            f"framebus: error: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
     finally:
         if progress is not None:
             progress.close()

@@ -35,6 +35,7 @@ import contextlib
 import math
 import os
 import re
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -68,6 +69,7 @@ _PROGRESS_PERIOD = 0.2
 # how long one wait for a stream's next sample lasts before end/max are looked at again
 _POLL = 0.2
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
+_PATTERN = re.compile(r"(?:testpattern|pattern)(?::\d+x\d+(?:@\d+(?:\.\d+)?)?)?")  # publish's
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def _classify(source: Any) -> _File | _Named | _Live:
     if isinstance(source, (framebus.TestPattern, framebus.Source)):
         return _Live(source)
     if isinstance(source, framebus.Media):
-        if isinstance(source.target, str) and not source.is_live:
+        if isinstance(source.target, str) and not source.is_url and not source.is_live:
             return _file(source.target)
         return _Live(source)
     if isinstance(source, int) and not isinstance(source, bool):
@@ -211,7 +213,7 @@ def _classify(source: Any) -> _File | _Named | _Live:
         return _Named(source)
     if os.path.exists(source):
         return _file(source)
-    if "://" in source or source.isdigit() or re.match(r"(?:test)?pattern\b", source):
+    if "://" in source or source.isdigit() or _PATTERN.fullmatch(source):
         return _Live(source)
     if _STREAM_NAME.fullmatch(source):
         raise StreamNotFound(f"no stream named {source!r}, and no such file")
@@ -225,9 +227,12 @@ def _file(path: str) -> _File:
         raise SourceNotFound(f"no such file: {path}") from None
     except OSError as exc:
         raise SourceOpenError(f"cannot open {path}: {exc.strerror}") from None
-    if os.path.isdir(path) or not os.path.isfile(path) or st.st_size == 0:
-        what = "a directory" if os.path.isdir(path) else "not a video file"
-        raise SourceOpenError(f"cannot open {path}: it is {what}")
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceOpenError(f"cannot open {path}: it is a directory, not a video file")
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceOpenError(f"cannot open {path}: it is not a regular file")
+    if st.st_size == 0:
+        raise SourceOpenError(f"cannot open {path}: the file is empty")
     return _File(path)
 
 
@@ -526,6 +531,6 @@ def _label(source: Any) -> str:
         return source.label
     if isinstance(source, framebus.Source):
         return type(source).__name__
-    if isinstance(source, str) and re.match(r"(?:test)?pattern\b", source):
+    if isinstance(source, str) and _PATTERN.fullmatch(source):
         return source
     return framebus.Media(source).label
