@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import framebus
-from framebus.sinks.disk import NameTemplate
+from framebus.sinks.disk import DEFAULT_TEMPLATE, ImageWriter, NameTemplate
 from sampletools import make_h264
 
 FRAMES = 120
@@ -163,3 +164,30 @@ def test_example_runs(video: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert indexes(tmp_path) == [0, 40, 80]
+
+
+def test_writer_pool_is_bounded_and_reports_worker_errors(tmp_path: Path) -> None:
+    frame = np.zeros((8, 8, 3), np.uint8)
+    go = threading.Event()
+
+    def slow() -> np.ndarray:
+        go.wait(10)
+        return frame
+
+    writer = ImageWriter(tmp_path, NameTemplate(DEFAULT_TEMPLATE, "png"), "png", 1, workers=2)
+    for i in range(4):  # 2 running + 2 waiting: the bound
+        writer.submit(i, slow)
+    fifth = threading.Thread(target=writer.submit, args=(4, frame))
+    fifth.start()
+    fifth.join(0.3)
+    assert fifth.is_alive(), "submit() did not wait for a free place"
+    go.set()
+    fifth.join(10)
+
+    def broken() -> np.ndarray:
+        raise OSError(28, "No space left on device")
+
+    writer.submit(5, broken)
+    with pytest.raises(OSError, match="No space"):
+        writer.close()
+    assert sorted(os.listdir(tmp_path)) == [f"{i:08d}.png" for i in range(5)]

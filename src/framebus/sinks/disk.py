@@ -198,7 +198,6 @@ class ImageWriter:
         self._slots = threading.BoundedSemaphore(2 * workers)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="framebus-sample")
         self._error: BaseException | None = None
-        self._closed = False
         remove_stale_temps(folder)
 
     def path(self, index: int) -> Path:
@@ -264,10 +263,8 @@ class ImageWriter:
 
     def close(self, *, cancel: bool = False) -> None:
         """Wait for the images in flight (``cancel``: drop the ones not started), remove any
-        temporary file, and raise the first worker error (not when cancelling). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        temporary file, and raise the first worker error (not when cancelling). May be called
+        again, e.g. with ``cancel`` after a close that Ctrl-C interrupted."""
         try:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
         finally:

@@ -467,7 +467,8 @@ def sample(
     * ``template``: the file name, ``str.format`` fields ``{index}`` (the frame index, or the
       stream's frame number) and ``{ext}``; default ``{index:08d}.{ext}``.
     * ``progress``: called with a :class:`SampleSummary` at most every 0.2 s and once at the
-      end (``done=True``; ``interrupted=True`` when Ctrl-C stopped the run).
+      end (``done=True``; ``interrupted=True`` when Ctrl-C stopped the run; not after an
+      error, which is raised instead).
     * ``fsync``: flush each file to disk before its rename (survives a power cut; slower).
     * ``workers``: threads converting, encoding and writing (at most ``2 * workers`` frames in
       flight).
@@ -516,12 +517,15 @@ def sample(
             name = f"sample-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             with framebus.publish(name, what.source):
                 _sample_stream(name, opts, writer, run, resume)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            writer.close(cancel=True)  # the files being written are finished, no others
-        run.finish(writer, interrupted=isinstance(exc, KeyboardInterrupt))
+        writer.close()  # waits for the last files; raises a worker's error
+    except KeyboardInterrupt:
+        writer.close(cancel=True)  # the files being written are finished, no others
+        run.finish(writer, interrupted=True)
         raise
-    writer.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close(cancel=True)
+        raise
     return run.finish(writer)
 
 
