@@ -61,7 +61,7 @@ def test_every_n_gives_exact_indexes_and_opencvs_pixels(
 def test_jpeg_files_are_the_frames(
     video: Path, cv2_frames: list[np.ndarray], tmp_path: Path
 ) -> None:
-    framebus.sample(str(video), tmp_path, every=50, quality=90)
+    framebus.sample(framebus.Media(str(video)), tmp_path, every=50, quality=90)
     assert indexes(tmp_path) == [0, 50, 100]
     img = cv2.imread(str(tmp_path / "00000050.jpg"))
     error = np.abs(img.astype(int) - cv2_frames[50].astype(int)).mean()
@@ -102,7 +102,7 @@ def test_stale_temporary_files_of_dead_writers_are_removed(video: Path, tmp_path
 
 
 def test_template(video: Path, tmp_path: Path) -> None:
-    framebus.sample(video, tmp_path, every=60, template="frame_{index:05d}.{ext}")
+    framebus.sample(video, tmp_path, every=60, template="frame_{index:05d}.{ext}", fsync=True)
     assert sorted(os.listdir(tmp_path)) == ["frame_00000.jpg", "frame_00060.jpg"]
     bad = ["{index}/x.jpg", "x.jpg", "{foo}{index}.jpg", "{index:s}.jpg", ".{index}", "{index",
            "{index:.0}{ext}"]  # fmt: skip
@@ -191,3 +191,20 @@ def test_writer_pool_is_bounded_and_reports_worker_errors(tmp_path: Path) -> Non
     with pytest.raises(OSError, match="No space"):
         writer.close()
     assert sorted(os.listdir(tmp_path)) == [f"{i:08d}.png" for i in range(5)]
+
+
+def test_a_truncated_file_gives_what_opencv_reads(tmp_path: Path) -> None:
+    whole = make_h264(tmp_path / "whole.mkv", 100).read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole[: len(whole) // 2])
+    cap = cv2.VideoCapture(str(cut))
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    s = framebus.sample(cut, tmp_path / "o", every=1, format="png")
+    assert 10 < s.written == len(frames) < 100
+    assert all(
+        np.array_equal(cv2.imread(str(tmp_path / "o" / f"{i:08d}.png")), f)
+        for i, f in enumerate(frames)
+    )

@@ -324,17 +324,25 @@ def _frame_total(container: Any, stream: Any, end: float | None) -> int | None:
 
 
 def _decoded(container: Any, stream: Any) -> Iterator[Any]:
-    """The stream's frames in presentation order; a decode error mid-file ends it, as it ends
-    ``cv2.VideoCapture.read()``."""
-    frames = container.decode(stream)
+    """The stream's frames in presentation order. A packet the decoder rejects is skipped (as
+    FFmpeg's own tools and OpenCV do); a demuxing error (a truncated file) ends the stream, as
+    it ends ``cv2.VideoCapture.read()``. PyAV's last packet of a stream is empty: it flushes
+    the frames the decoder still holds."""
+    import av
+
+    packets = container.demux(stream)
     while True:
         try:
-            frame = next(frames)
+            packet = next(packets)
         except StopIteration:
             return
-        except Exception:  # av.error.FFmpegError: corrupt data, truncated file
+        except av.FFmpegError:
             return
-        yield frame
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:
+            continue
+        yield from frames
 
 
 def _sample_file(
