@@ -129,3 +129,24 @@ def test_progress_on_a_terminal_and_off() -> None:
     p(s)
     p(SampleSummary("in.mp4", "file", "o", 100, 10, 0, 2.0, total=100, done=True))
     assert "100/100" in term.getvalue() and "10 files" in term.getvalue()
+
+
+def test_ctrl_c_ends_a_live_run_with_its_summary(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framebus", "sample", "testpattern:160x120@25", "--out",
+         str(tmp_path), "--interval", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: len(images(tmp_path)) >= 2, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr  # Ctrl-C is how a stream's sampling ends
+    assert "Traceback" not in stderr
+    assert stdout.startswith("framebus: interrupted:"), stdout
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    assert not [s for s in framebus.list_streams() if s.name.startswith("sample-")]

@@ -388,6 +388,8 @@ def _sample_file(
                         break
             run.tick(writer)
     finally:
+        # frames still queued in the writer stay valid: FFmpeg's frame buffers are reference
+        # counted and outlive the decoder that made them
         container.close()
 
 
