@@ -160,7 +160,7 @@ def _section(
         data[f"every_{every}_same_indexes"] = same
         ok = ratio >= TARGET and same
         verdicts.append(
-            f"every {every}: {ratio:.2f}x faster (target {TARGET}x), frame indexes "
+            f"every {every}: speed-up {ratio:.2f}x in wall time (target {TARGET}x), frame indexes "
             f"{'identical' if same else 'DIFFERENT'}: {'met' if ok else '**missed**'}"
         )
     table = md_table(
