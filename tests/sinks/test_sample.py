@@ -11,9 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import framebus
 from framebus.sinks.disk import DEFAULT_TEMPLATE, ImageWriter, NameTemplate
+from fuzzing import fuzz
 from sampletools import make_h264
 
 FRAMES = 120
@@ -208,3 +211,26 @@ def test_a_truncated_file_gives_what_opencv_reads(tmp_path: Path) -> None:
         np.array_equal(cv2.imread(str(tmp_path / "o" / f"{i:08d}.png")), f)
         for i, f in enumerate(frames)
     )
+
+
+_TOKENS = [
+    *("{index", "{ext", "}", "{", ":", "!r", "!s", "08d", "x", "e", "c", ".", "2", ">", "_"),
+    *(",", "/", "frame", "\x00", "\ud800", "é", "{index}", "{ext}", "%", "{0}"),
+]
+
+
+@fuzz(300)
+@given(tokens=st.lists(st.sampled_from(_TOKENS), max_size=8), ext=st.sampled_from(["jpg", "png"]))
+def test_templates_are_valid_or_refused(tokens: list[str], ext: str) -> None:
+    """Any template either raises ValueError or gives every index its own plain file name."""
+    template = "".join(tokens)
+    try:
+        t = NameTemplate(template, ext)  # type: ignore[arg-type]
+    except ValueError:
+        return
+    indexes = [*range(300), 10**6, 10**6 + 1, 10**9, 10**9 + 7]
+    names = [t.name(i) for i in indexes]
+    assert len(set(names)) == len(names), template
+    for n in names:
+        assert "/" not in n and "\x00" not in n and not n.startswith(".") and n
+        os.fsencode(n)

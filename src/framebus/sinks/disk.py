@@ -77,41 +77,61 @@ def encode_image(frame: np.ndarray, fmt: ImageFormat, quality: int) -> bytes:
     return bytes(buf)
 
 
+# Python's standard format spec; for {index}, only what keeps one index one name is allowed
+_SPEC = re.compile(
+    r"(?:.?[<>=^])?[-+ ]?z?#?0?\d*[,_]?(?:\.(?P<precision>\d+))?(?P<type>[bcdeEfFgGnosxX%])?"
+)
+
+
 class NameTemplate:
     """A file name template: ``str.format`` fields ``{index}`` (required: the frame index, an
-    int, with any integer format spec such as ``{index:08d}``) and ``{ext}`` (``jpg`` or
-    ``png``). The name must be a plain file name (no ``/``, not hidden, not ``..``) and must
-    differ from one index to the next."""
+    int, with an integer format spec such as ``{index:08d}`` or ``{index:x}``: no precision,
+    no float or character types, which could give two indexes one name) and ``{ext}`` (``jpg``
+    or ``png``). The name must be a plain file name (no ``/``, not hidden, at most 200 bytes)."""
 
     def __init__(self, template: str, ext: ImageFormat) -> None:
         self.template = template
         self.ext = ext
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+            parsed = list(string.Formatter().parse(template))
         except ValueError as exc:
             raise ValueError(f"invalid template {template!r}: {exc}") from None
-        unknown = sorted({f for f in fields if f not in ("index", "ext")})
+        fields = [(f, spec or "") for _, f, spec, _ in parsed if f is not None]
+        unknown = sorted({f for f, _ in fields if f not in ("index", "ext")})
         if unknown:
             raise ValueError(
                 f"invalid template {template!r}: unknown field {{{unknown[0]}}} "
                 "(use {index} and {ext})"
             )
-        if "index" not in fields:
+        if "index" not in [f for f, _ in fields]:
             raise ValueError(f"invalid template {template!r}: it needs the frame index, {{index}}")
+        for f, spec in fields:
+            m = _SPEC.fullmatch(spec)
+            if f == "index" and (
+                m is None or m["precision"] is not None or (m["type"] or "d") in "ceEfFgG%"
+            ):
+                raise ValueError(
+                    f"invalid template {template!r}: {{index:{spec}}} is not an integer format "
+                    "(such as {index:08d})"
+                )
         try:
-            names = [self.name(i) for i in (0, 1, 12345678)]
+            names = [self.name(i) for i in (0, 1, 99_999_999)]
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise ValueError(f"invalid template {template!r}: {exc}") from None
-        if len(set(names)) != len(names):
-            raise ValueError(f"invalid template {template!r}: two indexes give one file name")
         for n in names:
             if "/" in n or "\0" in n or n.startswith(".") or not n:
                 raise ValueError(
                     f"invalid template {template!r}: {n!r} is not a plain file name "
                     "(no '/', not starting with '.')"
                 )
-            if len(n.encode()) > 200:  # the temporary name adds a pid and 6 bytes
+            try:
+                size = len(os.fsencode(n))
+            except UnicodeEncodeError:
+                raise ValueError(f"invalid template {template!r}: not a file name") from None
+            if size > 200:  # the temporary name adds a pid and 6 bytes
                 raise ValueError(f"invalid template {template!r}: file names too long")
+        if len(set(names)) != len(names):  # pragma: no cover - the spec check prevents it
+            raise ValueError(f"invalid template {template!r}: two indexes give one file name")
 
     def name(self, index: int) -> str:
         return self.template.format(index=index, ext=self.ext)
