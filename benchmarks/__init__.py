@@ -8,6 +8,7 @@ viewers in :mod:`.web_viewers`); the peers and their registry (where more peers 
 :mod:`.peers` (the web servers in :mod:`.peers.web_`, a registry of their own); and
 :mod:`.network`, frames over ZeroMQ between processes and network namespaces (its peers in
 :mod:`.peers.zmq_`).
+:mod:`.sampling`, every Nth frame of a file to JPEG files against the seed 001 loop.
 """
 
 __all__: list[str] = []

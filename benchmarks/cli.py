@@ -19,7 +19,19 @@ from typing import Any
 import numpy as np
 import psutil
 
-from . import age, capture_cpu, fanout, idle, memory, network, restarts, rtsp, throughput, web
+from . import (
+    age,
+    capture_cpu,
+    fanout,
+    idle,
+    memory,
+    network,
+    restarts,
+    rtsp,
+    sampling,
+    throughput,
+    web,
+)
 from .common import (
     STREAM_PREFIX,
     BenchError,
@@ -48,6 +60,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "restarts": restarts.run,
     "web": web.run,
     "network": network.run,
+    "sampling": sampling.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"

@@ -41,6 +41,9 @@ from .videocapture import VideoCapture
 
 __version__ = "0.1.0"
 
+# last: the sinks import the names above from this package
+from .sinks.sample import SampleSummary, sample
+
 __all__ = [
     "FrameInfo",
     "FramebusError",
@@ -57,6 +60,7 @@ __all__ = [
     "RemoteAuthError",
     "RemoteReader",
     "RemoteUnreachable",
+    "SampleSummary",
     "SharedMemoryFull",
     "SinkClosed",
     "Source",
@@ -81,4 +85,5 @@ __all__ = [
     "list_streams",
     "prune",
     "publish",
+    "sample",
 ]
