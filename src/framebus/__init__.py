@@ -6,11 +6,13 @@ the newest frame from a shared-memory ring, and named streams any process can at
 
 from __future__ import annotations
 
+from . import pipe
 from .capture import Reconnect
 from .errors import (
     FramebusError,
     IncompatibleStream,
     InvalidStreamName,
+    PipeFormatError,
     PlatformError,
     PublisherLost,
     ReadTimeout,
@@ -43,6 +45,7 @@ __all__ = [
     "IncompatibleStream",
     "InvalidStreamName",
     "Media",
+    "PipeFormatError",
     "PlatformError",
     "Publisher",
     "PublisherLost",
@@ -70,6 +73,7 @@ __all__ = [
     "__version__",
     "attach",
     "list_streams",
+    "pipe",
     "prune",
     "publish",
 ]

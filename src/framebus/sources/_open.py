@@ -5,9 +5,10 @@ from __future__ import annotations
 from .base import Source
 from .opencv import OpenCVSource
 from .pattern import PatternSource
+from .pipe import PipeSource
 from .pyav import PyAVSource
 from .rtsp import RTSPSource
-from .spec import Media, Spec, TestPattern
+from .spec import Media, Pipe, Spec, TestPattern
 
 __all__ = ["av_available", "make_media_source", "open_spec"]
 
@@ -16,6 +17,8 @@ def open_spec(spec: Spec) -> Source:
     """Build the source object for a spec (in the capture process)."""
     if isinstance(spec, TestPattern):
         return PatternSource(spec)
+    if isinstance(spec, Pipe):
+        return PipeSource(spec)
     return make_media_source(spec)
 
 
