@@ -13,11 +13,11 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import FramebusError
-from . import ls, prune, serve, web
+from . import cat, ls, prune, serve, web
 
 __all__ = ["main"]
 
-COMMANDS = (serve, ls, prune, web)
+COMMANDS = (serve, ls, prune, web, cat)
 
 
 def build_parser() -> argparse.ArgumentParser:

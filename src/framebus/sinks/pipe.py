@@ -1,0 +1,221 @@
+"""The pipe writer: a stream's frames to a file descriptor (``framebus cat``), in one of four
+formats.
+
+* ``framebus``: the wire format (:mod:`framebus.wire`): each frame a 64-byte header (size,
+  pixel format, seq, capture time, CRC) and its pixels, lossless; :func:`framebus.pipe.frames`
+  and ``framebus serve cam=-`` read it.
+* ``y4m``: YUV4MPEG2, which ``ffmpeg -i -``, ``ffplay -i -`` and GStreamer read as they are. A
+  stream header ``YUV4MPEG2 W H F Ip A1:1 C420jpeg`` (``Cmono`` for grey frames; ``F`` from
+  the stream's source rate, 30:1 when unknown), then ``FRAME`` and the planes per frame,
+  converted with OpenCV (``COLOR_BGR2YUV_I420``: BT.601, limited range, what ffmpeg assumes).
+  Odd sizes are padded for the conversion and cropped (chroma planes round up, as y4m's do).
+  16-bit frames lose their low byte; other dtypes are refused. y4m cannot change size or
+  colour mid-stream and no reader accepts a second stream header in one pipe, so a size change
+  *ends the output with an error* (use ``framebus`` or ``mjpeg`` for such streams).
+* ``mjpeg``: concatenated JPEGs (``ffplay -f mjpeg -i -``), encoded by
+  :func:`framebus.sinks.jpeg.encode_jpeg` at ``quality``.
+* ``raw``: the bare pixels of each frame (``ffmpeg -f rawvideo -pix_fmt bgr24 -s WxH -i -``).
+  Raw video has no framing, so a size change also ends the output with an error.
+
+Buffer policy (what waits, and where):
+
+* A latest-mode stream is read with :meth:`Pick.newest <framebus.sinks.Pick.newest>`: the
+  sink's worker encodes each new frame and keeps only the newest in the writer's slot (one
+  item); the writer takes it whenever the pipe has room. A slow pipe reader never slows the
+  capture or other readers: it gets the newest frame each time it is ready, and frames in
+  between are skipped (the CPU of encoding them is the price of that freshness).
+* An every-mode stream (a file) is read with ``Pick.every`` and ``lossless=True``: every frame
+  in order, and the pipe reader paces the sink and, as every mode promises, the capture.
+* The kernel pipe buffer is a queue too (64 KiB by default on Linux). When standard output is
+  a pipe, :func:`fit_pipe` sets it (``F_SETPIPE_SZ``) to about one record: rounded up to a
+  power of two pages, at least 4 KiB, at most ``/proc/sys/fs/pipe-max-size`` (1 MiB here).
+  So at most about one frame waits in the kernel, one is being written and one waits in the
+  slot; a record larger than the pipe is written in pieces as the reader drains it.
+
+The writer is never the capture loop: the capture runs in its own process, the sink's worker
+reads the ring, and :func:`pipe_out` (the caller's thread) does the blocking writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+
+from framebus import FrameInfo
+from framebus.wire import new_session, pack_frame_bytes
+
+from .base import Encoded, FrameSink, Pick
+from .jpeg import encode_jpeg
+
+__all__ = ["FORMATS", "Format", "PipeSink", "Record", "fit_pipe", "pipe_out", "write_all"]
+
+Format = Literal["framebus", "y4m", "mjpeg", "raw"]
+FORMATS: tuple[Format, ...] = ("framebus", "y4m", "mjpeg", "raw")
+
+_MIN_PIPE = 4096
+
+
+@dataclass(frozen=True)
+class Record:
+    """One frame's bytes in the sink's format, and the frame's shape (for the writer's checks)."""
+
+    data: bytes
+    shape: tuple[int, ...]
+
+
+class PipeSink(FrameSink[Record]):
+    """Frames of stream ``name`` encoded for a pipe in ``format`` (see the module docstring).
+
+    One consumer (:func:`pipe_out`) is expected. Every-mode streams are read losslessly, in
+    order; latest-mode streams newest-first (a slow consumer skips frames).
+    """
+
+    def __init__(self, name: str, *, format: Format = "framebus", quality: int = 80) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+        if not 1 <= quality <= 100:
+            raise ValueError(f"quality must be 1..100, not {quality}")
+        self.format: Format = format
+        self.quality = quality
+        self.session = new_session()
+        super().__init__(name)
+        # the worker has not started: its reader is ours to ask until the first subscribe
+        self.every_mode = self._reader.stats().mode == "every"
+        if self.every_mode:
+            self.pick, self.lossless = Pick.every(), True
+        self.source_fps: float | None = None  # read at the first frame, once the source is open
+
+    def encode(self, frame: np.ndarray, info: FrameInfo) -> Record:
+        shape = tuple(int(n) for n in frame.shape)
+        if self.source_fps is None:
+            self.source_fps = self._reader.stats().source_fps or 0.0
+        if self.format == "framebus":
+            data = pack_frame_bytes(
+                frame, seq=info.seq, session=self.session, capture_ns=round(info.timestamp * 1e9)
+            )
+        elif self.format == "y4m":
+            data = b"FRAME\n" + y4m_planes(frame)
+        elif self.format == "mjpeg":
+            data = encode_jpeg(frame, self.quality)
+        else:
+            data = np.ascontiguousarray(frame).tobytes()
+        return Record(data, shape)
+
+    def stream_header(self, first: Record) -> bytes:
+        """What comes before the first record: the y4m stream header, else nothing."""
+        if self.format != "y4m":
+            return b""
+        height, width = first.shape[:2]
+        grey = len(first.shape) == 2 or first.shape[2] == 1
+        rate = Fraction(self.source_fps or 30).limit_denominator(1001)
+        colour = "mono" if grey else "420jpeg"
+        return (
+            f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 C{colour}\n"
+        ).encode()
+
+
+def _as_8bit(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype == np.uint16:
+        return (frame >> 8).astype(np.uint8)
+    if frame.dtype != np.uint8:
+        raise ValueError(f"y4m needs 8-bit or 16-bit frames, not {frame.dtype}")
+    return frame
+
+
+def y4m_planes(frame: np.ndarray) -> bytes:
+    """The y4m planes of one BGR, BGRA or grey frame: I420 (Y, U, V), or Y alone for grey."""
+    import cv2
+
+    img = _as_8bit(frame)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return np.ascontiguousarray(img).tobytes()
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f"y4m needs grey, BGR or BGRA frames, not shape {frame.shape}")
+    h, w = img.shape[:2]
+    code = cv2.COLOR_BGR2YUV_I420 if img.shape[2] == 3 else cv2.COLOR_BGRA2YUV_I420
+    if w % 2 == 0 and h % 2 == 0:
+        return np.asarray(cv2.cvtColor(img, code)).tobytes()
+    # cv2's I420 needs even sizes: pad with the edge pixels, convert, crop the luma (the
+    # chroma planes of the padded frame are y4m's rounded-up ones)
+    w2, h2 = w + w % 2, h + h % 2
+    padded = np.pad(img, ((0, h2 - h), (0, w2 - w), (0, 0)), mode="edge")
+    i420 = np.asarray(cv2.cvtColor(padded, code)).reshape(-1)
+    luma = i420[: w2 * h2].reshape(h2, w2)[:h, :w]
+    return np.ascontiguousarray(luma).tobytes() + i420[w2 * h2 :].tobytes()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd``, blocking while the pipe is full.
+    BrokenPipeError once the reader has gone."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _pipe_max() -> int:
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def fit_pipe(fd: int, record_size: int) -> int | None:
+    """Size the kernel buffer of the pipe ``fd`` to about one record (see the module
+    docstring). Returns the new size, or None when ``fd`` is not a pipe or the kernel refused
+    (the buffer then stays as it was: 64 KiB by default)."""
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):  # pragma: no cover - Linux has it
+        return None
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+        size = min(max(record_size, _MIN_PIPE), _pipe_max())
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except OSError:  # EBUSY: more is buffered than the new size; EPERM: over a user limit
+        return None
+
+
+def pipe_out(sink: PipeSink, fd: int, *, limit: int | None = None) -> int:
+    """Write the sink's records to ``fd`` until the stream ends, or ``limit`` records; returns
+    how many were written. A y4m or raw output whose stream changes size (or colour) ends with
+    ValueError, since neither format can say so. BrokenPipeError when the reader closes the pipe
+    (the caller decides what that means; ``framebus cat`` ends quietly)."""
+    written = 0
+    first: Record | None = None
+    with sink.subscribe() as sub:
+        for item in sub:
+            record: Record = item.data
+            if first is None:
+                first = record
+                header = sink.stream_header(record)
+                fit_pipe(fd, len(header) + len(record.data))
+                if header:
+                    write_all(fd, header)
+            elif record.shape != first.shape and sink.format in ("y4m", "raw"):
+                raise ValueError(_size_change(sink, first, item))
+            write_all(fd, record.data)
+            written += 1
+            if limit is not None and written >= limit:
+                break
+    return written
+
+
+def _size_change(sink: PipeSink, first: Record, item: Encoded[Record]) -> str:
+    def size(shape: tuple[int, ...]) -> str:
+        channels = 1 if len(shape) == 2 else shape[2]
+        return f"{shape[1]}x{shape[0]}x{channels}"
+
+    return (
+        f"stream {sink.name!r} changed from {size(first.shape)} to {size(item.data.shape)} at "
+        f"frame {item.info.seq}: {sink.format} cannot change size mid-stream "
+        "(use --format framebus or mjpeg)"
+    )
