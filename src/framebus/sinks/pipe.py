@@ -47,8 +47,7 @@ from typing import Literal
 
 import numpy as np
 
-from framebus import FrameInfo
-from framebus.wire import new_session, pack_frame_bytes
+from framebus import FrameInfo, wire
 
 from .base import Encoded, FrameSink, Pick
 from .jpeg import encode_jpeg
@@ -83,7 +82,7 @@ class PipeSink(FrameSink[Record]):
             raise ValueError(f"quality must be 1..100, not {quality}")
         self.format: Format = format
         self.quality = quality
-        self.session = new_session()
+        self.session = wire.new_session()
         super().__init__(name)
         # the worker has not started: its reader is ours to ask until the first subscribe
         self.every_mode = self._reader.stats().mode == "every"
@@ -96,7 +95,7 @@ class PipeSink(FrameSink[Record]):
         if self.source_fps is None:
             self.source_fps = self._reader.stats().source_fps or 0.0
         if self.format == "framebus":
-            data = pack_frame_bytes(
+            data = wire.pack_frame_bytes(
                 frame, seq=info.seq, session=self.session, capture_ns=round(info.timestamp * 1e9)
             )
         elif self.format == "y4m":
