@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -285,3 +286,27 @@ def test_the_public_module_is_exported() -> None:
     assert framebus.pipe.write is not None and "pipe" in framebus.__all__
     assert issubclass(PipeFormatError, framebus.FramebusError)
     assert os.path.basename(framebus.pipe.__file__ or "") == "pipe.py"
+
+
+def test_the_seed_004_examples_run() -> None:
+    """``python examples/pipe_write.py 12 | python examples/pipe_read.py``, as the README says."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    write = subprocess.Popen(
+        [sys.executable, str(examples / "pipe_write.py"), "12"], stdout=subprocess.PIPE
+    )
+    try:
+        read = subprocess.run(
+            [sys.executable, str(examples / "pipe_read.py")],
+            stdin=write.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        assert write.stdout is not None
+        write.stdout.close()
+        write.wait(30)
+    assert write.returncode == 0 and read.returncode == 0, read.stderr
+    lines = read.stdout.splitlines()
+    assert len(lines) == 12 and all("(480, 640, 3)" in line for line in lines)
+    assert lines[0].startswith("frame ")
