@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from . import age, capture_cpu, fanout, idle, memory, restarts, rtsp, throughput, web
+from . import age, capture_cpu, fanout, idle, memory, pipe, restarts, rtsp, throughput, web
 from .common import (
     STREAM_PREFIX,
     BenchError,
@@ -46,6 +46,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "capture_cpu": capture_cpu.run,
     "restarts": restarts.run,
     "web": web.run,
+    "pipe": pipe.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 import framebus
 from framebus import PipeFormatError, wire
 from framebus.sources.pipe import (
-    CHUNK,
     MAX_Y4M_LINE,
     JpegSplitter,
     decode_jpeg,
@@ -122,18 +121,36 @@ def test_absurd_sizes_are_refused_before_any_allocation() -> None:
         read_all(big, max_payload=1000)
 
 
-def test_reads_are_bounded() -> None:
+def test_reads_ask_for_one_header_then_its_payload() -> None:
     sizes: list[int] = []
 
     class Recording(io.BytesIO):
-        def read1(self, n: int = -1) -> bytes:
-            sizes.append(n)
-            return super().read1(n)
+        def readinto(self, view: memoryview) -> int:  # type: ignore[override]
+            sizes.append(len(view))
+            return super().readinto(view)
 
     frame = np.zeros((720, 1280, 3), np.uint8)
     data = stream_of(frame, frame)
     assert len(list(framebus.pipe.frames(Recording(data)))) == 2
-    assert sizes and max(sizes) <= CHUNK and min(sizes) > 0
+    assert sizes == [64, frame.nbytes, 64, frame.nbytes, 64]  # the last: end of input
+    # a header promising more than max_payload is refused before its buffer is allocated
+    sizes.clear()
+    with pytest.raises(PipeFormatError, match="payload_len"):
+        list(framebus.pipe.frames(Recording(data), max_payload=1 << 20))
+    assert sizes == [64]
+
+
+def test_an_object_with_only_read_works() -> None:
+    class OnlyRead:
+        def __init__(self, data: bytes) -> None:
+            self.inner = io.BytesIO(data)
+
+        def read(self, n: int) -> bytes:
+            return self.inner.read(min(n, 7))  # short reads, as a socket gives
+
+    frames = [np.full((5, 6, 3), i, np.uint8) for i in range(3)]
+    got = list(framebus.pipe.frames(OnlyRead(stream_of(*frames))))  # type: ignore[arg-type]
+    assert [int(f[0, 0, 0]) for f, _ in got] == [0, 1, 2]
 
 
 def test_two_processes_through_a_real_pipe() -> None:

@@ -16,12 +16,14 @@ pixels, so a reader knows where each frame ends without waiting for end of input
 hang), checks every field before using it, and never needs a length it has to trust. It is
 what ``framebus cat NAME`` writes and what ``framebus serve cam=-`` reads.
 
-Reading is bounded: at most :data:`~framebus.sources.pipe.CHUNK` bytes per read, one frame of at
-most ``max_payload`` bytes (64 MiB) buffered, no quadratic concatenation. End of input at a
-frame boundary ends :func:`frames` cleanly (an empty input yields nothing); a frame cut short
-is a :class:`~framebus.errors.PipeFormatError` naming its byte offset, and so is any byte that
-does not start a valid frame (``resync=True`` skips such garbage up to the next valid header
-instead, as :class:`~framebus.wire.StreamDecoder` does).
+Reading is bounded: each header (64 bytes) is read and validated before anything else, then
+its payload (at most ``max_payload`` bytes, 64 MiB by default, checked before the buffer is
+allocated) is read straight into a buffer of its own, which the frame array is a view of: one
+frame buffered, no search, no quadratic concatenation, no extra copy. End of input at a frame
+boundary ends :func:`frames` cleanly (an empty input yields nothing); a frame cut short is a
+:class:`~framebus.errors.PipeFormatError` naming its byte offset, and so is a header that is not
+valid: a wrong magic, a bad CRC, an absurd size (``resync=True`` skips such garbage up to the
+next valid header instead, with :class:`~framebus.wire.StreamDecoder`).
 
 Writing flushes each frame, so the reader gets it at once; it blocks while the pipe is full
 (the kernel holds 64 KiB by default). A program that must never wait for its reader should not
@@ -33,12 +35,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from .sources.pipe import decode_wire, wire_records
+from .sources.pipe import CHUNK, ReadInto, decode_wire, wire_records
 from .stats import FrameInfo
 from .wire import MAX_PAYLOAD, new_session, pack_frame
 
@@ -80,18 +82,19 @@ def frames(
     """Each frame of the wire-format byte stream ``fileobj`` (a binary file: ``sys.stdin.buffer``,
     a pipe, a socket's ``makefile("rb")``) as ``(frame, info)``, until end of input.
 
-    ``frame`` is a writable array of its own. ``info``: ``seq`` and ``timestamp`` are the
-    writer's (capture time), ``pos`` counts the frames of this stream from 0, ``skipped`` is
-    the gap in the writer's seq since the previous frame (0 after a writer restart).
+    ``frame`` is a writable array of its own (a view of the buffer its payload was read
+    into). ``info``: ``seq`` and ``timestamp`` are the writer's (capture time), ``pos`` counts
+    the frames of this stream from 0, ``skipped`` is the gap in the writer's seq since the
+    previous frame (0 after a writer restart).
     Raises :class:`~framebus.errors.PipeFormatError` for a truncated or invalid frame (see the
     module docstring); ``max_payload`` bounds one frame's payload.
     """
-    read: Callable[[int], bytes] = getattr(fileobj, "read1", None) or fileobj.read
+    readinto: ReadInto = getattr(fileobj, "readinto", None) or _readinto_of(fileobj)
     last: tuple[int, int] | None = None  # (session, seq) of the previous frame
     for pos, (header, payload, offset) in enumerate(
-        wire_records(read, max_payload=max_payload, resync=resync)
+        wire_records(readinto, max_payload=max_payload, resync=resync)
     ):
-        frame = np.array(decode_wire(header, payload, offset))  # own, writable, packed
+        frame = decode_wire(header, payload, offset)  # a view of its own buffer: writable
         skipped = 0
         if last is not None and last[0] == header.session and header.seq > last[1]:
             skipped = header.seq - last[1] - 1
@@ -107,3 +110,14 @@ def frames(
                 height=header.height,
             ),
         )
+
+
+def _readinto_of(fileobj: BinaryIO) -> ReadInto:
+    """``readinto`` for an object that only has ``read(n)``."""
+
+    def readinto(view: memoryview) -> int:
+        data = fileobj.read(min(len(view), CHUNK))
+        view[: len(data)] = data
+        return len(data)
+
+    return readinto

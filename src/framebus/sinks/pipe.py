@@ -27,10 +27,13 @@ Buffer policy (what waits, and where):
 * An every-mode stream (a file) is read with ``Pick.every`` and ``lossless=True``: every frame
   in order, and the pipe reader paces the sink and, as every mode promises, the capture.
 * The kernel pipe buffer is a queue too (64 KiB by default on Linux). When standard output is
-  a pipe, :func:`fit_pipe` sets it (``F_SETPIPE_SZ``) to about one record: rounded up to a
-  power of two pages, at least 4 KiB, at most ``/proc/sys/fs/pipe-max-size`` (1 MiB here).
-  So at most about one frame waits in the kernel, one is being written and one waits in the
-  slot; a record larger than the pipe is written in pieces as the reader drains it.
+  a pipe, :func:`fit_pipe` sets it (``F_SETPIPE_SZ``) to *just under one record*: the largest
+  power of two below the record's size, at least 4 KiB, at most
+  ``/proc/sys/fs/pipe-max-size`` (1 MiB here). A record then never fits in the pipe whole, so
+  the write of frame ``n`` completes only while the reader is reading it, and the writer takes
+  frame ``n+1`` (the newest) at that moment: what waits for a slow reader is one frame, the
+  one being written, never a second one queued behind it in the kernel. Frames of 4 KiB or
+  less share the minimum one-page pipe.
 
 The writer is never the capture loop: the capture runs in its own process, the sink's worker
 reads the ring, and :func:`pipe_out` (the caller's thread) does the blocking writes.
@@ -169,7 +172,7 @@ def _pipe_max() -> int:
 
 
 def fit_pipe(fd: int, record_size: int) -> int | None:
-    """Size the kernel buffer of the pipe ``fd`` to about one record (see the module
+    """Size the kernel buffer of the pipe ``fd`` to just under one record (see the module
     docstring). Returns the new size, or None when ``fd`` is not a pipe or the kernel refused
     (the buffer then stays as it was: 64 KiB by default)."""
     if not hasattr(fcntl, "F_SETPIPE_SZ"):  # pragma: no cover - Linux has it
@@ -177,7 +180,8 @@ def fit_pipe(fd: int, record_size: int) -> int | None:
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return None
-        size = min(max(record_size, _MIN_PIPE), _pipe_max())
+        below = 1 << max(0, (record_size - 1).bit_length() - 1)  # largest power of 2 < size
+        size = min(max(below, _MIN_PIPE), _pipe_max())
         return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
     except OSError:  # EBUSY: more is buffered than the new size; EPERM: over a user limit
         return None

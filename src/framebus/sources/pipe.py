@@ -47,7 +47,9 @@ from ..wire import (
     FrameHeader,
     PixelFormat,
     StreamDecoder,
+    parse_header,
     raw_array,
+    unpack_parts,
 )
 from .base import Source
 from .spec import Pipe
@@ -63,6 +65,7 @@ __all__ = [
     "decode_jpeg",
     "decode_wire",
     "detect",
+    "fill",
     "parse_y4m_frame_line",
     "parse_y4m_header",
     "wire_records",
@@ -100,6 +103,17 @@ class FdInput:
             chunk = os.read(self.fd, min(n, CHUNK))
         self.offset += len(chunk)
         return chunk
+
+    def readinto(self, view: memoryview) -> int:
+        """Up to ``len(view)`` bytes into ``view`` (one read); 0 at end of input."""
+        if self._ahead:
+            n = min(len(view), len(self._ahead))
+            view[:n] = self._ahead[:n]
+            del self._ahead[:n]
+        else:
+            n = os.readv(self.fd, [view])
+        self.offset += n
+        return n
 
     def peek(self, n: int) -> bytes:
         """The next ``n`` bytes without consuming them (fewer at end of input)."""
@@ -142,52 +156,94 @@ class FdInput:
         start = self.offset
         buf = out if out is not None and len(out) >= n else bytearray(n)
         view = memoryview(buf)[:n]
-        got = min(n, len(self._ahead))
-        view[:got] = self._ahead[:got]
-        del self._ahead[:got]
-        while got < n:
-            k = os.readv(self.fd, [view[got:]])
-            if k == 0:
-                self.offset += got
-                raise PipeFormatError(
-                    f"pipe: truncated {what} at byte offset {start}: expected {n} bytes, "
-                    f"the input ended after {got}"
-                )
-            got += k
-        self.offset += n
+        got = fill(self.readinto, view)
+        if got < n:
+            raise PipeFormatError(
+                f"pipe: truncated {what} at byte offset {start}: expected {n} bytes, "
+                f"the input ended after {got}"
+            )
         return view
 
 
 # -- framebus wire frames ----------------------------------------------------------------------
 
 
+ReadInto = Callable[[memoryview], "int | None"]
+
+
+def fill(readinto: ReadInto, view: memoryview) -> int:
+    """Read into all of ``view``; the bytes read (fewer only at end of input)."""
+    got = 0
+    while got < len(view):
+        n = readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def wire_records(
-    read: Callable[[int], bytes],
+    readinto: ReadInto,
     *,
     max_payload: int = MAX_PAYLOAD,
     resync: bool = False,
-    initial: bytes = b"",
-) -> Iterator[tuple[FrameHeader, bytes, int]]:
+) -> Iterator[tuple[FrameHeader, bytearray, int]]:
     """``(header, payload, offset)`` for each wire frame of a byte stream, until end of input.
 
-    ``read(n)`` returns up to ``n`` bytes (b"" at the end). ``resync=False``: the first byte
-    that does not start a valid frame is a PipeFormatError (naming its offset and why);
-    ``resync=True``: garbage is skipped up to the next valid header, as
-    :class:`~framebus.wire.StreamDecoder` does. A frame cut short by the end of input is a
-    PipeFormatError either way. Buffering: one frame plus one read (the decoder's bound).
+    ``readinto(view)`` reads up to ``len(view)`` bytes into ``view`` and returns how many (0 at
+    the end), as ``BufferedReader.readinto`` does. ``resync=False``: frames follow each other
+    exactly, so each header is read and validated (:func:`framebus.wire.unpack_parts`), then
+    its payload is read straight into a buffer of its own (no search, no extra copy); the first
+    header that is not valid is a PipeFormatError naming its offset and why. ``resync=True``:
+    :class:`~framebus.wire.StreamDecoder` skips garbage up to the next valid header. A frame
+    cut short by the end of input is a PipeFormatError either way. Buffering: one frame
+    (at most ``max_payload`` bytes, checked before it is allocated) plus, with ``resync``, one
+    read of :data:`CHUNK` bytes.
     """
-    decoder = StreamDecoder(max_payload=max_payload, strict=not resync)
-    if initial:
-        decoder.feed(initial)
+    if resync:
+        yield from _resync_records(readinto, max_payload)
+        return
+    offset = 0
     while True:
+        head = bytearray(HEADER_SIZE)
+        got = fill(readinto, memoryview(head))
+        if got == 0:
+            return
+        if got < HEADER_SIZE:
+            raise PipeFormatError(
+                f"pipe: truncated frame at byte offset {offset}: the input ended {got} bytes "
+                f"into its {HEADER_SIZE}-byte header"
+            )
         try:
-            while (item := decoder.next()) is not None:
-                header, payload = item
-                yield header, payload, decoder.offset - header.message_size
+            header = parse_header(head, max_payload=max_payload)
         except WireFormatError as exc:
-            raise PipeFormatError(f"pipe: {exc}") from None
-        chunk = read(CHUNK)
-        if not chunk:
+            raise PipeFormatError(f"pipe: {exc} at byte offset {offset}") from None
+        payload = bytearray(header.payload_len)
+        got = fill(readinto, memoryview(payload))
+        if got < header.payload_len:
+            raise PipeFormatError(
+                f"pipe: truncated frame at byte offset {offset}: the input ended {got} bytes "
+                f"into its payload of {header.payload_len} (expected the whole payload)"
+            )
+        try:
+            unpack_parts(head, payload, max_payload=max_payload)
+        except WireFormatError as exc:
+            raise PipeFormatError(f"pipe: {exc} at byte offset {offset}") from None
+        yield header, payload, offset
+        offset += header.message_size
+
+
+def _resync_records(
+    readinto: ReadInto, max_payload: int
+) -> Iterator[tuple[FrameHeader, bytearray, int]]:
+    decoder = StreamDecoder(max_payload=max_payload)
+    chunk = bytearray(CHUNK)
+    while True:
+        while (item := decoder.next()) is not None:
+            header, payload = item
+            yield header, bytearray(payload), decoder.offset - header.message_size
+        n = readinto(memoryview(chunk))
+        if not n:
             if decoder.buffered:
                 raise PipeFormatError(
                     f"pipe: truncated frame at byte offset {decoder.offset}: the input ended "
@@ -195,16 +251,16 @@ def wire_records(
                     "and its payload)"
                 )
             return
-        decoder.feed(chunk)
+        decoder.feed(memoryview(chunk)[:n])
 
 
-def decode_wire(header: FrameHeader, payload: bytes, offset: int) -> np.ndarray:
-    """The pixels of one wire frame: a read-only view of ``payload`` (RAW) or the decoded
+def decode_wire(header: FrameHeader, payload: bytearray, offset: int) -> np.ndarray:
+    """The pixels of one wire frame: a view of ``payload`` (RAW, packed rows) or the decoded
     JPEG, which must have the header's size."""
     if header.codec is Codec.RAW:
         return raw_array(header, payload)
     grey = header.pixel_format is PixelFormat.GRAY8
-    frame = decode_jpeg(payload, offset, max_pixels=header.width * header.height, grey=grey)
+    frame = decode_jpeg(bytes(payload), offset, max_pixels=header.width * header.height, grey=grey)
     if frame.shape[:2] != (header.height, header.width):
         raise PipeFormatError(
             f"pipe: the JPEG of the frame at byte offset {offset} is "
@@ -493,7 +549,7 @@ class PipeSource(Source):
         self._input = FdInput(pipe.fd)
         self._y4m: Y4MHeader | None = None
         self._planes: bytearray | None = None
-        self._wire: Iterator[tuple[FrameHeader, bytes, int]] | None = None
+        self._wire: Iterator[tuple[FrameHeader, bytearray, int]] | None = None
         self._jpegs: JpegSplitter | None = None
 
     def open(self) -> None:
@@ -509,7 +565,7 @@ class PipeSource(Source):
             self.fps = self._y4m.fps
             self._planes = bytearray(self._y4m.frame_size)  # one buffer, reused for each frame
         elif self.format == "framebus":
-            self._wire = wire_records(inp.read_some, max_payload=self.max_payload)
+            self._wire = wire_records(inp.readinto, max_payload=self.max_payload)
         else:
             self._jpegs = JpegSplitter(max_size=self.max_payload)
 
