@@ -327,3 +327,57 @@ def test_the_seed_004_examples_run() -> None:
     lines = read.stdout.splitlines()
     assert len(lines) == 12 and all("(480, 640, 3)" in line for line in lines)
     assert lines[0].startswith("frame ")
+
+
+def _source_frames(data: bytes) -> list[np.ndarray]:
+    """Every frame PipeSource reads from ``data`` through a real pipe."""
+    from framebus.sources import Pipe
+    from framebus.sources.pipe import PipeSource
+
+    r, w = os.pipe()
+    try:
+        os.write(w, data)  # small: fits the pipe's 64 KiB
+        os.close(w)
+        w = -1
+        source = PipeSource(Pipe(fd=r))
+        source.open()
+        frames = []
+        while (frame := source.read()) is not None:
+            assert frame.ndim in (2, 3) and frame.size
+            frames.append(frame)
+        source.close()
+        return frames
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+_PREFIXES = [
+    b"",
+    b"YUV4MPEG2 W4 H4 F25:1\n",
+    b"YUV4MPEG2 W3 H2 Cmono\nFRAME\n",
+    b"\xff\xd8",
+    wire.MAGIC,
+]
+
+
+@given(st.sampled_from(_PREFIXES), st.binary(max_size=400))
+@fuzz(300)
+def test_fuzz_the_stdin_source_on_arbitrary_bytes(prefix: bytes, data: bytes) -> None:
+    try:
+        _source_frames(prefix + data)
+    except PipeFormatError as exc:
+        assert "\n" not in str(exc) and "byte offset" in str(exc)
+
+
+def test_the_stdin_source_reads_what_it_should() -> None:
+    y4m = (
+        b"YUV4MPEG2 W4 H2 F25:1 Cmono\n" + b"FRAME\n" + bytes(range(8)) + b"FRAME Ixyz\n" + bytes(8)
+    )
+    frames = _source_frames(y4m)
+    assert [f.shape for f in frames] == [(2, 4), (2, 4)]
+    assert frames[0].reshape(-1).tolist() == list(range(8))
+    jpeg = _jpeg(np.full((16, 16, 3), 90, np.uint8))
+    assert len(_source_frames(jpeg * 3)) == 3
+    assert len(_source_frames(stream_of(np.zeros((3, 3, 3), np.uint8)) * 2)) == 2
