@@ -33,7 +33,8 @@ Buffer policy (what waits, and where):
   the write of frame ``n`` completes only while the reader is reading it, and the writer takes
   frame ``n+1`` (the newest) at that moment: what waits for a slow reader is one frame, the
   one being written, never a second one queued behind it in the kernel. Frames of 4 KiB or
-  less share the minimum one-page pipe.
+  less share the minimum one-page pipe. An every-mode stream (lossless) gets the largest pipe
+  allowed instead: every frame is delivered anyway, and a larger pipe costs fewer wake-ups.
 
 The writer is never the capture loop: the capture runs in its own process, the sink's worker
 reads the ring, and :func:`pipe_out` (the caller's thread) does the blocking writes.
@@ -171,17 +172,19 @@ def _pipe_max() -> int:
         return 1 << 20
 
 
-def fit_pipe(fd: int, record_size: int) -> int | None:
+def fit_pipe(fd: int, record_size: int, *, lossless: bool = False) -> int | None:
     """Size the kernel buffer of the pipe ``fd`` to just under one record (see the module
-    docstring). Returns the new size, or None when ``fd`` is not a pipe or the kernel refused
-    (the buffer then stays as it was: 64 KiB by default)."""
+    docstring), or, ``lossless`` (every frame, in order: freshness is not the point), to the
+    largest size allowed, which costs the fewest wake-ups. Returns the new size, or None when
+    ``fd`` is not a pipe or the kernel refused (the buffer then stays as it was: 64 KiB by
+    default)."""
     if not hasattr(fcntl, "F_SETPIPE_SZ"):  # pragma: no cover - Linux has it
         return None
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return None
         below = 1 << max(0, (record_size - 1).bit_length() - 1)  # largest power of 2 < size
-        size = min(max(below, _MIN_PIPE), _pipe_max())
+        size = _pipe_max() if lossless else min(max(below, _MIN_PIPE), _pipe_max())
         return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
     except OSError:  # EBUSY: more is buffered than the new size; EPERM: over a user limit
         return None
@@ -200,7 +203,7 @@ def pipe_out(sink: PipeSink, fd: int, *, limit: int | None = None) -> int:
             if first is None:
                 first = record
                 header = sink.stream_header(record)
-                fit_pipe(fd, len(header) + len(record.data))
+                fit_pipe(fd, len(header) + len(record.data), lossless=sink.lossless)
                 if header:
                     write_all(fd, header)
             elif record.shape != first.shape and sink.format in ("y4m", "raw"):
