@@ -221,3 +221,22 @@ def test_a_terminal_on_stdout_is_refused() -> None:
         os.close(follower)
     assert out.returncode == 1
     assert b"standard output is a terminal" in out.stderr
+
+
+class FloatFrames(framebus.Source):
+    fps = 50.0
+
+    def read(self) -> np.ndarray:
+        time.sleep(0.02)
+        return np.zeros((24, 32, 3), np.float64)
+
+
+def test_a_frame_the_format_cannot_carry_is_one_line(stream_name: str) -> None:
+    with framebus.publish(stream_name, FloatFrames()):
+        out = subprocess.run(
+            cat_cmd(stream_name, "--format", "y4m"), capture_output=True, timeout=60
+        )
+    lines = out.stderr.decode().strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert "y4m needs 8-bit or 16-bit frames, not float64 (--format y4m)" in lines[0]
+    assert out.stdout == b""

@@ -70,6 +70,8 @@ class Record:
 
     data: bytes
     shape: tuple[int, ...]
+    error: str | None = None
+    """Why this frame cannot be written in the format (the writer stops with it)."""
 
 
 class PipeSink(FrameSink[Record]):
@@ -98,16 +100,22 @@ class PipeSink(FrameSink[Record]):
         shape = tuple(int(n) for n in frame.shape)
         if self.source_fps is None:
             self.source_fps = self._reader.stats().source_fps or 0.0
-        if self.format == "framebus":
-            data = wire.pack_frame_bytes(
-                frame, seq=info.seq, session=self.session, capture_ns=round(info.timestamp * 1e9)
-            )
-        elif self.format == "y4m":
-            data = b"FRAME\n" + y4m_planes(frame)
-        elif self.format == "mjpeg":
-            data = encode_jpeg(frame, self.quality)
-        else:
-            data = np.ascontiguousarray(frame).tobytes()
+        try:
+            if self.format == "framebus":
+                data = wire.pack_frame_bytes(
+                    frame,
+                    seq=info.seq,
+                    session=self.session,
+                    capture_ns=round(info.timestamp * 1e9),
+                )
+            elif self.format == "y4m":
+                data = b"FRAME\n" + y4m_planes(frame)
+            elif self.format == "mjpeg":
+                data = encode_jpeg(frame, self.quality)
+            else:
+                data = np.ascontiguousarray(frame).tobytes()
+        except ValueError as exc:  # a frame the format cannot carry: the writer says so, once
+            return Record(b"", shape, f"stream {self.name!r}: {exc} (--format {self.format})")
         return Record(data, shape)
 
     def stream_header(self, first: Record) -> bytes:
@@ -193,13 +201,17 @@ def fit_pipe(fd: int, record_size: int, *, lossless: bool = False) -> int | None
 def pipe_out(sink: PipeSink, fd: int, *, limit: int | None = None) -> int:
     """Write the sink's records to ``fd`` until the stream ends, or ``limit`` records; returns
     how many were written. A y4m or raw output whose stream changes size (or colour) ends with
-    ValueError, since neither format can say so. BrokenPipeError when the reader closes the pipe
-    (the caller decides what that means; ``framebus cat`` ends quietly)."""
+    ValueError, since neither format can say so, and so does a frame the format cannot carry
+    (a float frame as y4m or JPEG, a dtype the wire format lacks). BrokenPipeError when the
+    reader closes the pipe (the caller decides what that means; ``framebus cat`` ends
+    quietly)."""
     written = 0
     first: Record | None = None
     with sink.subscribe() as sub:
         for item in sub:
             record: Record = item.data
+            if record.error is not None:
+                raise ValueError(record.error)
             if first is None:
                 first = record
                 header = sink.stream_header(record)
