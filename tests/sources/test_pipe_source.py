@@ -182,3 +182,24 @@ def test_a_terminal_is_refused() -> None:
         os.close(follower)
     assert out.returncode == 1
     assert "stdin: it is a terminal" in out.stderr.decode()
+
+
+def test_any_readable_descriptor_and_no_descriptor_leaks() -> None:
+    import framebus
+    from framebus.sources import Pipe
+
+    y4m = b"YUV4MPEG2 W8 H8 F10:1 Cmono\n" + b"".join(
+        b"FRAME\n" + bytes([i]) * 64 for i in range(5)
+    )
+    r, w = os.pipe()
+    os.write(w, y4m)
+    os.close(w)
+    before = set(os.listdir("/proc/self/fd"))
+    try:
+        with framebus.VideoCapture(Pipe(fd=r), timeout=20) as cap:
+            got = [int(frame[0, 0]) for frame in cap]
+            assert cap.publisher.stats().source == f"fd:{r}"
+    finally:
+        os.close(r)
+    assert got == [0, 1, 2, 3, 4]
+    assert set(os.listdir("/proc/self/fd")) <= before  # the duplicate went to the child only

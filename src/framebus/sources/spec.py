@@ -157,7 +157,8 @@ class Pipe:
     producer is paced by the slowest reader through the pipe; pass ``mode="latest"`` for a live
     camera behind ffmpeg) and is never reconnected (a pipe cannot be reopened). The capture
     process receives a duplicate of the descriptor; the spec itself still travels as JSON on
-    the capture's own stdin.
+    the capture's own stdin. The publishing process must not read the descriptor itself (the
+    two would share its bytes).
     """
 
     fd: int = 0
