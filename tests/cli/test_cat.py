@@ -238,5 +238,5 @@ def test_a_frame_the_format_cannot_carry_is_one_line(stream_name: str) -> None:
         )
     lines = out.stderr.decode().strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1, out.stderr
-    assert "y4m needs 8-bit or 16-bit frames, not float64 (--format y4m)" in lines[0]
+    assert "y4m needs 8-bit or 16-bit frames, not float64" in lines[0]
     assert out.stdout == b""

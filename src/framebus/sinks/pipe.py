@@ -19,13 +19,14 @@ formats.
 
 Buffer policy (what waits, and where):
 
-* A latest-mode stream is read with :meth:`Pick.newest <framebus.sinks.Pick.newest>`: the
-  sink's worker encodes each new frame and keeps only the newest in the writer's slot (one
-  item); the writer takes it whenever the pipe has room. A slow pipe reader never slows the
-  capture or other readers: it gets the newest frame each time it is ready, and frames in
-  between are skipped (the CPU of encoding them is the price of that freshness).
-* An every-mode stream (a file) is read with ``Pick.every`` and ``lossless=True``: every frame
-  in order, and the pipe reader paces the sink and, as every mode promises, the capture.
+* The writer *pulls*: it reads a frame from the ring only when the previous record has been
+  written (the pipe had room), encodes it, and writes it. On a latest-mode stream that frame is
+  the newest one; frames captured meanwhile are skipped, never queued, so a slow pipe reader
+  never slows the capture or other readers, and no CPU goes into encoding frames the pipe
+  cannot take. On an every-mode stream (a file) it is the next frame: every frame, in order,
+  and the pipe reader paces the capture, as every mode promises.
+* Memory: the record being written (one frame in the format), nothing else. The ring slot is
+  held only while the frame is encoded (copied out), never while the pipe blocks.
 * The kernel pipe buffer is a queue too (64 KiB by default on Linux). When standard output is
   a pipe, :func:`fit_pipe` sets it (``F_SETPIPE_SZ``) to *just under one record*: the largest
   power of two below the record's size, at least 4 KiB, at most
@@ -36,8 +37,14 @@ Buffer policy (what waits, and where):
   less share the minimum one-page pipe. An every-mode stream (lossless) gets the largest pipe
   allowed instead: every frame is delivered anyway, and a larger pipe costs fewer wake-ups.
 
-The writer is never the capture loop: the capture runs in its own process, the sink's worker
-reads the ring, and :func:`pipe_out` (the caller's thread) does the blocking writes.
+Why not a :class:`~framebus.sinks.FrameSink`: its worker thread encodes every new frame for
+consumers that may be busy, which suits many browsers; a pipe has one consumer whose readiness
+is the pipe's, so the push thread only added encodes of frames the pipe could not take (a
+1080p stream as fast as the capture goes, into :func:`framebus.pipe.frames`: 31 frames/s with
+a FrameSink, 63 to 101 with a pull loop, on the project's loaded 2-core machine).
+
+The writer is never the capture loop: the capture runs in its own process, and
+:func:`pipe_out` (the caller's thread) reads the ring and does the blocking writes.
 """
 
 from __future__ import annotations
@@ -51,9 +58,9 @@ from typing import Literal
 
 import numpy as np
 
-from framebus import FrameInfo, wire
+import framebus
+from framebus import FrameInfo, StreamEnded, wire
 
-from .base import Encoded, FrameSink, Pick
 from .jpeg import encode_jpeg
 
 __all__ = ["FORMATS", "Format", "PipeSink", "Record", "fit_pipe", "pipe_out", "write_all"]
@@ -66,19 +73,20 @@ _MIN_PIPE = 4096
 
 @dataclass(frozen=True)
 class Record:
-    """One frame's bytes in the sink's format, and the frame's shape (for the writer's checks)."""
+    """One frame's bytes in the sink's format, with the frame's shape and seq (for the
+    writer's checks)."""
 
     data: bytes
     shape: tuple[int, ...]
+    seq: int
     error: str | None = None
     """Why this frame cannot be written in the format (the writer stops with it)."""
 
 
-class PipeSink(FrameSink[Record]):
-    """Frames of stream ``name`` encoded for a pipe in ``format`` (see the module docstring).
-
-    One consumer (:func:`pipe_out`) is expected. Every-mode streams are read losslessly, in
-    order; latest-mode streams newest-first (a slow consumer skips frames).
+class PipeSink:
+    """Frames of stream ``name`` encoded for a pipe in ``format``, pulled one at a time (see the
+    module docstring): :meth:`next_record` reads the newest frame (every mode: the next one)
+    and encodes it. One reader of the stream, through the public API; :meth:`close` releases it.
     """
 
     def __init__(self, name: str, *, format: Format = "framebus", quality: int = 80) -> None:
@@ -89,12 +97,33 @@ class PipeSink(FrameSink[Record]):
         self.format: Format = format
         self.quality = quality
         self.session = wire.new_session()
-        super().__init__(name)
-        # the worker has not started: its reader is ours to ask until the first subscribe
+        self.name = name
+        self._reader = framebus.attach(name)
         self.every_mode = self._reader.stats().mode == "every"
-        if self.every_mode:
-            self.pick, self.lossless = Pick.every(), True
+        self.lossless = self.every_mode
         self.source_fps: float | None = None  # read at the first frame, once the source is open
+        self.frames = 0
+        self.skipped = 0  # frames the ring skipped for this reader (latest mode: busy writing)
+
+    def next_record(self) -> Record:
+        """The next record. Raises StreamEnded after the last frame, PublisherLost."""
+        with self._reader.view() as frame:
+            info = self._reader.info
+            assert info is not None  # view() sets it
+            record = self.encode(frame, info)
+        self.frames += 1
+        self.skipped += info.skipped
+        return record
+
+    def close(self) -> None:
+        """Release the reader (idempotent)."""
+        self._reader.release()
+
+    def __enter__(self) -> PipeSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def encode(self, frame: np.ndarray, info: FrameInfo) -> Record:
         shape = tuple(int(n) for n in frame.shape)
@@ -114,9 +143,9 @@ class PipeSink(FrameSink[Record]):
                 data = encode_jpeg(frame, self.quality)
             else:
                 data = np.ascontiguousarray(frame).tobytes()
-        except ValueError as exc:  # a frame the format cannot carry: the writer says so, once
-            return Record(b"", shape, f"stream {self.name!r}: {exc} (--format {self.format})")
-        return Record(data, shape)
+        except ValueError as exc:  # a frame the format cannot carry: the writer says so
+            return Record(b"", shape, info.seq, f"stream {self.name!r}: {exc}")
+        return Record(data, shape, info.seq)
 
     def stream_header(self, first: Record) -> bytes:
         """What comes before the first record: the y4m stream header, else nothing."""
@@ -207,33 +236,33 @@ def pipe_out(sink: PipeSink, fd: int, *, limit: int | None = None) -> int:
     quietly)."""
     written = 0
     first: Record | None = None
-    with sink.subscribe() as sub:
-        for item in sub:
-            record: Record = item.data
-            if record.error is not None:
-                raise ValueError(record.error)
-            if first is None:
-                first = record
-                header = sink.stream_header(record)
-                fit_pipe(fd, len(header) + len(record.data), lossless=sink.lossless)
-                if header:
-                    write_all(fd, header)
-            elif record.shape != first.shape and sink.format in ("y4m", "raw"):
-                raise ValueError(_size_change(sink, first, item))
-            write_all(fd, record.data)
-            written += 1
-            if limit is not None and written >= limit:
-                break
+    while limit is None or written < limit:
+        try:
+            record = sink.next_record()
+        except StreamEnded:
+            break
+        if record.error is not None:
+            raise ValueError(record.error)
+        if first is None:
+            first = record
+            header = sink.stream_header(record)
+            fit_pipe(fd, len(header) + len(record.data), lossless=sink.lossless)
+            if header:
+                write_all(fd, header)
+        elif record.shape != first.shape and sink.format in ("y4m", "raw"):
+            raise ValueError(_size_change(sink, first, record))
+        write_all(fd, record.data)
+        written += 1
     return written
 
 
-def _size_change(sink: PipeSink, first: Record, item: Encoded[Record]) -> str:
+def _size_change(sink: PipeSink, first: Record, record: Record) -> str:
     def size(shape: tuple[int, ...]) -> str:
         channels = 1 if len(shape) == 2 else shape[2]
         return f"{shape[1]}x{shape[0]}x{channels}"
 
     return (
-        f"stream {sink.name!r} changed from {size(first.shape)} to {size(item.data.shape)} at "
-        f"frame {item.info.seq}: {sink.format} cannot change size mid-stream "
+        f"stream {sink.name!r} changed from {size(first.shape)} to {size(record.shape)} at "
+        f"frame {record.seq}: {sink.format} cannot change size mid-stream "
         "(use --format framebus or mjpeg)"
     )
