@@ -203,3 +203,28 @@ def test_any_readable_descriptor_and_no_descriptor_leaks() -> None:
         os.close(r)
     assert got == [0, 1, 2, 3, 4]
     assert set(os.listdir("/proc/self/fd")) <= before  # the duplicate went to the child only
+
+
+def test_ffmpeg_into_framebus_serve(stream_name: str) -> None:
+    """`ffmpeg ... -f yuv4mpegpipe - | framebus serve NAME=-`, read by another process."""
+    import framebus
+    from conftest import wait_until
+
+    shell = (
+        f"{' '.join(LAVFI)} -frames:v 20 -pix_fmt yuv420p -f yuv4mpegpipe - | "
+        f"{sys.executable} -m framebus serve {stream_name}=- --quiet"
+    )
+    serve = subprocess.Popen(["bash", "-o", "pipefail", "-c", shell], stderr=subprocess.PIPE)
+    try:
+        names = lambda: [s.name for s in framebus.list_streams()]  # noqa: E731
+        assert wait_until(lambda: stream_name in names(), timeout=30)
+        with framebus.attach(stream_name, timeout=20) as reader:
+            shapes = [frame.shape for frame in reader]  # every mode: held for the first reader
+            assert reader.stats().source == "stdin"
+        _, err = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+    assert shapes == [(120, 160, 3)] * 20
+    assert serve.returncode == 0 and not err, err
