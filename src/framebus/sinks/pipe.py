@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import stat
 from dataclasses import dataclass
 from fractions import Fraction
@@ -197,7 +198,11 @@ def write_all(fd: int, data: bytes) -> None:
     BrokenPipeError once the reader has gone."""
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:  # a descriptor someone made non-blocking: wait for room
+            select.select([], [fd], [])
+            continue
         view = view[n:]
 
 
