@@ -240,3 +240,40 @@ def test_a_frame_the_format_cannot_carry_is_one_line(stream_name: str) -> None:
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert "y4m needs 8-bit or 16-bit frames, not float64" in lines[0]
     assert out.stdout == b""
+
+
+class Flat(framebus.Source):
+    fps = 50.0
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def read(self) -> np.ndarray:
+        time.sleep(0.02)
+        frame = np.empty(self.shape, np.uint8)
+        frame[...] = (40, 120, 200) if len(self.shape) == 3 else 90
+        return frame
+
+
+@pytest.mark.parametrize(
+    ("shape", "pix_fmt"), [((121, 161, 3), "yuv420p"), ((120, 160), "gray")], ids=["odd", "grey"]
+)
+def test_odd_sizes_and_grey_frames_as_y4m(
+    stream_name: str, shape: tuple[int, ...], pix_fmt: str
+) -> None:
+    with framebus.publish(stream_name, Flat(shape)):
+        out, status = cat_into(
+            [stream_name, "--format", "y4m", "--frames", "3"],
+            [*FFMPEG, "-i", "-", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
+        )
+        probe, _ = cat_into(
+            [stream_name, "--format", "y4m", "--frames", "1"],
+            ["ffprobe", "-v", "error", "-show_entries", "stream=width,height,pix_fmt",
+             "-of", "csv=p=0", "-i", "-"],
+        )  # fmt: skip
+    assert status == 0
+    h, w = shape[:2]
+    assert probe.decode().strip() == f"{w},{h},{pix_fmt}"
+    got = np.frombuffer(out, np.uint8).reshape(-1, h, w, 3)
+    expected = (40, 120, 200) if len(shape) == 3 else (90, 90, 90)
+    assert len(got) == 3 and np.abs(got.astype(int) - expected).max() <= 3
