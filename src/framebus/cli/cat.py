@@ -4,8 +4,8 @@ script (:func:`framebus.pipe.frames`).
 ``NAME`` attaches to a stream another process publishes. Anything else is a source
 (``SOURCE`` as ``framebus serve`` takes it: a camera index, a file, a URL, ``testpattern``,
 ``-``), which this command publishes as a private stream ``cat-<pid>`` for as long as it runs:
-the capture runs in its own process and the writer is a sink of that stream, exactly as for a
-named one (and other programs may attach to it meanwhile). A name that is not a live stream is
+the capture runs in its own process and the writer reads that stream, exactly as for a named
+one (and other programs may attach to it meanwhile). A name that is not a live stream is
 tried as a source.
 
 A closed pipe (``framebus cat cam | head -c 1000``) ends the command quietly with status 0, as
@@ -57,11 +57,20 @@ def add_parser(sub: Any) -> None:
         "-i -). A slow reader gets the newest frame whenever it is ready and never slows the "
         "capture (every-mode streams, such as files: every frame, in order).",
     )
-    p.add_argument("source", metavar="NAME|SOURCE")
+    p.add_argument(
+        "source",
+        metavar="NAME|SOURCE",
+        help="a stream name, or a source: camera index, file, URL, testpattern[:WxH[@FPS]], "
+        "or - (standard input)",
+    )
     p.add_argument("--format", choices=FORMATS, default="framebus", help="default: framebus")
     p.add_argument("--frames", type=_count, metavar="N", help="stop after N frames")
     p.add_argument(
-        "--quality", type=_quality, default=80, help="JPEG quality of --format mjpeg (80)"
+        "--quality",
+        type=_quality,
+        default=80,
+        metavar="Q",
+        help="JPEG quality of --format mjpeg, 1..100 (80)",
     )
     p.add_argument(
         "--mode",
