@@ -11,7 +11,10 @@ formats.
   Odd sizes are padded for the conversion and cropped (chroma planes round up, as y4m's do).
   16-bit frames lose their low byte; other dtypes are refused. y4m cannot change size or
   colour mid-stream and no reader accepts a second stream header in one pipe, so a size change
-  *ends the output with an error* (use ``framebus`` or ``mjpeg`` for such streams).
+  *ends the output with an error* (use ``framebus`` or ``mjpeg`` for such streams). y4m has no
+  timestamps: readers assume ``F`` frames per second, so frames a slow reader skipped on a
+  latest-mode stream make the recording play faster than life (record from an every-mode
+  stream, or let ffmpeg retime it).
 * ``mjpeg``: concatenated JPEGs (``ffplay -f mjpeg -i -``), encoded by
   :func:`framebus.sinks.jpeg.encode_jpeg` at ``quality``.
 * ``raw``: the bare pixels of each frame (``ffmpeg -f rawvideo -pix_fmt bgr24 -s WxH -i -``).
