@@ -381,3 +381,26 @@ def test_the_stdin_source_reads_what_it_should() -> None:
     jpeg = _jpeg(np.full((16, 16, 3), 90, np.uint8))
     assert len(_source_frames(jpeg * 3)) == 3
     assert len(_source_frames(stream_of(np.zeros((3, 3, 3), np.uint8)) * 2)) == 2
+
+
+def test_the_stdin_source_keeps_the_capture_time_of_wire_frames() -> None:
+    from framebus.sources import Pipe
+    from framebus.sources.pipe import PipeSource
+
+    frame = np.zeros((2, 2, 3), np.uint8)
+    buf = io.BytesIO()
+    framebus.pipe.write(buf, frame, framebus.FrameInfo(1, 1700000000.5, 0, 0, 2, 2))
+    framebus.pipe.write(buf, frame, framebus.FrameInfo(2, 4e9, 0, 0, 2, 2))  # the future
+    r, w = os.pipe()
+    try:
+        os.write(w, buf.getvalue())
+        os.close(w)
+        w = -1
+        source = PipeSource(Pipe(fd=r))
+        source.open()
+        assert source.read() is not None and source.frame_time_ns() == 1700000000_500000000
+        assert source.read() is not None and source.frame_time_ns() is None
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -3,7 +3,8 @@
 ``framebus serve cam=-`` and ``framebus.VideoCapture("-")`` read what another program writes:
 
 * **framebus wire frames** (``framebus cat``, :func:`framebus.pipe.write`): the first bytes are
-  the wire magic ``89 46 42 57``; :class:`framebus.wire.StreamDecoder` (strict) reads them.
+  the wire magic ``89 46 42 57``; each header is validated, then its payload read whole
+  (:func:`wire_records`). Their capture times are kept (:meth:`PipeSource.frame_time_ns`).
 * **y4m** (``ffmpeg ... -f yuv4mpegpipe -``): the first bytes are ``YUV4MPEG2``. Colour spaces
   ``420jpeg``, ``420mpeg2``, ``420paldv`` and ``420`` (8-bit 4:2:0, converted to BGR with
   OpenCV's I420 conversion, BT.601 limited range as ffmpeg writes it; chroma siting is
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -551,6 +553,16 @@ class PipeSource(Source):
         self._planes: bytearray | None = None
         self._wire: Iterator[tuple[FrameHeader, bytearray, int]] | None = None
         self._jpegs: JpegSplitter | None = None
+        self._stamp: int | None = None  # capture time of the last wire frame read
+
+    def frame_time_ns(self) -> int | None:
+        """The capture time the last framebus wire frame carried (so ``framebus cat cam |
+        framebus serve copy=-`` keeps the original capture times and ages), if it is not in
+        the future; None for y4m and MJPEG, which carry none (the capture stamps them)."""
+        stamp = self._stamp
+        if stamp is None or not 0 < stamp <= time.time_ns() + 1_000_000_000:
+            return None
+        return stamp
 
     def open(self) -> None:
         inp = self._input
@@ -577,7 +589,10 @@ class PipeSource(Source):
             return self._read_y4m(self._y4m, out)
         if self._wire is not None:
             item = next(self._wire, None)
-            return None if item is None else decode_wire(*item)
+            if item is None:
+                return None
+            self._stamp = item[0].capture_ns
+            return decode_wire(*item)
         assert self._jpegs is not None
         return self._read_jpeg(self._jpegs)
 
