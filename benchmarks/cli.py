@@ -26,6 +26,7 @@ from . import (
     idle,
     memory,
     network,
+    pipe,
     restarts,
     rtsp,
     sampling,
@@ -61,6 +62,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "web": web.run,
     "network": network.run,
     "sampling": sampling.run,
+    "pipe": pipe.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"

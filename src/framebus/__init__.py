@@ -6,12 +6,14 @@ the newest frame from a shared-memory ring, and named streams any process can at
 
 from __future__ import annotations
 
+from . import pipe
 from .capture import Reconnect
 from .errors import (
     FramebusError,
     IncompatibleStream,
     InvalidStreamName,
     KeyFileError,
+    PipeFormatError,
     PlatformError,
     PublisherLost,
     ReadTimeout,
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidStreamName",
     "KeyFileError",
     "Media",
+    "PipeFormatError",
     "PlatformError",
     "Publisher",
     "PublisherLost",
@@ -83,6 +86,7 @@ __all__ = [
     "__version__",
     "attach",
     "list_streams",
+    "pipe",
     "prune",
     "publish",
     "sample",

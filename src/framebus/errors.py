@@ -9,6 +9,8 @@ The hierarchy::
     ├── TooManyReaders           every reader record of the stream is taken
     ├── IncompatibleStream       the segment is not framebus's, or of another layout version
     ├── WireFormatError          bytes that are not a valid frame message (framebus.wire)
+    ├── PipeFormatError          a byte stream on a pipe (frames, y4m, MJPEG) that is cut short or
+    │                            not what it claims; the message names the byte offset
     ├── SourceError              the frame source cannot deliver
     │   ├── SourceNotFound       no such file, no such camera, or the server has no such path (404)
     │   ├── SourceUnreachable    connection refused, host unreachable, or no answer in time
@@ -36,6 +38,7 @@ __all__ = [
     "IncompatibleStream",
     "InvalidStreamName",
     "KeyFileError",
+    "PipeFormatError",
     "PlatformError",
     "PublisherLost",
     "ReadTimeout",
@@ -85,6 +88,12 @@ class IncompatibleStream(FramebusError):
 
 class WireFormatError(FramebusError, ValueError):
     """Bytes that are not a valid framebus frame message (bad magic, version, field or length)."""
+
+
+class PipeFormatError(FramebusError, ValueError):
+    """A byte stream read from a pipe (framebus frames, y4m, MJPEG) that is truncated, holds
+    garbage, or uses something framebus cannot read. The one-line message names the byte offset
+    in the stream and what was expected there."""
 
 
 class SourceError(FramebusError):
@@ -159,6 +168,7 @@ _CODES: dict[int, type[FramebusError]] = {
     6: SourceAuthError,
     7: SourceUnsupported,
     8: PublisherLost,  # a capture that outlived its publisher ended the stream for it
+    9: PipeFormatError,  # standard input (``-``) that is not framebus frames, y4m or MJPEG
 }
 
 

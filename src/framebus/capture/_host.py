@@ -12,10 +12,11 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from typing import Protocol
 
 from ..bus import CAPTURE_MODULE, Control, State
-from ..sources import Source, Spec, spec_to_json
+from ..sources import Pipe, Source, Spec, spec_to_json
 from ._loop import capture_loop
 
 __all__ = ["CaptureHost", "ProcessHost", "ThreadHost", "STOP_GRACE"]
@@ -50,12 +51,25 @@ class ProcessHost:
         env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", CAPTURE_MODULE],
-            stdin=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-        )
+        inherited: tuple[int, ...] = ()
+        if isinstance(spec, Pipe):
+            # The capture's own stdin carries the spec, so a pipe source (our stdin, fd 0)
+            # travels as a duplicate descriptor, the only one passed besides 0-2; the spec
+            # names its number. Ours is closed once the child has it.
+            child_fd = os.dup(spec.fd)
+            spec = replace(spec, fd=child_fd, origin=spec.label)
+            inherited = (child_fd,)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", CAPTURE_MODULE],
+                stdin=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+                pass_fds=inherited,
+            )
+        finally:
+            for fd in inherited:
+                os.close(fd)
         # the spec goes through a pipe, not argv: URLs may hold credentials, and argv is public
         assert self.proc.stdin is not None
         message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime}

@@ -13,11 +13,11 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import FramebusError
-from . import keys, ls, prune, sample, serve, share, web
+from . import cat, keys, ls, prune, sample, serve, share, web
 
 __all__ = ["main"]
 
-COMMANDS = (serve, ls, prune, web, share, keys, sample)
+COMMANDS = (serve, ls, prune, web, share, keys, sample, cat)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 
 Every sink attaches to one stream, picks frames (:class:`Pick`), encodes each chosen frame
 once and hands the same result to each consumer through a one-item :class:`LatestSlot`.
+The pipe writer (``sinks.pipe``) has one consumer, the pipe, and pulls instead: it reads the
+newest frame only when the pipe has taken the previous one (see its docstring).
 """
 
 from __future__ import annotations

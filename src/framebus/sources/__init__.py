@@ -4,7 +4,8 @@
 * ``spec``: typed specs of the built-in sources (:class:`TestPattern`, :class:`Media`), their
   JSON form for the trip to the capture process (never pickle), and :func:`redact`;
 * ``_open``: spec -> source object, the one module that knows every backend;
-* one module per backend: ``pattern``, ``opencv``, ``pyav``, ``rtsp`` (with ``_rtsp/``, framebus's
+* one module per backend: ``pattern``, ``opencv``, ``pyav``, ``pipe`` (standard input),
+  ``rtsp`` (with ``_rtsp/``, framebus's
   own RTSP client); ``_ffmpeg`` (their shared FFmpeg settings), ``_net`` (socket errors worded
   once), ``_diagnose`` (why a source does not open).
 
@@ -18,6 +19,7 @@ from ._open import open_spec
 from .base import Source
 from .spec import (
     Media,
+    Pipe,
     Remote,
     SourceLike,
     Spec,
@@ -31,6 +33,7 @@ from .spec import (
 __all__ = [
     "Media",
     "Remote",
+    "Pipe",
     "Source",
     "SourceLike",
     "Spec",

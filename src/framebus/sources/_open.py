@@ -5,9 +5,10 @@ from __future__ import annotations
 from .base import Source
 from .opencv import OpenCVSource
 from .pattern import PatternSource
+from .pipe import PipeSource
 from .pyav import PyAVSource
 from .rtsp import RTSPSource
-from .spec import Media, Remote, Spec, TestPattern
+from .spec import Media, Pipe, Remote, Spec, TestPattern
 
 __all__ = ["av_available", "make_media_source", "open_spec"]
 
@@ -20,6 +21,8 @@ def open_spec(spec: Spec) -> Source:
         from .zmq import ZmqSource  # pyzmq is an extra: imported only for zmq:// sources
 
         return ZmqSource(spec)
+    if isinstance(spec, Pipe):
+        return PipeSource(spec)
     return make_media_source(spec)
 
 

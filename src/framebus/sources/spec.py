@@ -21,6 +21,7 @@ from .base import Source
 __all__ = [
     "Media",
     "Remote",
+    "Pipe",
     "SourceLike",
     "Spec",
     "TestPattern",
@@ -196,8 +197,41 @@ class Remote:
         return self.url
 
 
-SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Media, Remote, Source]
-Spec = TestPattern | Media | Remote
+@dataclass(frozen=True)
+class Pipe:
+    """Frames from standard input (``fd=0``, what ``"-"`` means) or another readable file
+    descriptor of the publishing process: framebus wire frames, a y4m (YUV4MPEG2) stream or
+    concatenated JPEGs (MJPEG), told apart by their first bytes (``sources/pipe.py``).
+
+    A pipe is finite: the stream ends at end of input, defaults to ``mode="every"`` (the
+    producer is paced by the slowest reader through the pipe; pass ``mode="latest"`` for a live
+    camera behind ffmpeg) and is never reconnected (a pipe cannot be reopened). The capture
+    process receives a duplicate of the descriptor; the spec itself still travels as JSON on
+    the capture's own stdin. The publishing process must not read the descriptor itself (the
+    two would share its bytes).
+    """
+
+    fd: int = 0
+    origin: str = ""
+    """What the descriptor is, for messages (the capture's duplicate keeps ``"stdin"``)."""
+
+    open_timeout: ClassVar[float] = 30.0  # the producer (ffmpeg opening a camera) may be slow
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fd, bool) or not isinstance(self.fd, int) or self.fd < 0:
+            raise ValueError(f"Pipe fd must be a file descriptor number, got {self.fd!r}")
+
+    @property
+    def is_live(self) -> bool:
+        return False
+
+    @property
+    def label(self) -> str:
+        return self.origin or ("stdin" if self.fd == 0 else f"fd:{self.fd}")
+
+
+SourceLike = Union[int, str, "os.PathLike[str]", TestPattern, Media, Remote, Pipe, Source]
+Spec = TestPattern | Media | Remote | Pipe
 """What a built-in source is, as data: it travels to the capture process as JSON."""
 
 _PATTERN_RE = re.compile(r"(?:testpattern|pattern)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
@@ -212,6 +246,11 @@ def to_spec(source: SourceLike) -> Spec:
     that is not a source.
     """
     if isinstance(source, (TestPattern, Remote)):
+        return source
+    if isinstance(source, str) and source == "-":
+        source = Pipe()
+    if isinstance(source, Pipe):
+        _check_pipe(source)
         return source
     if isinstance(source, bool):
         raise TypeError("source must be a camera index, path, URL, TestPattern or Source")
@@ -241,6 +280,21 @@ def to_spec(source: SourceLike) -> Spec:
     return source
 
 
+def _check_pipe(pipe: Pipe) -> None:
+    """A descriptor the capture can read: open, not a terminal, not a directory."""
+    try:
+        st = os.fstat(pipe.fd)
+    except OSError:
+        raise SourceOpenError(f"cannot read {pipe.label}: it is closed") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceOpenError(f"cannot read {pipe.label}: it is a directory")
+    if os.isatty(pipe.fd):
+        raise SourceOpenError(
+            f"cannot read {pipe.label}: it is a terminal; pipe frames into it, e.g. "
+            "ffmpeg -i in.mp4 -f yuv4mpegpipe - | framebus serve cam=-"
+        )
+
+
 def _check_file(path: str) -> None:
     try:
         st = os.stat(path)
@@ -257,10 +311,11 @@ def _check_file(path: str) -> None:
 
 
 # the JSON form of a spec, for the trip to the capture process: {"kind": ..., **fields}
-_KINDS: dict[str, type[TestPattern] | type[Media] | type[Remote]] = {
+_KINDS: dict[str, type[TestPattern] | type[Media] | type[Remote] | type[Pipe]] = {
     "pattern": TestPattern,
     "media": Media,
     "remote": Remote,
+    "pipe": Pipe,
 }
 
 
