@@ -43,6 +43,7 @@ __all__ = [
     "load_server_keys",
     "parse_bind",
     "parse_url",
+    "send_nowait",
     "server_socket",
     "valid_name",
 ]
@@ -255,6 +256,22 @@ def server_socket(ctx: zmq.Context[Any], keys: ServerKeys | None) -> zmq.Socket[
         sock.curve_publickey = keys.public
         sock.curve_server = True
     return sock
+
+
+def send_nowait(sock: zmq.Socket[Any], parts: list[bytes]) -> None:
+    """Send one message without blocking; :class:`zmq.Again` only if the peer's queue is full.
+
+    A socket learns that its I/O thread took messages off a peer's queue (``SNDHWM``) from
+    commands it processes lazily: a send looks at them at most about once a millisecond, a
+    read only when nothing is waiting. So after a few fast round trips a non-blocking send
+    can find "full" a queue the peer emptied long ago (``EAGAIN``, and the reply is lost).
+    Reading ``ZMQ_EVENTS`` processes the pending commands; then the send is tried once more.
+    """
+    try:
+        sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+    except zmq.Again:
+        sock.getsockopt(zmq.EVENTS)
+        sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
 
 
 def client_socket(

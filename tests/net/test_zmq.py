@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import framebus
 from conftest import wait_until
 from framebus import wire
+from framebus._zmq import send_nowait, server_socket
 from framebus.net import Exporter, export, generate_keys, list_exports
 from framebus.sources.zmq import Receiver, parse_url
 from fuzzing import fuzz
@@ -648,6 +649,31 @@ def test_bad_requests_to_the_exporter_are_counted(counter_stream: framebus.Publi
         assert wait_until(lambda: ex.stats().bad_requests >= 6)
         with framebus.attach(ex.url(name), timeout=5) as reader:  # it still serves
             reader.read_frame()
+
+
+def test_send_nowait_sees_a_queue_the_peer_drained_as_free() -> None:
+    """A ROUTER that only sends (as the exporter does between requests) processes the I/O
+    thread's "the peer read them" commands at most once a millisecond: a plain non-blocking
+    send finds the 4-message queue full after 4 messages the peer has long read."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    router = server_socket(ctx, None)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    try:
+        router.bind("tcp://127.0.0.1:0")
+        dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
+        dealer.send(b"hello")
+        peer, _ = router.recv_multipart()
+        for _ in range(50):
+            for _ in range(4):  # the whole SNDHWM
+                send_nowait(router, [peer, b"reply"])
+            for _ in range(4):
+                assert dealer.poll(5000)
+                dealer.recv()
+    finally:
+        dealer.close(0)
+        router.close(0)
+        ctx.term()
 
 
 # -- CURVE -----------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ from framebus._zmq import (
     is_loopback,
     load_server_keys,
     parse_bind,
+    send_nowait,
     server_socket,
     valid_name,
 )
@@ -412,7 +413,7 @@ class Exporter:
     def _send(self, sock: zmq.Socket[Any], peer_id: bytes, data: bytes) -> bool:
         """Send without blocking; False if the peer is gone (it is forgotten) or full."""
         try:
-            sock.send_multipart([peer_id, data], zmq.NOBLOCK, copy=False)
+            send_nowait(sock, [peer_id, data])
             return True
         except zmq.Again:
             return False  # its queue is full: it gets the newest frame when it asks again

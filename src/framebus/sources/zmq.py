@@ -55,6 +55,7 @@ from .._zmq import (
     client_socket,
     load_client_keys,
     parse_url,
+    send_nowait,
 )
 from ..errors import (
     FramebusError,
@@ -420,7 +421,7 @@ class Receiver:
             session, seq = self._last_got
         request = f"GET {self.address.name} {session:x} {seq}".encode()
         with contextlib.suppress(zmq.Again):  # no connection up (IMMEDIATE): retried later
-            sock.send(request, zmq.NOBLOCK)
+            send_nowait(sock, [request])
         return time.monotonic()
 
     def _monitor(self, monitor: zmq.Socket[Any]) -> bool:
