@@ -123,6 +123,8 @@ def test_jpeg_frames_decode_to_bgr_of_the_header_size(stream_name: str) -> None:
 
 def test_list_and_unknown_stream(counter_stream: framebus.Publisher) -> None:
     name = counter_stream.name
+    # the listed size is the newest frame's: publish() returns before the first frame
+    assert wait_until(lambda: counter_stream.stats().captured > 0)
     with export("tcp://127.0.0.1:0", [name]) as ex:
         rows = list_exports(ex.url())
         assert [(r["name"], r["width"], r["height"], r["codec"]) for r in rows] == [
