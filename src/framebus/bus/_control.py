@@ -8,6 +8,7 @@ validated before anything else reads it: a file in /dev/shm may hold anyone's by
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..errors import (
     error_code,
 )
 from ._layout import (
+    BACKEND_BYTES,
     HEADER_TEXT_BYTES,
     MAGIC,
     MAX_CONTROL_SIZE,
@@ -29,15 +31,20 @@ from ._layout import (
     NONE,
     READER_SIZE,
     REAPING,
+    SEEK_SERIALS,
     VERSION,
     ControlLayout,
     Hdr,
     Mode,
     Rdr,
+    Seek,
+    SeekPhase,
     Slot,
     State,
     control_name,
+    pack_seek,
     unpack_latest,
+    unpack_seek,
 )
 
 __all__ = ["Control", "create_control"]
@@ -46,6 +53,7 @@ _OVER = (State.ENDED, State.FAILED)
 _CREATION_WAIT = 1.0  # a control segment younger than this may still lack its magic
 _MODES = frozenset(int(m) for m in Mode)
 _STATES = frozenset(int(s) for s in State)
+_BACKEND_RE = re.compile(rb"[A-Z0-9_]{1,16}")
 
 
 class Control:
@@ -211,6 +219,94 @@ class Control:
     @allocating.setter
     def allocating(self, nbytes: int) -> None:
         self.words.store_sc(Hdr.ALLOCATING, nbytes)
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend the capture uses (``"FFMPEG"``, ``"PYAV"``, ...; "" until
+        the source is open, or if the header holds anything but such a name)."""
+        raw = bytes(self.seg.mm[Hdr.BACKEND : Hdr.BACKEND + BACKEND_BYTES]).rstrip(b"\0")
+        return raw.decode() if _BACKEND_RE.fullmatch(raw) else ""
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        raw = name.encode()
+        if not _BACKEND_RE.fullmatch(raw):
+            raise ValueError(f"a backend name is 1-16 of A-Z, 0-9, _: {name!r}")
+        self.seg.mm[Hdr.BACKEND : Hdr.BACKEND + BACKEND_BYTES] = raw.ljust(BACKEND_BYTES, b"\0")
+
+    # -- seeking: a reader asks, the capture answers, through the SEEK word ----------------------
+
+    @property
+    def seekable(self) -> bool:
+        """True while a capture whose source can seek runs (it says so once the source is open)."""
+        return unpack_seek(self.words.load_sc(Hdr.SEEK)).seekable
+
+    @seekable.setter
+    def seekable(self, flag: bool) -> None:
+        """The capture: its source is open (and can seek or not), or it is done. Forgets any
+        request a previous capture left unanswered."""
+        self.words.store_sc(Hdr.SEEK, pack_seek(Seek(flag, 0, SeekPhase.IDLE, 0)))
+        self.notify()
+
+    def seek(self, frame: int, timeout: float) -> int | None:
+        """Ask the capture to continue from frame index ``frame``; wait for its answer.
+
+        Returns the seq the first frame from the new position will carry, or None if the
+        source cannot seek, the stream is over, or no answer came within ``timeout`` (the
+        request is withdrawn then; a capture that took it meanwhile still seeks).
+        """
+        w = self.words
+        deadline = time.monotonic() + timeout
+        while True:  # take the word: one request at a time, from any reader of any process
+            old = unpack_seek(w.load_sc(Hdr.SEEK))
+            if not old.seekable:
+                return None
+            if old.phase is not SeekPhase.REQUESTED:
+                mine = Seek(True, (old.serial + 1) % SEEK_SERIALS, SeekPhase.REQUESTED, frame)
+                if w.cas(Hdr.SEEK, pack_seek(old), pack_seek(mine)):
+                    break
+                continue
+            if not self._wait_seek(deadline):
+                return None
+        requested = pack_seek(mine)
+        while True:
+            now = unpack_seek(w.load_sc(Hdr.SEEK))
+            if now.serial != mine.serial or now.phase is SeekPhase.IDLE:
+                return None  # the capture restarted meanwhile (or forged bytes)
+            if now.phase is SeekPhase.DONE:
+                return now.value
+            if now.phase is SeekPhase.REFUSED:
+                return None
+            if not self._wait_seek(deadline):
+                withdrawn = pack_seek(Seek(True, mine.serial, SeekPhase.IDLE, 0))
+                if w.cas(Hdr.SEEK, requested, withdrawn):
+                    return None
+                # answered just now: read the answer
+
+    def _wait_seek(self, deadline: float) -> bool:
+        token = self.change_token()
+        left = deadline - time.monotonic()
+        if left <= 0 or self.state in (State.ENDED, State.CLOSED, State.FAILED):
+            return False
+        self.wait_change(token, min(left, 0.05))
+        return True
+
+    def seek_request(self) -> int | None:
+        """The capture: the frame index a reader asked for, if a request is pending."""
+        seek = unpack_seek(self.words.load(Hdr.SEEK))
+        return seek.value if seek.phase is SeekPhase.REQUESTED else None
+
+    def answer_seek(self, frame: int, first_seq: int | None) -> None:
+        """The capture: the request for ``frame`` was served (the first frame from there will
+        carry ``first_seq``), or refused (None). A withdrawn request stays withdrawn."""
+        w = self.words
+        old = unpack_seek(w.load_sc(Hdr.SEEK))
+        if old.phase is not SeekPhase.REQUESTED or old.value != frame:
+            return
+        phase = SeekPhase.REFUSED if first_seq is None else SeekPhase.DONE
+        reply = Seek(old.seekable, old.serial, phase, first_seq or 0)
+        w.cas(Hdr.SEEK, pack_seek(old), pack_seek(reply))
+        self.notify()
 
     def capture_died(self) -> None:
         """The capture exited on its own (not stopped by us). If it was allocating shared

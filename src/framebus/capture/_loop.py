@@ -42,6 +42,8 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         fps = source.fps
         ctl.source_fps = fps
         ctl.frame_count = source.frame_count
+        backend = _report_backend(ctl, source)
+        ctl.seekable = source.seekable
         ctl.heartbeat()
         first = source.read_into(None)  # read before a slot is taken: every mode holds it
         if first is None:
@@ -58,6 +60,13 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
             slot = writer.acquire(stop)
             if slot is None:
                 return True
+            want = ctl.seek_request()  # one load per frame; a reader's set(POS_FRAMES, k)
+            if want is not None:
+                got = _seek(source, want)
+                ctl.answer_seek(want, None if got is None else writer.seq + 1)
+                if got is not None:  # the next frame read is frame `got`
+                    pos, first = got, None
+                    t0 = time.monotonic() - pos / fps if fps else t0
             if first is not None:
                 frame, stamp, first = first, first_stamp, None
                 np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
@@ -77,6 +86,8 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype
             writer.commit(slot, frame, stamp, pos)
+            if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
+                backend = _report_backend(ctl, source)
             pos += 1
             now = time.monotonic()
             if last:
@@ -89,9 +100,30 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         return False
     finally:
         try:
+            ctl.seekable = False  # a request now is refused, not left waiting
             source.close()
         finally:
             writer.close()
+
+
+def _report_backend(ctl: Control, source: Source) -> str:
+    """Say which backend reads the source (``getBackendName()``); a name the header cannot
+    hold is shown as "PYTHON"."""
+    name = source.backend_name
+    try:
+        ctl.backend = name
+    except ValueError:
+        ctl.backend = "PYTHON"
+    return name
+
+
+def _seek(source: Source, frame: int) -> int | None:
+    if not source.seekable:
+        return None
+    try:
+        return source.seek(frame)
+    except Exception:  # a source that fails to seek refuses; the stream goes on
+        return None
 
 
 def _no_frame(ctl: Control, source: Source) -> bool:
