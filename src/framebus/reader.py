@@ -264,10 +264,7 @@ class StreamReader:
         if count is not None:
             frame = min(frame, count)
         self._drop_grab()
-        # what the ring holds is from the old position: consumed unread, which also lets an
-        # every-mode capture waiting for this reader go on to take the request
-        ring.skip_to(ring.newest_seq + 1)
-        first = ctl.seek(frame, SEEK_TIMEOUT)
+        first = ctl.seek(frame, SEEK_TIMEOUT, ring.skip_to)
         if first is None:
             return False
         ring.skip_to(first)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -243,45 +244,66 @@ class Control:
 
     @seekable.setter
     def seekable(self, flag: bool) -> None:
-        """The capture: its source is open (and can seek or not), or it is done. Forgets any
-        request a previous capture left unanswered."""
+        """The capture: its source is open, and can seek or not. Forgets any request a
+        previous capture left unanswered."""
         self.words.store_sc(Hdr.SEEK, pack_seek(Seek(flag, 0, SeekPhase.IDLE, 0)))
         self.notify()
 
-    def seek(self, frame: int, timeout: float) -> int | None:
+    def end_seeking(self) -> None:
+        """The capture is done: refuse a pending request, keep an answer already given (its
+        requester may not have read it yet), and take no more requests."""
+        w = self.words
+        while True:
+            raw = w.load_sc(Hdr.SEEK)
+            old = unpack_seek(raw)
+            phase = SeekPhase.REFUSED if old.phase is SeekPhase.REQUESTED else old.phase
+            if w.cas(Hdr.SEEK, raw, pack_seek(Seek(False, old.serial, phase, old.value))):
+                break
+        self.notify()
+
+    def seek(self, frame: int, timeout: float, consume: Callable[[int], None]) -> int | None:
         """Ask the capture to continue from frame index ``frame``; wait for its answer.
 
         Returns the seq the first frame from the new position will carry, or None if the
         source cannot seek, the stream is over, or no answer came within ``timeout`` (the
         request is withdrawn then; a capture that took it meanwhile still seeks).
+        ``consume(seq)`` is called with the seq after the newest frame whenever every frame in
+        the ring is known to come from the old position: the requester consumes them unread,
+        or an every-mode capture would wait for it instead of taking the request.
         """
         w = self.words
         deadline = time.monotonic() + timeout
         while True:  # take the word: one request at a time, from any reader of any process
-            old = unpack_seek(w.load_sc(Hdr.SEEK))
+            raw = w.load_sc(Hdr.SEEK)
+            old = unpack_seek(raw)
             if not old.seekable:
                 return None
             if old.phase is not SeekPhase.REQUESTED:
+                consume(unpack_latest(w.load_sc(Hdr.LATEST))[0] + 1)
                 mine = Seek(True, (old.serial + 1) % SEEK_SERIALS, SeekPhase.REQUESTED, frame)
-                if w.cas(Hdr.SEEK, pack_seek(old), pack_seek(mine)):
+                if w.cas(Hdr.SEEK, raw, pack_seek(mine)):
                     break
                 continue
             if not self._wait_seek(deadline):
                 return None
         requested = pack_seek(mine)
         while True:
-            now = unpack_seek(w.load_sc(Hdr.SEEK))
-            if now.serial != mine.serial or now.phase is SeekPhase.IDLE:
-                return None  # the capture restarted meanwhile (or forged bytes)
-            if now.phase is SeekPhase.DONE:
-                return now.value
-            if now.phase is SeekPhase.REFUSED:
-                return None
-            if not self._wait_seek(deadline):
+            # the capture answers before it publishes the first frame from the new position:
+            # a frame seen while the request still stands is from the old one
+            newest = unpack_latest(w.load_sc(Hdr.LATEST))[0]
+            raw = w.load_sc(Hdr.SEEK)
+            if raw == requested:
+                consume(newest + 1)
+                if self._wait_seek(deadline):
+                    continue
                 withdrawn = pack_seek(Seek(True, mine.serial, SeekPhase.IDLE, 0))
                 if w.cas(Hdr.SEEK, requested, withdrawn):
                     return None
-                # answered just now: read the answer
+                continue  # answered just now: read the answer
+            now = unpack_seek(raw)
+            if now.serial != mine.serial or now.phase is not SeekPhase.DONE:
+                return None  # refused, or the capture restarted meanwhile (or forged bytes)
+            return now.value
 
     def _wait_seek(self, deadline: float) -> bool:
         token = self.change_token()

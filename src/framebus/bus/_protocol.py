@@ -451,11 +451,6 @@ class RingReader:
         self.ctl.words.store_sc(self._f[Rdr.CURSOR], self.cursor)
         self.ctl.wake_writer()
 
-    @property
-    def newest_seq(self) -> int:
-        """The seq of the newest frame in the ring (0 before the first)."""
-        return unpack_latest(self.ctl.words.load_sc(Hdr.LATEST))[0]
-
     def close(self) -> None:
         """Give the reader record back (idempotent)."""
         if self.index < 0:

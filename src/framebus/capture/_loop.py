@@ -100,7 +100,7 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         return False
     finally:
         try:
-            ctl.seekable = False  # a request now is refused, not left waiting
+            ctl.end_seeking()  # a request now is refused, not left waiting
             source.close()
         finally:
             writer.close()
