@@ -266,6 +266,9 @@ def test_rtsp_backend_names() -> None:
             assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0) is False
         with framebus.VideoCapture(framebus.Media(srv.url(), backend="opencv")) as cap:
             assert cap.getBackendName() == "FFMPEG"
+    with RTSPServer(size="160x120", codec="jpeg") as srv:
+        with framebus.VideoCapture(srv.url()) as cap:  # framebus's client hands JPEG to FFmpeg
+            assert cap.read()[0] and cap.getBackendName() == "FFMPEG"
 
 
 # -- the header words: anyone's bytes ----------------------------------------------------------
