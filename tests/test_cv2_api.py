@@ -149,6 +149,7 @@ def test_an_attached_reader_seeks_a_served_file(
 
 def test_seek_a_finite_pattern_and_pixels_say_where() -> None:
     with framebus.VideoCapture(counter(fps=None, frames=300)) as cap:
+        assert not cap.set(cv2.CAP_PROP_POS_FRAMES, float("inf"))
         assert cap.set(cv2.CAP_PROP_POS_FRAMES, 200)
         ok, frame = cap.read()
         assert ok and frame is not None and (frame == 200).all()
@@ -160,6 +161,7 @@ def test_live_streams_and_other_properties_are_unsupported() -> None:
         assert cap.read()[0]
         assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0) is False
         assert cap.set(cv2.CAP_PROP_POS_MSEC, 0) is False
+        assert cap.set(cv2.CAP_PROP_POS_FRAMES, float("nan")) is False
         # what cv2 returns for a property the backend does not support (checked against a
         # file read by cv2 itself in test_unsupported_values_are_cv2s)
         assert cap.set(cv2.CAP_PROP_FPS, 5) is False
@@ -266,9 +268,8 @@ def test_rtsp_backend_names() -> None:
             assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0) is False
         with framebus.VideoCapture(framebus.Media(srv.url(), backend="opencv")) as cap:
             assert cap.getBackendName() == "FFMPEG"
-    with RTSPServer(size="160x120", codec="jpeg") as srv:
-        with framebus.VideoCapture(srv.url()) as cap:  # framebus's client hands JPEG to FFmpeg
-            assert cap.read()[0] and cap.getBackendName() == "FFMPEG"
+    with RTSPServer(size="160x120", codec="jpeg") as srv, framebus.VideoCapture(srv.url()) as cap:
+        assert cap.read()[0] and cap.getBackendName() == "FFMPEG"  # JPEG: handed to FFmpeg
 
 
 # -- the header words: anyone's bytes ----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
@@ -247,6 +248,8 @@ class StreamReader:
         stream's size, rate or camera settings are not a reader's to change): what cv2 returns
         for a property its backend does not support.
         """
+        if prop in (_POS_FRAMES, _POS_MSEC) and not math.isfinite(value):
+            return False
         if prop == _POS_FRAMES:
             return self._seek(int(value))
         if prop == _POS_MSEC:
@@ -283,7 +286,10 @@ class StreamReader:
         self, name: str, /, *, transform: Transform | None = None, timeout: float | None = None
     ) -> bool:
         """Release, then attach to the stream ``name``; True if that worked (as cv2's
-        ``open()``, an error is not raised: it is kept in :attr:`last_error`)."""
+        ``open()``, an error is not raised: it is kept in :attr:`last_error`). ``transform``
+        and ``timeout`` keep their values unless given."""
+        transform = transform if transform is not None else self._transform
+        timeout = timeout if timeout is not None else self.timeout
         self.release()
         try:
             ctl = _open_control(name)

@@ -33,6 +33,7 @@ from ._layout import (
     READER_SIZE,
     REAPING,
     SEEK_SERIALS,
+    SEEK_VALUE_MAX,
     VERSION,
     ControlLayout,
     Hdr,
@@ -272,6 +273,7 @@ class Control:
         or an every-mode capture would wait for it instead of taking the request.
         """
         w = self.words
+        frame = min(max(frame, 0), SEEK_VALUE_MAX)
         deadline = time.monotonic() + timeout
         while True:  # take the word: one request at a time, from any reader of any process
             raw = w.load_sc(Hdr.SEEK)
