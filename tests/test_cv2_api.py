@@ -147,6 +147,27 @@ def test_an_attached_reader_seeks_a_served_file(
         assert np.array_equal(frame, ref[30])
 
 
+def test_a_seek_moves_the_other_readers_after_their_frames(stream_name: str) -> None:
+    # every mode, 4 slots: b does not read while a seeks, so the capture waits for b meanwhile
+    src = counter(fps=None, frames=200)
+    with (
+        framebus.publish(stream_name, src, slots=4),
+        framebus.attach(stream_name) as a,
+        framebus.attach(stream_name) as b,
+    ):
+        assert a.read()[0] and b.read()[0]
+        assert a.set(cv2.CAP_PROP_POS_FRAMES, 150)
+        ok, frame = a.read()
+        assert ok and frame is not None and (frame == 150).all()
+        positions = []
+        while not positions or positions[-1] < 150:
+            assert b.read()[0] and b.info is not None
+            positions.append(b.info.pos)
+        old, jump = positions[:-1], positions[-1]  # b's frames from the ring, then the jump
+        assert jump == 150 and len(old) <= 4
+        assert old == list(range(old[0], old[0] + len(old))) if old else True
+
+
 def test_seek_a_finite_pattern_and_pixels_say_where() -> None:
     with framebus.VideoCapture(counter(fps=None, frames=300)) as cap:
         assert not cap.set(cv2.CAP_PROP_POS_FRAMES, float("inf"))

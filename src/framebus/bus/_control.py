@@ -284,6 +284,7 @@ class Control:
                 consume(unpack_latest(w.load_sc(Hdr.LATEST))[0] + 1)
                 mine = Seek(True, (old.serial + 1) % SEEK_SERIALS, SeekPhase.REQUESTED, frame)
                 if w.cas(Hdr.SEEK, raw, pack_seek(mine)):
+                    self.wake_writer()  # an every-mode capture may sleep, waiting for readers
                     break
                 continue
             if not self._wait_seek(deadline):

@@ -56,17 +56,26 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         pos, t0, last, rate = 0, time.monotonic(), 0.0, 0.0
         shape: tuple[int, ...] | None = None
         dtype: np.dtype[np.generic] = np.dtype(np.uint8)
-        while True:
-            slot = writer.acquire(stop)
-            if slot is None:
-                return True
-            want = ctl.seek_request()  # one load per frame; a reader's set(POS_FRAMES, k)
+
+        def stop_or_seek() -> bool:
+            """``stop()``, which the writer also asks while it waits for a slot: a reader's
+            ``set(POS_FRAMES, k)`` is served then too, so an every-mode capture held up by
+            another reader still answers it. One load of the seek word per call."""
+            nonlocal pos, t0, first
+            want = ctl.seek_request()
             if want is not None:
                 got = _seek(source, want)
+                # the next frame published, whichever slot it gets, is frame `got`
                 ctl.answer_seek(want, None if got is None else writer.seq + 1)
-                if got is not None:  # the next frame read is frame `got`
+                if got is not None:
                     pos, first = got, None
                     t0 = time.monotonic() - pos / fps if fps else t0
+            return stop()
+
+        while True:
+            slot = writer.acquire(stop_or_seek)
+            if slot is None:
+                return True
             if first is not None:
                 frame, stamp, first = first, first_stamp, None
                 np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
