@@ -177,6 +177,31 @@ def test_seek_a_finite_pattern_and_pixels_say_where() -> None:
         assert cap.getBackendName() == "TESTPATTERN"
 
 
+class Frames(framebus.Source):
+    """A finite user source that can seek: runs in a capture thread, not a process."""
+
+    live, fps, seekable = False, 25.0, True
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def read(self) -> np.ndarray | None:
+        self.n += 1
+        return np.full((8, 8), self.n - 1, np.uint8) if self.n <= 100 else None
+
+    def seek(self, frame: int) -> int | None:
+        self.n = min(frame, 100)
+        return self.n
+
+
+def test_a_user_source_seeks() -> None:
+    with framebus.VideoCapture(Frames()) as cap:
+        assert cap.set(cv2.CAP_PROP_POS_MSEC, 2000)  # 25 fps: frame 50
+        ok, frame = cap.read()
+        assert ok and frame is not None and (frame == 50).all() and cap.info.pos == 50  # type: ignore[union-attr]
+        assert cap.getBackendName() == "PYTHON"
+
+
 def test_live_streams_and_other_properties_are_unsupported() -> None:
     with framebus.VideoCapture(counter()) as cap:  # a live source: a camera cannot seek
         assert cap.read()[0]
