@@ -20,6 +20,8 @@ from framebus.bus._control import Control
 from framebus.bus._layout import SEEK_VALUE_MAX, Hdr, SeekPhase, pack_seek, unpack_seek
 from fuzzing import fuzz
 
+T = 20.0  # seconds a read may wait: a bug fails a test instead of hanging it
+
 
 def counter(fps: float | None = 100, frames: int | None = None) -> TestPattern:
     return TestPattern(64, 48, fps=fps, frames=frames, pattern="counter")
@@ -32,8 +34,8 @@ def test_grab_both_streams_then_retrieve_both(stream_name: str) -> None:
     with (
         framebus.publish(stream_name + "a", counter()),
         framebus.publish(stream_name + "b", TestPattern(32, 24, fps=100, pattern="counter")),
-        framebus.attach(stream_name + "a") as a,
-        framebus.attach(stream_name + "b") as b,
+        framebus.attach(stream_name + "a", timeout=T) as a,
+        framebus.attach(stream_name + "b", timeout=T) as b,
     ):
         before = time.time()
         assert a.grab() and b.grab()
@@ -52,7 +54,7 @@ def test_grab_both_streams_then_retrieve_both(stream_name: str) -> None:
 
 
 def test_retrieve_without_grab_and_twice() -> None:
-    with framebus.VideoCapture(counter()) as cap:
+    with framebus.VideoCapture(counter(), timeout=T) as cap:
         assert cap.retrieve() == (False, None)
         assert cap.grab()
         ok, first = cap.retrieve()
@@ -65,7 +67,7 @@ def test_retrieve_without_grab_and_twice() -> None:
 
 
 def test_grab_in_every_mode_advances_one_frame() -> None:
-    with framebus.VideoCapture(counter(fps=None, frames=10)) as cap:
+    with framebus.VideoCapture(counter(fps=None, frames=10), timeout=T) as cap:
         assert cap.grab() and cap.grab()  # frame 0 is passed over, as cv2's grab() does
         ok, frame = cap.retrieve()
         assert ok and frame is not None and (frame == 1).all() and cap.info.pos == 1  # type: ignore[union-attr]
@@ -80,7 +82,7 @@ def test_grab_applies_process_image_at_retrieve() -> None:
         def process_image(self, frame: np.ndarray) -> np.ndarray:
             return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
-    with Grey(counter()) as cap:
+    with Grey(counter(), timeout=T) as cap:
         assert cap.grab()
         ok, frame = cap.retrieve()
         assert ok and frame is not None and frame.shape == (48, 64)
@@ -111,7 +113,7 @@ def test_seek_a_file_by_frame_and_by_time(
     clip: tuple[Path, list[np.ndarray]], backend: str
 ) -> None:
     path, ref = clip
-    with framebus.VideoCapture(framebus.Media(path, backend=backend)) as cap:  # type: ignore[arg-type]
+    with framebus.VideoCapture(framebus.Media(path, backend=backend), timeout=T) as cap:  # type: ignore[arg-type]
         assert cap.read()[0] and cap.info is not None and cap.info.pos == 0
         assert cap.set(cv2.CAP_PROP_POS_FRAMES, 25)
         assert cap.get(cv2.CAP_PROP_POS_FRAMES) == 25
@@ -139,7 +141,7 @@ def test_an_attached_reader_seeks_a_served_file(
     clip: tuple[Path, list[np.ndarray]], stream_name: str
 ) -> None:
     path, ref = clip
-    with framebus.publish(stream_name, path), framebus.attach(stream_name) as r:
+    with framebus.publish(stream_name, path), framebus.attach(stream_name, timeout=T) as r:
         assert r.read()[0]
         assert r.set(cv2.CAP_PROP_POS_FRAMES, 30)
         ok, frame = r.read()
@@ -152,8 +154,8 @@ def test_a_seek_moves_the_other_readers_after_their_frames(stream_name: str) -> 
     src = counter(fps=None, frames=200)
     with (
         framebus.publish(stream_name, src, slots=4),
-        framebus.attach(stream_name) as a,
-        framebus.attach(stream_name) as b,
+        framebus.attach(stream_name, timeout=T) as a,
+        framebus.attach(stream_name, timeout=T) as b,
     ):
         assert a.read()[0] and b.read()[0]
         assert a.set(cv2.CAP_PROP_POS_FRAMES, 150)
@@ -169,7 +171,7 @@ def test_a_seek_moves_the_other_readers_after_their_frames(stream_name: str) -> 
 
 
 def test_seek_a_finite_pattern_and_pixels_say_where() -> None:
-    with framebus.VideoCapture(counter(fps=None, frames=300)) as cap:
+    with framebus.VideoCapture(counter(fps=None, frames=300), timeout=T) as cap:
         assert not cap.set(cv2.CAP_PROP_POS_FRAMES, float("inf"))
         assert cap.set(cv2.CAP_PROP_POS_FRAMES, 200)
         ok, frame = cap.read()
@@ -195,7 +197,7 @@ class Frames(framebus.Source):
 
 
 def test_a_user_source_seeks() -> None:
-    with framebus.VideoCapture(Frames()) as cap:
+    with framebus.VideoCapture(Frames(), timeout=T) as cap:
         assert cap.set(cv2.CAP_PROP_POS_MSEC, 2000)  # 25 fps: frame 50
         ok, frame = cap.read()
         assert ok and frame is not None and (frame == 50).all() and cap.info.pos == 50  # type: ignore[union-attr]
@@ -203,7 +205,7 @@ def test_a_user_source_seeks() -> None:
 
 
 def test_live_streams_and_other_properties_are_unsupported() -> None:
-    with framebus.VideoCapture(counter()) as cap:  # a live source: a camera cannot seek
+    with framebus.VideoCapture(counter(), timeout=T) as cap:  # a live source: a camera cannot seek
         assert cap.read()[0]
         assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0) is False
         assert cap.set(cv2.CAP_PROP_POS_MSEC, 0) is False
@@ -238,7 +240,7 @@ def test_unsupported_values_are_cv2s(clip: tuple[Path, list[np.ndarray]]) -> Non
 
 def test_open_releases_then_opens(clip: tuple[Path, list[np.ndarray]]) -> None:
     path, ref = clip
-    cap = framebus.VideoCapture(counter())
+    cap = framebus.VideoCapture(counter(), timeout=T)
     try:
         first = cap.publisher.name
         assert cap.open(path)
@@ -257,7 +259,7 @@ def test_open_releases_then_opens(clip: tuple[Path, list[np.ndarray]]) -> None:
 
 def test_reader_open_reattaches(stream_name: str) -> None:
     with framebus.publish(stream_name, counter()):
-        r = framebus.attach(stream_name)
+        r = framebus.attach(stream_name, timeout=T)
         try:
             assert r.read()[0]
             assert r.open(stream_name) and r.read()[0]

@@ -106,9 +106,11 @@ def test_flask_mjpeg(stream_name: str) -> None:
 
 
 def test_shm_writer_and_reader(stream_name: str) -> None:
-    writer = start("shm_writer.py", "testpattern:320x240@100", "--name", stream_name)
+    writer = start(
+        "shm_writer.py", "testpattern:320x240@100", "--name", stream_name, "--seconds", "60"
+    )
     try:
-        out = run("shm_reader.py", "--name", stream_name, "--frames", "40")
+        out = run("shm_reader.py", "--name", stream_name, "--frames", "40", "--wait", "30")
         assert "40 frames read" in out and "(240, 320, 3)" in out
         assert stream_name in streams()  # the reader left; the writer goes on
     finally:
@@ -120,8 +122,13 @@ def test_shm_writer_and_reader(stream_name: str) -> None:
 def test_shm_writer_of_a_file_ends_and_reader_gets_every_frame(
     video_file: Path, stream_name: str
 ) -> None:
-    reader = start("shm_reader.py", "--name", stream_name)  # before the writer: it waits
-    out = run("shm_writer.py", str(video_file), "--name", stream_name, timeout=60)
+    # the reader first: it waits for the writer
+    reader = start("shm_reader.py", "--name", stream_name, "--wait", "30")
+    try:
+        out = run("shm_writer.py", str(video_file), "--name", stream_name, "--seconds", "40")
+    finally:
+        if reader.poll() is None and stream_name not in streams():
+            reader.kill()
     assert "48 frames captured, state ended" in out
     got, err = reader.communicate(timeout=30)
     assert reader.returncode == 0 and "48 frames read" in got, err
