@@ -134,7 +134,28 @@ def test_seek_a_file_by_frame_and_by_time(
         assert cap.set(cv2.CAP_PROP_POS_FRAMES, 10**6)  # clamped to the end, as cv2 does
         assert cap.get(cv2.CAP_PROP_POS_FRAMES) == 40
         assert cap.read() == (False, None)
-        assert not cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # the capture has finished
+        assert cap.stats().state == "ended"
+        assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # at the end, as cv2 users loop a video
+        ok, frame = cap.read()
+        assert ok and frame is not None and cap.info.pos == 0 and nearest(frame, ref) == 0
+        assert cap.stats().state == "live"
+
+
+def test_loop_a_file_at_its_end(clip: tuple[Path, list[np.ndarray]]) -> None:
+    path, ref = clip
+    with framebus.VideoCapture(path, timeout=T) as cap:
+        for _ in range(2):  # the seeds' habit: at the end, back to frame 0
+            frames = []
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames.append(frame)
+            assert len(frames) == 40 and np.array_equal(frames[-1], ref[39])
+            assert isinstance(cap.last_error, framebus.StreamEnded)
+            assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        assert cap.publisher.capture_pid  # the capture waits for a seek until release()
+    assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0) is False  # released
 
 
 def test_an_attached_reader_seeks_a_served_file(

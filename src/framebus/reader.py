@@ -244,7 +244,8 @@ class StreamReader:
         position, for this reader at once and for the stream's other readers after the frames
         they had in the ring. The position is clamped to the source, as cv2 clamps it.
 
-        False for a live stream, for a stream that has ended, and for every other property (a
+        At the end of a file, too: ``set(CAP_PROP_POS_FRAMES, 0)`` after ``read()`` failed
+        plays it again. False for a live stream, and for every other property (a
         stream's size, rate or camera settings are not a reader's to change): what cv2 returns
         for a property its backend does not support.
         """

@@ -145,7 +145,8 @@ class Control:
 
     def set_state(self, state: State) -> bool:
         """Move to ``state`` unless the stream is already over: closed is final, and ended or
-        failed give way only to closed. Returns whether the state changed."""
+        failed give way only to closed (and ended to a seek: :meth:`revive`). Returns whether
+        the state changed."""
         while True:
             old = self.words.load_sc(Hdr.STATE)
             if old == State.CLOSED or (old in _OVER and state is not State.CLOSED):
@@ -311,10 +312,27 @@ class Control:
     def _wait_seek(self, deadline: float) -> bool:
         token = self.change_token()
         left = deadline - time.monotonic()
-        if left <= 0 or self.state in (State.ENDED, State.CLOSED, State.FAILED):
+        # (an ended file's capture waits for a seek: ended is no reason to give up)
+        if left <= 0 or self.state in (State.CLOSED, State.FAILED):
             return False
         self.wait_change(token, min(left, 0.05))
         return True
+
+    def revive(self) -> bool:
+        """ended -> live, the one way out of ended but to closed: a seek brought a finished
+        file back. False if the stream is not ended (closed meanwhile, say)."""
+        if self.words.cas(Hdr.STATE, int(State.ENDED), int(State.LIVE)):
+            self.notify()
+            return True
+        return False
+
+    def progress_token(self) -> int:
+        """The progress futex word: read it, check a condition, then :meth:`wait_progress`."""
+        return self.words.load32(Hdr.PROGRESS_FUTEX)
+
+    def wait_progress(self, token: int, timeout: float) -> None:
+        """The capture sleeps until a reader advances or asks (:meth:`wake_writer`)."""
+        plat.futex_wait(self.seg.address + Hdr.PROGRESS_FUTEX, token, timeout)
 
     def seek_request(self) -> int | None:
         """The capture: the frame index a reader asked for, if a request is pending."""
