@@ -152,7 +152,7 @@ def test_loop_a_file_at_its_end(clip: tuple[Path, list[np.ndarray]]) -> None:
                 if not ok:
                     break
                 frames.append(frame)
-            assert len(frames) == 40 and np.array_equal(frames[-1], ref[39])
+            assert len(frames) == 40 and np.array_equal(frames[-1], ref[39]), cap.last_error
             assert isinstance(cap.last_error, framebus.StreamEnded)
             assert cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         assert cap.publisher.capture_pid  # the capture waits for a seek until release()

@@ -69,11 +69,14 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
             want = ctl.seek_request()
             if want is not None:
                 got = _seek(source, want)
-                # the next frame published, whichever slot it gets, is frame `got`
-                ctl.answer_seek(want, None if got is None else writer.seq + 1)
                 if got is not None:
                     pos, first, sought = got, None, True
                     t0 = time.monotonic() - pos / fps if fps else t0
+                    if ctl.state is State.ENDED:
+                        ctl.heartbeat()
+                        ctl.revive()  # before the answer: the requester reads on at once
+                # the next frame published, whichever slot it gets, is frame `got`
+                ctl.answer_seek(want, None if got is None else writer.seq + 1)
             return stop()
 
         def await_seek() -> bool:
@@ -88,9 +91,8 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
                 token = ctl.progress_token()  # a seek request wakes it (Control.seek)
                 if stop_or_seek():
                     return False
-                if sought:
-                    ctl.heartbeat()
-                    return ctl.revive()
+                if sought:  # and revived, unless closed meanwhile (stop() then ends the loop)
+                    return True
                 ctl.heartbeat()
                 ctl.wait_progress(token, 0.5)
 
