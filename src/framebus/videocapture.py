@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .bus import Control
+from .errors import FramebusError
 from .publisher import Publisher, StreamOptions
 from .reader import StreamReader, Transform
 from .sources import SourceLike
@@ -29,7 +30,8 @@ class VideoCapture(StreamReader):
     published under ``name`` (generated if not given) so other processes can :func:`attach` to it.
 
     Unlike ``cv2.VideoCapture``, a source that cannot be opened raises a
-    :class:`framebus.SourceError` instead of returning an unopened object.
+    :class:`framebus.SourceError` instead of returning an unopened object (:meth:`open`
+    returns False instead, as cv2's does).
 
     ``transform``: a callable applied to every frame read (as :meth:`process_image`);
     ``timeout``: the default for each read; the other options are :func:`framebus.publish`'s
@@ -45,26 +47,78 @@ class VideoCapture(StreamReader):
         name: str | None = None,
         **options: Unpack[StreamOptions],
     ) -> None:
+        self._options: dict[str, Any] = dict(options)
+        self._start(source, transform, timeout, name, first=True)
+
+    def _start(
+        self,
+        source: SourceLike,
+        transform: Transform | None,
+        timeout: float | None,
+        name: str | None,
+        *,
+        first: bool,
+    ) -> None:
         name = name or f"vc-{os.getpid()}-{next(_counter)}"
-        self._publisher = Publisher(name, source, start=False, **options)
+        self._publisher: Publisher | None = Publisher(name, source, start=False, **self._options)
         try:
             # registered before capture starts, so mode="every" gets the very first frame
-            super().__init__(
-                Control.open(name), transform=transform, timeout=timeout, from_start=True
-            )
+            ctl = Control.open(name)
+            try:
+                if first:
+                    super().__init__(ctl, transform=transform, timeout=timeout, from_start=True)
+                else:
+                    self._attach(ctl, transform, timeout, from_start=True)
+            except BaseException:
+                ctl.close()
+                raise
             self._publisher.start()
         except BaseException:
             self._publisher.close()
+            self._publisher = None
             if getattr(self, "_ring", None) is not None:
                 StreamReader.release(self)
             raise
 
+    def open(
+        self,
+        source: SourceLike,
+        /,
+        *,
+        transform: Transform | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+        **options: Unpack[StreamOptions],
+    ) -> bool:
+        """Release, then capture ``source`` (as ``cv2.VideoCapture.open``): True if it opened,
+        False if not (the error is in :attr:`last_error`). Options not given keep the values
+        given before; ``transform`` and ``timeout`` too."""
+        keep_transform, keep_timeout = self._transform, self.timeout
+        self.release()
+        self._options.update(options)
+        try:
+            self._start(
+                source,
+                transform if transform is not None else keep_transform,
+                timeout if timeout is not None else keep_timeout,
+                name,
+                first=False,
+            )
+        except FramebusError as exc:
+            self.last_error = exc
+            return False
+        return True
+
     @property
     def publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise RuntimeError("this VideoCapture is not open")
         return self._publisher
 
     def release(self) -> None:
         """Stop the capture and free everything (idempotent)."""
         super().release()
         if getattr(self, "_publisher", None) is not None:
+            assert self._publisher is not None
             self._publisher.close()
+            self._publisher = None

@@ -8,7 +8,9 @@ validated before anything else reads it: a file in /dev/shm may hold anyone's by
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from ..errors import (
     error_code,
 )
 from ._layout import (
+    BACKEND_BYTES,
     HEADER_TEXT_BYTES,
     MAGIC,
     MAX_CONTROL_SIZE,
@@ -29,15 +32,21 @@ from ._layout import (
     NONE,
     READER_SIZE,
     REAPING,
+    SEEK_SERIALS,
+    SEEK_VALUE_MAX,
     VERSION,
     ControlLayout,
     Hdr,
     Mode,
     Rdr,
+    Seek,
+    SeekPhase,
     Slot,
     State,
     control_name,
+    pack_seek,
     unpack_latest,
+    unpack_seek,
 )
 
 __all__ = ["Control", "create_control"]
@@ -46,6 +55,7 @@ _OVER = (State.ENDED, State.FAILED)
 _CREATION_WAIT = 1.0  # a control segment younger than this may still lack its magic
 _MODES = frozenset(int(m) for m in Mode)
 _STATES = frozenset(int(s) for s in State)
+_BACKEND_RE = re.compile(rb"[A-Z0-9_]{1,16}")
 
 
 class Control:
@@ -135,7 +145,8 @@ class Control:
 
     def set_state(self, state: State) -> bool:
         """Move to ``state`` unless the stream is already over: closed is final, and ended or
-        failed give way only to closed. Returns whether the state changed."""
+        failed give way only to closed (and ended to a seek: :meth:`revive`). Returns whether
+        the state changed."""
         while True:
             old = self.words.load_sc(Hdr.STATE)
             if old == State.CLOSED or (old in _OVER and state is not State.CLOSED):
@@ -211,6 +222,134 @@ class Control:
     @allocating.setter
     def allocating(self, nbytes: int) -> None:
         self.words.store_sc(Hdr.ALLOCATING, nbytes)
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend the capture uses (``"FFMPEG"``, ``"PYAV"``, ...; "" until
+        the source is open, or if the header holds anything but such a name)."""
+        raw = bytes(self.seg.mm[Hdr.BACKEND : Hdr.BACKEND + BACKEND_BYTES]).rstrip(b"\0")
+        return raw.decode() if _BACKEND_RE.fullmatch(raw) else ""
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        raw = name.encode()
+        if not _BACKEND_RE.fullmatch(raw):
+            raise ValueError(f"a backend name is 1-16 of A-Z, 0-9, _: {name!r}")
+        self.seg.mm[Hdr.BACKEND : Hdr.BACKEND + BACKEND_BYTES] = raw.ljust(BACKEND_BYTES, b"\0")
+
+    # -- seeking: a reader asks, the capture answers, through the SEEK word ----------------------
+
+    @property
+    def seekable(self) -> bool:
+        """True while a capture whose source can seek runs (it says so once the source is open)."""
+        return unpack_seek(self.words.load_sc(Hdr.SEEK)).seekable
+
+    @seekable.setter
+    def seekable(self, flag: bool) -> None:
+        """The capture: its source is open, and can seek or not. Forgets any request a
+        previous capture left unanswered."""
+        self.words.store_sc(Hdr.SEEK, pack_seek(Seek(flag, 0, SeekPhase.IDLE, 0)))
+        self.notify()
+
+    def end_seeking(self) -> None:
+        """The capture is done: refuse a pending request, keep an answer already given (its
+        requester may not have read it yet), and take no more requests."""
+        w = self.words
+        while True:
+            raw = w.load_sc(Hdr.SEEK)
+            old = unpack_seek(raw)
+            phase = SeekPhase.REFUSED if old.phase is SeekPhase.REQUESTED else old.phase
+            if w.cas(Hdr.SEEK, raw, pack_seek(Seek(False, old.serial, phase, old.value))):
+                break
+        self.notify()
+
+    def seek(self, frame: int, timeout: float, consume: Callable[[int], None]) -> int | None:
+        """Ask the capture to continue from frame index ``frame``; wait for its answer.
+
+        Returns the seq the first frame from the new position will carry, or None if the
+        source cannot seek, the stream is over, or no answer came within ``timeout`` (the
+        request is withdrawn then; a capture that took it meanwhile still seeks).
+        ``consume(seq)`` is called with the seq after the newest frame whenever every frame in
+        the ring is known to come from the old position: the requester consumes them unread,
+        or an every-mode capture would wait for it instead of taking the request.
+        """
+        w = self.words
+        frame = min(max(frame, 0), SEEK_VALUE_MAX)
+        deadline = time.monotonic() + timeout
+        while True:  # take the word: one request at a time, from any reader of any process
+            raw = w.load_sc(Hdr.SEEK)
+            old = unpack_seek(raw)
+            if not old.seekable:
+                return None
+            if old.phase is not SeekPhase.REQUESTED:
+                consume(unpack_latest(w.load_sc(Hdr.LATEST))[0] + 1)
+                mine = Seek(True, (old.serial + 1) % SEEK_SERIALS, SeekPhase.REQUESTED, frame)
+                if w.cas(Hdr.SEEK, raw, pack_seek(mine)):
+                    self.wake_writer()  # an every-mode capture may sleep, waiting for readers
+                    break
+                continue
+            if not self._wait_seek(deadline):
+                return None
+        requested = pack_seek(mine)
+        while True:
+            # the capture answers before it publishes the first frame from the new position:
+            # a frame seen while the request still stands is from the old one
+            newest = unpack_latest(w.load_sc(Hdr.LATEST))[0]
+            raw = w.load_sc(Hdr.SEEK)
+            if raw == requested:
+                consume(newest + 1)
+                if self._wait_seek(deadline):
+                    continue
+                withdrawn = pack_seek(Seek(True, mine.serial, SeekPhase.IDLE, 0))
+                if w.cas(Hdr.SEEK, requested, withdrawn):
+                    return None
+                continue  # answered just now: read the answer
+            now = unpack_seek(raw)
+            if now.serial != mine.serial or now.phase is not SeekPhase.DONE:
+                return None  # refused, or the capture restarted meanwhile (or forged bytes)
+            return now.value
+
+    def _wait_seek(self, deadline: float) -> bool:
+        token = self.change_token()
+        left = deadline - time.monotonic()
+        # (an ended file's capture waits for a seek: ended is no reason to give up)
+        if left <= 0 or self.state in (State.CLOSED, State.FAILED):
+            return False
+        self.wait_change(token, min(left, 0.05))
+        return True
+
+    def revive(self) -> bool:
+        """ended -> live, the one way out of ended but to closed: a seek brought a finished
+        file back. False if the stream is not ended (closed meanwhile, say)."""
+        if self.words.cas(Hdr.STATE, int(State.ENDED), int(State.LIVE)):
+            self.notify()
+            return True
+        return False
+
+    def progress_token(self) -> int:
+        """The progress futex word: read it, check a condition, then :meth:`wait_progress`."""
+        return self.words.load32(Hdr.PROGRESS_FUTEX)
+
+    def wait_progress(self, token: int, timeout: float) -> None:
+        """The capture sleeps until a reader advances or asks (:meth:`wake_writer`)."""
+        plat.futex_wait(self.seg.address + Hdr.PROGRESS_FUTEX, token, timeout)
+
+    def seek_request(self) -> int | None:
+        """The capture: the frame index a reader asked for, if a request is pending."""
+        seek = unpack_seek(self.words.load(Hdr.SEEK))
+        return seek.value if seek.phase is SeekPhase.REQUESTED else None
+
+    def answer_seek(self, frame: int, first_seq: int | None) -> None:
+        """The capture: the request for ``frame`` was served (the first frame from there will
+        carry ``first_seq``), or refused (None). A withdrawn request stays withdrawn."""
+        w = self.words
+        old = unpack_seek(w.load_sc(Hdr.SEEK))
+        if old.phase is not SeekPhase.REQUESTED or old.value != frame:
+            return
+        phase = SeekPhase.REFUSED if first_seq is None else SeekPhase.DONE
+        reply = Seek(old.seekable, old.serial, phase, first_seq or 0)
+        w.cas(Hdr.SEEK, pack_seek(old), pack_seek(reply))
+        self.notify()
 
     def capture_died(self) -> None:
         """The capture exited on its own (not stopped by us). If it was allocating shared

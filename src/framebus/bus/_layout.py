@@ -27,6 +27,9 @@ __all__ = [
     "MIN_CONTROL_SIZE",
     "EMPTY",
     "MAGIC",
+    "BACKEND_BYTES",
+    "SEEK_SERIALS",
+    "SEEK_VALUE_MAX",
     "NONE",
     "REAPING",
     "VERSION",
@@ -34,6 +37,8 @@ __all__ = [
     "Hdr",
     "Mode",
     "Rdr",
+    "Seek",
+    "SeekPhase",
     "Slot",
     "State",
     "ControlLayout",
@@ -42,8 +47,10 @@ __all__ = [
     "dtype_code",
     "dtype_from_code",
     "pack_latest",
+    "pack_seek",
     "slot_bytes",
     "unpack_latest",
+    "unpack_seek",
     "validate_name",
 ]
 
@@ -113,12 +120,60 @@ class Hdr(enum.IntEnum):
     ERROR_KIND = 200  # errors.error_code() of the last error
     INSTANCE = 208  # random id of this stream instance: names its data segments
     ALLOCATING = 216  # bytes the writer is allocating for a new data generation (0: none)
+    BACKEND = 224  # 16 bytes: the name of the backend the capture uses, ASCII, NUL padded
+    SEEK = 240  # the seek request/reply word (pack_seek); both spare in layout 1: 0 = none
     ERROR_MSG = 256  # 256 bytes of UTF-8, NUL padded
     SOURCE_DESC = 512  # 256 bytes of UTF-8 (credentials removed), NUL padded
     SLOTS = 768  # first slot descriptor
 
 
 HEADER_TEXT_BYTES = 256
+BACKEND_BYTES = 16
+
+
+class SeekPhase(enum.IntEnum):
+    """Where a seek request stands (in the ``SEEK`` word)."""
+
+    IDLE = 0  # no request (also: cancelled by its requester)
+    REQUESTED = 1  # a reader asks the capture to go to ``value`` (a frame index)
+    DONE = 2  # done: the first frame from the new position will carry seq ``value``
+    REFUSED = 3  # the source could not seek there
+
+
+@dataclass(frozen=True)
+class Seek:
+    """The ``SEEK`` word, unpacked: ``seekable`` (written by the capture when its source is
+    open), the request's ``serial``, its ``phase`` and ``value``."""
+
+    seekable: bool
+    serial: int
+    phase: SeekPhase
+    value: int
+
+
+SEEK_VALUE_MAX = (1 << 44) - 1
+SEEK_SERIALS = 1 << 16
+
+
+def pack_seek(seek: Seek) -> int:
+    if not 0 <= seek.value <= SEEK_VALUE_MAX:
+        raise ValueError(f"seek value {seek.value} out of range")
+    return (
+        int(seek.seekable) << 62
+        | int(seek.phase) << 60
+        | (seek.serial % SEEK_SERIALS) << 44
+        | seek.value
+    )
+
+
+def unpack_seek(word: int) -> Seek:
+    """Every bit pattern unpacks to a valid :class:`Seek` (the word is anyone's bytes)."""
+    return Seek(
+        bool(word >> 62 & 1),
+        word >> 44 & (SEEK_SERIALS - 1),
+        SeekPhase(word >> 60 & 3),
+        word & SEEK_VALUE_MAX,
+    )
 
 
 class Slot(enum.IntEnum):

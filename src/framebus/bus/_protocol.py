@@ -439,6 +439,18 @@ class RingReader:
         if self.ctl.mode is Mode.EVERY:
             self.ctl.wake_writer()
 
+    def skip_to(self, seq: int) -> None:
+        """Consume every frame before ``seq`` unread: the next frame is ``seq`` or newer (after
+        a seek, the ring's frames from the old position are stale). Wakes an every-mode
+        writer that waits for this reader."""
+        assert self._pinned is None, "release() the pinned frame first"
+        if seq - 1 <= self.cursor:
+            return
+        self.cursor = seq - 1
+        self._jump = False
+        self.ctl.words.store_sc(self._f[Rdr.CURSOR], self.cursor)
+        self.ctl.wake_writer()
+
     def close(self) -> None:
         """Give the reader record back (idempotent)."""
         if self.index < 0:

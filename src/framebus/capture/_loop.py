@@ -30,7 +30,9 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
     The stream goes live with the first frame, once the shared memory for it is allocated:
     ``publish()`` then raises for a source whose frames do not fit (SharedMemoryFull) as it does
     for one that does not open, and ``live`` after a reconnect means frames flow again.
-    Returns False if it failed (the reason is in the header), True otherwise.
+    Returns False if it failed (the reason is in the header), True otherwise. At the end of
+    a source that can seek (a file) the stream ends, but the loop waits for a reader's seek
+    until ``stop()``.
     """
     writer = RingWriter(ctl)
     try:
@@ -42,6 +44,8 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         fps = source.fps
         ctl.source_fps = fps
         ctl.frame_count = source.frame_count
+        backend = _report_backend(ctl, source)
+        ctl.seekable = source.seekable
         ctl.heartbeat()
         first = source.read_into(None)  # read before a slot is taken: every mode holds it
         if first is None:
@@ -54,8 +58,46 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         pos, t0, last, rate = 0, time.monotonic(), 0.0, 0.0
         shape: tuple[int, ...] | None = None
         dtype: np.dtype[np.generic] = np.dtype(np.uint8)
+
+        sought = False
+
+        def stop_or_seek() -> bool:
+            """``stop()``, which the writer also asks while it waits for a slot: a reader's
+            ``set(POS_FRAMES, k)`` is served then too, so an every-mode capture held up by
+            another reader still answers it. One load of the seek word per call."""
+            nonlocal pos, t0, first, sought
+            want = ctl.seek_request()
+            if want is not None:
+                got = _seek(source, want)
+                if got is not None:
+                    pos, first, sought = got, None, True
+                    t0 = time.monotonic() - pos / fps if fps else t0
+                    if ctl.state is State.ENDED:
+                        ctl.heartbeat()
+                        ctl.revive()  # before the answer: the requester reads on at once
+                # the next frame published, whichever slot it gets, is frame `got`
+                ctl.answer_seek(want, None if got is None else writer.seq + 1)
+            return stop()
+
+        def await_seek() -> bool:
+            """The stream has ended for its readers; a file that can seek waits for a seek
+            (cv2 users loop a video with ``set(POS_FRAMES, 0)`` at its end) until the stream is
+            closed. True if a seek brought it back."""
+            nonlocal sought
+            if not source.seekable:
+                return False
+            sought = False
+            while True:
+                token = ctl.progress_token()  # a seek request wakes it (Control.seek)
+                if stop_or_seek():
+                    return False
+                if sought:  # and revived, unless closed meanwhile (stop() then ends the loop)
+                    return True
+                ctl.heartbeat()
+                ctl.wait_progress(token, 0.5)
+
         while True:
-            slot = writer.acquire(stop)
+            slot = writer.acquire(stop_or_seek)
             if slot is None:
                 return True
             if first is not None:
@@ -71,12 +113,18 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
                 read = source.read_into(hint)
                 if read is None:
                     writer.abandon(slot)
-                    return _no_frame(ctl, source)
+                    if not _no_frame(ctl, source):
+                        return False  # a live source failed
+                    if await_seek():
+                        continue
+                    return True
                 frame, stamp = read, source.frame_time_ns() or time.time_ns()
                 if hint is None or not _same_buffer(frame, hint):
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype
             writer.commit(slot, frame, stamp, pos)
+            if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
+                backend = _report_backend(ctl, source)
             pos += 1
             now = time.monotonic()
             if last:
@@ -89,9 +137,30 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
         return False
     finally:
         try:
+            ctl.end_seeking()  # a request now is refused, not left waiting
             source.close()
         finally:
             writer.close()
+
+
+def _report_backend(ctl: Control, source: Source) -> str:
+    """Say which backend reads the source (``getBackendName()``); a name the header cannot
+    hold is shown as "PYTHON"."""
+    name = source.backend_name
+    try:
+        ctl.backend = name
+    except ValueError:
+        ctl.backend = "PYTHON"
+    return name
+
+
+def _seek(source: Source, frame: int) -> int | None:
+    if not source.seekable:
+        return None
+    try:
+        return source.seek(frame)
+    except Exception:  # a source that fails to seek refuses; the stream goes on
+        return None
 
 
 def _no_frame(ctl: Control, source: Source) -> bool:

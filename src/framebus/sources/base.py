@@ -21,10 +21,17 @@ class Source(abc.ABC):
     * ``live`` -- True for sources that produce frames in real time (cameras): streams default to
       ``mode="latest"``. False for finite sources (recordings): ``mode="every"``.
     * ``fps`` -- the nominal frame rate, reported by ``get(CAP_PROP_FPS)``; None if unknown.
+    * ``backend_name`` -- what ``getBackendName()`` reports for streams of this source
+      (1-16 of ``A-Z 0-9 _``).
+
+    A finite source that can seek sets ``seekable`` (read once it is open) and implements
+    :meth:`seek`; readers' ``set(cv2.CAP_PROP_POS_FRAMES, k)`` then calls it in the capture.
     """
 
     live: bool = True
     fps: float | None = None
+    backend_name: str = "PYTHON"
+    seekable: bool = False
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device or file. Raise :class:`framebus.SourceError` if impossible."""
@@ -47,6 +54,11 @@ class Source(abc.ABC):
         """``time.time_ns()`` when the frame last read was captured, if the source knows
         better than "now" (a relay of a remote stream: the remote capture time). None: the
         capture stamps each frame when :meth:`read` returns it."""
+        return None
+
+    def seek(self, frame: int) -> int | None:
+        """Make the next :meth:`read` return frame index ``frame``; return the index it will
+        return (the source may land elsewhere, e.g. clamped to its length), None if it cannot."""
         return None
 
     @property

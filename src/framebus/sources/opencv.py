@@ -52,6 +52,8 @@ class OpenCVSource(Source):
             cap.release()
             raise diagnose(m)
         self._cap = cap
+        self.backend_name = str(cap.getBackendName())  # "FFMPEG" or "V4L2": what OpenCV chose
+        self.seekable = not self.live
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else None
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -60,6 +62,13 @@ class OpenCVSource(Source):
     @property
     def frame_count(self) -> int | None:
         return self._count
+
+    def seek(self, frame: int) -> int | None:
+        import cv2
+
+        if not self.seekable or not self._cap.set(cv2.CAP_PROP_POS_FRAMES, frame):
+            return None
+        return int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))  # OpenCV clamps to the file
 
     def read(self) -> np.ndarray | None:
         return self.read_into(None)

@@ -15,6 +15,8 @@ __all__ = ["PatternSource"]
 class PatternSource(Source):
     """Produces :class:`TestPattern` frames, paced at its fps."""
 
+    backend_name = "TESTPATTERN"
+
     _BARS = np.array(
         [
             [255, 255, 255],
@@ -33,6 +35,7 @@ class PatternSource(Source):
         self.pattern = pattern
         self.fps = pattern.fps
         self.live = pattern.frames is None
+        self.seekable = not self.live  # a camera cannot seek; a finite pattern can
         self._n = 0
         self._t0 = 0.0
         w, h = pattern.width, pattern.height
@@ -50,6 +53,15 @@ class PatternSource(Source):
 
     def open(self) -> None:
         self._t0 = time.monotonic()
+
+    def seek(self, frame: int) -> int | None:
+        if not self.seekable:
+            return None
+        assert self.pattern.frames is not None
+        self._n = min(max(frame, 0), self.pattern.frames)  # clamped, as OpenCV clamps files
+        if self.pattern.fps:
+            self._t0 = time.monotonic() - self._n / self.pattern.fps
+        return self._n
 
     def read(self) -> np.ndarray | None:
         return self.read_into(None)

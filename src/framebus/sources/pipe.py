@@ -541,6 +541,8 @@ class PipeSource(Source):
     Finite (``live = False``): end of input at a frame boundary ends the stream.
     """
 
+    backend_name = "PIPE"  # what getBackendName() reports
+
     live = False
 
     def __init__(self, pipe: Pipe, *, max_payload: int = MAX_PAYLOAD) -> None:

@@ -28,12 +28,16 @@ __all__ = ["PyAVSource", "av_error", "import_av"]
 class PyAVSource(Source):
     """PyAV (FFmpeg's demuxers and decoders): slice threading for live streams, clean shutdown."""
 
+    backend_name = "PYAV"
+
     def __init__(self, media: Media) -> None:
         self.media = media
         self.label = media.label
         self.live = media.is_live
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
+        self._stream: Any = None
+        self._pending: Any = None  # the frame a seek decoded up to, returned by the next read
         self._count: int | None = None
 
     def open(self) -> None:
@@ -61,7 +65,28 @@ class PyAVSource(Source):
         self.fps = float(rate) if rate else None
         self._count = stream.frames or None if not m.is_live else None
         self._container = container
+        self._stream = stream
         self._frames = container.decode(stream)
+        self.seekable = not m.is_live and self.fps is not None
+
+    def seek(self, frame: int) -> int | None:
+        """To the keyframe before ``frame``, then decode up to it: exact for constant-rate files."""
+        if not self.seekable or self.fps is None:
+            return None
+        frame = max(frame, 0) if self._count is None else min(max(frame, 0), self._count)
+        stream, fps = self._stream, self.fps
+        start, tb = stream.start_time or 0, stream.time_base
+        self._container.seek(start + int(frame / fps / tb), stream=stream, backward=True)
+        self._frames = self._container.decode(stream)
+        self._pending = None
+        try:
+            for decoded in self._frames:
+                if decoded.pts is None or round((decoded.pts - start) * tb * fps) >= frame:
+                    self._pending = decoded
+                    break
+        except Exception:  # a damaged file: reading on from here ends it
+            return None
+        return frame
 
     @property
     def frame_count(self) -> int | None:
@@ -69,8 +94,10 @@ class PyAVSource(Source):
 
     def read(self) -> np.ndarray | None:
         assert self._frames is not None
+        frame, self._pending = self._pending, None
         try:
-            frame = next(self._frames)
+            if frame is None:
+                frame = next(self._frames)
         except StopIteration:
             return None
         except Exception as exc:
@@ -85,6 +112,7 @@ class PyAVSource(Source):
             self._container.close()
             self._container = None
             self._frames = None
+            self._stream = self._pending = None
 
 
 def import_av() -> Any:

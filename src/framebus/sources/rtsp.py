@@ -51,6 +51,7 @@ class RTSPSource(Source):
         self.label = media.label
         self.live = True
         self.fps: float | None = None
+        self.backend_name = "FRAMEBUS_RTSP"
         self._fallback = fallback
         self._delegate: Source | None = None
         self._switched_for = ""  # why the fallback took over while playing
@@ -117,6 +118,7 @@ class RTSPSource(Source):
         finally:
             client.close()
         self.fps, self.live = self._delegate.fps, self._delegate.live
+        self.backend_name = self._delegate.backend_name  # the capture loop reports the switch
 
     def read(self) -> np.ndarray | None:
         return self.read_into(None)

@@ -659,6 +659,8 @@ class ZmqSource(Source):
     supervisor reconnects with backoff (the stream shows ``reconnecting``).
     """
 
+    backend_name = "ZMQ"  # what getBackendName() reports
+
     live = True
 
     def __init__(self, spec: Remote) -> None:

@@ -1,0 +1,153 @@
+"""Every program in examples/ runs, on the built-in test pattern, with bounded durations."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import framebus
+from conftest import wait_until
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(script: str, *args: str, timeout: float = 60) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def start(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM (the publisher removes its stream), then collect the output."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def streams() -> set[str]:
+    return {s.name for s in framebus.list_streams()}
+
+
+def test_manager_stack(stream_name: str) -> None:
+    out = run(
+        "manager_stack.py", "testpattern:320x240@100", "--seconds", "1", "--name", stream_name
+    )
+    frames = re.findall(r"frame (\d+) \(240, 320, 3\): skipped (\d+)", out)
+    assert len(frames) >= 3, out
+    assert sum(int(skipped) for _, skipped in frames) > 0  # the slow reader got newest frames
+    assert "Process to write" in out and "Process to read" in out
+
+
+def test_process_image() -> None:
+    out = run("process_image.py", "testpattern:320x240@60", "--frames", "5")
+    assert len(re.findall(r"^classic: frame \d+, \d+ edge pixels$", out, re.M)) == 5, out
+    assert len(re.findall(r"^iterator: \(240, 320\)$", out, re.M)) == 5, out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_flask_mjpeg(stream_name: str) -> None:
+    pytest.importorskip("flask")
+    port = free_port()
+    proc = start(
+        "flask_mjpeg.py", "testpattern:320x240@30", "--port", str(port), "--name", stream_name
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+                    return b"/video_feed" in page.read()
+            except OSError:
+                return False
+
+        assert wait_until(up, timeout=30), stop(proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/video_feed", timeout=10) as resp:
+            assert resp.headers.get_content_type() == "multipart/x-mixed-replace"
+            body = b""
+            while body.count(b"\xff\xd9") < 3 and len(body) < 4 << 20:  # three whole JPEGs
+                body += resp.read1(65536)
+        parts = re.findall(rb"Content-Type: image/jpeg\r\n(?:[^\r\n]+\r\n)*\r\n\xff\xd8", body)
+        assert len(parts) >= 3
+    finally:
+        _, err = stop(proc)
+    assert proc.returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM), err
+    assert stream_name not in streams()
+
+
+def test_shm_writer_and_reader(stream_name: str) -> None:
+    writer = start(
+        "shm_writer.py", "testpattern:320x240@100", "--name", stream_name, "--seconds", "60"
+    )
+    try:
+        out = run("shm_reader.py", "--name", stream_name, "--frames", "40", "--wait", "30")
+        assert "40 frames read" in out and "(240, 320, 3)" in out
+        assert stream_name in streams()  # the reader left; the writer goes on
+    finally:
+        out, err = stop(writer)
+    assert "writer is ready" in out and "frames captured" in out, err
+    assert stream_name not in streams()
+
+
+def test_shm_writer_of_a_file_ends_and_reader_gets_every_frame(
+    video_file: Path, stream_name: str
+) -> None:
+    # the reader first: it waits for the writer
+    reader = start("shm_reader.py", "--name", stream_name, "--wait", "30")
+    try:
+        out = run("shm_writer.py", str(video_file), "--name", stream_name, "--seconds", "40")
+    finally:
+        if reader.poll() is None and stream_name not in streams():
+            reader.kill()
+    assert "48 frames captured, state ended" in out
+    got, err = reader.communicate(timeout=30)
+    assert reader.returncode == 0 and "48 frames read" in got, err
+
+
+def test_instead_of_diskcache(stream_name: str) -> None:
+    common = ("--name", stream_name)
+    writer = start(
+        "instead_of_diskcache.py", "write", *common, "--interval", "0.3", "--count", "4",
+        "--linger", "3",
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: stream_name in streams(), timeout=30)
+        out = run("instead_of_diskcache.py", "read", *common, "--expire", "5")
+        images = re.findall(r"image (\d+): \(480, 640, 3\)", out)
+        assert 1 <= len(images) <= 4 and images[-1] == "4", out  # the newest, up to the last
+        w_out, w_err = writer.communicate(timeout=30)
+        assert writer.returncode == 0, w_err
+        assert "Ready to push" in w_out
+    finally:
+        stop(writer)
+    assert stream_name not in streams()
