@@ -101,6 +101,7 @@ _POLL = 0.005  # how often a viewer still reading its backlog is looked at again
 AHEAD_SECONDS = 0.033  # at most what a viewer reads in this time is ahead of its next frame
 _RATE_SPAN = (0.25, 1.0)  # a viewer's read rate is measured over the last 0.25..1 s
 _WINDOW_SPAN = 2.0  # seconds a window the viewer advertised counts as its empty-buffer size
+_MAX_WAIT = 0.5  # seconds a frame may be held back for a viewer still reading (see _patience)
 
 
 class PeerWindow:
@@ -159,20 +160,29 @@ class PeerWindow:
         ahead, rate = self.ahead()
         return ahead <= rate * AHEAD_SECONDS
 
+    def _patience(self) -> float:
+        """How long to wait for :meth:`ready` at most: twice what the viewer needs to read
+        what is ahead at its rate, at most :data:`_MAX_WAIT`. The window a viewer advertises
+        with an empty buffer varies (the kernel rounds it and avoids small updates), so an
+        estimate that never comes down must not hold its frames back."""
+        ahead, rate = self.ahead()
+        if ahead <= rate * AHEAD_SECONDS:
+            return 0.0
+        return min(_MAX_WAIT, 2 * ahead / rate) if rate > 0 else _MAX_WAIT
+
     async def wait_read(self, gone: asyncio.Future[None]) -> None:
-        """Wait until :meth:`ready` or the viewer is ``gone`` (a poll every 5 ms: no event
-        tells when a window opens; a viewer that keeps up does not wait here)."""
-        while not gone.done() and not self.ready():
+        """Wait until :meth:`ready` or the viewer is ``gone``, at most :meth:`_patience` (a
+        poll every 5 ms: no event tells when a window opens; a viewer that keeps up does not
+        wait here)."""
+        deadline = time.monotonic() + self._patience()
+        while not gone.done() and time.monotonic() < deadline and not self.ready():
             await asyncio.sleep(_POLL)
 
-    def wait_read_blocking(self, timeout: float) -> bool:
-        """:meth:`wait_read` for a thread: False if not ready within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if time.monotonic() > deadline:
-                return False
+    def wait_read_blocking(self) -> None:
+        """:meth:`wait_read` for a thread."""
+        deadline = time.monotonic() + self._patience()
+        while time.monotonic() < deadline and not self.ready():
             time.sleep(_POLL)
-        return True
 
 
 def register(peer: tuple[Any, ...] | None, transport: Any) -> None:

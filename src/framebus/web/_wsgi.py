@@ -67,11 +67,10 @@ def _frames(hub: EncoderHub, name: str, sub: Any, sock: Any) -> Iterator[bytes]:
             # sendall() returned once the kernel took the frame; choose the next one only
             # when the viewer has read most of it (a slow viewer then gets the newest frame,
             # not a queued one)
-            if window is not None and not (
-                _sockets.unsent_low(sock, WRITE_TIMEOUT)
-                and window.wait_read_blocking(WRITE_TIMEOUT)
-            ):
-                return  # took nothing for WRITE_TIMEOUT: gone
+            if window is not None:
+                if not _sockets.unsent_low(sock, WRITE_TIMEOUT):
+                    return  # took nothing for WRITE_TIMEOUT: gone
+                window.wait_read_blocking()
             try:
                 item = sub.get(timeout=_IDLE_WAIT)
             except ReadTimeout:
