@@ -3,6 +3,7 @@
 #   usage: system-deps.sh runtime|test
 # runtime:
 #   libatomic1  atomic operations on shared memory
+#   python3-venv  `python3 -m venv` for .venv (Debian's python3 lacks ensurepip without it)
 # test (and benchmarks), in addition:
 #   ffmpeg      makes sample video files in tests
 #   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-*   the real RTSP test server
@@ -11,7 +12,7 @@
 #   iproute2    ip netns + veth: a camera on its own "cable", pulled and plugged back in a test
 #   chromium    a real browser for the web view's tests (driven by Playwright)
 set -euo pipefail
-packages=(libatomic1)
+packages=(libatomic1 python3-venv)
 if [ "${1:-test}" = "test" ]; then
   packages+=(ffmpeg python3 python3-gi gir1.2-gst-rtsp-server-1.0
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad util-linux iproute2 chromium)

@@ -6,6 +6,8 @@ the newest frame from a shared-memory ring, and named streams any process can at
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import pipe
 from .capture import Reconnect
 from .errors import (
@@ -43,8 +45,19 @@ from .videocapture import VideoCapture
 
 __version__ = "0.1.0"
 
-# last: the sinks import the names above from this package
-from .sinks.sample import SampleSummary, sample
+if TYPE_CHECKING:
+    from .sinks.sample import SampleSummary, sample
+
+
+def __getattr__(name: str) -> Any:
+    # sampling is imported when first used: every capture process imports this package, and
+    # the sinks would add ~50 ms to each start (and each reconnect of a capture)
+    if name in ("sample", "SampleSummary"):
+        from .sinks import sample as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FrameInfo",
