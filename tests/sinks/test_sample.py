@@ -55,6 +55,7 @@ def test_every_n_gives_exact_indexes_and_opencvs_pixels(
     want = list(range(0, FRAMES, 7))
     assert indexes(tmp_path) == want
     assert (s.decoded, s.written, s.skipped_existing, s.done) == (FRAMES, len(want), 0, True)
+    assert 0 < s.undecoded < FRAMES - len(want)  # B-frames nothing kept needs: not decoded
     for i in want:
         img = cv2.imread(str(tmp_path / f"{i:08d}.png"))
         # PyAV's bgr24 conversion and OpenCV's are the same swscale call: no tolerance

@@ -5,12 +5,16 @@ pool of encoders):
 
 * **A video file** is decoded here, in the caller's process, tuned for throughput: PyAV with
   FFmpeg's frame and slice threads (``thread_type="AUTO"``; files need no low-latency
-  settings), frames counted in decoding order from 0 (the indexes ``cv2.VideoCapture.read()``
-  would give them), colour conversion to BGR only for the frames that are kept, and that
-  conversion, the encoding and the write done by the writer's pool while decoding goes on.
-  Every frame is decoded (skipping the decode of non-reference frames would be faster, but
-  frame indexes must be exact and pixels equal to OpenCV's). PyAV's ``bgr24`` conversion gives
-  the same bytes as OpenCV's for yuv420p H.264 (tested).
+  settings), frames indexed from 0 in display order (the indexes ``cv2.VideoCapture.read()``
+  gives them). One pass over the packets (no decoding) maps each packet to its frame's index
+  (:mod:`._frame_plan`); then the decoder skips every frame that is neither kept nor a
+  reference (most B-frames: a third of libx264's frames), and stops after the last kept one.
+  The kept frames are exactly the frames a full decode gives (tested against OpenCV's decode
+  of every frame, on H.264, HEVC, MPEG-2/4, VP9, MJPEG, open GOPs and edit lists). A file
+  whose timestamps cannot index its frames (missing or repeated pts) is decoded frame by
+  frame and counted. Colour conversion to BGR only for the kept frames, and that conversion,
+  the encoding and the write done by the writer's pool while decoding goes on. PyAV's
+  ``bgr24`` conversion gives the same bytes as OpenCV's for yuv420p H.264 (tested).
 * **A named stream, or a live source** (URL, camera, test pattern, a :class:`framebus.Source`,
   which is published privately for the run) is read from the ring like any reader: one frame
   every ``interval`` seconds of capture (wall) time, through an :class:`ImageSink` that looks
@@ -21,17 +25,17 @@ pool of encoders):
 ``every`` picks frames 0, N, 2N, … by frame index; ``interval`` the first frame of each
 interval of media time [kT, (k+1)T), counted from the first frame's timestamp (files), or one
 frame per T seconds of capture time (streams). ``start``/``end`` select a window of that same
-set (seconds of media time from the first frame; for streams, seconds since the stream
-was open), so a run
-with a window writes a subset of the files of a run without: indexes stay absolute and
-``resume`` works across both. Frames before ``start`` are decoded but not converted (exact
-indexes need the decode). ``max`` stops after that many files kept (written, or already there
-with ``resume``).
+set (seconds of media time from the first frame; for streams, seconds since the stream was
+open), so a run with a window writes a subset of the files of a run without: indexes stay
+absolute and ``resume`` works across both (a frame whose file is there is not decoded).
+``max`` stops after that many files kept (written, or already there with ``resume``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import math
 import os
 import re
@@ -50,6 +54,7 @@ import numpy as np
 import framebus
 from framebus import ReadTimeout, SourceNotFound, SourceOpenError, StreamEnded, StreamNotFound
 
+from ._frame_plan import MAX_PLANNED_FRAMES, DecodePlan, Selection, plan_decode
 from .base import Pick
 from .disk import (
     DEFAULT_TEMPLATE,
@@ -70,6 +75,7 @@ _PROGRESS_PERIOD = 0.2
 # how long one wait for a stream's next sample lasts before end/max are looked at again
 _POLL = 0.2
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
+log = logging.getLogger("framebus.sinks")
 _PATTERN = re.compile(r"(?:testpattern|pattern)(?::\d+x\d+(?:@\d+(?:\.\d+)?)?)?")  # publish's
 
 
@@ -83,7 +89,8 @@ class SampleSummary:
     """A file decoded here, or a stream read from its ring (named, or published for the run)."""
     out: str
     decoded: int
-    """Frames decoded (files) or looked at in the ring (streams)."""
+    """Frames of a file the run went over (decoded, or passed over: see ``undecoded``), or
+    frames looked at in the ring (streams)."""
     written: int
     """Image files written."""
     skipped_existing: int
@@ -97,6 +104,9 @@ class SampleSummary:
     """Ctrl-C (KeyboardInterrupt) stopped the run; the exception goes on after this record."""
     done: bool = False
     """The last record of the run."""
+    undecoded: int = 0
+    """Frames of a file the run went over without decoding them: neither kept nor referenced
+    by a frame that is (``decoded`` counts them too)."""
 
     @property
     def kept(self) -> int:
@@ -107,9 +117,10 @@ class SampleSummary:
         rate = self.decoded / self.elapsed if self.elapsed > 0 else 0.0
         what = "interrupted" if self.interrupted else "done"
         skipped = f", {self.skipped_existing} already there" if self.skipped_existing else ""
+        undecoded = f" ({self.undecoded} not needed, not decoded)" if self.undecoded else ""
         return (
             f"{what}: {self.written} files written{skipped} into {self.out} from "
-            f"{self.decoded} frames in {self.elapsed:.1f} s ({rate:.0f} frames/s)"
+            f"{self.decoded} frames{undecoded} in {self.elapsed:.1f} s ({rate:.0f} frames/s)"
         )
 
 
@@ -258,6 +269,7 @@ class _Run:
         self.last_report = -math.inf
         self.decoded = 0
         self.skipped = 0
+        self.undecoded = 0
         self.total: int | None = None
 
     def summary(self, written: int, **kw: Any) -> SampleSummary:
@@ -271,6 +283,7 @@ class _Run:
             self.skipped,
             elapsed,
             self.total,
+            undecoded=self.undecoded,
             **kw,
         )
 
@@ -314,7 +327,7 @@ def _open_video(path: str) -> tuple[Any, Any]:
 
 def _frame_total(container: Any, stream: Any, end: float | None) -> int | None:
     """How many frames the run will decode: the container's count (or duration x rate),
-    capped at ``end``. Only for the progress bar."""
+    capped at ``end``. Only for the progress bar of a file decoded without a plan."""
     rate = float(stream.average_rate or stream.base_rate or 0)
     total = int(stream.frames or 0)
     if not total and container.duration and rate:
@@ -324,11 +337,9 @@ def _frame_total(container: Any, stream: Any, end: float | None) -> int | None:
     return total or None
 
 
-def _decoded(container: Any, stream: Any) -> Iterator[Any]:
-    """The stream's frames in presentation order. A packet the decoder rejects is skipped (as
-    FFmpeg's own tools and OpenCV do); a demuxing error (a truncated file) ends the stream, as
-    it ends ``cv2.VideoCapture.read()``. PyAV's last packet of a stream is empty: it flushes
-    the frames the decoder still holds."""
+def _packets(container: Any, stream: Any) -> Iterator[Any]:
+    """The stream's non-empty packets in decoding order. A demuxing error (a truncated file)
+    ends the stream, as it ends ``cv2.VideoCapture.read()``."""
     import av
 
     packets = container.demux(stream)
@@ -339,58 +350,146 @@ def _decoded(container: Any, stream: Any) -> Iterator[Any]:
             return
         except av.FFmpegError:
             return
-        try:
-            frames = packet.decode()
-        except av.InvalidDataError:
-            continue
-        yield from frames
+        if packet.size:
+            yield packet
+
+
+def _decode(codec: Any, packet: Any) -> list[Any]:
+    """The frames the decoder gives for ``packet`` (None: the frames it still holds). A packet
+    the decoder rejects gives none (as FFmpeg's own tools and OpenCV skip it)."""
+    import av
+
+    try:
+        frames: list[Any] = codec.decode(packet)
+    except (av.InvalidDataError, av.EOFError):
+        return []
+    return frames
+
+
+def _selection(opts: SampleOptions, stream: Any) -> Selection:
+    return Selection(
+        every=opts.every,
+        interval=None if opts.interval is None else Fraction(repr(opts.interval)),
+        start=None if opts.start is None else Fraction(repr(opts.start)),
+        end=None if opts.end is None else Fraction(repr(opts.end)),
+        max=opts.max,
+        time_base=stream.time_base or Fraction(1, 1),
+        rate=Fraction(stream.average_rate or stream.base_rate or 25),
+    )
 
 
 def _sample_file(
     path: str, opts: SampleOptions, writer: ImageWriter, run: _Run, resume: bool
 ) -> None:
+    plan = _plan_file(path, opts, writer if resume else None)
+    if plan is None:
+        _decode_every_frame(path, opts, writer, run, resume)
+    else:
+        _decode_planned(path, plan, writer, run)
+
+
+def _plan_file(path: str, opts: SampleOptions, existing: ImageWriter | None) -> DecodePlan | None:
+    """The decoding plan of the run, from one pass over the file's packets (no decoding)."""
     container, stream = _open_video(path)
     try:
-        tb = stream.time_base or Fraction(1, 1)
-        rate = Fraction(stream.average_rate or stream.base_rate or 25)
-        step = None if opts.interval is None else Fraction(repr(opts.interval))
-        start = None if opts.start is None else Fraction(repr(opts.start))
-        end = None if opts.end is None else Fraction(repr(opts.end))
-        run.total = _frame_total(container, stream, opts.end)
-        origin: int | None = None
-        last_bucket = -1
-        kept = 0
-        for index, frame in enumerate(_decoded(container, stream)):
-            if frame.pts is None:  # no timestamp: assume a constant rate
-                t = index / rate
-            else:
-                if origin is None:
-                    origin = frame.pts
-                t = (frame.pts - origin) * tb
-            if end is not None and t >= end:
+        pts: list[int | None] = []
+        discard: list[bool] = []
+        for packet in _packets(container, stream):
+            if len(pts) >= MAX_PLANNED_FRAMES:
+                return None
+            pts.append(packet.pts)
+            discard.append(bool(packet.is_discard))
+        done = (lambda index: False) if existing is None else existing.exists
+        return plan_decode(pts, discard, _selection(opts, stream), done)
+    finally:
+        container.close()
+
+
+def _decode_planned(path: str, plan: DecodePlan, writer: ImageWriter, run: _Run) -> None:
+    """Decode what the plan needs: kept frames in full, other reference frames (the kept ones
+    may depend on them), no frame that nothing kept references; stop after the last kept."""
+    run.total = plan.covered
+    run.skipped = int(np.count_nonzero(plan.kept)) - int(np.count_nonzero(plan.decode))
+    if plan.last_packet < 0:
+        run.decoded = plan.covered
+        return
+    taken = np.zeros(len(plan.decode), dtype=bool)
+    decoded = 0  # frames that left the decoder, inside the run
+
+    def take(frames: list[Any]) -> None:
+        nonlocal decoded
+        for frame in frames:
+            index = plan.index_of(frame.pts)
+            if index is None or index >= plan.covered:
+                continue
+            decoded += 1
+            if plan.decode[index] and not taken[index]:
+                taken[index] = True
+                # converted in the pool, not here: the conversion releases the GIL
+                writer.submit(index, _bgr(frame))
+
+    container, stream = _open_video(path)
+    codec = stream.codec_context
+    mode = ""
+    try:
+        for position, packet in enumerate(_packets(container, stream)):
+            if position > plan.last_packet:
                 break
-            run.decoded = index + 1
-            if start is None or t >= start:
-                if step is None:
-                    keep = index % (opts.every or 1) == 0
-                else:
-                    bucket = math.floor(t / step)
-                    keep = bucket > last_bucket
-                    if keep:
-                        last_bucket = bucket
-                if keep:
-                    kept += 1
-                    if resume and writer.exists(index):
-                        run.skipped += 1
-                    else:
-                        # converted in the pool, not here: to_ndarray releases the GIL
-                        writer.submit(index, _bgr(frame))
-                    if opts.max is not None and kept >= opts.max:
-                        break
+            if packet.pts != int(plan.packet_pts[position]):
+                raise SourceOpenError(f"cannot sample {path}: the file changed while it was read")
+            index = plan.index_of(packet.pts)
+            # NONREF: the decoder skips this frame if no other frame references it
+            want = "DEFAULT" if plan.wanted(packet.pts) is not None else "NONREF"
+            if want != mode:
+                codec.skip_frame = mode = want
+            take(_decode(codec, packet))
+            if index is not None:
+                run.decoded = min(plan.covered, max(run.decoded, index + 1))
             run.tick(writer)
+        take(_decode(codec, None))
     finally:
         # frames still queued in the writer stay valid: FFmpeg's frame buffers are reference
         # counted and outlive the decoder that made them
+        container.close()
+    run.decoded = plan.covered
+    run.undecoded = plan.covered - decoded
+    missing = int(np.count_nonzero(plan.decode & ~taken))
+    if missing:
+        log.warning(
+            "sample: %d kept frame(s) of %s did not decode (damaged packets); their files "
+            "are missing",
+            missing,
+            path,
+        )
+
+
+def _decode_every_frame(
+    path: str, opts: SampleOptions, writer: ImageWriter, run: _Run, resume: bool
+) -> None:
+    """Without a plan (timestamps missing or repeated): decode every frame and count them in
+    the order they leave the decoder, as ``cv2.VideoCapture.read()`` does."""
+    container, stream = _open_video(path)
+    codec = stream.codec_context
+    try:
+        selection = _selection(opts, stream)
+        run.total = _frame_total(container, stream, opts.end)
+        index = 0
+        for packet in itertools.chain(_packets(container, stream), [None]):
+            for frame in _decode(codec, packet):
+                verdict = selection.offer(index, frame.pts)
+                if verdict == "stop":
+                    return
+                run.decoded = index + 1
+                if verdict != "skip":
+                    if resume and writer.exists(index):
+                        run.skipped += 1
+                    else:
+                        writer.submit(index, _bgr(frame))
+                if verdict == "keep_last":
+                    return
+                index += 1
+                run.tick(writer)
+    finally:
         container.close()
 
 

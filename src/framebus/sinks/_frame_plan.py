@@ -1,0 +1,187 @@
+"""Which frames of a video file a sampling run keeps, and which it must decode (no I/O).
+
+A run keeps frames by display index (``every``) or by media time (one per ``interval``), inside
+a window (``start``/``end``), up to a count (``max``): :class:`Selection`, offered frames one by
+one in display order.
+
+Decoding only what the kept frames need is most of the speed of sampling a file: a frame that
+no other frame references (most B-frames) and that is not kept need not be decoded at all.
+FFmpeg's decoders skip such frames when asked (``skip_frame = NONREF``), per packet; but a
+skipped frame never leaves the decoder, so the frames that do cannot be counted to find their
+index. The demuxer's timestamps give the indexes instead, before decoding: a frame's display
+index is the rank of its packet's pts among all packets' pts — the order in which the decoder
+returns frames, and in which ``cv2.VideoCapture.read()`` counts them. :func:`plan_decode` makes
+that map from one demuxing pass (packets only, no decoding: a few ms per minute of 1080p) and
+says, per packet in decoding order, whether to decode it in full, decode it only if it is a
+reference, or stop. Skipping a non-reference frame cannot change any other frame: the result is
+exact by construction (and tested against OpenCV's decode of every frame).
+
+A file whose timestamps cannot give the map (a packet without pts, two packets with the same
+pts, more than :data:`MAX_PLANNED_FRAMES` frames) gets no plan: the caller decodes every frame
+and counts them, as before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+
+__all__ = ["MAX_PLANNED_FRAMES", "DecodePlan", "Selection", "Verdict", "plan_decode"]
+
+MAX_PLANNED_FRAMES = 1 << 22
+"""Frames a plan holds at most (18 bytes each: 75 MiB; 46 hours at 25 fps); longer files are
+decoded frame by frame without one."""
+
+Verdict = Literal["skip", "keep", "keep_last", "stop"]
+"""``stop``: the frame is past the run's end (not part of it); ``keep_last``: kept, and the
+run ends after it (``max`` reached)."""
+
+
+class Selection:
+    """The frames one run keeps, decided frame by frame in display order (index 0, 1, …).
+
+    ``every``: frames 0, N, 2N, …; ``interval``: the first frame of each interval [kT, (k+1)T)
+    of media time, counted from the first frame's timestamp; ``start``/``end`` (seconds of
+    media time) select a window of that same set; ``max``: the run ends with that many kept.
+    A frame without a timestamp is given ``index / rate``.
+    """
+
+    def __init__(
+        self,
+        *,
+        every: int | None,
+        interval: Fraction | None,
+        start: Fraction | None,
+        end: Fraction | None,
+        max: int | None,
+        time_base: Fraction,
+        rate: Fraction,
+    ) -> None:
+        if (every is None) == (interval is None):
+            raise ValueError("give exactly one of every and interval")
+        self.every = every
+        self.interval = interval
+        self.start = start
+        self.end = end
+        self.max = max
+        self.time_base = time_base
+        self.rate = rate
+        self.origin: int | None = None
+        self.last_bucket = -1
+        self.kept = 0
+        self.covered = 0
+        """Frames that are part of the run so far (kept or not)."""
+        self.done = False
+
+    def offer(self, index: int, pts: int | None) -> Verdict:
+        """Whether the frame of display ``index`` (and timestamp ``pts``) is kept."""
+        if self.done:
+            return "stop"
+        if pts is None:
+            t = Fraction(index) / self.rate
+        else:
+            if self.origin is None:
+                self.origin = pts
+            t = (pts - self.origin) * self.time_base
+        if self.end is not None and t >= self.end:
+            self.done = True
+            return "stop"
+        self.covered = index + 1
+        if self.start is not None and t < self.start:
+            return "skip"
+        if self.every is not None:
+            keep = index % self.every == 0
+        else:
+            assert self.interval is not None
+            bucket = math.floor(t / self.interval)
+            keep = bucket > self.last_bucket
+            if keep:
+                self.last_bucket = bucket
+        if not keep:
+            return "skip"
+        self.kept += 1
+        if self.max is not None and self.kept >= self.max:
+            self.done = True
+            return "keep_last"
+        return "keep"
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """What to do with each packet of a file, in decoding order, for one run."""
+
+    packet_pts: np.ndarray
+    """int64, one per (non-empty) packet in decoding order: checked again while decoding."""
+    display_pts: np.ndarray
+    """int64, sorted: the pts of display index i is ``display_pts[i]``."""
+    kept: np.ndarray
+    """bool per display index: kept by the selection."""
+    decode: np.ndarray
+    """bool per display index: kept, and to be decoded (not ``already_done``)."""
+    covered: int
+    """Frames that are part of the run (the progress total)."""
+    last_packet: int
+    """Decoding position of the last packet to send (-1: nothing to decode)."""
+
+    def index_of(self, pts: int | None) -> int | None:
+        """The display index of the frame with this pts (None: not a frame of the plan)."""
+        if pts is None:
+            return None
+        i = int(np.searchsorted(self.display_pts, pts))
+        if i < len(self.display_pts) and int(self.display_pts[i]) == pts:
+            return i
+        return None
+
+    def wanted(self, pts: int | None) -> int | None:
+        """The display index of this frame if it is to be decoded and written, else None."""
+        i = self.index_of(pts)
+        return i if i is not None and bool(self.decode[i]) else None
+
+    @property
+    def kept_indexes(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.kept)]
+
+
+def plan_decode(
+    packet_pts: Sequence[int | None],
+    discard: Sequence[bool],
+    selection: Selection,
+    already_done: Callable[[int], bool] = lambda index: False,
+) -> DecodePlan | None:
+    """The plan for packets with these pts (decoding order; ``discard``: packets a container's
+    edit list hides, decoded as references but never shown), or None if their timestamps cannot
+    index the frames. ``already_done(index)``: a kept frame that need not be decoded (its file
+    exists). Offers every frame to ``selection``, in display order, until it stops."""
+    if len(packet_pts) != len(discard):
+        raise ValueError("one discard flag per packet")
+    if len(packet_pts) > MAX_PLANNED_FRAMES:
+        return None
+    if any(p is None for p in packet_pts):
+        return None
+    order = np.asarray(packet_pts, dtype=np.int64)
+    hidden = np.asarray(discard, dtype=bool)
+    shown = np.sort(order[~hidden]) if len(order) else order
+    if len(shown) > 1 and bool(np.any(shown[1:] == shown[:-1])):
+        return None  # two frames with one timestamp: ranks are not indexes
+    kept = np.zeros(len(shown), dtype=bool)
+    for index in range(len(shown)):
+        verdict = selection.offer(index, int(shown[index]))
+        if verdict == "stop":
+            break
+        if verdict != "skip":
+            kept[index] = True
+        if verdict == "keep_last":
+            break
+    decode = kept.copy()
+    for done in np.flatnonzero(kept):
+        if already_done(int(done)):
+            decode[done] = False
+    wanted_pts = shown[decode]
+    positions = np.flatnonzero(np.isin(order, wanted_pts) & ~hidden)
+    last = int(positions[-1]) if len(positions) else -1
+    return DecodePlan(order, shown, kept, decode, selection.covered, last)

@@ -1,0 +1,206 @@
+"""The decoding plan of a sampled file: which frames are kept, and that skipping the decode of
+frames nothing kept needs changes no kept frame (real ffmpeg files of several codecs, compared
+with a full decode of every frame)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import framebus
+from framebus.sinks import _frame_plan
+from framebus.sinks._frame_plan import Selection, plan_decode
+from fuzzing import fuzz
+
+TB = Fraction(1, 25)
+
+
+def selection(**kw: object) -> Selection:
+    args: dict[str, object] = {
+        "every": None, "interval": None, "start": None, "end": None, "max": None,
+        "time_base": TB, "rate": Fraction(25),
+    }  # fmt: skip
+    args.update(kw)
+    return Selection(**args)  # type: ignore[arg-type]
+
+
+def expected(
+    times: list[Fraction],
+    every: int | None,
+    interval: Fraction | None,
+    start: Fraction | None,
+    end: Fraction | None,
+    most: int | None,
+) -> tuple[list[int], int]:
+    """The kept display indexes and the frames covered, written out directly."""
+    kept: list[int] = []
+    covered = 0
+    buckets: set[int] = set()
+    for i, t in enumerate(times):
+        if end is not None and t >= end:
+            break
+        covered = i + 1
+        if start is not None and t < start:
+            continue
+        if every is not None:
+            keep = i % every == 0
+        else:
+            assert interval is not None
+            bucket = math.floor(t / interval)
+            keep = not buckets or bucket > max(buckets)
+            buckets.add(bucket)
+        if keep:
+            kept.append(i)
+            if most is not None and len(kept) == most:
+                break
+    return kept, covered
+
+
+@st.composite
+def packets(draw: st.DrawFn) -> tuple[list[int], list[bool]]:
+    """Distinct pts with gaps, in a decoding order that reorders them, some hidden."""
+    gaps = draw(st.lists(st.integers(1, 3), min_size=0, max_size=80))
+    pts = [draw(st.integers(-5, 5))]
+    for g in gaps:
+        pts.append(pts[-1] + g)
+    order = draw(st.permutations(pts))
+    discard = [draw(st.booleans()) if draw(st.integers(0, 5)) == 0 else False for _ in order]
+    return list(order), discard
+
+
+@fuzz(400)
+@given(
+    packets(),
+    st.one_of(st.integers(1, 9), st.fractions(Fraction(1, 25), Fraction(3, 2))),
+    st.one_of(st.none(), st.fractions(0, 3)),
+    st.one_of(st.none(), st.fractions(Fraction(1, 50), 4)),
+    st.one_of(st.none(), st.integers(1, 10)),
+    st.sets(st.integers(0, 90)),
+)
+def test_the_plan_keeps_what_the_selection_says_and_decodes_no_more(
+    pk: tuple[list[int], list[bool]],
+    pick: int | Fraction,
+    start: Fraction | None,
+    end: Fraction | None,
+    most: int | None,
+    existing: set[int],
+) -> None:
+    order, discard = pk
+    every = pick if isinstance(pick, int) else None
+    interval = pick if isinstance(pick, Fraction) else None
+    sel = selection(every=every, interval=interval, start=start, end=end, max=most)
+    plan = plan_decode(order, discard, sel, existing.__contains__)
+    assert plan is not None
+    shown = sorted(p for p, d in zip(order, discard, strict=True) if not d)
+    times = [(p - shown[0]) * TB for p in shown]
+    want, covered = expected(times, every, interval, start, end, most)
+    assert plan.kept_indexes == want and plan.covered == covered
+    assert [int(i) for i in np.flatnonzero(plan.decode)] == [i for i in want if i not in existing]
+    for p, d in zip(order, discard, strict=True):
+        assert plan.index_of(p) == (None if d else shown.index(p))
+    assert plan.index_of(max(order) + 1) is None and plan.index_of(None) is None
+    wanted = {shown[i] for i in want if i not in existing}
+    positions = [n for n, p in enumerate(order) if p in wanted]
+    assert plan.last_packet == (positions[-1] if positions else -1)
+
+
+def test_timestamps_that_cannot_index_frames_give_no_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert plan_decode([0, 2, 1], [False] * 3, selection(every=2)) is not None
+    assert plan_decode([0, 2, 2], [False] * 3, selection(every=2)) is None  # same pts twice
+    assert plan_decode([0, None, 1], [False] * 3, selection(every=2)) is None
+    assert plan_decode([0, 2, 2], [False, True, False], selection(every=2)) is not None
+    monkeypatch.setattr(_frame_plan, "MAX_PLANNED_FRAMES", 2)
+    assert plan_decode([0, 2, 1], [False] * 3, selection(every=2)) is None
+    with pytest.raises(ValueError):
+        plan_decode([0, 1], [False], selection(every=2))
+
+
+# -- real files --------------------------------------------------------------------------------
+
+FRAMES = 90
+_LAVFI = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-frames:v", str(FRAMES)]
+_H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+# name -> ffmpeg output options: B-frames (pyramids, open GOPs: frames that reference the GOP
+# before their keyframe), several codecs and containers, an intra-only codec
+FILES = {
+    "h264-open-gop.mkv": [*_H264, "-x264-params", "open-gop=1:keyint=20:bframes=5"],
+    "h264-pyramid.mp4": [*_H264, "-bf", "3", "-g", "30"],
+    "hevc.mp4": ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+                 "-x265-params", "log-level=error:keyint=25"],
+    "mpeg2.ts": ["-c:v", "mpeg2video", "-bf", "2", "-g", "15"],
+    "mpeg4.avi": ["-c:v", "mpeg4", "-bf", "2", "-g", "15"],
+    "vp9.webm": ["-c:v", "libvpx-vp9", "-g", "30", "-deadline", "realtime"],
+    "mjpeg.avi": ["-c:v", "mjpeg"],
+    "h264.h264": [*_H264, "-bf", "2", "-g", "30"],  # no timestamps: no plan
+}  # fmt: skip
+B_FRAMES = {"h264-open-gop.mkv", "h264-pyramid.mp4", "hevc.mp4", "mpeg2.ts", "mpeg4.avi"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("codecs")
+    for name, options in FILES.items():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *_LAVFI, *options, str(folder / name)],
+                       check=True)  # fmt: skip
+    # an edit list that starts the file 1.3 s in, inside a GOP: the packets before are still
+    # demuxed (references) but hidden (discard)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", "1.3", "-i",
+                    str(folder / "h264-pyramid.mp4"), "-c", "copy", str(folder / "edit-list.mp4")],
+                   check=True)  # fmt: skip
+    return folder
+
+
+def every_frame(path: Path) -> list[np.ndarray]:
+    """A full decode: every frame, converted as framebus converts (PyAV's bgr24)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+
+
+def cv2_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+@pytest.mark.parametrize("name", [*FILES, "edit-list.mp4"])
+def test_kept_frames_equal_a_full_decode_whatever_was_skipped(
+    corpus: Path, name: str, tmp_path: Path
+) -> None:
+    video = corpus / name
+    frames = every_frame(video)
+    assert len(frames) == cv2_count(video)  # the indexes are OpenCV's
+    runs = [
+        {"every": 4},
+        {"every": 11, "start": 0.5},
+        {"interval": 0.3, "end": 3.0},
+        {"every": 7, "max": 5},
+    ]
+    for n, options in enumerate(runs):
+        out = tmp_path / str(n)
+        s = framebus.sample(video, out, format="png", **options)  # type: ignore[arg-type]
+        got = sorted(int(p.split(".")[0]) for p in os.listdir(out))
+        assert got and s.written == len(got)
+        for i in got:
+            img = cv2.imread(str(out / f"{i:08d}.png"))
+            assert np.array_equal(img, frames[i]), f"{name} {options}: frame {i} differs"
+        if "every" in options and "start" not in options and "max" not in options:
+            every = options["every"]
+            assert got == list(range(0, len(frames), int(every)))
+        if name in B_FRAMES and options == {"every": 4}:
+            assert s.undecoded > 0, "no frame was skipped"
+        if name == "h264.h264":
+            assert s.undecoded == 0  # no plan: every frame decoded
