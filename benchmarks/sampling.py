@@ -15,7 +15,9 @@ checked: the same frame indexes for both.
   The seed's off-by-one (it reads frame 0 before the loop and never saves it) is fixed, so
   both save frames 0, N, 2N, …; its ``cv2.waitKey(1)`` is left out (no window).
 * **framebus sample**: ``framebus sample FILE --out DIR --every N --quiet`` (PyAV with frame
-  threads, BGR conversion only for kept frames, two encoder threads, quality 95).
+  threads, a decoding plan: frames neither kept nor referenced are not decoded, decoding
+  stops after the last kept one; BGR conversion only for kept frames, two encoder threads,
+  quality 95).
 """
 
 from __future__ import annotations
