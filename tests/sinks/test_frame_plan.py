@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 import framebus
 from framebus.sinks import _frame_plan
-from framebus.sinks._frame_plan import Selection, plan_decode
+from framebus.sinks._frame_plan import DECODE, SKIP, Selection, plan_decode
+from framebus.sinks._keyframes import starts_fresh
 from fuzzing import fuzz
 
 TB = Fraction(1, 25)
@@ -67,15 +68,17 @@ def expected(
 
 
 @st.composite
-def packets(draw: st.DrawFn) -> tuple[list[int], list[bool]]:
-    """Distinct pts with gaps, in a decoding order that reorders them, some hidden."""
+def packets(draw: st.DrawFn) -> tuple[list[int], list[bool], list[bool]]:
+    """Distinct pts with gaps, in a decoding order that reorders them, some hidden, some
+    fresh starts."""
     gaps = draw(st.lists(st.integers(1, 3), min_size=0, max_size=80))
     pts = [draw(st.integers(-5, 5))]
     for g in gaps:
         pts.append(pts[-1] + g)
     order = draw(st.permutations(pts))
     discard = [draw(st.booleans()) if draw(st.integers(0, 5)) == 0 else False for _ in order]
-    return list(order), discard
+    fresh = [draw(st.integers(0, 6)) == 0 for _ in order]
+    return list(order), discard, fresh
 
 
 @fuzz(400)
@@ -88,18 +91,18 @@ def packets(draw: st.DrawFn) -> tuple[list[int], list[bool]]:
     st.sets(st.integers(0, 90)),
 )
 def test_the_plan_keeps_what_the_selection_says_and_decodes_no_more(
-    pk: tuple[list[int], list[bool]],
+    pk: tuple[list[int], list[bool], list[bool]],
     pick: int | Fraction,
     start: Fraction | None,
     end: Fraction | None,
     most: int | None,
     existing: set[int],
 ) -> None:
-    order, discard = pk
+    order, discard, fresh = pk
     every = pick if isinstance(pick, int) else None
     interval = pick if isinstance(pick, Fraction) else None
     sel = selection(every=every, interval=interval, start=start, end=end, max=most)
-    plan = plan_decode(order, discard, sel, existing.__contains__)
+    plan = plan_decode(order, discard, sel, existing.__contains__, fresh)
     assert plan is not None
     shown = sorted(p for p, d in zip(order, discard, strict=True) if not d)
     times = [(p - shown[0]) * TB for p in shown]
@@ -112,6 +115,58 @@ def test_the_plan_keeps_what_the_selection_says_and_decodes_no_more(
     wanted = {shown[i] for i in want if i not in existing}
     positions = [n for n, p in enumerate(order) if p in wanted]
     assert plan.last_packet == (positions[-1] if positions else -1)
+    # segments: from one fresh start to the next; each one holding a wanted frame is decoded
+    # whole (references only), and the one before too if it has frames shown before its first
+    # one; every other is skipped
+    starts = [0] + [n for n in range(1, len(order)) if fresh[n]]
+    bounds = list(zip(starts, [*starts[1:], len(order)], strict=True))
+    holds = [any(order[n] in wanted and not discard[n] for n in range(a, b)) for a, b in bounds]
+    leads = [any(order[n] < order[a] for n in range(a, b)) for a, b in bounds]
+    needed = [h or (k + 1 < len(bounds) and holds[k + 1] and leads[k + 1])
+              for k, h in enumerate(holds)]  # fmt: skip
+    for (a, b), need in zip(bounds, needed, strict=True):
+        for n in range(a, b):
+            is_wanted = order[n] in wanted and not discard[n]
+            assert (plan.actions[n] == DECODE) == is_wanted
+            assert (plan.actions[n] == SKIP) == (not need)
+
+
+def nal(header: int, body: bytes = b"\x88\x84") -> bytes:
+    unit = bytes([header]) + body
+    return len(unit).to_bytes(4, "big") + unit
+
+
+AVCC = bytes([1, 100, 0, 13, 0xFF, 0xE1])  # avcC: 4-byte lengths
+HVCC = bytes([1] + [0] * 20 + [0x0F, 0])  # hvcC: 4-byte lengths
+
+
+def test_only_idr_pictures_are_fresh_starts_in_h264_and_hevc() -> None:
+    # H.264: 5 = IDR slice, 1 = other slice, 6 = SEI, 7/8 = parameter sets
+    assert starts_fresh("h264", AVCC, nal(0x67) + nal(0x68) + nal(0x06) + nal(0x65))
+    assert not starts_fresh("h264", AVCC, nal(0x06) + nal(0x41))  # recovery point: not IDR
+    assert starts_fresh("h264", None, b"\x00\x00\x00\x01\x09\xf0\x00\x00\x01\x65\x88")
+    assert not starts_fresh("h264", None, b"\x00\x00\x01\x41\x9a")
+    # HEVC: 19/20 = IDR, 21 = CRA (open GOP), 32-34 parameter sets
+    assert starts_fresh("hevc", HVCC, nal(32 << 1) + nal(19 << 1))
+    assert starts_fresh("hevc", None, b"\x00\x00\x01" + bytes([20 << 1, 1]))
+    assert not starts_fresh("hevc", HVCC, nal(21 << 1))
+    # others: trusted keyframes, intra-only codecs, and codecs not trusted at all
+    assert starts_fresh("vp9", None, b"") and starts_fresh("mpeg2video", None, b"")
+    assert starts_fresh("prores", None, b"", intra_only=True)
+    assert not starts_fresh("av1", None, b"\x12\x00")
+    # malformed: a length running past the end, a zero length
+    assert not starts_fresh("h264", AVCC, b"\x00\x00\x00\x09\x65")
+    assert not starts_fresh("h264", AVCC, b"\x00\x00\x00\x00" + nal(0x65))
+
+
+@fuzz(500)
+@given(
+    st.sampled_from(["h264", "hevc", "vp9", "av1"]),
+    st.one_of(st.none(), st.binary(max_size=30)),
+    st.binary(max_size=200),
+)
+def test_any_bytes_give_an_answer(codec: str, extradata: bytes | None, packet: bytes) -> None:
+    assert starts_fresh(codec, extradata, packet) in (True, False)
 
 
 def test_timestamps_that_cannot_index_frames_give_no_plan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,15 +190,21 @@ _H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
 FILES = {
     "h264-open-gop.mkv": [*_H264, "-x264-params", "open-gop=1:keyint=20:bframes=5"],
     "h264-pyramid.mp4": [*_H264, "-bf", "3", "-g", "30"],
+    "h264-intra-refresh.ts": [*_H264, "-bf", "3", "-g", "30", "-intra-refresh", "1"],
     "hevc.mp4": ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
-                 "-x265-params", "log-level=error:keyint=25"],
+                 "-x265-params", "log-level=error:keyint=25"],  # open GOPs (CRA)
+    "hevc-closed.mkv": ["-c:v", "libx265", "-pix_fmt", "yuv420p",
+                        "-x265-params", "log-level=error:keyint=25:open-gop=0"],  # IDR
     "mpeg2.ts": ["-c:v", "mpeg2video", "-bf", "2", "-g", "15"],
     "mpeg4.avi": ["-c:v", "mpeg4", "-bf", "2", "-g", "15"],
-    "vp9.webm": ["-c:v", "libvpx-vp9", "-g", "30", "-deadline", "realtime"],
+    "vp9.webm": ["-c:v", "libvpx-vp9", "-g", "30", "-keyint_min", "30", "-deadline", "realtime"],
     "mjpeg.avi": ["-c:v", "mjpeg"],
     "h264.h264": [*_H264, "-bf", "2", "-g", "30"],  # no timestamps: no plan
 }  # fmt: skip
 B_FRAMES = {"h264-open-gop.mkv", "h264-pyramid.mp4", "hevc.mp4", "mpeg2.ts", "mpeg4.avi"}
+# files with keyframes decoding can start at after skipped ones (IDR, key frames, intra-only)
+FRESH_STARTS = {"h264-pyramid.mp4", "hevc-closed.mkv", "mpeg2.ts", "mpeg4.avi", "vp9.webm",
+                "mjpeg.avi"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +249,13 @@ def test_kept_frames_equal_a_full_decode_whatever_was_skipped(
         {"every": 11, "start": 0.5},
         {"interval": 0.3, "end": 3.0},
         {"every": 7, "max": 5},
+        # frame 59 alone: with keyframes every 15 or 30, a B-frame shown just before a keyframe
+        # (in MPEG-2's open GOPs: decoded after it, from the GOP before)
+        {"every": 59, "start": 2.3},
+        {"every": 11, "start": 0.7 * len(frames) / 25},  # the last 30 %: the last GOP
     ]
+    if len(frames) <= 59:  # the edit list's file is shorter
+        del runs[-2]
     for n, options in enumerate(runs):
         out = tmp_path / str(n)
         s = framebus.sample(video, out, format="png", **options)  # type: ignore[arg-type]
@@ -204,3 +271,5 @@ def test_kept_frames_equal_a_full_decode_whatever_was_skipped(
             assert s.undecoded > 0, "no frame was skipped"
         if name == "h264.h264":
             assert s.undecoded == 0  # no plan: every frame decoded
+        if name in FRESH_STARTS and n == len(runs) - 1:
+            assert s.undecoded >= 40, "the GOPs before the window were decoded"

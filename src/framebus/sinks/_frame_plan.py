@@ -16,6 +16,13 @@ says, per packet in decoding order, whether to decode it in full, decode it only
 reference, or stop. Skipping a non-reference frame cannot change any other frame: the result is
 exact by construction (and tested against OpenCV's decode of every frame).
 
+Whole runs of packets no kept frame needs are skipped too: from a keyframe that is a fresh
+start (:mod:`._keyframes`: an IDR picture, a VP9 key frame, any frame of an intra-only codec)
+to the next, a *segment* decodes without anything before it; a segment without a kept frame is
+not decoded at all. One exception: a segment whose first packets include frames shown before
+its keyframe (open GOPs: MPEG-2's leading B-frames) may reference the segment before, which is
+then decoded too. Codecs whose keyframes are not trusted form one segment.
+
 A file whose timestamps cannot give the map (a packet without pts, two packets with the same
 pts, more than :data:`MAX_PLANNED_FRAMES` frames) gets no plan: the caller decodes every frame
 and counts them, as before.
@@ -31,11 +38,23 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["MAX_PLANNED_FRAMES", "DecodePlan", "Selection", "Verdict", "plan_decode"]
+__all__ = [
+    "DECODE",
+    "MAX_PLANNED_FRAMES",
+    "REFERENCE",
+    "SKIP",
+    "DecodePlan",
+    "Selection",
+    "Verdict",
+    "plan_decode",
+]
 
 MAX_PLANNED_FRAMES = 1 << 22
 """Frames a plan holds at most (18 bytes each: 75 MiB; 46 hours at 25 fps); longer files are
 decoded frame by frame without one."""
+
+# what to do with a packet: not decode it; decode it only if it is a reference; decode it
+SKIP, REFERENCE, DECODE = 0, 1, 2
 
 Verdict = Literal["skip", "keep", "keep_last", "stop"]
 """``stop``: the frame is past the run's end (not part of it); ``keep_last``: kept, and the
@@ -123,6 +142,8 @@ class DecodePlan:
     """bool per display index: kept by the selection."""
     decode: np.ndarray
     """bool per display index: kept, and to be decoded (not ``already_done``)."""
+    actions: np.ndarray
+    """uint8 per packet in decoding order: SKIP, REFERENCE or DECODE."""
     covered: int
     """Frames that are part of the run (the progress total)."""
     last_packet: int
@@ -152,13 +173,16 @@ def plan_decode(
     discard: Sequence[bool],
     selection: Selection,
     already_done: Callable[[int], bool] = lambda index: False,
+    fresh: Sequence[bool] | None = None,
 ) -> DecodePlan | None:
     """The plan for packets with these pts (decoding order; ``discard``: packets a container's
     edit list hides, decoded as references but never shown), or None if their timestamps cannot
     index the frames. ``already_done(index)``: a kept frame that need not be decoded (its file
-    exists). Offers every frame to ``selection``, in display order, until it stops."""
-    if len(packet_pts) != len(discard):
-        raise ValueError("one discard flag per packet")
+    exists). ``fresh``: per packet, whether decoding can start there after skipped packets
+    (None: nowhere but the first). Offers every frame to ``selection``, in display order,
+    until it stops."""
+    if len(packet_pts) != len(discard) or (fresh is not None and len(fresh) != len(discard)):
+        raise ValueError("one discard flag (and fresh flag) per packet")
     if len(packet_pts) > MAX_PLANNED_FRAMES:
         return None
     if any(p is None for p in packet_pts):
@@ -181,7 +205,29 @@ def plan_decode(
     for done in np.flatnonzero(kept):
         if already_done(int(done)):
             decode[done] = False
-    wanted_pts = shown[decode]
-    positions = np.flatnonzero(np.isin(order, wanted_pts) & ~hidden)
+    wanted = np.isin(order, shown[decode]) & ~hidden
+    positions = np.flatnonzero(wanted)
     last = int(positions[-1]) if len(positions) else -1
-    return DecodePlan(order, shown, kept, decode, selection.covered, last)
+    actions = _actions(order, wanted, fresh)
+    return DecodePlan(order, shown, kept, decode, actions, selection.covered, last)
+
+
+def _actions(order: np.ndarray, wanted: np.ndarray, fresh: Sequence[bool] | None) -> np.ndarray:
+    """SKIP, REFERENCE or DECODE per packet: the wanted packets decoded, the other packets of
+    their segments decoded if references, the segments without a wanted packet skipped."""
+    if not len(order):
+        return np.zeros(0, dtype=np.uint8)
+    starts = np.zeros(len(order), dtype=bool) if fresh is None else np.asarray(fresh, dtype=bool)
+    starts[0] = True
+    segment = np.cumsum(starts) - 1
+    first_pts = order[starts]
+    needed = np.zeros(len(first_pts), dtype=bool)
+    needed[segment[wanted]] = True
+    # frames shown before their segment's first one (open GOPs) may reference the segment before
+    leading = np.zeros(len(first_pts), dtype=bool)
+    leading[segment[order < first_pts[segment]]] = True
+    pulled = np.flatnonzero(needed & leading)
+    needed[pulled[pulled > 0] - 1] = True
+    actions = np.where(needed[segment], REFERENCE, SKIP).astype(np.uint8)
+    actions[wanted] = DECODE
+    return actions

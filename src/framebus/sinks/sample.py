@@ -8,7 +8,9 @@ pool of encoders):
   settings), frames indexed from 0 in display order (the indexes ``cv2.VideoCapture.read()``
   gives them). One pass over the packets (no decoding) maps each packet to its frame's index
   (:mod:`._frame_plan`); then the decoder skips every frame that is neither kept nor a
-  reference (most B-frames: a third of libx264's frames), and stops after the last kept one.
+  reference (most B-frames: a third of libx264's frames) and every run of frames from one
+  fresh-start keyframe to the next without a kept frame (:mod:`._keyframes`), and stops after
+  the last kept one.
   The kept frames are exactly the frames a full decode gives (tested against OpenCV's decode
   of every frame, on H.264, HEVC, MPEG-2/4, VP9, MJPEG, open GOPs and edit lists). A file
   whose timestamps cannot index its frames (missing or repeated pts) is decoded frame by
@@ -54,7 +56,8 @@ import numpy as np
 import framebus
 from framebus import ReadTimeout, SourceNotFound, SourceOpenError, StreamEnded, StreamNotFound
 
-from ._frame_plan import MAX_PLANNED_FRAMES, DecodePlan, Selection, plan_decode
+from ._frame_plan import DECODE, MAX_PLANNED_FRAMES, SKIP, DecodePlan, Selection, plan_decode
+from ._keyframes import SENT_WHEN_SKIPPED, checks_keyframes, starts_fresh
 from .base import Pick
 from .disk import (
     DEFAULT_TEMPLATE,
@@ -392,15 +395,24 @@ def _plan_file(path: str, opts: SampleOptions, existing: ImageWriter | None) -> 
     """The decoding plan of the run, from one pass over the file's packets (no decoding)."""
     container, stream = _open_video(path)
     try:
+        codec = stream.codec_context
+        name, extradata, intra = codec.name, codec.extradata, bool(codec.codec.intra_only)
+        checked = checks_keyframes(name, intra)
         pts: list[int | None] = []
         discard: list[bool] = []
+        fresh: list[bool] = []
         for packet in _packets(container, stream):
             if len(pts) >= MAX_PLANNED_FRAMES:
                 return None
             pts.append(packet.pts)
             discard.append(bool(packet.is_discard))
+            fresh.append(
+                checked
+                and bool(packet.is_keyframe)
+                and starts_fresh(name, extradata, bytes(packet), intra_only=intra)
+            )
         done = (lambda index: False) if existing is None else existing.exists
-        return plan_decode(pts, discard, _selection(opts, stream), done)
+        return plan_decode(pts, discard, _selection(opts, stream), done, fresh)
     finally:
         container.close()
 
@@ -430,6 +442,7 @@ def _decode_planned(path: str, plan: DecodePlan, writer: ImageWriter, run: _Run)
 
     container, stream = _open_video(path)
     codec = stream.codec_context
+    send_skipped = codec.name in SENT_WHEN_SKIPPED
     mode = ""
     try:
         for position, packet in enumerate(_packets(container, stream)):
@@ -438,8 +451,11 @@ def _decode_planned(path: str, plan: DecodePlan, writer: ImageWriter, run: _Run)
             if packet.pts != int(plan.packet_pts[position]):
                 raise SourceOpenError(f"cannot sample {path}: the file changed while it was read")
             index = plan.index_of(packet.pts)
-            # NONREF: the decoder skips this frame if no other frame references it
-            want = "DEFAULT" if plan.wanted(packet.pts) is not None else "NONREF"
+            action = int(plan.actions[position])
+            if action == SKIP and not send_skipped:
+                continue
+            # NONREF: the decoder drops this frame if no other frame references it; ALL: drops it
+            want = "DEFAULT" if action == DECODE else "NONREF" if action != SKIP else "ALL"
             if want != mode:
                 codec.skip_frame = mode = want
             take(_decode(codec, packet))
