@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import framebus
 from framebus.sinks import _frame_plan
-from framebus.sinks._frame_plan import DECODE, SKIP, Selection, plan_decode
+from framebus.sinks._frame_plan import DECODE, SKIP, PacketIndex, Selection, plan_decode
 from framebus.sinks._keyframes import starts_fresh
 from fuzzing import fuzz
 
@@ -110,7 +110,8 @@ def test_the_plan_keeps_what_the_selection_says_and_decodes_no_more(
     assert plan.kept_indexes == want and plan.covered == covered
     assert [int(i) for i in np.flatnonzero(plan.decode)] == [i for i in want if i not in existing]
     for p, d in zip(order, discard, strict=True):
-        assert plan.index_of(p) == (None if d else shown.index(p))
+        rank = None if d else shown.index(p)
+        assert plan.index_of(p) == (rank if rank is not None and rank < covered else None)
     assert plan.index_of(max(order) + 1) is None and plan.index_of(None) is None
     wanted = {shown[i] for i in want if i not in existing}
     positions = [n for n, p in enumerate(order) if p in wanted]
@@ -129,6 +130,58 @@ def test_the_plan_keeps_what_the_selection_says_and_decodes_no_more(
             is_wanted = order[n] in wanted and not discard[n]
             assert (plan.actions[n] == DECODE) == is_wanted
             assert (plan.actions[n] == SKIP) == (not need)
+
+
+@fuzz(300)
+@given(
+    packets(),
+    st.integers(1, 9),
+    st.one_of(st.none(), st.fractions(Fraction(1, 50), 4)),
+    st.one_of(st.none(), st.integers(1, 10)),
+)
+def test_reading_stops_once_the_selection_is_decided_with_the_same_plan(
+    pk: tuple[list[int], list[bool], list[bool]],
+    every: int,
+    end: Fraction | None,
+    most: int | None,
+) -> None:
+    """With decoding times (pts >= dts, dts never going back), frames are offered as soon as
+    no later packet can come before them, and reading stops when the selection is decided:
+    the plan is the one made from every packet."""
+    order, discard, fresh = pk
+    dts = [min(order[i:]) for i in range(len(order))]  # the latest valid decoding times
+    index = PacketIndex(selection(every=every, end=end, max=most))
+    read = 0
+    for p, d, f, t in zip(order, discard, fresh, dts, strict=True):
+        index.add(p, t, d, f)
+        read += 1
+        if index.done:
+            break
+    else:
+        index.finish()
+    early = index.plan()
+    whole = plan_decode(order, discard, selection(every=every, end=end, max=most), fresh=fresh)
+    assert early is not None and whole is not None
+    assert early.kept_indexes == whole.kept_indexes and early.covered == whole.covered
+    assert early.last_packet == whole.last_packet
+    assert list(early.actions[: early.last_packet + 1]) == list(
+        whole.actions[: whole.last_packet + 1]
+    )
+    if most is not None and len(whole.kept_indexes) == most:
+        # decided at the last kept frame: at most the packets up to every frame shown before it
+        last_pts = sorted(p for p, d in zip(order, discard, strict=True) if not d)[
+            whole.kept_indexes[-1]
+        ]
+        assert read <= max(i for i, t in enumerate(dts) if t <= last_pts) + 2
+
+
+def test_timestamps_that_break_the_container_rules_give_no_plan() -> None:
+    index = PacketIndex(selection(every=2))
+    for pts, dts in [(0, 0), (2, 1), (1, 1), (5, 3)]:
+        index.add(pts, dts, False, False)
+    assert index.usable and index.display_pts == [0, 1, 2]
+    index.add(2, 4, False, False)  # shown before frames already counted
+    assert not index.usable and index.plan() is None
 
 
 def nal(header: int, body: bytes = b"\x88\x84") -> bytes:

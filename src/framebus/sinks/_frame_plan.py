@@ -30,6 +30,7 @@ and counts them, as before.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "REFERENCE",
     "SKIP",
     "DecodePlan",
+    "PacketIndex",
     "Selection",
     "Verdict",
     "plan_decode",
@@ -135,9 +137,9 @@ class DecodePlan:
     """What to do with each packet of a file, in decoding order, for one run."""
 
     packet_pts: np.ndarray
-    """int64, one per (non-empty) packet in decoding order: checked again while decoding."""
+    """int64, one per (non-empty) packet read, in decoding order: checked again while decoding."""
     display_pts: np.ndarray
-    """int64, sorted: the pts of display index i is ``display_pts[i]``."""
+    """int64, sorted: the pts of display index i is ``display_pts[i]`` (frames of the run)."""
     kept: np.ndarray
     """bool per display index: kept by the selection."""
     decode: np.ndarray
@@ -168,48 +170,126 @@ class DecodePlan:
         return [int(i) for i in np.flatnonzero(self.kept)]
 
 
+class PacketIndex:
+    """Packets fed in decoding order (:meth:`add`); each frame is offered to the selection as
+    soon as its display index is certain, so the packets after the selection's last frame need
+    not be read (``--max 10`` on a two-hour file reads its first seconds).
+
+    A frame's index is certain once no packet still unread can have a smaller pts. Containers
+    guarantee that a packet is decoded before it is shown (pts >= dts) and decoding times do not
+    go back, so no later packet has a pts below the largest dts read so far: every pending pts
+    below it is final. A packet that breaks this (a pts below what was already offered, the same
+    pts twice, no pts) makes the timestamps unusable (:attr:`usable` False: the caller decodes
+    every frame instead). Without dts, frames are offered at :meth:`finish`.
+    """
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+        self.packet_pts: list[int] = []
+        self.discard: list[bool] = []
+        self.fresh: list[bool] = []
+        self.display_pts: list[int] = []  # offered frames inside the run, in display order
+        self.kept: list[int] = []  # their display indexes that the selection keeps
+        self.usable = True
+        """False: these timestamps cannot index the frames."""
+        self.done = False
+        """True: the selection has decided; no later packet can change the plan."""
+        self._pending: list[int] = []  # a heap of the pts of frames not offered yet
+        self._final_below: int | None = None  # every frame with a smaller pts was offered
+        self._last: int | None = None  # the pts offered last
+
+    def add(self, pts: int | None, dts: int | None, discard: bool, fresh: bool) -> None:
+        """One more packet (its timestamps, whether an edit list hides it, whether decoding
+        can start at it). Ignored once :attr:`done` or not :attr:`usable`."""
+        if self.done or not self.usable:
+            return
+        if pts is None or len(self.packet_pts) >= MAX_PLANNED_FRAMES:
+            self.usable = False
+            return
+        if not discard and self._final_below is not None and pts < self._final_below:
+            self.usable = False  # a frame shown before frames already counted
+            return
+        self.packet_pts.append(pts)
+        self.discard.append(discard)
+        self.fresh.append(fresh)
+        if not discard:
+            heapq.heappush(self._pending, pts)
+        if dts is not None and (self._final_below is None or dts > self._final_below):
+            self._final_below = dts
+        if self._final_below is not None:
+            self._offer(self._final_below)
+
+    def finish(self) -> None:
+        """The file has ended: offer the frames still pending."""
+        if not self.done and self.usable:
+            self._offer(None)
+
+    def _offer(self, below: int | None) -> None:
+        pending = self._pending
+        while pending and (below is None or pending[0] < below):
+            pts = heapq.heappop(pending)
+            if pts == self._last:
+                self.usable = False  # two frames with one timestamp: ranks are not indexes
+                return
+            self._last = pts
+            index = len(self.display_pts)
+            verdict = self.selection.offer(index, pts)
+            if verdict == "stop":
+                self.done = True
+                return
+            self.display_pts.append(pts)
+            if verdict != "skip":
+                self.kept.append(index)
+            if verdict == "keep_last":
+                self.done = True
+                return
+
+    def plan(self, already_done: Callable[[int], bool] = lambda index: False) -> DecodePlan | None:
+        """The plan (None if the timestamps cannot index the frames). ``already_done(index)``:
+        a kept frame that need not be decoded (its file exists)."""
+        if not self.usable:
+            return None
+        order = np.asarray(self.packet_pts, dtype=np.int64)
+        hidden = np.asarray(self.discard, dtype=bool)
+        shown = np.asarray(self.display_pts, dtype=np.int64)
+        kept = np.zeros(len(shown), dtype=bool)
+        kept[self.kept] = True
+        decode = kept.copy()
+        for index in self.kept:
+            if already_done(index):
+                decode[index] = False
+        wanted = np.isin(order, shown[decode]) & ~hidden
+        positions = np.flatnonzero(wanted)
+        last = int(positions[-1]) if len(positions) else -1
+        actions = _actions(order, wanted, self.fresh)
+        return DecodePlan(order, shown, kept, decode, actions, self.selection.covered, last)
+
+
 def plan_decode(
     packet_pts: Sequence[int | None],
     discard: Sequence[bool],
     selection: Selection,
     already_done: Callable[[int], bool] = lambda index: False,
     fresh: Sequence[bool] | None = None,
+    dts: Sequence[int | None] | None = None,
 ) -> DecodePlan | None:
-    """The plan for packets with these pts (decoding order; ``discard``: packets a container's
-    edit list hides, decoded as references but never shown), or None if their timestamps cannot
-    index the frames. ``already_done(index)``: a kept frame that need not be decoded (its file
-    exists). ``fresh``: per packet, whether decoding can start there after skipped packets
-    (None: nowhere but the first). Offers every frame to ``selection``, in display order,
-    until it stops."""
-    if len(packet_pts) != len(discard) or (fresh is not None and len(fresh) != len(discard)):
-        raise ValueError("one discard flag (and fresh flag) per packet")
-    if len(packet_pts) > MAX_PLANNED_FRAMES:
-        return None
-    if any(p is None for p in packet_pts):
-        return None
-    order = np.asarray(packet_pts, dtype=np.int64)
-    hidden = np.asarray(discard, dtype=bool)
-    shown = np.sort(order[~hidden]) if len(order) else order
-    if len(shown) > 1 and bool(np.any(shown[1:] == shown[:-1])):
-        return None  # two frames with one timestamp: ranks are not indexes
-    kept = np.zeros(len(shown), dtype=bool)
-    for index in range(len(shown)):
-        verdict = selection.offer(index, int(shown[index]))
-        if verdict == "stop":
-            break
-        if verdict != "skip":
-            kept[index] = True
-        if verdict == "keep_last":
-            break
-    decode = kept.copy()
-    for done in np.flatnonzero(kept):
-        if already_done(int(done)):
-            decode[done] = False
-    wanted = np.isin(order, shown[decode]) & ~hidden
-    positions = np.flatnonzero(wanted)
-    last = int(positions[-1]) if len(positions) else -1
-    actions = _actions(order, wanted, fresh)
-    return DecodePlan(order, shown, kept, decode, actions, selection.covered, last)
+    """The plan for these packets (decoding order; ``discard``: packets a container's edit list
+    hides, decoded as references but never shown; ``fresh``: whether decoding can start there
+    after skipped packets, None: nowhere but the first), or None if their timestamps cannot
+    index the frames: :class:`PacketIndex` fed all of them."""
+    n = len(packet_pts)
+    if len(discard) != n or (fresh is not None and len(fresh) != n) or (dts and len(dts) != n):
+        raise ValueError("one discard flag (and fresh flag, and dts) per packet")
+    index = PacketIndex(selection)
+    for i in range(n):
+        index.add(
+            packet_pts[i],
+            None if dts is None else dts[i],
+            bool(discard[i]),
+            False if fresh is None else bool(fresh[i]),
+        )
+    index.finish()
+    return index.plan(already_done)
 
 
 def _actions(order: np.ndarray, wanted: np.ndarray, fresh: Sequence[bool] | None) -> np.ndarray:

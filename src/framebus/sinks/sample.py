@@ -6,11 +6,11 @@ pool of encoders):
 * **A video file** is decoded here, in the caller's process, tuned for throughput: PyAV with
   FFmpeg's frame and slice threads (``thread_type="AUTO"``; files need no low-latency
   settings), frames indexed from 0 in display order (the indexes ``cv2.VideoCapture.read()``
-  gives them). One pass over the packets (no decoding) maps each packet to its frame's index
-  (:mod:`._frame_plan`); then the decoder skips every frame that is neither kept nor a
-  reference (most B-frames: a third of libx264's frames) and every run of frames from one
-  fresh-start keyframe to the next without a kept frame (:mod:`._keyframes`), and stops after
-  the last kept one.
+  gives them). One pass over the packets (no decoding; it stops once ``max`` or ``end`` is
+  reached) maps each packet to its frame's index (:mod:`._frame_plan`); then the decoder
+  skips every frame that is neither kept nor a reference (most B-frames: a third of libx264's
+  frames) and every run of frames from one fresh-start keyframe to the next without a kept
+  frame (:mod:`._keyframes`), and stops after the last kept one.
   The kept frames are exactly the frames a full decode gives (tested against OpenCV's decode
   of every frame, on H.264, HEVC, MPEG-2/4, VP9, MJPEG, open GOPs and edit lists). A file
   whose timestamps cannot index its frames (missing or repeated pts) is decoded frame by
@@ -56,7 +56,7 @@ import numpy as np
 import framebus
 from framebus import ReadTimeout, SourceNotFound, SourceOpenError, StreamEnded, StreamNotFound
 
-from ._frame_plan import DECODE, MAX_PLANNED_FRAMES, SKIP, DecodePlan, Selection, plan_decode
+from ._frame_plan import DECODE, SKIP, DecodePlan, PacketIndex, Selection
 from ._keyframes import SENT_WHEN_SKIPPED, checks_keyframes, starts_fresh
 from .base import Pick
 from .disk import (
@@ -398,21 +398,19 @@ def _plan_file(path: str, opts: SampleOptions, existing: ImageWriter | None) -> 
         codec = stream.codec_context
         name, extradata, intra = codec.name, codec.extradata, bool(codec.codec.intra_only)
         checked = checks_keyframes(name, intra)
-        pts: list[int | None] = []
-        discard: list[bool] = []
-        fresh: list[bool] = []
+        index = PacketIndex(_selection(opts, stream))
         for packet in _packets(container, stream):
-            if len(pts) >= MAX_PLANNED_FRAMES:
-                return None
-            pts.append(packet.pts)
-            discard.append(bool(packet.is_discard))
-            fresh.append(
+            fresh = (
                 checked
                 and bool(packet.is_keyframe)
                 and starts_fresh(name, extradata, bytes(packet), intra_only=intra)
             )
-        done = (lambda index: False) if existing is None else existing.exists
-        return plan_decode(pts, discard, _selection(opts, stream), done, fresh)
+            index.add(packet.pts, packet.dts, bool(packet.is_discard), fresh)
+            if index.done or not index.usable:
+                break  # the rest of the file cannot change the plan
+        else:
+            index.finish()
+        return index.plan((lambda i: False) if existing is None else existing.exists)
     finally:
         container.close()
 
@@ -432,7 +430,7 @@ def _decode_planned(path: str, plan: DecodePlan, writer: ImageWriter, run: _Run)
         nonlocal decoded
         for frame in frames:
             index = plan.index_of(frame.pts)
-            if index is None or index >= plan.covered:
+            if index is None:  # not a frame of the run
                 continue
             decoded += 1
             if plan.decode[index] and not taken[index]:
