@@ -37,6 +37,7 @@ __all__ = [
     "futex_wake",
     "list_segments",
     "is_process",
+    "cgroup_memory",
     "memory_info",
     "process_alive",
     "process_command",
@@ -210,6 +211,83 @@ def memory_info() -> tuple[int, int] | None:
     return found[b"MemAvailable"], found[b"MemTotal"]
 
 
+_CGROUP_V1_MEMORY = "/sys/fs/cgroup/memory"
+_CGROUP_V2_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")  # unified; hybrid hosts
+_UNLIMITED = 2**62  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
+
+
+def cgroup_memory() -> tuple[int, int] | None:
+    """(bytes this process's memory cgroup still allows, its limit): the tightest of its
+    cgroup and the cgroups above it, v2 or v1, with the page cache it can reclaim
+    (``inactive_file``) counted as free; None when no cgroup limits memory or it cannot be read.
+
+    A container's ``--memory`` limit is not in ``/proc/meminfo``: a segment that fits in
+    MemAvailable can still exceed it, and the pages of ``/dev/shm`` are charged to the cgroup
+    of the process that allocates them, so the kernel refuses or kills inside the container.
+    """
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            lines = f.read(1 << 16).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    tightest: tuple[int, int] | None = None
+    roots: tuple[str, ...]
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            roots, names = _CGROUP_V2_ROOTS, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            roots = (_CGROUP_V1_MEMORY,)
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        for root in roots:
+            for level in _cgroup_levels(root, path):
+                found = _cgroup_free(level, *names)
+                if found is not None and (tightest is None or found[0] < tightest[0]):
+                    tightest = found
+    return tightest
+
+
+def _cgroup_levels(root: str, path: str) -> list[str]:
+    """The folders of the cgroup at ``path`` under ``root`` and of each cgroup above it."""
+    here = os.path.normpath(os.path.join(root, path.lstrip("/")))
+    if not (here == root or here.startswith(root + "/")) or not os.path.isdir(here):
+        return []
+    levels = [here]
+    while here != root:
+        here = os.path.dirname(here)
+        levels.append(here)
+    return levels
+
+
+def _cgroup_free(
+    folder: str, limit_name: str, usage_name: str, cache_key: str
+) -> tuple[int, int] | None:
+    """(free, limit) of one cgroup folder, or None if it sets no limit (or cannot be read)."""
+    try:
+        with open(os.path.join(folder, limit_name), "rb") as f:
+            raw = f.read(64).strip()
+        if raw == b"max":
+            return None
+        limit = int(raw)
+        if limit >= _UNLIMITED:
+            return None
+        with open(os.path.join(folder, usage_name), "rb") as f:
+            usage = int(f.read(64).strip())
+        cache = 0
+        with open(os.path.join(folder, "memory.stat"), "rb") as f:
+            for line in f.read(1 << 16).splitlines():
+                key, _, value = line.partition(b" ")
+                if key == cache_key.encode():
+                    cache = int(value)
+                    break
+    except (OSError, ValueError):
+        return None
+    return max(0, limit - usage + min(cache, usage)), limit
+
+
 _MIB = 2**20
 MEMORY_RESERVE_MIN = 64 * _MIB  # memory a new segment always leaves to the rest of the machine
 
@@ -219,24 +297,39 @@ def memory_reserve(total: int) -> int:
     return max(MEMORY_RESERVE_MIN, total // 20)
 
 
-def space_shortage(size: int, shm_free: int, memory: tuple[int, int] | None) -> str | None:
+def space_shortage(
+    size: int,
+    shm_free: int,
+    memory: tuple[int, int] | None,
+    cgroup: tuple[int, int] | None = None,
+) -> str | None:
     """Why ``size`` more bytes of shared memory would not fit, or None if they do.
 
     ``shm_free`` is what ``/dev/shm`` has left, ``memory`` (MemAvailable, MemTotal) as from
-    :func:`memory_info` (None: unknown, not checked). A tmpfs holds its pages in RAM (there is
-    no disk behind it) and its size is only a cap, often as large as the RAM itself: a segment
-    that fits in ``/dev/shm`` but not in the available memory makes the kernel swap or start
-    killing processes (the OOM killer), so both must have room, and the memory a margin more.
+    :func:`memory_info`, ``cgroup`` (free, limit) as from :func:`cgroup_memory` (None:
+    unknown or unlimited, not checked); a cgroup keeps the same reserve of its own limit. A
+    tmpfs holds its pages in RAM (there is no disk behind it) and its size is only a cap, often
+    as large as the RAM itself: a segment that fits in ``/dev/shm`` but not in the available
+    memory makes the kernel swap or start killing processes (the OOM killer), so both must have
+    room, and the memory a margin more.
     Swap is not counted: a ring that lives in swap is no use to anyone.
     """
     shm_short = size > shm_free
     have = f"{SHM_DIR} has {shm_free / _MIB:.1f} MiB free"
     mem_short = False
+    reserve = 0
     if memory is not None:
         available, total = memory
         reserve = memory_reserve(total)
         mem_short = size + reserve > available
         have += f", MemAvailable {available / _MIB:.1f} MiB"
+    if cgroup is not None:
+        free, limit = cgroup
+        if size + memory_reserve(limit) > free and not mem_short:
+            # the container's limit binds: its numbers, not the machine's
+            mem_short, reserve = True, memory_reserve(limit)
+            have = f"{SHM_DIR} has {shm_free / _MIB:.1f} MiB free"
+            have += f", the memory cgroup {free / _MIB:.1f} MiB (limit {limit / _MIB:.0f})"
     need = f"needs {size / _MIB:.1f} MiB; {have}"
     if mem_short:  # (the message must fit in a stream header's 255 bytes)
         return (
@@ -253,7 +346,7 @@ def space_shortage(size: int, shm_free: int, memory: tuple[int, int] | None) -> 
 
 def _check_space(size: int) -> None:
     """Raise :class:`SharedMemoryFull` unless a segment of ``size`` bytes fits."""
-    why = space_shortage(size, shm_free_bytes(), memory_info())
+    why = space_shortage(size, shm_free_bytes(), memory_info(), cgroup_memory())
     if why is not None:
         raise SharedMemoryFull(f"not enough shared memory: {why}")
 
@@ -261,7 +354,7 @@ def _check_space(size: int) -> None:
 def _space_error(size: int) -> SharedMemoryFull:
     """The error for a failed allocation (ENOSPC/ENOMEM): the numbers as they are now."""
     free = shm_free_bytes()
-    why = space_shortage(size, free, memory_info()) or (
+    why = space_shortage(size, free, memory_info(), cgroup_memory()) or (
         f"needs {size / _MIB:.1f} MiB, and the kernel refused it ({SHM_DIR} has "
         f"{free / _MIB:.1f} MiB free); use fewer slots or smaller frames, or raise Docker's "
         "--shm-size"
