@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import framebus
 from conftest import framebus_segments
-from framebus.sources import redact, to_spec
+from framebus.sources import redact, redact_text, secrets_of, to_spec
 from fuzzing import fuzz
 
 SECRET = "hunter2"
@@ -150,6 +150,46 @@ def test_no_password_survives_redact_or_to_spec(
     else:
         assert isinstance(spec, framebus.Media)
         assert password not in spec.label
+
+
+@fuzz(400)
+@given(
+    scheme=schemes, user=users, password=passwords, host=hosts, port=ports, path=paths,
+    quote=st.sampled_from(["'", '"', " ", "(", "<", ""]),
+)  # fmt: skip
+def test_no_password_survives_in_a_backends_message(
+    scheme: str, user: str, password: str, host: str, port: str, path: str, quote: str
+) -> None:
+    """A backend's exception text quoting a URL framebus accepted (FFmpeg's and OpenCV's do):
+    what the capture leaves in the header is redact_text() of it, given the URL's secrets."""
+    url = f"{scheme}://{user}:{password}@{host}{port}{path}"
+    try:
+        to_spec(url)
+    except framebus.SourceOpenError:
+        return  # never given to a backend
+    rest = url.replace(password, "", 1)
+    assume(password not in rest and password not in f"{scheme}://***@{host}{port}{path}")
+    close = {"(": ")", "<": ">"}.get(quote, quote)
+    text = f"[Errno 5] I/O error: {quote}{url}{close}; retrying {url}"
+    assert password not in redact_text(text, secrets_of(url))
+    if not set(password) & set(" '\""):  # the URL alone shows where the password ends
+        assert password not in redact_text(text)
+    assert redact_text("no URL here: a plain message") == "no URL here: a plain message"
+
+
+def test_a_sources_error_reaches_the_publisher_without_its_password(stream_name: str) -> None:
+    class Leaky(framebus.Source):
+        def open(self) -> None:
+            raise RuntimeError(f"cannot reach rtsp://admin:{SECRET}@10.0.0.9/live?token=t0k3n")
+
+        def read(self) -> None:
+            return None
+
+    with pytest.raises(framebus.FramebusError) as caught:
+        framebus.publish(stream_name, Leaky())
+    text = str(caught.value)
+    assert "RuntimeError: cannot reach rtsp://***@10.0.0.9/live" in text
+    assert SECRET not in text and "t0k3n" not in text
 
 
 @fuzz(300)

@@ -14,8 +14,8 @@ import signal
 import sys
 
 from framebus.bus import Control, State, remove_orphaned
-from framebus.capture._loop import capture_loop
-from framebus.sources import open_spec, spec_from_json
+from framebus.capture._loop import capture_loop, record_failure
+from framebus.sources import open_spec, secrets_of, spec_from_json
 
 
 def main() -> int:
@@ -40,11 +40,14 @@ def main() -> int:
 
     cv2.setNumThreads(1)
     ok = False
+    secrets: tuple[str, ...] = ()
     try:
-        source = open_spec(spec_from_json(args["spec"]))
-        ok = capture_loop(ctl, source, realtime=bool(args["realtime"]), stop=stop)
+        spec = spec_from_json(args["spec"])
+        secrets = secrets_of(getattr(spec, "target", None))
+        source = open_spec(spec)
+        ok = capture_loop(ctl, source, realtime=bool(args["realtime"]), stop=stop, secrets=secrets)
     except Exception as exc:  # e.g. a backend that cannot be imported
-        ctl.record_error(exc)
+        record_failure(ctl, exc, secrets)
     finally:
         if os.getppid() != parent:  # the publisher died without closing: clean up for it
             remove_orphaned(ctl)

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import numpy as np
 
 from ..bus import Control, RingWriter, State
-from ..errors import SourceOpenError
-from ..sources import Source
+from ..errors import FramebusError, SourceOpenError
+from ..sources import Source, redact_text
 
-__all__ = ["capture_loop"]
+__all__ = ["capture_loop", "record_failure"]
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
@@ -24,7 +24,14 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable[[], bool]) -> bool:
+def capture_loop(
+    ctl: Control,
+    source: Source,
+    *,
+    realtime: bool,
+    stop: Callable[[], bool],
+    secrets: tuple[str, ...] = (),
+) -> bool:
     """Open ``source`` and publish its frames until it ends, fails or ``stop()`` is true.
 
     The stream goes live with the first frame, once the shared memory for it is allocated:
@@ -32,14 +39,14 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
     for one that does not open, and ``live`` after a reconnect means frames flow again.
     Returns False if it failed (the reason is in the header), True otherwise. At the end of
     a source that can seek (a file) the stream ends, but the loop waits for a reader's seek
-    until ``stop()``.
+    until ``stop()``. ``secrets``: the source URL's credentials, kept out of error messages.
     """
     writer = RingWriter(ctl)
     try:
         try:
             source.open()
         except Exception as exc:  # the error travels to the publisher through the header
-            ctl.record_error(exc)
+            record_failure(ctl, exc, secrets)
             return False
         fps = source.fps
         ctl.source_fps = fps
@@ -133,7 +140,7 @@ def capture_loop(ctl: Control, source: Source, *, realtime: bool, stop: Callable
                 ctl.capture_fps = rate
             last = now
     except Exception as exc:
-        ctl.record_error(exc)
+        record_failure(ctl, exc, secrets)
         return False
     finally:
         try:
@@ -170,3 +177,11 @@ def _no_frame(ctl: Control, source: Source) -> bool:
         return False
     ctl.set_state(State.ENDED)
     return True
+
+
+def record_failure(ctl: Control, exc: BaseException, secrets: tuple[str, ...] = ()) -> None:
+    """Leave ``exc`` in the header for the publisher and readers, credentials and URLs
+    redacted: a backend's message (OpenCV's, FFmpeg's, a user source's) may quote the URL with
+    its password, and the header is read by every reader and printed."""
+    text = str(exc) if isinstance(exc, FramebusError) else f"{type(exc).__name__}: {exc}"
+    ctl.record_error(exc, redact_text(text, secrets))

@@ -9,7 +9,7 @@ import re
 import stat
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, Literal, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import (
     SourceError,
@@ -27,6 +27,8 @@ __all__ = [
     "TestPattern",
     "check_url",
     "redact",
+    "redact_text",
+    "secrets_of",
     "spec_from_json",
     "spec_to_json",
     "to_spec",
@@ -363,6 +365,39 @@ def redact(url: str) -> str:
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
+# a URL inside a text: up to the first space or quote
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s'\"]*")
+
+
+def secrets_of(target: object) -> tuple[str, ...]:
+    """The credentials in a source's URL — user name, password, secret query values — as
+    written and percent-decoded (empty for anything else)."""
+    if not isinstance(target, str) or "://" not in target:
+        return ()
+    found: list[str] = []
+    # what urlsplit calls the user info, and (as redact() does when an @ follows the host part:
+    # an unencoded / # or ? in a password) everything up to the last @
+    after = target.partition("://")[2]
+    for userinfo in (after.split("/", 1)[0].rpartition("@")[0], after.rpartition("@")[0]):
+        if userinfo:
+            found += userinfo.partition(":")[::2]
+    try:
+        query = urlsplit(target).query
+    except ValueError:
+        query = ""
+    found += [m.group(0).partition("=")[2] for m in _SECRET_PARAM.finditer(query)]
+    found = [s for s in found if s]
+    return tuple(sorted({*found, *(unquote(s) for s in found)}, key=len, reverse=True))
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` (an exception's message from a backend, which may quote the URL it was given)
+    with each of ``secrets`` (:func:`secrets_of` the source's URL) replaced, then every URL in
+    it redacted as :func:`redact` does. Without the secrets, a password holding a space or a
+    quote can end the URL early and show."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
 
 
 def _hidden(url: str) -> str:
