@@ -54,7 +54,8 @@ def test_only_bus_touches_header_words(path: Path) -> None:
         assert word not in text, f"{module_name(path)} touches header words ({word})"
 
 
-LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._zmq")
+LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._zmq",
+       "framebus._hosts")  # fmt: skip
 HIGH = ("framebus.publisher", "framebus.reader", "framebus.videocapture", "framebus.capture",
         "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web")  # fmt: skip
 
@@ -71,7 +72,10 @@ def test_low_layers_import_nothing_above_them(path: Path) -> None:
 PUBLIC = {"framebus", "framebus.errors"}
 # what a wing's sending half (a sink) shares with its receiving half (a source): the transport's
 # own protocol, no reading API, so a sink may use it
-WING_SHARED = ("framebus._zmq",)  # the ZeroMQ wing: URLs, socket options, CURVE key files
+WING_SHARED = (
+    "framebus._zmq",  # the ZeroMQ wing: URLs, socket options, CURVE key files
+    "framebus._hosts",  # what the network wings ask of a host name (no I/O)
+)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))

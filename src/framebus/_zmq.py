@@ -8,7 +8,6 @@ module only where the transport is used.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ __all__ = [
     "ServerKeys",
     "client_socket",
     "generate_keys",
-    "is_loopback",
     "load_client_keys",
     "load_server_keys",
     "parse_bind",
@@ -135,15 +133,6 @@ def parse_bind(text: str) -> Address:
         raise ValueError(f"invalid endpoint {text!r}: only tcp://HOST:PORT is supported")
     host, port = _host_port(hostport, "endpoint")
     return Address(host, port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", a host name: assume it is reachable from elsewhere
 
 
 # -- CURVE keys ------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ def web_app(names: list[str] | None, args: argparse.Namespace) -> tuple[Any, Any
 
 def make_server(names: list[str] | None, args: argparse.Namespace, out: TextIO) -> Any:
     """A :class:`framebus.web.WebServer` for ``--http``, not started; prints where to look."""
+    from .._hosts import is_loopback
     from ..web import WebServer
-    from ..web._server import is_loopback
 
     app, hub = web_app(names, args)
     host, port = args.http

@@ -91,11 +91,11 @@ from zmq.auth.thread import ThreadAuthenticator
 
 import framebus
 from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, wire
+from framebus._hosts import is_loopback
 from framebus._zmq import (
     HEARTBEAT_TIMEOUT,
     REFRESH,
     ServerKeys,
-    is_loopback,
     load_server_keys,
     parse_bind,
     send_nowait,

@@ -10,7 +10,6 @@ off by the kernel (``TCP_USER_TIMEOUT``).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import socket
 import threading
@@ -25,7 +24,7 @@ from framebus.errors import FramebusError
 from . import _sockets
 from ._hub import EncoderHub
 
-__all__ = ["DEFAULT_BIND", "WebServer", "is_loopback", "parse_bind", "read_auth"]
+__all__ = ["DEFAULT_BIND", "WebServer", "parse_bind", "read_auth"]
 
 DEFAULT_BIND = ("127.0.0.1", 8080)
 _SHUTDOWN_GRACE = 0.3  # seconds a response may still take when the server stops (uvicorn: 1 s)
@@ -74,15 +73,6 @@ def parse_bind(text: str) -> tuple[str, int]:
     if not (port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) <= 65535):
         raise ValueError(f"expected a port 0..65535, got {port_text!r}")
     return host or DEFAULT_BIND[0], int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_auth(source: str) -> tuple[str, str]:
