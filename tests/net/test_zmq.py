@@ -282,6 +282,28 @@ def test_every_mode_remote_readers_get_newest_frames_and_never_hold_the_capture(
         assert pub.stats().state == "ended"
 
 
+def test_frames_the_wire_cannot_carry_give_remote_readers_an_error_not_a_stall(
+    stream_name: str,
+) -> None:
+    class Depth(framebus.Source):  # int32 frames: the ring has them, the wire does not
+        fps = 30.0
+
+        def read(self) -> np.ndarray | None:
+            time.sleep(1 / 30)
+            return np.full((48, 64), 7, np.int32)
+
+    with (
+        framebus.publish(stream_name, Depth()),
+        export("tcp://127.0.0.1:0", [stream_name], codec="raw") as ex,
+        framebus.attach(ex.url(stream_name), timeout=5) as remote,
+    ):
+        with pytest.raises(framebus.SourceUnsupported, match=r"int32.*no wire pixel format"):
+            remote.read_frame()
+        ok, frame = remote.read()  # cv2's way: no frame, and why
+        assert not ok and frame is None
+        assert isinstance(remote.last_error, framebus.SourceUnsupported)
+
+
 def test_resolution_change_reaches_remote_readers(stream_name: str) -> None:
     class Growing(framebus.Source):
         fps = 60.0

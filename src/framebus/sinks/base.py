@@ -242,6 +242,8 @@ class SinkStats:
     frames_encoded: int
     encode_errors: int
     """Frames skipped because ``encode`` raised (the first error is logged with traceback)."""
+    last_encode_error: str
+    """The message of the last such error ("" if none)."""
     encode_seconds: float
     """Total wall time spent in ``encode``."""
     consumers: int
@@ -346,6 +348,7 @@ class FrameSink(ABC, Generic[T]):
         self._frames_skipped = 0
         self._frames_encoded = 0
         self._encode_errors = 0
+        self._last_encode_error = ""
         self._encode_seconds = 0.0
         self._last_chosen: float | None = None  # capture time of the last frame chosen
 
@@ -446,9 +449,10 @@ class FrameSink(ABC, Generic[T]):
             start = time.perf_counter()
             try:
                 data = self.encode(frame, info)
-            except Exception:
+            except Exception as exc:
                 with self._cond:
                     self._encode_errors += 1
+                    self._last_encode_error = str(exc)[:300]
                     first = self._encode_errors == 1
                 if first:
                     log.exception(
@@ -496,6 +500,7 @@ class FrameSink(ABC, Generic[T]):
                 frames_skipped=self._frames_skipped,
                 frames_encoded=self._frames_encoded,
                 encode_errors=self._encode_errors,
+                last_encode_error=self._last_encode_error,
                 encode_seconds=self._encode_seconds,
                 consumers=len(self._subs),
                 per_consumer=tuple(s.stats() for s in self._subs),

@@ -30,7 +30,10 @@ Messages (every message is one ZeroMQ part; the ROUTER adds and strips the peer'
       <64-byte wire header><payload>   a frame (framebus.wire: magic, session, seq, ...)
       WAIT                             no frame newer than yours yet (your credit stands)
       ERR <code> <text>                notfound | ended | busy | bad: the stream is not
-                                       exported, it ended, too many receivers, bad request
+                                       exported, it ended, too many receivers, bad request;
+                                       unsupported: its frames cannot be sent (a dtype the
+                                       wire lacks; the receiver keeps its credit), at most
+                                       once a second
       LIST <json>                      {"streams": [{"name", "state", "width", "height",
                                        "fps", "mode", "codec", "receivers"}, ...]}
 
@@ -190,6 +193,8 @@ class _Stream:
     idle_since: float | None = None
     frames_sent: int = 0
     bytes_sent: int = 0
+    failures_told: int = 0  # encode failures its receivers have been told of
+    told_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -491,6 +496,7 @@ class Exporter:
             try:
                 item = sub.get(0)
             except ReadTimeout:
+                self._tell_failures(sock, stream)
                 continue
             except (StreamEnded, PublisherLost, SinkClosed) as exc:
                 self._ended(sock, stream, exc)
@@ -501,6 +507,22 @@ class Exporter:
                 peer = self._peers.get(peer_id)
                 if peer is not None:
                     self._offer(sock, stream, peer_id, peer)
+
+    def _tell_failures(self, sock: zmq.Socket[Any], stream: _Stream) -> None:
+        """Frames fail to encode (a dtype the wire has no format for): tell the receivers
+        waiting for one why nothing comes, once a second, instead of leaving them stalled."""
+        now = time.monotonic()
+        if now - stream.told_at < 1.0:
+            return
+        failed = stream.sink.stats()
+        if failed.encode_errors <= stream.failures_told or failed.frames_encoded:
+            return  # no new failure, or frames do get through
+        stream.failures_told, stream.told_at = failed.encode_errors, now
+        message = f"ERR unsupported stream {stream.name!r}: {failed.last_encode_error}".encode()
+        for peer_id in list(stream.peers):
+            peer = self._peers.get(peer_id)
+            if peer is not None and peer.credit:
+                self._send(sock, peer_id, message[:512])
 
     def _ended(self, sock: zmq.Socket[Any], stream: _Stream, exc: BaseException) -> None:
         """The stream ended (or its publisher died): tell its receivers, drop its sink."""

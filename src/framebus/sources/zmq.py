@@ -63,6 +63,7 @@ from ..errors import (
     RemoteAuthError,
     RemoteUnreachable,
     SourceNotFound,
+    SourceUnsupported,
     StreamEnded,
     StreamNotFound,
     WireFormatError,
@@ -224,6 +225,7 @@ class Receiver:
         self._closed = False
         self._answered = False  # the exporter answered at least once
         self._not_found: str | None = None
+        self._unsupported: str | None = None  # the exporter cannot send this stream's frames
         self._dial = Dial(address, keys is not None)
         self._redial_at: float | None = None
         self._last_answer = 0.0
@@ -279,7 +281,8 @@ class Receiver:
         """The newest frame not yet taken, waiting up to ``timeout`` s (None: forever).
 
         ReadTimeout when none came, StreamEnded after the exporter said the stream ended (once
-        the last frame was taken) or after :meth:`close`."""
+        the last frame was taken) or after :meth:`close`, SourceUnsupported while the exporter
+        says it cannot send the stream's frames."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._item is None:
@@ -288,6 +291,8 @@ class Receiver:
                     raise copy.copy(self._end) from None
                 if self._closed:
                     raise StreamEnded("this reader was released")
+                if self._unsupported is not None:
+                    raise SourceUnsupported(self._unsupported)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise ReadTimeout(
@@ -486,6 +491,8 @@ class Receiver:
                 self._not_found = f"{self.address.url}: {message}"
             elif code == "ended":
                 self._end = StreamEnded(f"{self.address.url}: {message}")
+            elif code == "unsupported":
+                self._unsupported = f"{self.address.url}: {message}"
             self._cond.notify_all()
 
     def _deliver(self, header: wire.FrameHeader, payload: memoryview, keep: Any) -> None:
@@ -506,6 +513,7 @@ class Receiver:
             else:
                 skipped = header.seq - self._last_seq - 1
             self._last_seq = header.seq
+            self._unsupported = None
             self._received += 1
             self._last_frame = time.monotonic()
             if self._item is not None:
