@@ -748,6 +748,37 @@ def test_wrong_and_missing_curve_keys_fail_fast_with_one_line(
         export("tcp://127.0.0.1:0", curve=tmp_path / "none")
 
 
+def test_allowed_clients_are_reloaded_when_their_folder_changes(
+    counter_stream: framebus.Publisher, tmp_path: Path
+) -> None:
+    keys, newcomer = tmp_path / "keys", tmp_path / "newcomer"
+    generate_keys(keys)
+    generate_keys(newcomer)  # a receiver with a key pair of its own, not yet allowed
+    name = counter_stream.name
+    as_newcomer = {"server_key": keys / "server.key",
+                   "client_key": newcomer / "client.key_secret"}  # fmt: skip
+    with export("tcp://127.0.0.1:0", [name], curve=keys) as ex:
+        url = ex.url(name)
+        with pytest.raises(framebus.RemoteAuthError, match="refused this receiver's CURVE key"):
+            framebus.attach(url, connect_timeout=10, **as_newcomer)
+        allowed = keys / "clients" / "newcomer.key"
+        allowed.write_bytes((newcomer / "client.key").read_bytes())
+
+        def admitted() -> bool:
+            try:
+                with framebus.attach(url, connect_timeout=10, **as_newcomer) as reader:
+                    reader.read_frame()
+                return True
+            except framebus.RemoteAuthError:
+                return False
+
+        assert wait_until(admitted, timeout=15)
+        allowed.unlink()  # revoked: new connections are refused again
+        assert wait_until(lambda: not admitted(), timeout=15)
+        with framebus.attach(url, curve=keys, timeout=5) as reader:  # the others unaffected
+            reader.read_frame()
+
+
 def test_exporting_beyond_loopback_without_curve_warns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

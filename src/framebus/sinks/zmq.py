@@ -65,12 +65,14 @@ Who drops what
 
 Frames the wire cannot carry (RAW: float64, int8, int32 or 2 or more than 4 channels; JPEG:
 anything but 8/16-bit grey, BGR or BGRA) are not sent: the sink logs the first failure and
-counts the others (``encode_errors``), and receivers see the stream ``stalled``.
+counts the others (``encode_errors``); if no frame encodes at all, receivers are told why
+(``ERR unsupported``) and their reads raise ``SourceUnsupported``.
 
 Receivers validate every message (:mod:`framebus.sources.zmq`). CURVE (opt-in,
 ``curve=DIR`` from :func:`framebus.net.generate_keys`): the exporter's secret key encrypts,
 and only receivers whose public keys are in ``DIR/clients/`` get in (ZAP, checked by
-``zmq.auth``'s authenticator thread; the directory is read when the exporter starts).
+``zmq.auth``'s authenticator thread; the directory is read again within a second of a key
+being added or removed: new connections use the new set, connected receivers stay).
 Exporting on an address other than loopback without CURVE logs a warning.
 """
 
@@ -121,6 +123,23 @@ IDLE_CLOSE = 10.0
 PEER_TIMEOUT = HEARTBEAT_TIMEOUT + 2 * REFRESH
 """Seconds of silence after which a receiver is forgotten (a live one asks every 0.5 s)."""
 _SWEEP = 0.25
+CLIENTS_CHECK = 1.0
+"""Seconds between looks at the allowed clients' folder (``--curve DIR``/clients)."""
+
+
+def _key_files(folder: str) -> frozenset[tuple[str, int, int]]:
+    """(name, mtime, size) of the public key files in ``folder``: what a reload would read."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(
+                (e.name, st.st_mtime_ns, st.st_size)
+                for e in entries
+                if e.name.endswith(".key") and (st := e.stat())
+            )
+    except OSError:
+        return frozenset()
+
+
 # a frame in flight longer than this is taken as lost: the receiver's next ask gets a new one
 _IN_FLIGHT = 10.0
 _LOG_EVERY = 10.0
@@ -261,11 +280,17 @@ class Exporter:
         self._ctx: zmq.Context[Any] = zmq.Context(io_threads=1)
         self._auth: ThreadAuthenticator | None = None
         self._sock: zmq.Socket[Any] | None = None
+        self._clients_dir: str | None = None  # the allowed clients' public keys (CURVE)
+        self._clients_seen: frozenset[tuple[str, int, int]] = frozenset()
+        self._clients_checked = 0.0
         try:
             if keys is not None:
                 self._auth = ThreadAuthenticator(self._ctx, log=log)
                 self._auth.start()
                 self._auth.configure_curve(domain="*", location=keys.clients_dir)
+                self._clients_dir = keys.clients_dir
+                self._clients_seen = _key_files(keys.clients_dir)
+                self._clients_checked = time.monotonic()
             self._sock = server_socket(self._ctx, keys)
             if ":" in host:
                 self._sock.setsockopt(zmq.IPV6, 1)
@@ -549,8 +574,29 @@ class Exporter:
         if stream is not None:
             stream.peers.discard(peer_id)
 
+    def _reload_clients(self, now: float) -> None:
+        """Take up a change of the allowed clients' folder (a key added or removed), checked
+        every CLIENTS_CHECK s: new handshakes use the new set. (A removed key refuses new
+        connections; a receiver already connected stays until it disconnects.)"""
+        if self._auth is None or self._clients_dir is None:
+            return
+        if now - self._clients_checked < CLIENTS_CHECK:
+            return
+        self._clients_checked = now
+        seen = _key_files(self._clients_dir)
+        if seen == self._clients_seen:
+            return
+        try:
+            self._auth.configure_curve(domain="*", location=self._clients_dir)
+        except Exception as exc:  # a key file being written, or not a key: keep the old set
+            log.warning("allowed CURVE clients in %s not reloaded: %s", self._clients_dir, exc)
+            return
+        self._clients_seen = seen
+        log.info("allowed CURVE clients reloaded from %s: %d keys", self._clients_dir, len(seen))
+
     def _sweep(self) -> None:
         now = time.monotonic()
+        self._reload_clients(now)
         for peer_id, peer in list(self._peers.items()):
             if now - peer.last_seen > PEER_TIMEOUT:
                 self._forget(peer_id)
