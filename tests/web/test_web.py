@@ -20,6 +20,7 @@ import pytest
 
 import framebus
 from conftest import wait_until
+from framebus.web import _sockets
 from webtools import MjpegClient, Web, http_get
 
 Fixture = Any
@@ -49,6 +50,76 @@ def test_frames_arrive_in_order_with_their_headers(web: Fixture, pattern_stream:
         assert seqs == sorted(seqs) and len(set(seqs)) == 5
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+def test_the_stream_is_well_framed_for_http_10_and_11_viewers(
+    web: Fixture, pattern_stream: Any, version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames are written below ASGI, straight to the socket: the body framing h11 chose for
+    the response (chunks for HTTP/1.1, the bare body for 1.0) must hold byte for byte."""
+    written = []
+    direct_write = _sockets.BodyWriter.write
+
+    def counted(self: _sockets.BodyWriter, pieces: tuple[bytes, ...]) -> int:
+        written.append(len(pieces))
+        return direct_write(self, pieces)
+
+    monkeypatch.setattr(_sockets.BodyWriter, "write", counted)
+    w: Web = web()
+    with socket.create_connection(("127.0.0.1", w.port), timeout=20) as sock:
+        request = f"GET /streams/{pattern_stream.name}.mjpg {version}\r\nHost: 127.0.0.1\r\n\r\n"
+        sock.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, data = data.partition(b"\r\n\r\n")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        assert chunked == (version == "HTTP/1.1"), head
+
+        def more() -> None:
+            nonlocal data
+            got = sock.recv(65536)
+            assert got, "the server closed the stream"
+            data += got
+
+        decoded = b""  # body bytes, framing undone, not yet consumed
+
+        def body_bytes(n: int) -> bytes:
+            """The next n bytes of the body, chunk framing undone (and checked)."""
+            nonlocal data, decoded
+            while len(decoded) < n:
+                if chunked:
+                    while b"\r\n" not in data:
+                        more()
+                    size_line, _, data = data.partition(b"\r\n")
+                    size = int(size_line, 16)
+                    assert size > 0, "the body ended"
+                    while len(data) < size + 2:
+                        more()
+                    assert data[size : size + 2] == b"\r\n", "a chunk not ended by CRLF"
+                    decoded, data = decoded + data[:size], data[size + 2 :]
+                else:
+                    if not data:
+                        more()
+                    decoded, data = decoded + data, b""
+            out, decoded = decoded[:n], decoded[n:]
+            return out
+
+        assert body_bytes(18) == b"--framebus-frame\r\n"
+        seqs = []
+        for _ in range(6):
+            part_head = b""
+            while not part_head.endswith(b"\r\n\r\n"):
+                part_head += body_bytes(1)
+            fields = dict(line.split(": ", 1) for line in part_head.decode().split("\r\n") if line)
+            jpeg = body_bytes(int(fields["Content-Length"]))
+            assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
+            assert decode(jpeg).shape == (240, 320, 3)
+            seqs.append(int(fields["X-Framebus-Seq"]))
+            assert body_bytes(20) == b"\r\n--framebus-frame\r\n"
+        assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    assert len(written) >= 6  # the frames went the direct way
 
 
 def test_sixteen_viewers_share_one_encoder(web: Fixture, pattern_stream: Any) -> None:

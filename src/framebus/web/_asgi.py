@@ -222,6 +222,7 @@ class _MjpegResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": _mjpeg.first_chunk(),
                         "more_body": True})  # fmt: skip
+            direct = _sockets.BodyWriter.of(transport)  # frames below ASGI, if possible
             fitted = 0
             while not gone.done():
                 async with _Deadline(WRITE_TIMEOUT):
@@ -240,13 +241,19 @@ class _MjpegResponse(Response):
                     break
                 if item is None:
                     continue
-                chunk = _mjpeg.part(item.data, item.info)
-                if sock is not None and not fitted * 0.75 <= len(chunk) <= fitted * 1.5:
-                    fitted = len(chunk)
+                pieces = _mjpeg.part_pieces(item.data, item.info)
+                size = sum(len(p) for p in pieces)
+                if sock is not None and not fitted * 0.75 <= size <= fitted * 1.5:
+                    fitted = size
                     _sockets.fit(sock, fitted)  # the kernel's queue: about one frame
-                async with _Deadline(WRITE_TIMEOUT):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                self.hub.note_sent(self.name, len(chunk))
+                if direct is not None:
+                    direct.write(pieces)  # the transport was drained just above
+                else:
+                    async with _Deadline(WRITE_TIMEOUT):
+                        chunk = b"".join(pieces)
+                        await send({"type": "http.response.body", "body": chunk,
+                                    "more_body": True})  # fmt: skip
+                self.hub.note_sent(self.name, size)
             if not gone.done():
                 with contextlib.suppress(Exception):
                     async with _Deadline(WRITE_TIMEOUT):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from framebus import FrameInfo
 
-__all__ = ["BOUNDARY", "MJPEG_MIMETYPE", "first_chunk", "part"]
+__all__ = ["BOUNDARY", "MJPEG_MIMETYPE", "first_chunk", "part", "part_pieces"]
 
 BOUNDARY = "framebus-frame"
 MJPEG_MIMETYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
@@ -23,8 +23,8 @@ def first_chunk() -> bytes:
     return _OPEN
 
 
-def part(jpeg: bytes, info: FrameInfo) -> bytes:
-    """One part (headers, the JPEG) and the boundary that ends it."""
+def part_pieces(jpeg: bytes, info: FrameInfo) -> tuple[bytes, bytes, bytes]:
+    """One part as (headers, the JPEG, the boundary that ends it), to be written in order."""
     head = (
         "Content-Type: image/jpeg\r\n"
         f"Content-Length: {len(jpeg)}\r\n"
@@ -32,4 +32,9 @@ def part(jpeg: bytes, info: FrameInfo) -> bytes:
         f"X-Framebus-Timestamp: {info.timestamp:.6f}\r\n"
         "\r\n"
     ).encode()
-    return b"".join((head, jpeg, _NEXT))
+    return head, jpeg, _NEXT
+
+
+def part(jpeg: bytes, info: FrameInfo) -> bytes:
+    """One part (headers, the JPEG) and the boundary that ends it, in one bytes object."""
+    return b"".join(part_pieces(jpeg, info))

@@ -26,8 +26,9 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["MIN_SEND_BUFFER", "NOTSENT_LOWAT", "SEND_BUFFER", "USER_TIMEOUT_MS", "cap", "fit",
-           "forget", "lookup", "register", "unsent_low", "wait_unsent", "PeerWindow"]  # fmt: skip
+__all__ = ["MIN_SEND_BUFFER", "NOTSENT_LOWAT", "SEND_BUFFER", "USER_TIMEOUT_MS", "BodyWriter",
+           "cap", "fit", "forget", "lookup", "register", "unsent_low", "wait_unsent",
+           "PeerWindow"]  # fmt: skip
 
 SEND_BUFFER = 64 * 1024  # until the frame size is known
 MIN_SEND_BUFFER = 16 * 1024
@@ -204,3 +205,59 @@ def lookup(peer: Any) -> Any:
         return None
     with _lock:
         return _by_peer.get(tuple(peer))
+
+
+class BodyWriter:
+    """Writes an endless response's body straight to the socket of one of our connections,
+    after its headers went out through ASGI: per frame and viewer, one ``writev`` of the part's
+    pieces (no copy of the JPEG, no pass through Starlette's and uvicorn's send machinery and
+    h11, which cost more CPU per viewer than the socket write itself).
+
+    Only where the framing h11 chose for the response is known (chunked for HTTP/1.1 viewers,
+    the bare body for HTTP/1.0 ones); :meth:`of` gives None otherwise, and for any connection
+    not of our server, and the caller goes on through ASGI. The end of the body (h11's last
+    chunk) still goes through ASGI. Writes only when the transport holds nothing (the caller
+    waits for that first), so bytes never overtake the transport's; what the socket does not
+    take at once goes to the transport, which sends it in order.
+    """
+
+    __slots__ = ("_chunked", "_fd", "_transport")
+
+    def __init__(self, transport: Any, fd: int, chunked: bool) -> None:
+        self._transport, self._fd, self._chunked = transport, fd, chunked
+
+    @classmethod
+    def of(cls, transport: Any) -> BodyWriter | None:
+        """A writer for ``transport`` (from :func:`lookup`) once its response headers are
+        sent, or None."""
+        if transport is None or transport.is_closing():
+            return None
+        sock = transport.get_extra_info("socket")
+        conn = getattr(transport.get_protocol(), "conn", None)
+        framing = type(getattr(conn, "_writer", None)).__name__  # h11's writer of this body
+        if sock is None or framing not in ("ChunkedWriter", "Http10Writer"):
+            return None
+        return cls(transport, sock.fileno(), framing == "ChunkedWriter")
+
+    def write(self, pieces: tuple[bytes, ...]) -> int:
+        """Send ``pieces`` as the next piece of body; returns the body bytes written."""
+        size = sum(len(p) for p in pieces)
+        if self._chunked:
+            pieces = (b"%x\r\n" % size, *pieces, b"\r\n")
+        transport = self._transport
+        if transport.is_closing():
+            return 0
+        sent = 0
+        if not transport.get_write_buffer_size():
+            try:
+                sent = os.writev(self._fd, pieces)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the viewer is gone: the transport reports it
+                transport.abort()
+                return 0
+        total = sum(len(p) for p in pieces)
+        if sent < total:
+            rest = b"".join(pieces)[sent:]  # rare: the socket took part of it
+            transport.write(rest)
+        return size
