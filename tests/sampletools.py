@@ -1,9 +1,12 @@
-"""Test videos for the sampling tests (tests/sinks/test_sample.py, tests/cli/test_sample_cli.py)."""
+"""Test videos, and OpenCV's decode of them as the reference (sampling, pipes, cv2 API)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 
 def make_h264(path: Path, frames: int, size: str = "320x240") -> Path:
@@ -16,3 +19,13 @@ def make_h264(path: Path, frames: int, size: str = "320x240") -> Path:
         check=True,
     )  # fmt: skip
     return path
+
+
+def opencv_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of ``path`` as ``cv2.VideoCapture.read()`` gives them, in order."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (read := cap.read())[0]:
+        frames.append(read[1])
+    cap.release()
+    return frames

@@ -55,7 +55,7 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._zmq",
-       "framebus._hosts")  # fmt: skip
+       "framebus._hosts", "framebus._frames")  # fmt: skip
 HIGH = ("framebus.publisher", "framebus.reader", "framebus.videocapture", "framebus.capture",
         "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web")  # fmt: skip
 
@@ -75,6 +75,7 @@ PUBLIC = {"framebus", "framebus.errors"}
 WING_SHARED = (
     "framebus._zmq",  # the ZeroMQ wing: URLs, socket options, CURVE key files
     "framebus._hosts",  # what the network wings ask of a host name (no I/O)
+    "framebus._frames",  # decoded frames as BGR, for the file sampler as for the RTSP backend
 )
 
 

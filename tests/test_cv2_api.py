@@ -20,6 +20,7 @@ from framebus import TestPattern
 from framebus.bus import Control, Mode, create_stream, remove_stream
 from framebus.bus._layout import SEEK_VALUE_MAX, Hdr, SeekPhase, pack_seek, unpack_seek
 from fuzzing import fuzz
+from sampletools import opencv_frames
 
 T = 20.0  # seconds a read may wait: a bug fails a test instead of hanging it
 
@@ -98,9 +99,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarra
     sequential decode of it."""
     path = tmp_path_factory.mktemp("seek") / "clip.mp4"
     make_video(path, frames=40, size="160x120", rate=25)
-    ref = cv2.VideoCapture(str(path))
-    frames = [ref.read()[1] for _ in range(40)]
-    ref.release()
+    frames = opencv_frames(path)
+    assert len(frames) == 40
     return path, frames
 
 

@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 import framebus
 from conftest import wait_until
+from sampletools import opencv_frames
 
 FFMPEG = ["ffmpeg", "-v", "error"]
 
@@ -27,12 +27,7 @@ def cat_cmd(*args: str) -> list[str]:
 
 
 def decode_file(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while (read := cap.read())[0]:
-        frames.append(read[1])
-    cap.release()
-    return np.stack(frames)
+    return np.stack(opencv_frames(path))
 
 
 def cat_into(cat_args: list[str], consumer: list[str]) -> tuple[bytes, int]:

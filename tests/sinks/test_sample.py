@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import framebus
 from framebus.sinks.disk import DEFAULT_TEMPLATE, ImageWriter, NameTemplate
 from fuzzing import fuzz
-from sampletools import make_h264
+from sampletools import make_h264, opencv_frames
 
 FRAMES = 120
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +31,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cv2_frames(video: Path) -> list[np.ndarray]:
     """Every frame as cv2.VideoCapture.read() gives them, in order: the reference."""
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = opencv_frames(video)
     assert len(frames) == FRAMES
     return frames
 
@@ -201,11 +194,7 @@ def test_a_truncated_file_gives_what_opencv_reads(tmp_path: Path) -> None:
     whole = make_h264(tmp_path / "whole.mkv", 100).read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole[: len(whole) // 2])
-    cap = cv2.VideoCapture(str(cut))
-    frames = []
-    while (got := cap.read())[0]:
-        frames.append(got[1])
-    cap.release()
+    frames = opencv_frames(cut)
     s = framebus.sample(cut, tmp_path / "o", every=1, format="png")
     assert 10 < s.written == len(frames) < 100
     assert all(

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from sampletools import opencv_frames
+
 HELPER = Path(__file__).resolve().parent.parent / "helpers" / "pipe_capture.py"
 LAVFI = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"]
 
@@ -105,11 +107,7 @@ def test_framebus_wire_from_framebus_cat_is_exact(tmp_path: Path, video_file: Pa
         cat.stdout.close()
         cat.wait(30)
     assert cat.returncode == 0
-    cap = cv2.VideoCapture(str(video_file))
-    expected = []
-    while (read := cap.read())[0]:
-        expected.append(read[1])
-    cap.release()
+    expected = opencv_frames(video_file)
     assert result["frames"] == 48 and frames is not None
     assert np.array_equal(frames, np.stack(expected))
 

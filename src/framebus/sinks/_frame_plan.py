@@ -10,7 +10,7 @@ FFmpeg's decoders skip such frames when asked (``skip_frame = NONREF``), per pac
 skipped frame never leaves the decoder, so the frames that do cannot be counted to find their
 index. The demuxer's timestamps give the indexes instead, before decoding: a frame's display
 index is the rank of its packet's pts among all packets' pts — the order in which the decoder
-returns frames, and in which ``cv2.VideoCapture.read()`` counts them. :func:`plan_decode` makes
+returns frames, and in which ``cv2.VideoCapture.read()`` counts them. :class:`PacketIndex` makes
 that map from one demuxing pass (packets only, no decoding: a few ms per minute of 1080p) and
 says, per packet in decoding order, whether to decode it in full, decode it only if it is a
 reference, or stop. Skipping a non-reference frame cannot change any other frame: the result is
@@ -48,7 +48,6 @@ __all__ = [
     "PacketIndex",
     "Selection",
     "Verdict",
-    "plan_decode",
 ]
 
 MAX_PLANNED_FRAMES = 1 << 22
@@ -160,11 +159,6 @@ class DecodePlan:
             return i
         return None
 
-    def wanted(self, pts: int | None) -> int | None:
-        """The display index of this frame if it is to be decoded and written, else None."""
-        i = self.index_of(pts)
-        return i if i is not None and bool(self.decode[i]) else None
-
     @property
     def kept_indexes(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(self.kept)]
@@ -265,40 +259,13 @@ class PacketIndex:
         return DecodePlan(order, shown, kept, decode, actions, self.selection.covered, last)
 
 
-def plan_decode(
-    packet_pts: Sequence[int | None],
-    discard: Sequence[bool],
-    selection: Selection,
-    already_done: Callable[[int], bool] = lambda index: False,
-    fresh: Sequence[bool] | None = None,
-    dts: Sequence[int | None] | None = None,
-) -> DecodePlan | None:
-    """The plan for these packets (decoding order; ``discard``: packets a container's edit list
-    hides, decoded as references but never shown; ``fresh``: whether decoding can start there
-    after skipped packets, None: nowhere but the first), or None if their timestamps cannot
-    index the frames: :class:`PacketIndex` fed all of them."""
-    n = len(packet_pts)
-    if len(discard) != n or (fresh is not None and len(fresh) != n) or (dts and len(dts) != n):
-        raise ValueError("one discard flag (and fresh flag, and dts) per packet")
-    index = PacketIndex(selection)
-    for i in range(n):
-        index.add(
-            packet_pts[i],
-            None if dts is None else dts[i],
-            bool(discard[i]),
-            False if fresh is None else bool(fresh[i]),
-        )
-    index.finish()
-    return index.plan(already_done)
-
-
-def _actions(order: np.ndarray, wanted: np.ndarray, fresh: Sequence[bool] | None) -> np.ndarray:
+def _actions(order: np.ndarray, wanted: np.ndarray, fresh: Sequence[bool]) -> np.ndarray:
     """SKIP, REFERENCE or DECODE per packet: the wanted packets decoded, the other packets of
     their segments decoded if references, the segments without a wanted packet skipped."""
     if not len(order):
         return np.zeros(0, dtype=np.uint8)
-    starts = np.zeros(len(order), dtype=bool) if fresh is None else np.asarray(fresh, dtype=bool)
-    starts[0] = True
+    starts = np.array(fresh, dtype=bool)
+    starts[0] = True  # decoding starts at the first packet, whatever it is
     segment = np.cumsum(starts) - 1
     first_pts = order[starts]
     needed = np.zeros(len(first_pts), dtype=bool)

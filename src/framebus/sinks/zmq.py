@@ -213,7 +213,7 @@ class _Stream:
     frames_sent: int = 0
     bytes_sent: int = 0
     failures_told: int = 0  # encode failures its receivers have been told of
-    told_at: float = 0.0
+    checked_at: float = 0.0  # when the failures were last looked at
 
 
 @dataclass(frozen=True)
@@ -537,12 +537,13 @@ class Exporter:
         """Frames fail to encode (a dtype the wire has no format for): tell the receivers
         waiting for one why nothing comes, once a second, instead of leaving them stalled."""
         now = time.monotonic()
-        if now - stream.told_at < 1.0:
-            return
+        if now - stream.checked_at < 1.0:
+            return  # looked at most once a second: this runs whenever no new frame came
+        stream.checked_at = now
         failed = stream.sink.stats()
         if failed.encode_errors <= stream.failures_told or failed.frames_encoded:
             return  # no new failure, or frames do get through
-        stream.failures_told, stream.told_at = failed.encode_errors, now
+        stream.failures_told = failed.encode_errors
         message = f"ERR unsupported stream {stream.name!r}: {failed.last_encode_error}".encode()
         for peer_id in list(stream.peers):
             peer = self._peers.get(peer_id)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import numpy as np
 
+from .._frames import bgr24
 from ..errors import (
     SourceError,
     SourceOpenError,
@@ -182,26 +182,10 @@ class RTSPSource(Source):
         self._pending = []
 
 
-_converters = threading.local()
-
-
 def to_bgr(frame: Any, out: np.ndarray | None) -> np.ndarray:
-    """A decoded frame as BGR, converted into ``out`` when it fits.
-
-    swscale on one thread, with a context kept from frame to frame (PyAV's
-    ``to_ndarray("bgr24")`` makes a new one, with slice threads, per frame): 0.62 ms of CPU per
-    720p frame here, where ``cv2.cvtColor`` from I420 took 0.94 ms; and the bytes are those
-    ``cv2.VideoCapture`` gives, whose FFmpeg backend converts with swscale too."""
-    reformatter = getattr(_converters, "reformatter", None)
-    if reformatter is None:
-        import av.video.reformatter
-
-        reformatter = _converters.reformatter = av.video.reformatter.VideoReformatter()
-    bgr = reformatter.reformat(frame, format="bgr24", threads=1)
-    plane = bgr.planes[0]
-    height, width = bgr.height, bgr.width
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-    view = rows[:height, : width * 3].reshape(height, width, 3)  # the frame's memory, no copy
+    """A decoded frame as BGR (:func:`framebus._frames.bgr24`), copied into ``out`` when it
+    fits."""
+    view = bgr24(frame)
     if out is not None and out.shape == view.shape and out.dtype == np.uint8:
         np.copyto(out, view)
         return out

@@ -241,9 +241,11 @@ class BodyWriter:
 
     def write(self, pieces: tuple[bytes, ...]) -> int:
         """Send ``pieces`` as the next piece of body; returns the body bytes written."""
-        size = sum(len(p) for p in pieces)
+        size = sum(map(len, pieces))
+        total = size
         if self._chunked:
-            pieces = (b"%x\r\n" % size, *pieces, b"\r\n")
+            head = b"%x\r\n" % size
+            pieces, total = (head, *pieces, b"\r\n"), size + len(head) + 2
         transport = self._transport
         if transport.is_closing():
             return 0
@@ -256,7 +258,6 @@ class BodyWriter:
             except OSError:  # the viewer is gone: the transport reports it
                 transport.abort()
                 return 0
-        total = sum(len(p) for p in pieces)
         if sent < total:
             rest = b"".join(pieces)[sent:]  # rare: the socket took part of it
             transport.write(rest)
