@@ -76,6 +76,7 @@ WING_SHARED = (
     "framebus._zmq",  # the ZeroMQ wing: URLs, socket options, CURVE key files
     "framebus._hosts",  # what the network wings ask of a host name (no I/O)
     "framebus._frames",  # decoded frames as BGR, for the file sampler as for the RTSP backend
+    "framebus._exit",  # closing what owns a thread at interpreter exit, before threads freeze
 )
 
 

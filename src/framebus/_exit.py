@@ -1,4 +1,10 @@
-"""Cleanup at exit: open publishers are closed at interpreter exit and on SIGTERM."""
+"""Cleanup at exit: open publishers are closed at interpreter exit and on SIGTERM; objects
+that own a thread and a ZeroMQ context (remote readers, exporters) are closed at exit too.
+
+Why at ``atexit`` and not in ``__del__``: atexit callbacks run while daemon threads still
+run. Later, during finalization, a daemon thread that wants the GIL is frozen for good, so a
+``__del__`` that joins it, or terminates a ZeroMQ context whose sockets it holds, waits for
+ever (a script that forgot ``release()`` would hang at exit)."""
 
 from __future__ import annotations
 
@@ -19,11 +25,13 @@ class _Closable(Protocol):
 _open: weakref.WeakSet[_Closable] = weakref.WeakSet()
 
 
-def close_at_exit(obj: _Closable) -> None:
-    """Close ``obj`` at interpreter exit, and make SIGTERM an exit (unless the program handles
-    SIGTERM itself), so that a plain ``kill`` removes its streams too."""
+def close_at_exit(obj: _Closable, *, sigterm: bool = True) -> None:
+    """Close ``obj`` at interpreter exit. With ``sigterm`` also make SIGTERM an exit (unless
+    the program handles SIGTERM itself), so that a plain ``kill`` removes its streams too;
+    objects that leave nothing behind when killed need not ask for that."""
     _open.add(obj)
-    _install_sigterm_exit()
+    if sigterm:
+        _install_sigterm_exit()
 
 
 def forget(obj: _Closable) -> None:

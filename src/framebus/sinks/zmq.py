@@ -83,6 +83,7 @@ import errno
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -95,7 +96,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 import framebus
-from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, wire
+from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, _exit, wire
 from framebus._hosts import is_loopback
 from framebus._zmq import (
     HEARTBEAT_TIMEOUT,
@@ -323,6 +324,8 @@ class Exporter:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="framebus-zmq-export", daemon=True)
         self._thread.start()
+        # closed at exit while the thread still runs: a script that forgets close() exits
+        _exit.close_at_exit(self, sigterm=False)
 
     @property
     def port(self) -> int:
@@ -345,10 +348,14 @@ class Exporter:
         if self._closed:
             return
         self._closed = True
+        _exit.forget(self)
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            # during interpreter finalization a daemon thread never runs again: do not wait
+            self._thread.join(None if not sys.is_finalizing() else 0)
+            if self._thread.is_alive():
+                return
         os.close(self._wake_r)
         os.close(self._wake_w)
 

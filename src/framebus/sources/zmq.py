@@ -39,6 +39,7 @@ import contextlib
 import copy
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import wire
+from .. import _exit, wire
 from .._zmq import (
     HEARTBEAT_TIMEOUT,
     REFRESH,
@@ -254,6 +255,8 @@ class Receiver:
 
     def start(self) -> None:
         self._thread.start()
+        # closed at exit while the thread still runs: a script that forgets release() exits
+        _exit.close_at_exit(self, sigterm=False)
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for the exporter's first answer; raise why there is none.
@@ -362,10 +365,15 @@ class Receiver:
             self._closed = True
             self._item = None
             self._cond.notify_all()
+        _exit.forget(self)
         with contextlib.suppress(OSError):
             os.write(self._stop_w, b"x")
         if self._thread.ident is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+            # during interpreter finalization a daemon thread never runs again: do not wait
+            # for it (the process is ending; the OS frees what it held)
+            self._thread.join(None if not sys.is_finalizing() else 0)
+            if self._thread.is_alive():
+                return
         self._ctx.term()  # every socket is closed by now: returns at once
         os.close(self._stop_r)
         os.close(self._stop_w)
