@@ -52,6 +52,9 @@ HEARTBEAT_IVL = 1.0
 """ZMTP PING every second on an idle connection..."""
 HEARTBEAT_TIMEOUT = 3.0
 """...and the connection is dropped (and redialled) when nothing came back for 3 s."""
+KEEPALIVE_IDLE = 5
+"""Seconds of silence before the exporter's TCP keepalive probes a receiver's connection (3
+unanswered probes a second apart close it)."""
 RECONNECT_IVL = 0.1
 RECONNECT_IVL_MAX = 0.5  # a restarted exporter is redialled within half a second
 HANDSHAKE_IVL = 3.0
@@ -237,6 +240,17 @@ def server_socket(ctx: zmq.Context[Any], keys: ServerKeys | None) -> zmq.Socket[
     """The exporter's ROUTER: small requests in, at most one frame per peer queued out."""
     sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
     _common(sock, MAX_REQUEST)
+    # No ZMTP heartbeats of its own: libzmq 4.3.5 aborts the process (assertion `!_io_error`,
+    # stream_engine_base.cpp:310; libzmq #4364, unfixed) when its heartbeat timer fires on a
+    # connection that was throttled at RCVHWM and then reset by the peer; any peer can do
+    # that. Receivers still get PONGs for their PINGs (their liveness check); the exporter
+    # forgets a silent receiver by the protocol (PEER_TIMEOUT) and TCP keepalive closes a
+    # dead connection.
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 0)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone peer is an error, not a silent drop
     sock.setsockopt(zmq.SNDHWM, 4)  # per peer: the one credited frame and a few short replies
     sock.setsockopt(zmq.RCVHWM, 16)  # per peer: short requests

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ._zmq import CLIENT_KEY, CLIENTS_DIR, SERVER_KEY, generate_keys
 from .remote import RemoteReader
-from .sinks.zmq import CodecName, ExportedStream, Exporter, ExporterStats, ZmqSink, export
+from .sinks.zmq import CodecName, ExportedStream, ExporterStats, ZmqSink
+from .sinks.zmq_export import Exporter, export
 from .sources.spec import Remote
 from .sources.zmq import ReceiverStats, list_exports
 

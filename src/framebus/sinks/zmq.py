@@ -79,6 +79,7 @@ Exporting on an address other than loopback without CURVE logs a warning.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -113,8 +114,8 @@ from framebus.errors import FramebusError, StreamNotFound
 from .base import Encoded, FrameSink, Pick, Subscription
 from .jpeg import encode_jpeg
 
-__all__ = ["IDLE_CLOSE", "PEER_TIMEOUT", "CodecName", "Exporter", "ExporterStats",
-           "ExportedStream", "ZmqSink", "export"]  # fmt: skip
+__all__ = ["IDLE_CLOSE", "PEER_TIMEOUT", "CodecName", "ExportConfig", "ExportServer",
+           "ExporterStats", "ExportedStream", "ZmqSink", "export_url"]  # fmt: skip
 
 log = logging.getLogger("framebus.zmq")
 
@@ -126,6 +127,14 @@ PEER_TIMEOUT = HEARTBEAT_TIMEOUT + 2 * REFRESH
 _SWEEP = 0.25
 CLIENTS_CHECK = 1.0
 """Seconds between looks at the allowed clients' folder (``--curve DIR``/clients)."""
+
+
+def export_url(endpoint: str, name: str = "", host: str | None = None) -> str:
+    """``zmq://HOST:PORT[/NAME]`` for receivers of the exporter bound to ``endpoint`` (HOST:
+    the bound one unless given)."""
+    bound_host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    base = f"zmq://{host or bound_host}:{port}"
+    return f"{base}/{name}" if name else base
 
 
 def _key_files(folder: str) -> frozenset[tuple[str, int, int]]:
@@ -234,26 +243,38 @@ class ExporterStats:
     receivers: int
     bad_requests: int
     streams: tuple[ExportedStream, ...]
+    restarts: int = 0
+    """Times the exporter's process died and was started again."""
+    last_failure: str = ""
+    """How it died the last time (e.g. ``killed by SIGABRT``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExporterStats:
+        """From the exporter's own process; a malformed record raises TypeError/KeyError."""
+        streams = tuple(ExportedStream(**row) for row in data["streams"])
+        return cls(
+            str(data["endpoint"]), int(data["receivers"]), int(data["bad_requests"]), streams
+        )
 
 
-class Exporter:
-    """Serve streams of this machine on ``endpoint`` (``tcp://HOST:PORT``; HOST ``*`` or
-    ``0.0.0.0``: every interface; PORT 0: a free one, see :attr:`endpoint`).
+@dataclass(frozen=True)
+class ExportConfig:
+    """What an export serves and how, validated: everything an :class:`ExportServer` needs,
+    in a form that travels as JSON to the exporter's own process."""
 
-    ``names``: the streams to export; None (the default) exports every stream published on
-    this machine, as streams come and go (a receiver asking for a stream that is not there
-    yet gets ``notfound``; once it had frames, it keeps asking). ``codec``/``quality``: see
-    :class:`ZmqSink`. ``curve``: a key directory (:func:`framebus.net.generate_keys`) to
-    encrypt and to let in only the receivers whose keys are in its ``clients/``.
-    ``max_receivers``: receivers served at once (more get ``ERR busy``).
+    endpoint: str
+    names: tuple[str, ...] | None
+    codec: CodecName
+    quality: int
+    curve: str | None
+    max_receivers: int
 
-    The exporter runs in a thread of its own (``framebus-zmq-export``) from construction
-    until :meth:`close` (or the end of a ``with`` block); binding errors raise at once.
-    See the module docstring for the protocol and its buffering policy.
-    """
-
-    def __init__(
-        self,
+    @classmethod
+    def make(
+        cls,
         endpoint: str,
         names: Iterable[str] | None = None,
         *,
@@ -261,21 +282,70 @@ class Exporter:
         quality: int = 80,
         curve: str | os.PathLike[str] | None = None,
         max_receivers: int = 64,
-    ) -> None:
+    ) -> ExportConfig:
+        """Check every option (ValueError, InvalidStreamName, KeyFileError) before anything
+        starts."""
         if codec not in ("jpeg", "raw"):
             raise ValueError(f"codec must be 'jpeg' or 'raw', not {codec!r}")
         if not 1 <= quality <= 100:
             raise ValueError(f"quality must be 1..100, not {quality}")
-        address = parse_bind(endpoint)
-        self.names = None if names is None else tuple(names)
-        for name in self.names or ():
+        if not 1 <= max_receivers <= 100_000:
+            raise ValueError(f"max_receivers must be 1..100000, not {max_receivers}")
+        parse_bind(endpoint)
+        listed = None if names is None else tuple(names)
+        for name in listed or ():
             if not valid_name(name):
                 raise framebus.InvalidStreamName(f"invalid stream name {name!r}")
-        self.codec: CodecName = codec
-        self.quality = quality
-        self.max_receivers = max_receivers
-        keys: ServerKeys | None = load_server_keys(curve) if curve is not None else None
-        self.curve = None if curve is None else str(Path(curve))
+        if curve is not None:
+            load_server_keys(curve)
+        folder = None if curve is None else str(Path(curve).absolute())
+        return cls(endpoint, listed, codec, quality, folder, max_receivers)
+
+    @property
+    def insecure(self) -> bool:
+        """No CURVE on an address other than loopback: anyone who reaches the port reads."""
+        return self.curve is None and not is_loopback(parse_bind(self.endpoint).host)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint, "names": None if self.names is None else list(self.names),
+            "codec": self.codec, "quality": self.quality, "curve": self.curve,
+            "max_receivers": self.max_receivers,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExportConfig:
+        """From our own parent process (a pipe, not the network): checked again all the same."""
+        return cls.make(
+            data["endpoint"],
+            data["names"],
+            codec=data["codec"],
+            quality=data["quality"],
+            curve=data["curve"],
+            max_receivers=data["max_receivers"],
+        )
+
+
+class ExportServer:
+    """The exporter's ZeroMQ side in a thread of this process (``framebus-zmq-export``), from
+    construction until :meth:`close`; binding errors raise at once. What faces the network
+    runs here: :class:`~framebus.net.Exporter` runs it in a process of its own, so that
+    nothing a peer does to libzmq can take the streams down. See the module docstring for
+    the protocol and its buffering policy.
+    """
+
+    def __init__(self, config: ExportConfig) -> None:
+        address = parse_bind(config.endpoint)
+        endpoint = config.endpoint
+        self.config = config
+        self.names = config.names
+        self.codec: CodecName = config.codec
+        self.quality = config.quality
+        self.max_receivers = config.max_receivers
+        keys: ServerKeys | None = (
+            load_server_keys(config.curve) if config.curve is not None else None
+        )
+        self.curve = config.curve
         host = "*" if address.host in ("*", "0.0.0.0") else address.host
         bind = f"tcp://{f'[{host}]' if ':' in host else host}:{address.port or '*'}"
         self._ctx: zmq.Context[Any] = zmq.Context(io_threads=1)
@@ -305,13 +375,6 @@ class Exporter:
             raise
         self.endpoint: str = bound
         """The endpoint bound, its port resolved (``tcp://0.0.0.0:5555``)."""
-        self.insecure = keys is None and not is_loopback(address.host)
-        if self.insecure:
-            log.warning(
-                "framebus: warning: exporting on %s without CURVE: anyone who can reach the "
-                "port receives the streams (framebus keys generate DIR, then --curve DIR)",
-                bound,
-            )
         self._lock = threading.Lock()  # guards the stats snapshot below
         self._streams: dict[str, _Stream] = {}
         self._peers: dict[bytes, _Peer] = {}
@@ -330,12 +393,6 @@ class Exporter:
     @property
     def port(self) -> int:
         return int(self.endpoint.rsplit(":", 1)[1])
-
-    def url(self, name: str = "", host: str | None = None) -> str:
-        """``zmq://HOST:PORT[/NAME]`` for receivers (HOST: the bound one unless given)."""
-        bound_host = self.endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
-        base = f"zmq://{host or bound_host}:{self.port}"
-        return f"{base}/{name}" if name else base
 
     # -- owner ---------------------------------------------------------------------------------
 
@@ -368,7 +425,7 @@ class Exporter:
             self._auth = None
         self._ctx.term()
 
-    def __enter__(self) -> Exporter:
+    def __enter__(self) -> ExportServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -658,18 +715,3 @@ class Exporter:
                 }
             )
         return json.dumps({"streams": rows}).encode()
-
-
-def export(
-    endpoint: str,
-    names: Iterable[str] | None = None,
-    *,
-    codec: CodecName = "jpeg",
-    quality: int = 80,
-    curve: str | os.PathLike[str] | None = None,
-    max_receivers: int = 64,
-) -> Exporter:
-    """Start exporting streams on ``endpoint``: see :class:`Exporter`. Close it to stop."""
-    return Exporter(
-        endpoint, names, codec=codec, quality=quality, curve=curve, max_receivers=max_receivers
-    )
