@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import pipe
+from . import limits, pipe
 from .capture import Reconnect
 from .errors import (
     FramebusError,
+    FrameTooLarge,
     IncompatibleStream,
     InvalidStreamName,
     KeyFileError,
@@ -61,6 +62,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FrameInfo",
+    "FrameTooLarge",
     "FramebusError",
     "IncompatibleStream",
     "InvalidStreamName",
@@ -98,6 +100,7 @@ __all__ = [
     "WireFormatError",
     "__version__",
     "attach",
+    "limits",
     "list_streams",
     "pipe",
     "prune",

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .limits import check_pixels
+
 __all__ = ["bgr24"]
 
 _converters = threading.local()
@@ -22,7 +24,10 @@ _converters = threading.local()
 
 def bgr24(frame: Any) -> np.ndarray:
     """``frame`` converted to BGR: an (h, w, 3) uint8 view of the converted frame's memory
-    (rows may be padded: not always C-contiguous; the view keeps that memory alive)."""
+    (rows may be padded: not always C-contiguous; the view keeps that memory alive).
+    FrameTooLarge for a frame over the decoded-size budget (a stream whose size changed
+    after it was checked: the conversion would triple it)."""
+    check_pixels(frame.width, frame.height, "a decoded video frame")
     reformatter = getattr(_converters, "reformatter", None)
     if reformatter is None:
         import av.video.reformatter

@@ -17,6 +17,7 @@ The hierarchy::
     │   ├── SourceAuthError      the server refused the credentials (401/403)
     │   └── SourceOpenError      the source exists but cannot be opened or decoded
     │       └── SourceUnsupported  a codec, packetization or RTSP dialect the backend lacks
+    │           └── FrameTooLarge  a frame over the decoded-size budget (framebus.limits)
     ├── SharedMemoryFull         /dev/shm has no room for the ring (Docker: raise --shm-size)
     ├── PublisherLost            the publisher of an attached stream died
     ├── StreamEnded              the stream ended and every frame was delivered
@@ -34,6 +35,7 @@ Every class takes one human-readable message: the command line prints it as a si
 from __future__ import annotations
 
 __all__ = [
+    "FrameTooLarge",
     "FramebusError",
     "IncompatibleStream",
     "InvalidStreamName",
@@ -122,6 +124,13 @@ class SourceUnsupported(SourceOpenError):
     again: a stream is not reconnected after one."""
 
 
+class FrameTooLarge(SourceUnsupported):
+    """A frame whose declared size (a JPEG's, a video stream's, a wire header's) is over the
+    decoded-size budget: refused before anything is decoded or allocated, so a few hundred
+    bytes claiming 16384x16384 pixels cannot cost gigabytes. The budget:
+    :func:`framebus.limits.max_pixels` (``FRAMEBUS_MAX_PIXELS``)."""
+
+
 class SharedMemoryFull(FramebusError, MemoryError):
     """There is not enough free shared memory (``/dev/shm``) for the ring."""
 
@@ -169,6 +178,7 @@ _CODES: dict[int, type[FramebusError]] = {
     7: SourceUnsupported,
     8: PublisherLost,  # a capture that outlived its publisher ended the stream for it
     9: PipeFormatError,  # standard input (``-``) that is not framebus frames, y4m or MJPEG
+    10: FrameTooLarge,
 }
 
 

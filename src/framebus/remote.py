@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ReadTimeout, StreamEnded, WireFormatError
+from .errors import FrameTooLarge, ReadTimeout, StreamEnded, WireFormatError
 from .reader import StreamReader, Transform
 from .reader import attach as attach_local
 from .stats import FrameInfo, StreamStats
@@ -110,7 +110,7 @@ class RemoteReader(StreamReader):
             msg = receiver.get(remaining)
             try:
                 frame = _decode(msg)
-            except WireFormatError as exc:
+            except (WireFormatError, FrameTooLarge) as exc:
                 receiver.bad(str(exc))  # dropped and counted; wait for the next one
                 continue
             break

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import zmq
@@ -517,6 +518,32 @@ def test_a_jpeg_whose_size_is_not_the_headers_is_dropped(rogue: RogueExporter) -
         rogue.send(rogue.frame(seq=6))
         reader.read_frame()
         assert reader.info is not None and reader.info.seq == 6
+
+
+def test_a_tiny_jpeg_claiming_a_huge_picture_is_not_decoded(rogue: RogueExporter) -> None:
+    """Before: a 300-byte JPEG claiming 16384x16384 cost the reader 809 MB per read."""
+    import resource
+
+    _, buf = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    bomb = bytearray(buf.tobytes())
+    sof = bomb.index(b"\xff\xc0")
+    bomb[sof + 5 : sof + 9] = (16384).to_bytes(2, "big") * 2
+    header = wire.FrameHeader(
+        wire.Codec.JPEG, wire.PixelFormat.BGR24, 16384, 16384, 16384 * 3, len(bomb), 7,
+        rogue.session, 0, 0,
+    )  # fmt: skip
+    with attach_rogue(rogue) as reader:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rogue.send(wire.encode_header(header) + bytes(bomb))
+        with pytest.raises(framebus.ReadTimeout):
+            reader.read_frame(timeout=0.5)
+        assert reader.net_stats().bad_messages == 1
+        assert "decoded-size budget" in reader.net_stats().last_error
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+        assert grown_kib < 100 * 1024, f"the read grew the peak RSS by {grown_kib} KiB"
+        rogue.send(rogue.frame(seq=8))
+        reader.read_frame()
+        assert reader.info is not None and reader.info.seq == 8
 
 
 def test_frames_of_an_older_session_are_never_delivered_after_a_newer_one(

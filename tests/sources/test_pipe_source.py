@@ -128,7 +128,6 @@ def _bad_inputs() -> list[tuple[str, bytes, str]]:
         ("empty", b"", "the input is empty at byte offset 0"),
         ("garbage", b"GIF89a" + bytes(100), "unknown input at byte offset 0"),
         ("y4m 444", b"YUV4MPEG2 W16 H16 F25:1 C444\nFRAME\n" + bytes(768), "colour space C444"),
-        ("y4m absurd", b"YUV4MPEG2 W16384 H16384 F25:1\n", "more than"),
         ("y4m endless", b"YUV4MPEG2 W16 H16" + b" Xx" * 200, "longer than 256 bytes"),
         ("y4m truncated", y4m_head + b"FRAME\n" + bytes(100), "truncated y4m frame at byte"),
         ("y4m bad frame", y4m_head + b"FRAMX\n" + bytes(384), "expected FRAME"),

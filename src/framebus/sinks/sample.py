@@ -55,6 +55,8 @@ import numpy as np
 import framebus
 from framebus import ReadTimeout, SourceNotFound, SourceOpenError, StreamEnded, StreamNotFound
 from framebus._frames import bgr24
+from framebus.errors import FrameTooLarge
+from framebus.limits import check_pixels
 
 from ._frame_plan import DECODE, SKIP, DecodePlan, PacketIndex, Selection
 from ._keyframes import SENT_WHEN_SKIPPED, checks_keyframes, starts_fresh
@@ -324,6 +326,12 @@ def _open_video(path: str) -> tuple[Any, Any]:
         container.close()
         raise SourceOpenError(f"cannot open {path}: it has no video stream")
     stream = container.streams.video[0]
+    codec = stream.codec_context
+    try:  # the size the file declares, before a frame is decoded
+        check_pixels(codec.width, codec.height, f"{path}: video frames")
+    except FrameTooLarge:
+        container.close()
+        raise
     stream.thread_type = "AUTO"  # frame threads: throughput, whatever the latency
     return container, stream
 

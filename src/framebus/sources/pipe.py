@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PipeFormatError, WireFormatError
+from ..limits import check_pixels
 from ..wire import (
     HEADER_SIZE,
     MAGIC,
@@ -262,6 +263,7 @@ def decode_wire(header: FrameHeader, payload: bytearray, offset: int) -> np.ndar
     if header.codec is Codec.RAW:
         return raw_array(header, payload)
     grey = header.pixel_format is PixelFormat.GRAY8
+    check_pixels(header.width, header.height, f"pipe: the JPEG frame at byte offset {offset}")
     frame = decode_jpeg(bytes(payload), offset, max_pixels=header.width * header.height, grey=grey)
     if frame.shape[:2] != (header.height, header.width):
         raise PipeFormatError(
@@ -370,6 +372,7 @@ class JpegSplitter:
                     )
                 if self._size is not None:
                     raise self._error(pos, "a second JPEG frame header (SOF marker)")
+                check_pixels(width, height, f"pipe: the JPEG at byte offset {self.offset + pos}")
                 self._size = (width, height)
             self._pos = pos + 2 + length
             if code == 0xDA:  # SOS: entropy-coded data follows the header
@@ -474,6 +477,7 @@ def parse_y4m_header(line: bytes, *, offset: int = 0, max_frame: int = MAX_PAYLO
         # X (extensions) and unknown tags are ignored, as the format says
     if width is None or height is None:
         raise bad("no W (width) or no H (height) parameter")
+    check_pixels(width, height, f"pipe: y4m stream at byte offset {offset}: frames")
     header = Y4MHeader(width, height, fps, colorspace)
     if header.frame_size > max_frame:
         raise bad(f"frames of {header.frame_size} bytes, more than the {max_frame} allowed")

@@ -60,6 +60,7 @@ from .._zmq import (
 )
 from ..errors import (
     FramebusError,
+    FrameTooLarge,
     ReadTimeout,
     RemoteAuthError,
     RemoteUnreachable,
@@ -69,6 +70,7 @@ from ..errors import (
     StreamNotFound,
     WireFormatError,
 )
+from ..limits import check_pixels
 from .base import Source
 from .spec import Remote
 
@@ -534,10 +536,12 @@ class Receiver:
 def decode(msg: Message) -> np.ndarray:
     """The pixels of a frame message: a read-only view for RAW, a decoded array for JPEG.
 
-    WireFormatError if the JPEG does not decode or its size is not the header's."""
+    WireFormatError if the JPEG does not decode or its size is not the header's;
+    FrameTooLarge (before decoding) if the header's size is over the decoded-size budget."""
     header = msg.header
     if header.codec is wire.Codec.RAW:
-        return wire.raw_array(header, msg.payload)
+        return wire.raw_array(header, msg.payload)  # its bytes arrived: no decoding
+    check_pixels(header.width, header.height, "wire: a JPEG frame")
     gray = header.pixel_format is wire.PixelFormat.GRAY8
     if _simplejpeg is not None:
         try:  # the JPEG's own size first: nothing is allocated for a lying header
@@ -708,7 +712,7 @@ class ZmqSource(Source):
                 ) from None
             try:
                 frame = decode(msg)
-            except WireFormatError as exc:
+            except (WireFormatError, FrameTooLarge) as exc:
                 receiver.bad(str(exc))
                 continue
             self._stamp = msg.header.capture_ns
