@@ -24,11 +24,8 @@ queue.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import importlib.resources
-import json
-import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -49,6 +46,7 @@ from framebus.sinks import Encoded, Subscription
 from framebus.sinks.jpeg import MAX_WIDTH, MIN_WIDTH, encoder_name
 
 from . import _mjpeg, _sockets
+from ._auth import BasicAuth
 from ._hub import EncoderHub, TooManyVariants, Variant, default_hub
 
 __all__ = ["SNAPSHOT_TIMEOUT", "WRITE_TIMEOUT", "app"]
@@ -392,7 +390,7 @@ def app(
     inner.state.hub = hub
     if auth is None:
         return inner
-    return _BasicAuth(inner, *auth)
+    return BasicAuth(inner, *auth)
 
 
 class _Collector:
@@ -446,30 +444,6 @@ class _Collector:
             for key, fam in fams.items():
                 fam.add_metric([s.name], values[key])
         yield from fams.values()
-
-
-class _BasicAuth:
-    """HTTP Basic authentication in front of an ASGI app (constant-time comparison)."""
-
-    def __init__(self, inner: Any, user: str, password: str) -> None:
-        self.inner = inner
-        self._expected = base64.b64encode(f"{user}:{password}".encode()).decode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            scheme, _, token = given.partition(" ")
-            ok = scheme.lower() == "basic" and secrets.compare_digest(token, self._expected)
-            if not ok:
-                body = json.dumps({"error": "authentication required"}).encode()
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="framebus", charset="UTF-8"'),
-                ]})  # fmt: skip
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.inner(scope, receive, send)
 
 
 def _asset(name: str) -> str:
