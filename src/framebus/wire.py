@@ -604,6 +604,21 @@ class StreamDecoder:
                     self._bad(exc)
                     continue
                 self._header = header
+            if header.codec is Codec.JPEG:
+                # the payload's first bytes are checked as soon as they are here, not after
+                # the whole announced payload arrived and was copied: a valid-looking header
+                # every few bytes must not cost a payload's copy each (quadratic resync)
+                if len(buf) < HEADER_SIZE + 2:
+                    return None
+                start = bytes(buf[HEADER_SIZE : HEADER_SIZE + 2])
+                if start != _JPEG_SOI:
+                    self._header = None
+                    self._bad(
+                        WireFormatError(
+                            f"wire: JPEG payload starts with {start!r}, not the SOI marker FF D8"
+                        )
+                    )
+                    continue
             end = HEADER_SIZE + header.payload_len
             if len(buf) < end:
                 return None
