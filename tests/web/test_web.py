@@ -509,3 +509,20 @@ def test_cli_reads_the_password_from_a_file_not_argv(tmp_path: Any) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def test_size_variants_nobody_watches_free_their_slot(web: Fixture, pattern_stream: Any) -> None:
+    """Before: after four widths were requested once, a fifth got 503 for the whole minute
+    (idle encoders were only released when something called /api/streams)."""
+    from framebus.web._hub import IDLE_CLOSE, MAX_VARIANTS
+
+    w: Web = web()
+    name = pattern_stream.name
+    widths = [160 + 16 * n for n in range(MAX_VARIANTS + 2)]
+    for width in widths:  # each one's viewer leaves at once: every encoder idle
+        status, _, body = w.get(f"/streams/{name}.jpg?width={width}")
+        assert status == 200, (width, body)
+        assert decode(body).shape[1] == width
+    # and by time alone, with no request at all, the idle encoders close (their readers go)
+    assert wait_until(lambda: pattern_stream.stats().readers == 0, timeout=IDLE_CLOSE + 10)
+    assert w.hub.stats(name).viewers == 0

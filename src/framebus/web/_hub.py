@@ -6,7 +6,10 @@ reader of the stream and an encoder; an encoder nobody subscribed to for :data:`
 seconds is closed (it stopped encoding at once when its last viewer left; closing frees its
 reader record), at once on an every-mode stream (whose capture waits for every reader), and
 so is one whose stream ended, so that a stream published again under the same name gets a
-fresh one.
+fresh one. Idle encoders are closed by time alone: a thread of the hub
+(``framebus-web-sweep``, from the first viewer until :meth:`EncoderHub.close`) looks every
+:data:`SWEEP_EVERY` seconds. A new variant at the cap takes the place of the longest idle
+encoder of its stream; only when every variant has viewers is it refused (TooManyVariants).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from framebus.errors import FramebusError
 from framebus.sinks import Subscription
 from framebus.sinks.jpeg import JpegSink
 
-__all__ = ["DEFAULT_QUALITY", "IDLE_CLOSE", "MAX_VARIANTS", "EncoderHub", "TooManyVariants",
-           "Variant", "WebStats", "default_hub"]  # fmt: skip
+__all__ = ["DEFAULT_QUALITY", "IDLE_CLOSE", "MAX_VARIANTS", "SWEEP_EVERY", "EncoderHub",
+           "TooManyVariants", "Variant", "WebStats", "default_hub"]  # fmt: skip
 
 DEFAULT_QUALITY = 80
 MAX_VARIANTS = 4
 IDLE_CLOSE = 10.0
+SWEEP_EVERY = 1.0
 
 
 class TooManyVariants(FramebusError):
@@ -68,6 +72,8 @@ class EncoderHub:
         self._encodes: dict[str, int] = {}  # of encoders closed already
         self._closers: list[threading.Thread] = []
         self._closed = False
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def subscribe(
         self, name: str, variant: Variant, notify: Callable[[], None] | None = None
@@ -85,17 +91,33 @@ class EncoderHub:
                 self._retire((name, variant), entry)
                 entry = None
             if entry is None:
-                if sum(1 for n, _ in self._entries if n == name) >= MAX_VARIANTS:
-                    raise TooManyVariants(
-                        f"stream {name!r} has {MAX_VARIANTS} sizes/qualities being served already"
-                    )
+                mine = [(k, e) for k, e in self._entries.items() if k[0] == name]
+                if len(mine) >= MAX_VARIANTS:
+                    idle = [(k, e) for k, e in mine if not e.sink.stats().consumers]
+                    if not idle:
+                        raise TooManyVariants(
+                            f"stream {name!r} has {MAX_VARIANTS} sizes/qualities being "
+                            "watched already"
+                        )
+                    key, oldest = min(idle, key=lambda ke: ke[1].idle_since or time.monotonic())
+                    stale.append(oldest.sink)  # nobody watches it: this variant takes its place
+                    self._retire(key, oldest)
                 sink = JpegSink(name, width=variant.width, quality=variant.quality)
                 entry = self._entries[(name, variant)] = _Entry(sink)
             entry.idle_since = None
             sub = entry.sink.subscribe(notify)
+            if self._sweeper is None:
+                self._sweeper = threading.Thread(
+                    target=self._sweep_forever, name="framebus-web-sweep", daemon=True
+                )
+                self._sweeper.start()
         for sink in stale:
             self._close_later(sink)
         return sub
+
+    def _sweep_forever(self) -> None:
+        while not self._stop.wait(SWEEP_EVERY):
+            self.sweep()
 
     def _retire(self, key: tuple[str, Variant], entry: _Entry) -> None:
         """Forget an encoder (under the lock), keeping its count of encodes."""
@@ -153,6 +175,10 @@ class EncoderHub:
             self._closed = True
             entries, self._entries = list(self._entries.values()), {}
             closers, self._closers = self._closers, []
+            sweeper, self._sweeper = self._sweeper, None
+        self._stop.set()
+        if sweeper is not None and sweeper is not threading.current_thread():
+            sweeper.join()
         for entry in entries:
             entry.sink.close()
         for thread in closers:
