@@ -31,10 +31,13 @@ __all__ = [
     "HEARTBEAT_TIMEOUT",
     "MAX_REQUEST",
     "REFRESH",
+    "MAX_KEY_FILE",
     "SERVER_KEY",
     "Address",
     "ClientKeys",
     "ServerKeys",
+    "check_clients_dir",
+    "check_key_file",
     "client_socket",
     "generate_keys",
     "load_client_keys",
@@ -163,7 +166,39 @@ class ClientKeys:
     server_public: bytes
 
 
+MAX_KEY_FILE = 64 * 1024
+"""Bytes a CURVE key file may have (one is about 300): zmq.auth reads a file whole, so a key
+"file" that is /dev/zero or a huge file would run the process out of memory."""
+
+
+def check_key_file(path: str | os.PathLike[str]) -> None:
+    """KeyFileError unless ``path`` is a regular file of at most MAX_KEY_FILE bytes."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise KeyFileError(
+            f"cannot read CURVE key file {os.fspath(path)}: {exc.strerror or 'not found'}"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"CURVE key file {os.fspath(path)} is not a regular file")
+    if st.st_size > MAX_KEY_FILE:
+        raise KeyFileError(
+            f"CURVE key file {os.fspath(path)} has {st.st_size} bytes: not a key file "
+            f"(at most {MAX_KEY_FILE})"
+        )
+
+
+def check_clients_dir(folder: str | os.PathLike[str]) -> None:
+    """KeyFileError naming the first ``*.key`` in ``folder`` that :func:`check_key_file`
+    refuses (zmq.auth reads every one of them whole)."""
+    for entry in sorted(Path(folder).glob("*.key")):
+        check_key_file(entry)
+
+
 def _load(path: str | os.PathLike[str], need_secret: bool) -> tuple[bytes, bytes | None]:
+    check_key_file(path)
     try:
         public, secret = zmq.auth.load_certificate(os.fspath(path))
     except (OSError, ValueError) as exc:
@@ -181,6 +216,7 @@ def load_server_keys(directory: str | os.PathLike[str]) -> ServerKeys:
     clients = d / CLIENTS_DIR
     if not clients.is_dir():
         raise KeyFileError(f"CURVE key directory {d} has no {CLIENTS_DIR}/ of allowed clients")
+    check_clients_dir(clients)
     assert secret is not None
     return ServerKeys(public, secret, str(clients))
 

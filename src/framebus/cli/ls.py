@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from ..registry import list_streams
+from ._args import seconds
 from ._table import table
 
 __all__ = ["add_parser", "run"]
@@ -20,7 +21,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("where", nargs="?", metavar="zmq://HOST:PORT", help="another machine")
     p.add_argument("--json", action="store_true", help="one JSON object per stream")
     p.add_argument("--curve", metavar="DIR", help="CURVE keys for zmq:// (DIR/server.key ...)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for zmq://")
+    p.add_argument("--timeout", type=seconds, default=5.0, help="seconds to wait for zmq://")
     p.set_defaults(run=run)
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any, TextIO
 
 from ..publisher import Publisher, StreamOptions
+from ._args import seconds
 from ._http import add_http_options, start_web
 from ._table import table
 from ._zmq import add_zmq_options, curve_source, start_exporter
@@ -22,16 +22,6 @@ def _parse_stream(arg: str) -> tuple[str, str]:
     if not sep or not name or not source:
         raise argparse.ArgumentTypeError(f"expected NAME=SOURCE, got {arg!r}")
     return name, source
-
-
-def _seconds(arg: str) -> float:
-    try:
-        value = float(arg)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {arg!r}")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -52,8 +42,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--realtime", action="store_true", help="pace files at their frame rate")
     p.add_argument("--slots", type=int, default=4, help="frames kept in shared memory")
     p.add_argument("--max-readers", type=int, default=64)
-    p.add_argument("--interval", type=_seconds, default=1.0, help="status refresh, seconds")
-    p.add_argument("--duration", type=_seconds, help="stop after this many seconds")
+    p.add_argument("--interval", type=seconds, default=1.0, help="status refresh, seconds")
+    p.add_argument("--duration", type=seconds, help="stop after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no status output")
     add_http_options(p, default=None)
     add_zmq_options(p, required=False)

@@ -103,6 +103,7 @@ from framebus._zmq import (
     HEARTBEAT_TIMEOUT,
     REFRESH,
     ServerKeys,
+    check_clients_dir,
     load_server_keys,
     parse_bind,
     send_nowait,
@@ -652,6 +653,7 @@ class ExportServer:
         if seen == self._clients_seen:
             return
         try:
+            check_clients_dir(self._clients_dir)  # zmq.auth reads each file whole
             self._auth.configure_curve(domain="*", location=self._clients_dir)
         except Exception as exc:  # a key file being written, or not a key: keep the old set
             log.warning("allowed CURVE clients in %s not reloaded: %s", self._clients_dir, exc)

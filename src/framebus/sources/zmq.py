@@ -38,7 +38,9 @@ import collections
 import contextlib
 import copy
 import logging
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -57,6 +59,7 @@ from .._zmq import (
     load_client_keys,
     parse_url,
     send_nowait,
+    valid_name,
 )
 from ..errors import (
     FramebusError,
@@ -595,6 +598,8 @@ def list_exports(
 
     Raises RemoteUnreachable, RemoteAuthError or WireFormatError (an answer that is not a
     list)."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     address = parse_url(url, need_name=False)
     spec = Remote(
         address.url + "/x", curve=curve, server_key=server_key, client_key=client_key
@@ -640,15 +645,33 @@ def list_exports(
         ctx.term()
 
 
+_WORD = re.compile(r"[a-z]{1,16}")
+
+
 def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:
+    """The exporter's listing, every field checked: names are stream names, states, modes and
+    codecs short lowercase words, numbers finite and in range (so nothing a hostile server
+    sends can reach a terminal as an escape sequence or a line break)."""
     import json
 
-    fields: dict[str, type | tuple[type, ...]] = {
-        "name": str, "state": str, "width": int, "height": int, "fps": (int, float),
-        "mode": str, "codec": str, "receivers": int,
-    }  # fmt: skip
+    def check(key: str, value: Any) -> Any:
+        if key == "name":
+            ok = isinstance(value, str) and valid_name(value)
+        elif key in ("state", "mode", "codec"):
+            ok = isinstance(value, str) and _WORD.fullmatch(value) is not None
+        elif key == "fps":
+            ok = isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1e4
+        else:  # width, height, receivers
+            ok = isinstance(value, int) and 0 <= value <= (1 << 31)
+        if not ok or isinstance(value, bool):
+            raise TypeError(f"field {key!r} is not valid: {ascii(value)[:40]}")
+        return value
+
+    fields = ("name", "state", "width", "height", "fps", "mode", "codec", "receivers")
     try:
         data = json.loads(body)
+        if not isinstance(data, dict):
+            raise TypeError("the answer is not an object")
         streams = data["streams"]
         if not isinstance(streams, list):
             raise TypeError("streams is not a list")
@@ -656,16 +679,11 @@ def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:
         for entry in streams[:1000]:
             if not isinstance(entry, dict):
                 raise TypeError("an entry is not an object")
-            row = {}
-            for key, kind in fields.items():
-                value = entry.get(key)
-                if not isinstance(value, kind) or isinstance(value, bool):
-                    raise TypeError(f"field {key!r} is {type(value).__name__}")
-                row[key] = value
-            out.append(row)
+            out.append({key: check(key, entry.get(key)) for key in fields})
         return out
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WireFormatError(f"{where}: the LIST answer is not valid: {exc}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise WireFormatError(f"{where}: the LIST answer is not valid: {why}") from None
 
 
 class ZmqSource(Source):
