@@ -272,3 +272,24 @@ def test_odd_sizes_and_grey_frames_as_y4m(
     got = np.frombuffer(out, np.uint8).reshape(-1, h, w, 3)
     expected = (40, 120, 200) if len(shape) == 3 else (90, 90, 90)
     assert len(got) == 3 and np.abs(got.astype(int) - expected).max() <= 3
+
+
+@pytest.mark.parametrize("where", ["/dev/full", "closed"])
+def test_an_unwritable_stdout_is_one_line_and_a_failure(
+    pattern_stream: framebus.Publisher, where: str
+) -> None:
+    """Before: a traceback (OSError ENOSPC; AttributeError on a closed stdout), status 1."""
+    if where == "closed":
+        out = subprocess.run(
+            ["sh", "-c", '"$0" -m framebus cat "$1" >&-', sys.executable, pattern_stream.name],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    else:
+        with open(where, "wb") as full:
+            out = subprocess.run(
+                cat_cmd(pattern_stream.name), stdout=full, stderr=subprocess.PIPE, text=True,
+                timeout=60,
+            )  # fmt: skip
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("framebus: error:") and "standard output" in lines[0]

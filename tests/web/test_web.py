@@ -526,3 +526,26 @@ def test_size_variants_nobody_watches_free_their_slot(web: Fixture, pattern_stre
     # and by time alone, with no request at all, the idle encoders close (their readers go)
     assert wait_until(lambda: pattern_stream.stats().readers == 0, timeout=IDLE_CLOSE + 10)
     assert w.hub.stats(name).viewers == 0
+
+
+def test_head_answers_headers_and_starts_no_encoder(web: Fixture, pattern_stream: Any) -> None:
+    """Before: HEAD on an MJPEG URL started an encoder and the response never ended."""
+    import http.client
+
+    w: Web = web()
+    name = pattern_stream.name
+    for path, kind in ((f"/streams/{name}.mjpg", "multipart/x-mixed-replace"),
+                       (f"/streams/{name}.jpg?width=160", "image/jpeg")):  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", w.port, timeout=10)
+        try:
+            conn.request("HEAD", path)
+            resp = conn.getresponse()  # a timeout here is the old endless response
+            assert resp.status == 200 and resp.getheader("content-type", "").startswith(kind)
+            assert resp.read() == b""
+        finally:
+            conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", w.port, timeout=10)
+    conn.request("HEAD", "/streams/nope.mjpg")
+    assert conn.getresponse().status == 404
+    conn.close()
+    assert pattern_stream.stats().readers == 0 and w.hub.stats(name).encodes == 0

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from ..errors import InvalidStreamName, SourceNotFound, StreamNotFound
+from ..errors import FramebusError, InvalidStreamName, SourceNotFound, StreamNotFound
 from ..publisher import Publisher
 from ..sinks.pipe import FORMATS, PipeSink, pipe_out
 
@@ -93,6 +93,8 @@ def _stdout_closed() -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    if sys.stdout is None:  # started with fd 1 closed (`>&-`)
+        raise ValueError("standard output is closed: redirect it to a pipe or a file")
     fd = sys.stdout.fileno()
     if os.isatty(fd):
         raise ValueError(
@@ -126,6 +128,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         pipe_out(sink, fd, limit=args.frames)
     except BrokenPipeError:
         _stdout_closed()
+    except OSError as exc:
+        if isinstance(exc, FramebusError):
+            raise  # SourceNotFound and others are OSErrors too: main() prints them
+        _stdout_closed()  # a full disk, /dev/full: nothing more is flushed there at exit
+        print(
+            f"framebus: error: cannot write to standard output: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         if sink is not None:
             sink.close()

@@ -190,6 +190,9 @@ def _variant(request: Request) -> Variant:
     return Variant(width, quality) if quality is not None else Variant(width)
 
 
+_NO_STORE = {"cache-control": "no-store, no-cache, must-revalidate", "pragma": "no-cache"}
+
+
 class _MjpegResponse(Response):
     """An endless ``multipart/x-mixed-replace`` response for one viewer."""
 
@@ -310,8 +313,8 @@ def app(
         root = request.scope.get("root_path", "")
         return HTMLResponse(page.replace("{{base}}", f"{root}/"))
 
-    def watch(request: Request) -> _Viewer | Response:
-        """A viewer of the stream the request names, or the error response saying why not."""
+    def checked(request: Request) -> tuple[str, Variant] | Response:
+        """The stream and variant the request names, or the error response saying why not."""
         name = request.path_params["name"]
         try:
             variant = _variant(request)
@@ -319,6 +322,21 @@ def app(
             return _error(400, str(exc))
         if find(name) is None:
             return _error(404, f"no stream named {name!r}")
+        return name, variant
+
+    def head(request: Request, media_type: str) -> Response:
+        """HEAD: the headers a GET would have, and no encoder started (the response ends)."""
+        found = checked(request)
+        if isinstance(found, Response):
+            return found
+        return Response(status_code=200, media_type=media_type, headers=_NO_STORE)
+
+    def watch(request: Request) -> _Viewer | Response:
+        """A viewer of the stream the request names, or the error response saying why not."""
+        found = checked(request)
+        if isinstance(found, Response):
+            return found
+        name, variant = found
         try:
             return _Viewer(hub, name, variant)
         except TooManyVariants as exc:
@@ -327,12 +345,16 @@ def app(
             return _error(404, str(exc))
 
     async def mjpeg(request: Request) -> Response:
+        if request.method == "HEAD":
+            return head(request, _mjpeg.MJPEG_MIMETYPE)
         viewer = watch(request)
         if isinstance(viewer, Response):
             return viewer
         return _MjpegResponse(hub, request.path_params["name"], viewer)
 
     async def snapshot(request: Request) -> Response:
+        if request.method == "HEAD":
+            return head(request, "image/jpeg")
         name = request.path_params["name"]
         asked = time.time()
         viewer = watch(request)
