@@ -150,3 +150,24 @@ def test_ctrl_c_ends_a_live_run_with_its_summary(tmp_path: Path) -> None:
     assert stdout.startswith("framebus: interrupted:"), stdout
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
     assert not [s for s in framebus.list_streams() if s.name.startswith("sample-")]
+
+
+def test_a_damaged_file_is_a_failure_that_says_so(tmp_path: Path) -> None:
+    """Before: "0 files written ... (60 not needed)" and status 0 for a file whose every
+    packet is damaged."""
+    video = make_h264(tmp_path / "in.mp4", 60)
+    data = bytearray(video.read_bytes())
+    start = data.index(b"mdat") + 100
+    data[start : len(data) - 2000] = bytes(
+        (i * 7 + 3) % 256 for i in range(len(data) - 2000 - start)
+    )
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    out = run(str(damaged), "--out", str(tmp_path / "o"), "--every", "1")
+    assert out.returncode == 1, out
+    errors = out.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("framebus: error:"), out.stderr
+    assert "did not decode" in errors[0]
+    assert "not needed" not in out.stdout and "did not decode" in out.stdout
+    summary = framebus.sample(damaged, tmp_path / "p", every=1)
+    assert summary.failed > 0 and summary.written + summary.failed == 60

@@ -93,9 +93,19 @@ def test_resume_keeps_existing_files_and_completes_the_set(video: Path, tmp_path
 def test_stale_temporary_files_of_dead_writers_are_removed(video: Path, tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    (tmp_path / f".00000000.jpg.{dead}.tmp").write_bytes(b"half an image")
+    (tmp_path / f".00000000.jpg.framebus-{dead}.tmp").write_bytes(b"half an image")
+    # not framebus's: another program's temporary files of a dead pid are left alone
+    # (before: any ".X.PID.tmp" of a dead pid was deleted)
+    foreign = [f".notes.txt.{dead}.tmp", f".00000000.jpg.{dead}.tmp", f".x.framebus-{dead}.tmp"]
+    for name in foreign:
+        (tmp_path / name).write_bytes(b"someone else's")
+    if os.geteuid() == 0:  # one of our own pattern, but another user's file
+        other = tmp_path / f".00000001.jpg.framebus-{dead}.tmp"
+        other.write_bytes(b"another user's")
+        os.chown(other, 65534, 65534)
+        foreign.append(other.name)
     framebus.sample(video, tmp_path, every=100)
-    assert sorted(os.listdir(tmp_path)) == ["00000000.jpg", "00000100.jpg"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["00000000.jpg", "00000100.jpg", *foreign])
 
 
 def test_template(video: Path, tmp_path: Path) -> None:

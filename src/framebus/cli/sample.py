@@ -174,4 +174,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if progress is not None:
             progress.close()
     print(f"framebus: {summary.line()}", file=out, flush=True)
+    if summary.failed:
+        print(
+            f"framebus: error: {summary.failed} kept frame(s) of {args.source} did not decode "
+            "(damaged packets)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

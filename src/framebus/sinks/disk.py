@@ -1,11 +1,14 @@
 """Images to a folder: file name templates, atomic writes, and a bounded pool of encoders.
 
 Each image is written to a temporary name in the destination folder
-(``.<final name>.<pid>.tmp``: hidden, and never matching ``*.jpg``), optionally fsynced, then
-``os.replace``\\ d onto its final name. An interrupted run therefore never leaves a half-written
-image under a final name; its temporary files are removed on every exit path the process sees
-(an exception, Ctrl-C), and those of a killed process (SIGKILL, a power cut) are removed by
-the next :class:`ImageWriter` of the folder once that pid is gone.
+(``.<final name>.framebus-<pid>.tmp``: hidden, and never matching ``*.jpg``), optionally
+fsynced, then ``os.replace``\\ d onto its final name. An interrupted run therefore never
+leaves a half-written image under a final name; its temporary files are removed on every exit
+path the process sees (an exception, Ctrl-C), and those of a killed process (SIGKILL, a power
+cut) are removed by the next :class:`ImageWriter` of the folder once that pid is gone. Only
+files that are
+surely framebus's are removed: that name pattern, a final name of an image format framebus
+writes, a regular file owned by this user (another program's ``.x.123.tmp`` is left alone).
 
 Buffering policy of :class:`ImageWriter`: at most ``workers`` images being converted, encoded
 and written, plus ``workers`` waiting for a worker; :meth:`ImageWriter.submit` blocks while that
@@ -50,7 +53,9 @@ ImageFormat = Literal["jpg", "png"]
 IMAGE_FORMATS: tuple[ImageFormat, ...] = ("jpg", "png")
 DEFAULT_TEMPLATE = "{index:08d}.{ext}"
 
-_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp")
+_TEMP = re.compile(
+    rf"\.(?P<name>.+\.(?:{'|'.join(IMAGE_FORMATS)}))\.framebus-(?P<pid>\d{{1,10}})\.tmp"
+)
 
 
 def default_quality(fmt: ImageFormat) -> int:
@@ -128,7 +133,7 @@ class NameTemplate:
                 size = len(os.fsencode(n))
             except UnicodeEncodeError:
                 raise ValueError(f"invalid template {template!r}: not a file name") from None
-            if size > 200:  # the temporary name adds a pid and 6 bytes
+            if size > 200:  # the temporary name adds a pid and 15 bytes
                 raise ValueError(f"invalid template {template!r}: file names too long")
         if len(set(names)) != len(names):  # pragma: no cover - the spec check prevents it
             raise ValueError(f"invalid template {template!r}: two indexes give one file name")
@@ -171,6 +176,8 @@ def remove_stale_temps(folder: Path) -> int:
             m = _TEMP.fullmatch(entry.name)
             if m is None or not entry.is_file(follow_symlinks=False):
                 continue
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue  # not a file this user's writers made
             pid = int(m["pid"])
             if pid != me and _pid_alive(pid):
                 continue  # another run writes here right now
@@ -262,7 +269,7 @@ class ImageWriter:
 
     def _store(self, index: int, data: bytes) -> None:
         final = self.path(index)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        tmp = final.with_name(f".{final.name}.framebus-{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
             try:

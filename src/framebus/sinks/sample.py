@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import math
 import os
 import re
@@ -80,7 +79,6 @@ _PROGRESS_PERIOD = 0.2
 # how long one wait for a stream's next sample lasts before end/max are looked at again
 _POLL = 0.2
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
-log = logging.getLogger("framebus.sinks")
 _PATTERN = re.compile(r"(?:testpattern|pattern)(?::\d+x\d+(?:@\d+(?:\.\d+)?)?)?")  # publish's
 
 
@@ -112,6 +110,9 @@ class SampleSummary:
     undecoded: int = 0
     """Frames of a file the run went over without decoding them: neither kept nor referenced
     by a frame that is (``decoded`` counts them too)."""
+    failed: int = 0
+    """Kept frames of a file that did not decode (damaged packets): no file was written for
+    them, and the run is a failure (the command line exits with status 1)."""
 
     @property
     def kept(self) -> int:
@@ -123,9 +124,15 @@ class SampleSummary:
         what = "interrupted" if self.interrupted else "done"
         skipped = f", {self.skipped_existing} already there" if self.skipped_existing else ""
         undecoded = f" ({self.undecoded} not needed, not decoded)" if self.undecoded else ""
+        failed = (
+            f"; {self.failed} kept frame(s) did not decode (damaged packets): no file for them"
+            if self.failed
+            else ""
+        )
         return (
             f"{what}: {self.written} files written{skipped} into {self.out} from "
             f"{self.decoded} frames{undecoded} in {self.elapsed:.1f} s ({rate:.0f} frames/s)"
+            f"{failed}"
         )
 
 
@@ -275,6 +282,7 @@ class _Run:
         self.decoded = 0
         self.skipped = 0
         self.undecoded = 0
+        self.failed = 0
         self.total: int | None = None
 
     def summary(self, written: int, **kw: Any) -> SampleSummary:
@@ -289,6 +297,7 @@ class _Run:
             elapsed,
             self.total,
             undecoded=self.undecoded,
+            failed=self.failed,
             **kw,
         )
 
@@ -474,15 +483,9 @@ def _decode_planned(path: str, plan: DecodePlan, writer: ImageWriter, run: _Run)
         # counted and outlive the decoder that made them
         container.close()
     run.decoded = plan.covered
-    run.undecoded = plan.covered - decoded
-    missing = int(np.count_nonzero(plan.decode & ~taken))
-    if missing:
-        log.warning(
-            "sample: %d kept frame(s) of %s did not decode (damaged packets); their files "
-            "are missing",
-            missing,
-            path,
-        )
+    # kept frames the decoder refused failed; they are not "not needed"
+    run.failed = int(np.count_nonzero(plan.decode & ~taken))
+    run.undecoded = max(0, plan.covered - decoded - run.failed)
 
 
 def _decode_every_frame(
