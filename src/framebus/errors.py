@@ -26,8 +26,9 @@ The hierarchy::
     ├── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
     └── KeyFileError             a CURVE key file or directory is missing or not a key (zmq)
 
-SourceUnreachable has RemoteUnreachable (no answer from a zmq:// exporter in time) and
-SourceAuthError has RemoteAuthError (the CURVE handshake with an exporter failed).
+SourceUnreachable has RemoteUnreachable (no answer from a zmq:// exporter in time), which has
+RemoteBusy (the exporter answered, but has no receiver slot free), and SourceAuthError has
+RemoteAuthError (the CURVE handshake with an exporter failed).
 
 Every class takes one human-readable message: the command line prints it as a single line.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "PublisherLost",
     "ReadTimeout",
     "RemoteAuthError",
+    "RemoteBusy",
     "RemoteUnreachable",
     "SharedMemoryFull",
     "SinkClosed",
@@ -161,6 +163,11 @@ class KeyFileError(FramebusError, ValueError):
 
 class RemoteUnreachable(SourceUnreachable):
     """A ``zmq://`` exporter did not answer in time: wrong host, closed port, firewall."""
+
+
+class RemoteBusy(RemoteUnreachable):
+    """A ``zmq://`` exporter answered ``busy``: it serves its maximum of receivers, or of
+    receivers from this address. A slot may free up: retrying later can work."""
 
 
 class RemoteAuthError(SourceAuthError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import zmq
 
 import framebus
+from conftest import wait_until
 from framebus.net import export, generate_keys, list_exports
 
 
@@ -146,7 +148,6 @@ def test_a_bad_key_appearing_in_clients_keeps_the_old_set(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import logging
-    import time
 
     caplog.set_level(logging.WARNING, "framebus.zmq")
     keys = tmp_path / "keys"
@@ -160,3 +161,105 @@ def test_a_bad_key_appearing_in_clients_keeps_the_old_set(
             reader.read_frame()  # still admitted, the exporter still alive
         assert ex.stats().restarts == 0
     assert any("evil.key" in r.getMessage() for r in caplog.records)
+
+
+# -- starving the exporter ----------------------------------------------------------------------
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+
+
+def receiver_fps(url: str, seconds: float) -> float:
+    """Frames a second a legitimate receiver on 127.0.0.1 gets over ``seconds``."""
+    with framebus.attach(url, timeout=10, connect_timeout=10) as reader:
+        reader.read_frame()
+        frames, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            reader.read_frame()
+            frames += 1
+    return frames / seconds
+
+
+@pytest.mark.parametrize("mode", ["list", "unknown", "slots"])
+def test_a_flooding_peer_cannot_starve_a_legitimate_receiver(stream_name: str, mode: str) -> None:
+    """Before: a LIST flood cut a receiver from 30 to 4 fps, unknown names to 7-8, and 64
+    identities took every slot (the real receiver saw only "stalled")."""
+    pattern = framebus.TestPattern(160, 120, fps=30, pattern="counter")
+    with framebus.publish(stream_name, pattern), export("tcp://127.0.0.1:0") as ex:
+        url = ex.url(stream_name)
+        target = ex.endpoint + (f"/{stream_name}" if mode == "slots" else "")
+        attacker = subprocess.Popen(
+            [sys.executable, str(HELPERS / "zmq_attacker.py"), mode, target, "127.0.0.2", "8"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(1.5)  # the flood is on
+            fps = receiver_fps(url, 4.0)
+            stats = ex.stats()
+        finally:
+            out, _ = attacker.communicate(timeout=30)
+        assert attacker.returncode == 0 and int(out.split()[1]) > 0
+        assert fps >= 15, f"a legitimate receiver got {fps:.1f} fps of 30 during a {mode} flood"
+        assert ex.stats().restarts == 0
+        if mode == "slots":  # one host holds at most a quarter of the 64 slots
+            assert stats.receivers <= 16 + 1
+        else:
+            assert stats.throttled_requests > 0
+
+
+def test_busy_is_a_state_and_a_named_error(stream_name: str) -> None:
+    """Before: a receiver refused a slot saw only "stalled", the reason hidden."""
+    with framebus.publish(stream_name, framebus.TestPattern(64, 48, fps=10)), \
+            export("tcp://127.0.0.1:0", max_receivers=1) as ex:  # fmt: skip
+        with framebus.attach(ex.url(stream_name), timeout=10) as first:
+            first.read_frame()
+            with pytest.raises(framebus.RemoteBusy, match="maximum of 1 receivers"):
+                framebus.attach(ex.url(stream_name), connect_timeout=5)
+        # the slot frees up when the first receiver leaves (BYE)
+        with framebus.attach(ex.url(stream_name), timeout=10, connect_timeout=10) as second:
+            second.read_frame()
+            assert second.stats().state == "live"
+
+
+def test_connections_are_capped_and_silent_ones_cut(stream_name: str) -> None:
+    """Before: nothing capped connections; idle peers stayed for ever (they answer
+    heartbeats), and ~1100 of them ran `serve` out of descriptors."""
+    with framebus.publish(stream_name, framebus.TestPattern(64, 48, fps=10)), \
+            export("tcp://127.0.0.1:0", max_connections=20) as ex:  # fmt: skip
+        ctx: zmq.Context[Any] = zmq.Context()
+        silent = []
+        try:
+            for _ in range(40):  # ZeroMQ peers that connect from one host and never ask
+                sock = ctx.socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.connect(f"tcp://127.0.0.2:0;127.0.0.1:{ex.port}")
+                silent.append(sock)
+            assert wait_until(lambda: ex.stats().refused_connections >= 24, timeout=10)
+            assert ex.stats().connections <= 16  # one address: a quarter of 20, at least 16
+            # another host still gets in at once...
+            with framebus.attach(ex.url(stream_name), timeout=10, connect_timeout=5) as r:
+                r.read_frame()
+                assert ex.stats().connections <= 20
+            # ...and the silent ones are cut after IDLE_CUT (10 s)
+            assert wait_until(lambda: ex.stats().idle_cut >= 16, timeout=20), ex.stats()
+        finally:
+            for sock in silent:
+                sock.close(0)
+            ctx.term()
+
+
+def test_the_connection_book_evicts_only_the_silent() -> None:
+    from framebus.sinks._zmq_limits import EVICT_SILENT, ConnectionBook
+
+    book = ConnectionBook(max_connections=20)
+    for fd in range(16):  # one host: 16 at most
+        assert book.accepted(fd, "10.0.0.2", 0.0) == []
+    assert book.accepted(99, "10.0.0.2", 0.0) == [99]
+    for fd in range(16, 20):
+        assert book.accepted(fd, "10.0.0.3", 0.0) == []
+    assert book.request(19, 5.0)  # a receiver asks
+    assert book.accepted(50, "10.0.0.4", 0.1) == [50]  # full, nobody silent long enough
+    assert book.accepted(51, "10.0.0.4", EVICT_SILENT + 0.5) == [0]  # the silent one goes
+    assert book.request(999, 5.0)  # not yet accepted (its event is behind): let through
+    # silent since 0.0 (19 since 5.0, 51 since 1.5): cut after IDLE_CUT
+    assert sorted(book.idle(12.0)) == sorted(set(range(1, 19)) | {51})
+    assert book.idle(15.0) == [19]

@@ -83,7 +83,9 @@ import dataclasses
 import errno
 import json
 import logging
+import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -95,6 +97,7 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 import framebus
 from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, _exit, wire
@@ -112,6 +115,7 @@ from framebus._zmq import (
 )
 from framebus.errors import FramebusError, StreamNotFound
 
+from ._zmq_limits import ConnectionBook, per_address_cap
 from .base import Encoded, FrameSink, Pick, Subscription
 from .jpeg import encode_jpeg
 
@@ -149,6 +153,37 @@ def _key_files(folder: str) -> frozenset[tuple[str, int, int]]:
             )
     except OSError:
         return frozenset()
+
+
+_LIST_FOR = 0.5  # seconds a LIST answer is reused
+_MISSING_FOR = 0.5  # seconds a name not found is answered from memory
+_MISSING_KEPT = 1024  # names not found remembered at most (then forgotten all at once)
+
+
+def _peer_address(fd: int) -> str:
+    """The remote address of libzmq's connection on descriptor ``fd`` ("" if unknown)."""
+    try:
+        dup = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return ""
+    try:
+        return str(dup.getpeername()[0])
+    except (OSError, IndexError):
+        return ""
+    finally:
+        dup.close()
+
+
+def _cut(fd: int) -> None:
+    """End the TCP connection on descriptor ``fd`` (libzmq's): shut it down through a
+    duplicate, so libzmq sees the peer go and cleans up as for any disconnect. The descriptor
+    comes from libzmq's own events and messages in this process, never from a peer."""
+    with contextlib.suppress(OSError):
+        dup = socket.socket(fileno=os.dup(fd))
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        finally:
+            dup.close()
 
 
 # a frame in flight longer than this is taken as lost: the receiver's next ask gets a new one
@@ -206,6 +241,7 @@ class ZmqSink(FrameSink[bytes]):
 class _Peer:
     name: str
     last_seen: float
+    address: str = ""
     credit: bool = False
     in_flight: bool = False
     last_sent: tuple[int, int] | None = None  # (session, seq)
@@ -244,6 +280,14 @@ class ExporterStats:
     receivers: int
     bad_requests: int
     streams: tuple[ExportedStream, ...]
+    connections: int = 0
+    """TCP connections open now."""
+    refused_connections: int = 0
+    """Connections cut at once because ``max_connections`` were open."""
+    idle_cut: int = 0
+    """Connections cut because they asked nothing for a while (not receivers)."""
+    throttled_requests: int = 0
+    """Requests dropped because their connection asked too fast."""
     restarts: int = 0
     """Times the exporter's process died and was started again."""
     last_failure: str = ""
@@ -257,7 +301,14 @@ class ExporterStats:
         """From the exporter's own process; a malformed record raises TypeError/KeyError."""
         streams = tuple(ExportedStream(**row) for row in data["streams"])
         return cls(
-            str(data["endpoint"]), int(data["receivers"]), int(data["bad_requests"]), streams
+            str(data["endpoint"]),
+            int(data["receivers"]),
+            int(data["bad_requests"]),
+            streams,
+            connections=int(data["connections"]),
+            refused_connections=int(data["refused_connections"]),
+            idle_cut=int(data["idle_cut"]),
+            throttled_requests=int(data["throttled_requests"]),
         )
 
 
@@ -272,6 +323,7 @@ class ExportConfig:
     quality: int
     curve: str | None
     max_receivers: int
+    max_connections: int = 1000
 
     @classmethod
     def make(
@@ -283,6 +335,7 @@ class ExportConfig:
         quality: int = 80,
         curve: str | os.PathLike[str] | None = None,
         max_receivers: int = 64,
+        max_connections: int = 1000,
     ) -> ExportConfig:
         """Check every option (ValueError, InvalidStreamName, KeyFileError) before anything
         starts."""
@@ -292,6 +345,8 @@ class ExportConfig:
             raise ValueError(f"quality must be 1..100, not {quality}")
         if not 1 <= max_receivers <= 100_000:
             raise ValueError(f"max_receivers must be 1..100000, not {max_receivers}")
+        if not 1 <= max_connections <= 1_000_000:
+            raise ValueError(f"max_connections must be 1..1000000, not {max_connections}")
         parse_bind(endpoint)
         listed = None if names is None else tuple(names)
         for name in listed or ():
@@ -300,7 +355,7 @@ class ExportConfig:
         if curve is not None:
             load_server_keys(curve)
         folder = None if curve is None else str(Path(curve).absolute())
-        return cls(endpoint, listed, codec, quality, folder, max_receivers)
+        return cls(endpoint, listed, codec, quality, folder, max_receivers, max_connections)
 
     @property
     def insecure(self) -> bool:
@@ -311,7 +366,7 @@ class ExportConfig:
         return {
             "endpoint": self.endpoint, "names": None if self.names is None else list(self.names),
             "codec": self.codec, "quality": self.quality, "curve": self.curve,
-            "max_receivers": self.max_receivers,
+            "max_receivers": self.max_receivers, "max_connections": self.max_connections,
         }  # fmt: skip
 
     @classmethod
@@ -324,6 +379,7 @@ class ExportConfig:
             quality=data["quality"],
             curve=data["curve"],
             max_receivers=data["max_receivers"],
+            max_connections=data["max_connections"],
         )
 
 
@@ -352,6 +408,7 @@ class ExportServer:
         self._ctx: zmq.Context[Any] = zmq.Context(io_threads=1)
         self._auth: ThreadAuthenticator | None = None
         self._sock: zmq.Socket[Any] | None = None
+        self._monitor: zmq.Socket[Any] | None = None
         self._clients_dir: str | None = None  # the allowed clients' public keys (CURVE)
         self._clients_seen: frozenset[tuple[str, int, int]] = frozenset()
         self._clients_checked = 0.0
@@ -371,6 +428,10 @@ class ExportServer:
             except zmq.ZMQError as exc:
                 raise FramebusError(f"cannot listen on {endpoint}: {exc.strerror}") from None
             bound = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            # connections come and go: counted, capped, cut when silent (_zmq_limits)
+            self._monitor = self._sock.get_monitor_socket(
+                zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+            )
         except BaseException:
             self._teardown()
             raise
@@ -380,6 +441,10 @@ class ExportServer:
         self._streams: dict[str, _Stream] = {}
         self._peers: dict[bytes, _Peer] = {}
         self._closing: list[threading.Thread] = []
+        self._book = ConnectionBook(config.max_connections)
+        self._per_address = per_address_cap(config.max_receivers)
+        self._listed: tuple[float, bytes] = (-math.inf, b"")  # LIST answers, made at most 2/s
+        self._missing: dict[str, tuple[float, str]] = {}  # names not found lately: until, ERR
         self._bad = 0
         self._bad_logged = 0
         self._last_log = 0.0
@@ -418,6 +483,12 @@ class ExportServer:
         os.close(self._wake_w)
 
     def _teardown(self) -> None:
+        if self._monitor is not None:
+            if self._sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -438,8 +509,11 @@ class ExportServer:
         sock = self._sock
         assert sock is not None
         try:
+            monitor = self._monitor
+            assert monitor is not None
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
             poller.register(self._wake_r, zmq.POLLIN)
             next_sweep = time.monotonic() + _SWEEP
             while not self._closed:
@@ -448,10 +522,10 @@ class ExportServer:
                 if self._wake_r in events:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
+                if monitor in events:
+                    self._connections(monitor)
                 if sock in events:
-                    with contextlib.suppress(zmq.Again):
-                        for _ in range(1000):  # then frames get their turn
-                            self._request(sock, sock.recv_multipart(zmq.NOBLOCK))
+                    self._requests(sock)
                 self._collect(sock)
                 if time.monotonic() >= next_sweep:
                     self._sweep()
@@ -478,7 +552,34 @@ class ExportServer:
             self._last_log = now
             log.warning("exporter %s: %d bad request(s), last: %s", self.endpoint, count, why)
 
-    def _request(self, sock: zmq.Socket[Any], parts: list[bytes]) -> None:
+    def _connections(self, monitor: zmq.Socket[Any]) -> None:
+        """Connections accepted and gone (the monitor's events): count them, cut the ones
+        beyond the cap."""
+        now = time.monotonic()
+        with contextlib.suppress(zmq.Again):
+            for _ in range(256):  # bounded: requests and frames get their turn
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+                fd = int(event["value"])
+                if event["event"] == zmq.EVENT_ACCEPTED:
+                    for victim in self._book.accepted(fd, _peer_address(fd), now):
+                        _cut(victim)
+                else:
+                    self._book.closed(fd)
+
+    def _requests(self, sock: zmq.Socket[Any]) -> None:
+        """Up to 64 waiting requests (then frames get their turn), each checked against its
+        connection's rate."""
+        now = time.monotonic()
+        with contextlib.suppress(zmq.Again):
+            for _ in range(64):
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                last = frames[-1]
+                if not self._book.request(int(last.get(zmq.SRCFD)), now):
+                    continue  # over its rate: dropped, counted in throttled_requests
+                address = str(last.get("Peer-Address"))
+                self._request(sock, [f.bytes for f in frames], address)
+
+    def _request(self, sock: zmq.Socket[Any], parts: list[bytes], address: str = "") -> None:
         if len(parts) != 2:
             self._bad_request(f"a request of {len(parts) - 1} parts")
             return
@@ -496,9 +597,9 @@ class ExportServer:
                 self._bad_request("malformed GET")
                 self._send(sock, peer_id, b"ERR bad malformed request")
                 return
-            self._get(sock, peer_id, name, (session, seq))
+            self._get(sock, peer_id, name, (session, seq), address)
         elif verb == b"LIST" and len(words) == 1:
-            self._send(sock, peer_id, b"LIST " + self._listing())
+            self._send(sock, peer_id, b"LIST " + self._cached_listing())
         elif verb == b"BYE" and len(words) == 1:
             self._forget(peer_id)
         else:
@@ -518,21 +619,30 @@ class ExportServer:
                 return False
             raise
 
-    def _get(self, sock: zmq.Socket[Any], peer_id: bytes, name: str, has: tuple[int, int]) -> None:
+    def _get(
+        self,
+        sock: zmq.Socket[Any],
+        peer_id: bytes,
+        name: str,
+        has: tuple[int, int],
+        address: str = "",
+    ) -> None:
         now = time.monotonic()
         peer = self._peers.get(peer_id)
         if peer is not None and peer.name != name:
             self._forget(peer_id)
             peer = None
-        if peer is None and len(self._peers) >= self.max_receivers:
-            self._send(sock, peer_id, f"ERR busy {self.max_receivers} receivers".encode())
-            return
+        if peer is None:
+            busy = self._busy(address)
+            if busy:
+                self._send(sock, peer_id, f"ERR busy {busy}".encode())
+                return
         stream, error = self._open(name)
         if stream is None:
             self._send(sock, peer_id, error.encode())
             return
         if peer is None:
-            peer = self._peers[peer_id] = _Peer(name, now)
+            peer = self._peers[peer_id] = _Peer(name, now, address)
         peer.last_seen = now
         if peer.in_flight and peer.last_sent != has and now - peer.sent_at < _IN_FLIGHT:
             return  # a keep-alive that overtook the frame it has not received yet
@@ -545,11 +655,33 @@ class ExportServer:
         if not self._offer(sock, stream, peer_id, peer):
             self._send(sock, peer_id, b"WAIT")
 
+    def _busy(self, address: str) -> str:
+        """Why a new receiver from ``address`` cannot have a slot ("" if it can)."""
+        if len(self._peers) >= self.max_receivers:
+            return f"the exporter serves its maximum of {self.max_receivers} receivers"
+        mine = sum(1 for p in self._peers.values() if p.address == address)
+        if address and mine >= self._per_address:
+            return f"{address} already has its maximum of {self._per_address} receivers here"
+        return ""
+
     def _open(self, name: str) -> tuple[_Stream | None, str]:
-        """The stream entry for ``name``, its sink created on demand; else (None, ERR ...)."""
+        """The stream entry for ``name``, its sink created on demand; else (None, ERR ...).
+        A name not found is remembered for a moment: asking again costs no look-up."""
         stream = self._streams.get(name)
         if stream is not None:
             return stream, ""
+        now = time.monotonic()
+        missing = self._missing.get(name)
+        if missing is not None and now < missing[0]:
+            return None, missing[1]
+        stream, error = self._open_sink(name)
+        if stream is None:
+            if len(self._missing) >= _MISSING_KEPT:
+                self._missing.clear()
+            self._missing[name] = (now + _MISSING_FOR, error)
+        return stream, error
+
+    def _open_sink(self, name: str) -> tuple[_Stream | None, str]:
         if self.names is not None and name not in self.names:
             exports = ", ".join(self.names) or "none"
             return None, f"ERR notfound stream {name!r} is not exported here (exports: {exports})"
@@ -664,6 +796,8 @@ class ExportServer:
     def _sweep(self) -> None:
         now = time.monotonic()
         self._reload_clients(now)
+        for fd in self._book.idle(now):
+            _cut(fd)
         for peer_id, peer in list(self._peers.items()):
             if now - peer.last_seen > PEER_TIMEOUT:
                 self._forget(peer_id)
@@ -691,9 +825,23 @@ class ExportServer:
                 )
                 for s in self._streams.values()
             ),
+            connections=len(self._book),
+            refused_connections=self._book.refused,
+            idle_cut=self._book.idle_cut,
+            throttled_requests=self._book.throttled,
         )
         with self._lock:
             self._snapshot = snapshot
+
+    def _cached_listing(self) -> bytes:
+        """The listing, made again at most every _LIST_FOR seconds: a LIST flood costs a send
+        each, not a scan of every stream each."""
+        made, body = self._listed
+        now = time.monotonic()
+        if now - made >= _LIST_FOR:
+            body = self._listing()
+            self._listed = (now, body)
+        return body
 
     def _listing(self) -> bytes:
         wanted = None if self.names is None else set(self.names)

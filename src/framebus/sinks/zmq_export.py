@@ -115,7 +115,10 @@ class Exporter:
     :class:`~framebus.net.ZmqSink`. ``curve``: a key directory
     (:func:`framebus.net.generate_keys`) to encrypt and to let in only the receivers whose
     keys are in its ``clients/``. ``max_receivers``: receivers served at once (more get
-    ``ERR busy``).
+    ``ERR busy``; one network address may hold a quarter of them). ``max_connections``: TCP
+    connections open at once (more are cut at once; connections that ask nothing for 10 s are
+    cut too; each connection may make 100 requests a second: see
+    :mod:`framebus.sinks._zmq_limits`).
 
     The export runs in a process of its own from construction until :meth:`close` (or the
     end of a ``with`` block), started again if it dies (see the module docstring); bad
@@ -132,6 +135,7 @@ class Exporter:
         quality: int = 80,
         curve: str | os.PathLike[str] | None = None,
         max_receivers: int = 64,
+        max_connections: int = 1000,
     ) -> None:
         self.config = ExportConfig.make(
             endpoint,
@@ -140,6 +144,7 @@ class Exporter:
             quality=quality,
             curve=curve,
             max_receivers=max_receivers,
+            max_connections=max_connections,
         )
         self.names = self.config.names
         self.insecure = self.config.insecure
@@ -352,10 +357,17 @@ def export(
     quality: int = 80,
     curve: str | os.PathLike[str] | None = None,
     max_receivers: int = 64,
+    max_connections: int = 1000,
 ) -> Exporter:
     """Start exporting streams on ``endpoint``: see :class:`Exporter`. Close it to stop."""
     return Exporter(
-        endpoint, names, codec=codec, quality=quality, curve=curve, max_receivers=max_receivers
+        endpoint,
+        names,
+        codec=codec,
+        quality=quality,
+        curve=curve,
+        max_receivers=max_receivers,
+        max_connections=max_connections,
     )
 
 

@@ -24,9 +24,10 @@ so nothing from before a restart is delivered after something newer.
 Liveness: ZMTP heartbeats (1 s, 3 s timeout) drop a dead connection, libzmq redials every
 0.1-0.5 s, and a receiver that got nothing for 0.5 s asks again (the exporter answers
 ``WAIT`` when it has no newer frame). :meth:`Receiver.state` is ``connecting`` (no answer
-yet), ``live``, ``stalled`` (the exporter answers, no new frame for 2 s), ``reconnecting``
-(no answer for 3 s, or the connection is down) or ``ended``. Idle, the thread sleeps in
-``zmq.Poller.poll`` and wakes twice a second.
+yet), ``live``, ``busy`` (the exporter has no receiver slot for us: ``ERR busy``; attach
+raises RemoteBusy), ``stalled`` (the exporter answers, no new frame for 2 s),
+``reconnecting`` (no answer for 3 s, or the connection is down) or ``ended``. Idle, the
+thread sleeps in ``zmq.Poller.poll`` and wakes twice a second.
 
 :class:`ZmqSource` is the :class:`~framebus.Source` of a relay: ``framebus serve
 cam=zmq://host:5555/cam`` re-publishes the remote stream into this machine's shared memory.
@@ -66,6 +67,7 @@ from ..errors import (
     FrameTooLarge,
     ReadTimeout,
     RemoteAuthError,
+    RemoteBusy,
     RemoteUnreachable,
     SourceNotFound,
     SourceUnsupported,
@@ -232,6 +234,7 @@ class Receiver:
         self._answered = False  # the exporter answered at least once
         self._not_found: str | None = None
         self._unsupported: str | None = None  # the exporter cannot send this stream's frames
+        self._busy: str | None = None  # the exporter has no receiver slot for us (ERR busy)
         self._dial = Dial(address, keys is not None)
         self._redial_at: float | None = None
         self._last_answer = 0.0
@@ -276,6 +279,8 @@ class Receiver:
                     raise StreamNotFound(self._not_found)
                 if self._dial.auth_error is not None:
                     raise RemoteAuthError(f"{where}: {self._dial.auth_error}")
+                if self._busy is not None and self._item is None:
+                    raise RemoteBusy(f"{where} is busy: {self._busy}")
                 if self._answered or self._item is not None or self._end is not None:
                     return
                 remaining = deadline - time.monotonic()
@@ -344,6 +349,8 @@ class Receiver:
             return "connecting"
         if not self._dial.connected or now - self._last_answer > HEARTBEAT_TIMEOUT:
             return "reconnecting"
+        if self._busy is not None:
+            return "busy"
         if now - self._last_frame > STALL_AFTER:
             return "stalled"
         return "live"
@@ -487,6 +494,7 @@ class Receiver:
         text = bytes(data[:256])
         if text.startswith(b"WAIT"):
             with self._cond:
+                self._busy = None  # a slot is ours: our credit stands
                 self._remote_state = text[5:32].decode("ascii", "replace")
             return False
         if text.startswith(b"ERR "):
@@ -506,6 +514,8 @@ class Receiver:
                 self._end = StreamEnded(f"{self.address.url}: {message}")
             elif code == "unsupported":
                 self._unsupported = f"{self.address.url}: {message}"
+            elif code == "busy":
+                self._busy = message
             self._cond.notify_all()
 
     def _deliver(self, header: wire.FrameHeader, payload: memoryview, keep: Any) -> None:
@@ -527,6 +537,7 @@ class Receiver:
                 skipped = header.seq - self._last_seq - 1
             self._last_seq = header.seq
             self._unsupported = None
+            self._busy = None
             self._received += 1
             self._last_frame = time.monotonic()
             if self._item is not None:
