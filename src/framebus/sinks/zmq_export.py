@@ -349,26 +349,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.stdout.close()
 
 
-def export(
-    endpoint: str,
-    names: Iterable[str] | None = None,
-    *,
-    codec: CodecName = "jpeg",
-    quality: int = 80,
-    curve: str | os.PathLike[str] | None = None,
-    max_receivers: int = 64,
-    max_connections: int = 1000,
-) -> Exporter:
-    """Start exporting streams on ``endpoint``: see :class:`Exporter`. Close it to stop."""
-    return Exporter(
-        endpoint,
-        names,
-        codec=codec,
-        quality=quality,
-        curve=curve,
-        max_receivers=max_receivers,
-        max_connections=max_connections,
-    )
+export = Exporter
+"""``export(endpoint, names, ...)`` starts exporting streams: the same as :class:`Exporter`
+(close it to stop)."""
 
 
 # -- the exporter's process ---------------------------------------------------------------------
