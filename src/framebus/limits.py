@@ -7,6 +7,9 @@ frames on a pipe, a file being sampled, a camera's stream) checks the size the b
 *declare* against this budget before decoding or allocating, and refuses with
 :class:`~framebus.errors.FrameTooLarge`.
 
+(:func:`connection_budget` is the other budget here: how many connections a network wing may
+keep open, given the process's descriptor limit.)
+
 The budget is :data:`DEFAULT_MAX_PIXELS` (8K UHD, 7680x4320 = 33.2 Mpx: about 100 MB as a BGR
 frame) unless the environment variable ``FRAMEBUS_MAX_PIXELS`` says otherwise; processes
 framebus starts (captures, the exporter) inherit it. :func:`set_max_pixels` sets it for this
@@ -19,7 +22,8 @@ import os
 
 from .errors import FrameTooLarge
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ENV", "check_pixels", "max_pixels", "set_max_pixels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ENV", "check_pixels", "connection_budget", "max_pixels",
+           "set_max_pixels"]  # fmt: skip
 
 DEFAULT_MAX_PIXELS = 7680 * 4320
 """8K UHD: the largest frame framebus decodes unless told otherwise."""
@@ -59,3 +63,15 @@ def check_pixels(width: int, height: int, what: str) -> None:
             f"decoded-size budget of {budget / 1e6:.1f} Mpx; not decoded "
             f"(set {ENV} to allow larger frames)"
         )
+
+
+def connection_budget(wanted: int) -> int:
+    """``wanted`` connections, or half this process's descriptor limit if that is less: a
+    network wing never takes the descriptors the rest of the process needs (rings, /proc,
+    files), so running out of them stays its own problem."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft // 2))

@@ -14,6 +14,7 @@ from typing import TextIO
 from .. import __version__
 from ..errors import FramebusError
 from . import cat, keys, ls, prune, sample, serve, share, web
+from ._args import raise_fd_limit
 
 __all__ = ["main"]
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    raise_fd_limit()
     try:
         status: int = args.run(args, out)
         return status

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 
-__all__ = ["seconds"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "add_max_connections", "connections", "raise_fd_limit",
+           "seconds"]  # fmt: skip
+
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 def seconds(arg: str) -> float:
@@ -17,3 +21,36 @@ def seconds(arg: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {arg!r}")
     return value
+
+
+def connections(arg: str) -> int:
+    """A connection limit: a whole number 1..1000000."""
+    value = int(arg) if arg.isascii() and arg.isdigit() else 0
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of connections 1..1000000, got {arg!r}"
+        )
+    return value
+
+
+def add_max_connections(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-connections",
+        type=connections,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections each network wing (--http, --zmq) keeps open at most; beyond, new ones "
+        f"are refused (default {DEFAULT_MAX_CONNECTIONS}, at most half the descriptor limit)",
+    )
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's soft limit of open descriptors to its hard limit (systemd's
+    default soft limit, 1024, is a few hundred viewers): the wings' caps stay below it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        # a hard limit the kernel refuses (above fs.nr_open): keep the soft one
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -56,7 +56,12 @@ def start_exporter(names: list[str] | None, args: argparse.Namespace, out: TextI
         return None
     net = _net()
     exporter = net.Exporter(
-        args.zmq, names, codec=args.zmq_codec, quality=args.zmq_quality, curve=args.curve
+        args.zmq,
+        names,
+        codec=args.zmq_codec,
+        quality=args.zmq_quality,
+        curve=args.curve,
+        max_connections=getattr(args, "max_connections", 1000),
     )
     if exporter.insecure:
         print(

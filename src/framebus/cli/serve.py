@@ -7,7 +7,7 @@ import time
 from typing import Any, TextIO
 
 from ..publisher import Publisher, StreamOptions
-from ._args import seconds
+from ._args import add_max_connections, seconds
 from ._http import add_http_options, start_web
 from ._table import table
 from ._zmq import add_zmq_options, curve_source, start_exporter
@@ -47,6 +47,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no status output")
     add_http_options(p, default=None)
     add_zmq_options(p, required=False)
+    add_max_connections(p)
     p.set_defaults(run=run)
 
 
@@ -93,8 +94,11 @@ def _watch(pubs: list[Publisher], args: argparse.Namespace, out: TextIO) -> None
     drawn = 0
     end = None if args.duration is None else time.monotonic() + args.duration
     while True:
-        stats = [p.stats() for p in pubs]
-        if not args.quiet:
+        try:
+            stats = [p.stats() for p in pubs]
+        except OSError:  # out of descriptors for /proc, say: the streams go on, look again
+            stats = []
+        if stats and not args.quiet:
             lines = table(stats)
             if tty:
                 if drawn:
@@ -104,7 +108,7 @@ def _watch(pubs: list[Publisher], args: argparse.Namespace, out: TextIO) -> None
             else:
                 out.write("\n".join(lines[1:]) + "\n")
             out.flush()
-        if all(s.state in ("ended", "failed", "closed") for s in stats):
+        if stats and all(s.state in ("ended", "failed", "closed") for s in stats):
             return
         wait = args.interval
         if end is not None:

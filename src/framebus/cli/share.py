@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any, TextIO
 
-from ._args import seconds
+from ._args import add_max_connections, seconds
 from ._zmq import add_zmq_options, start_exporter
 
 __all__ = ["add_parser", "run"]
@@ -23,6 +23,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="streams to export (default: all)")
     add_zmq_options(p, required=True)
+    add_max_connections(p)
     p.add_argument("--duration", type=seconds, help="stop after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no status output")
     p.set_defaults(run=run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
+from ._args import add_max_connections
 from ._http import add_http_options, make_server
 
 __all__ = ["add_parser", "run"]
@@ -20,6 +21,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="streams to serve (default: all)")
     add_http_options(p, default="127.0.0.1:8080")
+    add_max_connections(p)
     p.set_defaults(run=run)
 
 

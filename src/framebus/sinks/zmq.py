@@ -114,6 +114,7 @@ from framebus._zmq import (
     valid_name,
 )
 from framebus.errors import FramebusError, StreamNotFound
+from framebus.limits import connection_budget
 
 from ._zmq_limits import ConnectionBook, per_address_cap
 from .base import Encoded, FrameSink, Pick, Subscription
@@ -441,7 +442,7 @@ class ExportServer:
         self._streams: dict[str, _Stream] = {}
         self._peers: dict[bytes, _Peer] = {}
         self._closing: list[threading.Thread] = []
-        self._book = ConnectionBook(config.max_connections)
+        self._book = ConnectionBook(connection_budget(config.max_connections))
         self._per_address = per_address_cap(config.max_receivers)
         self._listed: tuple[float, bytes] = (-math.inf, b"")  # LIST answers, made at most 2/s
         self._missing: dict[str, tuple[float, str]] = {}  # names not found lately: until, ERR

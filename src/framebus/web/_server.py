@@ -5,11 +5,18 @@ is left of the frame being written (its high-water mark is set to 0, so ``send()
 the previous write left it entirely); in the kernel, about one frame (``SO_SNDBUF`` fitted to
 the frame size, see :mod:`._sockets`). A viewer whose data stays unacknowledged for 10 s is cut
 off by the kernel (``TCP_USER_TIMEOUT``).
+
+Connections: at most ``max_connections`` open at once (default 1000, and never more than
+half the process's descriptor limit); one beyond is closed at once, counted and logged. A
+connection must deliver a complete request head within :data:`HEAD_TIMEOUT` seconds of
+opening, or of its previous response (a silent or dribbling client is closed): uvicorn alone
+waits for ever for a first request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -20,20 +27,38 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from framebus.errors import FramebusError
+from framebus.limits import connection_budget
 
 from . import _sockets
 from ._hub import EncoderHub
 
-__all__ = ["DEFAULT_BIND", "WebServer", "parse_bind", "read_auth"]
+__all__ = ["DEFAULT_BIND", "DEFAULT_MAX_CONNECTIONS", "HEAD_TIMEOUT", "WebServer", "parse_bind",
+           "read_auth"]  # fmt: skip
+
+log = logging.getLogger("framebus.web")
 
 DEFAULT_BIND = ("127.0.0.1", 8080)
+DEFAULT_MAX_CONNECTIONS = 1000
+HEAD_TIMEOUT = 10.0
+"""Seconds a connection gets to send a whole request head."""
+_LOG_EVERY = 10.0
+_BACKLOG = 64
 _SHUTDOWN_GRACE = 0.3  # seconds a response may still take when the server stops (uvicorn: 1 s)
 
 
 class _CappedH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with the viewer limits applied to each connection."""
 
+    max_connections = DEFAULT_MAX_CONNECTIONS
+    refused = 0  # connections closed at once because max_connections were open
+    _logged_at = -_LOG_EVERY
+    _head_timer: asyncio.TimerHandle | None = None
+    _refused_this = False
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.server_state.connections) >= self.max_connections:
+            self._refuse(transport)
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _sockets.cap(sock)
@@ -42,8 +67,46 @@ class _CappedH11(H11Protocol):
         # lets 64 KiB pile up first): the app then picks the newest frame, not a stale one
         transport.set_write_buffer_limits(high=0)
         super().connection_made(transport)
+        self._arm_head_timer()
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        self._refused_this = True
+        transport.abort()
+        cls = type(self)
+        cls.refused += 1
+        now = time.monotonic()
+        if now - cls._logged_at >= _LOG_EVERY:
+            cls._logged_at = now
+            log.warning(
+                "framebus web: %d connection(s) refused so far: %d open, the maximum "
+                "(--max-connections)",
+                cls.refused,
+                self.max_connections,
+            )
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        """No request in progress HEAD_TIMEOUT s after the connection opened or the last
+        response ended: a silent or dribbling client, closed."""
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused_this:
+            return  # never served: nothing of uvicorn's to undo
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if self.transport is not None:
             _sockets.forget(self.transport.get_extra_info("peername"))
         super().connection_lost(exc)
@@ -105,30 +168,44 @@ class WebServer:
         port: int = 8080,
         *,
         hub: EncoderHub | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         self.hub = hub  # the encoders of asgi_app, if this server owns them: closed at the end
+        self.max_connections = connection_budget(max_connections)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, _, _, _, addr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind(addr)
-            self.sock.listen(128)
+            self.sock.listen(_BACKLOG)
         except OSError as exc:
             self.sock.close()
             raise FramebusError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self.host, self.port = host, self.sock.getsockname()[1]
+        protocol = type("CappedH11", (_CappedH11,), {"max_connections": self.max_connections})
+        self._protocol: type[_CappedH11] = protocol
         config = uvicorn.Config(
             asgi_app,
-            http=_CappedH11,
+            http=protocol,
             loop="asyncio",  # the viewers' waits watch sockets with the selector loop's add_writer
             log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            # also how many connections asyncio accepts per wake-up: with a cap, that many
+            # may hold a descriptor for a moment before they are refused
+            backlog=_BACKLOG,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+
+    @property
+    def refused(self) -> int:
+        """Connections closed at once because ``max_connections`` were open."""
+        return self._protocol.refused
 
     @property
     def url(self) -> str:
