@@ -549,3 +549,47 @@ def test_head_answers_headers_and_starts_no_encoder(web: Fixture, pattern_stream
     assert conn.getresponse().status == 404
     conn.close()
     assert pattern_stream.stats().readers == 0 and w.hub.stats(name).encodes == 0
+
+
+def test_a_viewer_that_reads_in_bursts_gets_the_frame_newest_when_it_read_the_last(
+    web: Fixture, stream_name: str
+) -> None:
+    """A viewer that reads one part, then sleeps a second (a 16 KB receive buffer, exact
+    reads, HTTP/1.0): its next frame must be no older than the one newest when it finished
+    reading the previous, about 1 s when read. Before: a second frame was often written
+    behind the first while the viewer slept, and read 2 s old."""
+
+    def exactly(s: socket.socket, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            assert chunk, "the response ended"
+            buf += chunk
+        return buf
+
+    def head(s: socket.socket) -> bytes:
+        buf = b""
+        while not buf.endswith(b"\r\n\r\n"):
+            buf += exactly(s, 1)
+        return buf
+
+    pattern = framebus.TestPattern(1280, 720, fps=25)
+    with framebus.publish(stream_name, pattern):
+        w: Web = web()
+        viewer = socket.socket()
+        viewer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        viewer.settimeout(20)
+        ages = []
+        try:
+            viewer.connect(("127.0.0.1", w.port))
+            viewer.sendall(f"GET /streams/{stream_name}.mjpg HTTP/1.0\r\n\r\n".encode())
+            head(viewer)  # the response's head
+            for _ in range(9):
+                lines = head(viewer).decode().split("\r\n")
+                fields = dict(line.split(": ", 1) for line in lines if ": " in line)
+                exactly(viewer, int(fields["Content-Length"]))
+                ages.append(time.time() - float(fields["X-Framebus-Timestamp"]))
+                time.sleep(1.0)
+        finally:
+            viewer.close()
+    assert max(ages[2:]) < 1.3, [f"{a:.2f}" for a in ages]  # the floor is 1.0 s + a frame

@@ -244,6 +244,8 @@ class _MjpegResponse(Response):
                     continue
                 pieces = _mjpeg.part_pieces(item.data, item.info)
                 size = sum(len(p) for p in pieces)
+                if window is not None:
+                    window.last_frame = size
                 if sock is not None and not fitted * 0.75 <= size <= fitted * 1.5:
                     fitted = size
                     _sockets.fit(sock, fitted)  # the kernel's queue: about one frame

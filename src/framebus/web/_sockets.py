@@ -103,6 +103,7 @@ AHEAD_SECONDS = 0.033  # at most what a viewer reads in this time is ahead of it
 _RATE_SPAN = (0.25, 1.0)  # a viewer's read rate is measured over the last 0.25..1 s
 _WINDOW_SPAN = 2.0  # seconds a window the viewer advertised counts as its empty-buffer size
 _MAX_WAIT = 0.5  # seconds a frame may be held back for a viewer still reading (see _patience)
+_WINDOW_NOISE = 8192  # bytes by which the unread estimate may stay off (window rounding)
 
 
 class PeerWindow:
@@ -119,6 +120,9 @@ class PeerWindow:
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
+        self.last_frame = 0
+        """Bytes of the last frame written (the caller sets it): past its patience, a frame
+        waits while more than half of that is still ahead (see :meth:`may_go`)."""
         # the largest window of the last _WINDOW_SPAN seconds, as a queue of decreasing
         # windows: a window the kernel no longer offers (memory pressure, a buffer resized)
         # ages out instead of making a viewer look behind for ever
@@ -149,7 +153,9 @@ class PeerWindow:
         unread = self._largest(now, window) - window
         reads = self._reads
         reads.append((now, acked - unread))
-        while now - reads[0][0] > _RATE_SPAN[1]:
+        # the last sample older than the span stays: a viewer looked at once a second (it
+        # reads in bursts) still has a rate, not an unknown one that would let any frame go
+        while len(reads) > 2 and now - reads[1][0] > _RATE_SPAN[1]:
             reads.popleft()
         span = now - reads[0][0]
         rate = (reads[-1][1] - reads[0][1]) / span if span >= _RATE_SPAN[0] else math.inf
@@ -161,29 +167,47 @@ class PeerWindow:
         ahead, rate = self.ahead()
         return ahead <= rate * AHEAD_SECONDS
 
+    def may_go(self, deadline: float) -> bool:
+        """:meth:`ready`, or past ``deadline`` with less than half the last frame (or
+        :data:`_WINDOW_NOISE`) still ahead. The window a viewer advertises with an empty buffer
+        varies (the kernel rounds it and avoids small updates), so an estimate that never
+        comes down must not hold its frames back; but while half a frame is ahead the viewer
+        is still reading it (a viewer reading in bursts, asleep between them): a frame chosen
+        now would wait behind it and be older than needed when read."""
+        if self.ready():
+            return True
+        if time.monotonic() < deadline:
+            return False
+        ahead, _ = self.ahead()
+        return ahead * 2 < self.last_frame or ahead <= _WINDOW_NOISE
+
     def _patience(self) -> float:
-        """How long to wait for :meth:`ready` at most: twice what the viewer needs to read
-        what is ahead at its rate, at most :data:`_MAX_WAIT`. The window a viewer advertises
-        with an empty buffer varies (the kernel rounds it and avoids small updates), so an
-        estimate that never comes down must not hold its frames back."""
+        """How long to wait for :meth:`ready` before the unacknowledged bytes alone decide:
+        twice what the viewer needs to read what is ahead at its rate, at most
+        :data:`_MAX_WAIT`."""
         ahead, rate = self.ahead()
         if ahead <= rate * AHEAD_SECONDS:
             return 0.0
         return min(_MAX_WAIT, 2 * ahead / rate) if rate > 0 else _MAX_WAIT
 
     async def wait_read(self, gone: asyncio.Future[None]) -> None:
-        """Wait until :meth:`ready` or the viewer is ``gone``, at most :meth:`_patience` (a
-        poll every 5 ms: no event tells when a window opens; a viewer that keeps up does not
-        wait here)."""
+        """Wait until :meth:`may_go` or the viewer is ``gone`` (a poll every 5 ms: no event
+        tells when a window opens; a viewer that keeps up does not wait here). A viewer that
+        reads nothing at all is cut by the caller's write timeout."""
         deadline = time.monotonic() + self._patience()
-        while not gone.done() and time.monotonic() < deadline and not self.ready():
+        while not gone.done() and not self.may_go(deadline):
             await asyncio.sleep(_POLL)
 
-    def wait_read_blocking(self) -> None:
-        """:meth:`wait_read` for a thread."""
-        deadline = time.monotonic() + self._patience()
-        while time.monotonic() < deadline and not self.ready():
+    def wait_read_blocking(self, limit: float) -> bool:
+        """:meth:`wait_read` for a thread, for at most ``limit`` seconds; False if the viewer
+        read nothing meanwhile (gone)."""
+        now = time.monotonic()
+        deadline, give_up = now + self._patience(), now + limit
+        while not self.may_go(deadline):
+            if time.monotonic() >= give_up:
+                return False
             time.sleep(_POLL)
+        return True
 
 
 def register(peer: tuple[Any, ...] | None, transport: Any) -> None:

@@ -70,7 +70,8 @@ def _frames(hub: EncoderHub, name: str, sub: Any, sock: Any) -> Iterator[bytes]:
             if window is not None:
                 if not _sockets.unsent_low(sock, WRITE_TIMEOUT):
                     return  # took nothing for WRITE_TIMEOUT: gone
-                window.wait_read_blocking()
+                if not window.wait_read_blocking(WRITE_TIMEOUT):
+                    return  # read nothing for WRITE_TIMEOUT: gone
             try:
                 item = sub.get(timeout=_IDLE_WAIT)
             except ReadTimeout:
@@ -78,6 +79,8 @@ def _frames(hub: EncoderHub, name: str, sub: Any, sock: Any) -> Iterator[bytes]:
             except (StreamEnded, PublisherLost, SinkClosed):
                 return
             chunk = _mjpeg.part(item.data, item.info)
+            if window is not None:
+                window.last_frame = len(chunk)
             yield chunk  # the server's write happens before the next get: no queue here
             hub.note_sent(name, len(chunk))
     finally:
