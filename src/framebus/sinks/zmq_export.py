@@ -56,6 +56,7 @@ STOP_GRACE = 2.0
 MAX_LINE = 64 * 1024
 _STATS_EVERY = 0.25
 _BACKOFF_MAX = 5.0
+_ASKED_PAUSE = 0.5  # seconds before restarting a process that was asked to stop
 _HEALTHY_AFTER = 10.0  # a process that lived this long restarts at once when it dies
 
 
@@ -293,9 +294,12 @@ class Exporter:
                 lived,
                 count,
             )
+            # a SIGTERM/SIGINT to the process group (systemd stopping the service, Ctrl-C)
+            # reaches the owner too: give its shutdown a moment to win over a restart
+            asked = code in (-signal.SIGTERM, -signal.SIGINT)
             while True:
                 pause = 0.0 if quick_deaths <= 1 else min(_BACKOFF_MAX, 0.1 * 2**quick_deaths)
-                if self._stopping.wait(pause):
+                if self._stopping.wait(max(pause, _ASKED_PAUSE if asked else 0.0)):
                     return
                 try:
                     new, lines, _ = self._start(config)
