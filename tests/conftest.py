@@ -58,9 +58,12 @@ def wait_until(cond: object, timeout: float = 10.0, step: float = 0.02) -> bool:
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
-    """Each test must leave no framebus segment and no child process behind."""
+    """Each test must leave no framebus segment and no child process behind, and framebus's
+    settings in the environment (the decoded-size budget) as it found them."""
     before_segs, before_kids = our_segments(), child_pids()
+    budget = os.environ.get("FRAMEBUS_MAX_PIXELS")
     yield
+    assert os.environ.get("FRAMEBUS_MAX_PIXELS") == budget, "the test left FRAMEBUS_MAX_PIXELS set"
     ok = wait_until(
         lambda: not (our_segments() - before_segs) and not (child_pids() - before_kids),
         timeout=10,

@@ -69,7 +69,7 @@ def test_low_layers_import_nothing_above_them(path: Path) -> None:
     assert not above, f"{me} imports {above}"
 
 
-PUBLIC = {"framebus", "framebus.errors"}
+PUBLIC = {"framebus", "framebus.errors", "framebus.limits"}
 # what a wing's sending half (a sink) shares with its receiving half (a source): the transport's
 # own protocol, no reading API, so a sink may use it
 WING_SHARED = (

@@ -63,8 +63,14 @@ def test_a_peer_that_floods_and_vanishes_cannot_stop_serve(
     finally:
         serve.send_signal(signal.SIGINT)
         _, err = serve.communicate(timeout=30)
-    # the exporter's process did not even need restarting: the abort's trigger is avoided
-    assert "SIGABRT" not in err and "Assertion failed" not in err, err
+    if not peer_heartbeat:
+        # the exporter's process did not even need restarting: the abort's trigger (the
+        # ROUTER's own heartbeat timer) is gone
+        assert "SIGABRT" not in err and "Assertion failed" not in err, err
+    # a peer with heartbeats of its own can still provoke libzmq's abort (its PING is
+    # processed on a throttled connection that was reset): then the exporter's process was
+    # started again, and serve and its stream went on (asserted above)
+    assert "Traceback" not in err, err
 
 
 def _reads(url: str) -> bool:

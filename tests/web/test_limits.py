@@ -82,6 +82,34 @@ def test_connections_beyond_the_cap_are_refused_and_counted(
         server.stop()
 
 
+def test_idle_connections_of_one_host_cannot_keep_a_viewer_out(pattern_stream: Any) -> None:
+    """At the cap, a new viewer takes the place of a connection that has been idle for a
+    second (no request in progress): a host holding every place with silent connections
+    cannot keep another host's viewer out."""
+    from framebus.web import EncoderHub, WebServer, app
+
+    hub = EncoderHub()
+    server = WebServer(app(hub=hub), "127.0.0.1", 0, hub=hub, max_connections=8)
+    server.start()
+    held = []
+    try:
+        for _ in range(12):  # from another host (127.0.0.2), silent
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", server.port))
+            held.append(s)
+        assert wait_until(lambda: server.refused >= 4)
+        time.sleep(_server.EVICT_IDLE + 0.2)
+        status, _, body = http_get(server.port, f"/streams/{pattern_stream.name}.jpg")
+        assert status == 200 and body[:2] == b"\xff\xd8"
+        open_ = [s for s in held if not closed_by_peer(s, 0.3)]
+        assert len(open_) <= 7  # one silent connection gave up its place
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
+
+
 def _low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 

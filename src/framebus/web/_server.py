@@ -7,7 +7,9 @@ the frame size, see :mod:`._sockets`). A viewer whose data stays unacknowledged 
 off by the kernel (``TCP_USER_TIMEOUT``).
 
 Connections: at most ``max_connections`` open at once (default 1000, and never more than
-half the process's descriptor limit); one beyond is closed at once, counted and logged. A
+half the process's descriptor limit), a quarter of them (at least 16) per client address; at
+the cap a new connection takes the place of one with no request in progress for
+:data:`EVICT_IDLE` seconds, else it is closed at once, counted and logged. A
 connection must deliver a complete request head within :data:`HEAD_TIMEOUT` seconds of
 opening, or of its previous response (a silent or dribbling client is closed): uvicorn alone
 waits for ever for a first request.
@@ -41,6 +43,9 @@ DEFAULT_BIND = ("127.0.0.1", 8080)
 DEFAULT_MAX_CONNECTIONS = 1000
 HEAD_TIMEOUT = 10.0
 """Seconds a connection gets to send a whole request head."""
+EVICT_IDLE = 1.0
+"""Seconds without a request in progress after which a connection may lose its place to a
+new one when ``max_connections`` are open."""
 _LOG_EVERY = 10.0
 _BACKLOG = 64
 _SHUTDOWN_GRACE = 0.3  # seconds a response may still take when the server stops (uvicorn: 1 s)
@@ -54,9 +59,14 @@ class _CappedH11(H11Protocol):
     _logged_at = -_LOG_EVERY
     _head_timer: asyncio.TimerHandle | None = None
     _refused_this = False
+    _address = ""
+    _idle_since = 0.0  # when it last had no request in progress
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.server_state.connections) >= self.max_connections:
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else ""
+        self._idle_since = time.monotonic()
+        if not self._room(transport):
             self._refuse(transport)
             return
         sock = transport.get_extra_info("socket")
@@ -68,6 +78,29 @@ class _CappedH11(H11Protocol):
         transport.set_write_buffer_limits(high=0)
         super().connection_made(transport)
         self._arm_head_timer()
+
+    def _room(self, transport: asyncio.Transport) -> bool:
+        """Whether this connection may stay: its address holds less than a quarter of the
+        connections (at least 16), and there is room, or one idle for EVICT_IDLE seconds
+        (no request in progress) gives up its place: a host that opens connections and says
+        nothing cannot keep a viewer of another host out."""
+        others = [c for c in self.server_state.connections if isinstance(c, _CappedH11)]
+        share = max(16, self.max_connections // 4)
+        if self._address and sum(c._address == self._address for c in others) >= share:
+            return False
+        if len(self.server_state.connections) < self.max_connections:
+            return True
+        now = time.monotonic()
+        idle = [c for c in others if c._idle() and now - c._idle_since >= EVICT_IDLE]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._idle_since)
+        oldest.transport.abort()  # uvicorn forgets it when asyncio reports it lost
+        self.server_state.connections.discard(oldest)  # its place is taken now
+        return True
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
 
     def _refuse(self, transport: asyncio.Transport) -> None:
         self._refused_this = True
@@ -98,6 +131,7 @@ class _CappedH11(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._idle_since = time.monotonic()
         if not self.transport.is_closing():
             self._arm_head_timer()
 
