@@ -198,6 +198,7 @@ def test_a_flooding_peer_cannot_starve_a_legitimate_receiver(stream_name: str, m
         finally:
             out, _ = attacker.communicate(timeout=30)
         assert attacker.returncode == 0 and int(out.split()[1]) > 0
+        print(f"{mode}: {fps:.1f} fps, {stats}")
         assert fps >= 15, f"a legitimate receiver got {fps:.1f} fps of 30 during a {mode} flood"
         assert ex.stats().restarts == 0
         if mode == "slots":  # one host holds at most a quarter of the 64 slots
