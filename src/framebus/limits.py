@@ -22,7 +22,8 @@ import os
 
 from .errors import FrameTooLarge
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ENV", "check_pixels", "connection_budget", "max_pixels",
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_PIXELS", "ENV", "check_pixels",
+           "connection_budget", "max_pixels", "per_address_connections",
            "set_max_pixels"]  # fmt: skip
 
 DEFAULT_MAX_PIXELS = 7680 * 4320
@@ -63,6 +64,16 @@ def check_pixels(width: int, height: int, what: str) -> None:
             f"decoded-size budget of {budget / 1e6:.1f} Mpx; not decoded "
             f"(set {ENV} to allow larger frames)"
         )
+
+
+DEFAULT_MAX_CONNECTIONS = 1000
+"""Connections a network wing (the web view, the ZeroMQ exporter) keeps open at most."""
+
+
+def per_address_connections(max_connections: int) -> int:
+    """Connections one client address may hold: a quarter of all (at least 16), so one host
+    cannot take every place while others wait."""
+    return max(16, max_connections // 4)
 
 
 def connection_budget(wanted: int) -> int:

@@ -592,4 +592,5 @@ def test_a_viewer_that_reads_in_bursts_gets_the_frame_newest_when_it_read_the_la
                 time.sleep(1.0)
         finally:
             viewer.close()
-    assert max(ages[2:]) < 1.3, [f"{a:.2f}" for a in ages]  # the floor is 1.0 s + a frame
+    # the floor is 1.0 s + a frame; a frame queued behind another is 2.0 s old
+    assert max(ages[2:]) < 1.6, [f"{a:.2f}" for a in ages]

@@ -6,10 +6,9 @@ import argparse
 import contextlib
 import math
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "add_max_connections", "connections", "raise_fd_limit",
-           "seconds"]  # fmt: skip
+from ..limits import DEFAULT_MAX_CONNECTIONS
 
-DEFAULT_MAX_CONNECTIONS = 1000
+__all__ = ["add_max_connections", "connections", "raise_fd_limit", "seconds"]
 
 
 def seconds(arg: str) -> float:

@@ -56,9 +56,7 @@ def make_server(names: list[str] | None, args: argparse.Namespace, out: TextIO) 
 
     app, hub = web_app(names, args)
     host, port = args.http
-    server = WebServer(
-        app, host, port, hub=hub, max_connections=getattr(args, "max_connections", 1000)
-    )
+    server = WebServer(app, host, port, hub=hub, max_connections=args.max_connections)
     if not args.auth and not is_loopback(host):
         print(
             f"framebus: warning: serving {host} without --auth: anyone who can reach port "

@@ -61,7 +61,7 @@ def start_exporter(names: list[str] | None, args: argparse.Namespace, out: TextI
         codec=args.zmq_codec,
         quality=args.zmq_quality,
         curve=args.curve,
-        max_connections=getattr(args, "max_connections", 1000),
+        max_connections=args.max_connections,
     )
     if exporter.insecure:
         print(

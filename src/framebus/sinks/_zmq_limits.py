@@ -9,7 +9,8 @@ The exporter asks it what to do:
 * at ``max_connections``, a new connection takes the place of the one silent the longest, if
   that one asked nothing for :data:`EVICT_SILENT` seconds (a receiver asks at least twice a
   second, so it is never the one evicted); otherwise the new one is cut at once. One address
-  may hold a quarter of the connections (:func:`per_address_connections`): one host cannot
+  may hold a quarter of the connections (:func:`framebus.limits.per_address_connections`):
+  one host cannot
   take them all;
 * a connection that has not asked anything for :data:`IDLE_CUT` seconds is cut (a receiver
   asks at least every 0.5 s; a peer that connected and stays silent, or a dead one whose
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from framebus.limits import per_address_connections
+
 __all__ = ["EVICT_SILENT", "IDLE_CUT", "REQUEST_BURST", "REQUEST_RATE", "ConnectionBook",
-           "per_address_cap", "per_address_connections"]  # fmt: skip
+           "per_address_cap"]  # fmt: skip
 
 IDLE_CUT = 10.0
 """Seconds a connection may stay without a request before it is cut."""
@@ -41,11 +44,6 @@ def per_address_cap(max_receivers: int) -> int:
     """Receivers one network address may hold: a quarter of all slots (at least 4), so one
     host cannot take every slot while others wait (they get ``ERR busy``)."""
     return max(4, max_receivers // 4)
-
-
-def per_address_connections(max_connections: int) -> int:
-    """Connections one network address may hold: a quarter of all (at least 16)."""
-    return max(16, max_connections // 4)
 
 
 @dataclass

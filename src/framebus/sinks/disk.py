@@ -6,9 +6,9 @@ fsynced, then ``os.replace``\\ d onto its final name. An interrupted run therefo
 leaves a half-written image under a final name; its temporary files are removed on every exit
 path the process sees (an exception, Ctrl-C), and those of a killed process (SIGKILL, a power
 cut) are removed by the next :class:`ImageWriter` of the folder once that pid is gone. Only
-files that are
-surely framebus's are removed: that name pattern, a final name of an image format framebus
-writes, a regular file owned by this user (another program's ``.x.123.tmp`` is left alone).
+files that are surely framebus's are removed: that name pattern, a final name of an image
+format framebus writes, a regular file owned by this user (another program's ``.x.123.tmp``
+is left alone).
 
 Buffering policy of :class:`ImageWriter`: at most ``workers`` images being converted, encoded
 and written, plus ``workers`` waiting for a worker; :meth:`ImageWriter.submit` blocks while that

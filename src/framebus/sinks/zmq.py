@@ -114,7 +114,7 @@ from framebus._zmq import (
     valid_name,
 )
 from framebus.errors import FramebusError, StreamNotFound
-from framebus.limits import connection_budget
+from framebus.limits import DEFAULT_MAX_CONNECTIONS, connection_budget
 
 from ._zmq_limits import ConnectionBook, per_address_cap
 from .base import Encoded, FrameSink, Pick, Subscription
@@ -324,7 +324,7 @@ class ExportConfig:
     quality: int
     curve: str | None
     max_receivers: int
-    max_connections: int = 1000
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
     def make(
@@ -336,7 +336,7 @@ class ExportConfig:
         quality: int = 80,
         curve: str | os.PathLike[str] | None = None,
         max_receivers: int = 64,
-        max_connections: int = 1000,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> ExportConfig:
         """Check every option (ValueError, InvalidStreamName, KeyFileError) before anything
         starts."""

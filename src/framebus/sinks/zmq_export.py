@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from framebus import _exit
 from framebus.errors import FramebusError
+from framebus.limits import DEFAULT_MAX_CONNECTIONS
 
 from .zmq import CodecName, ExportConfig, ExporterStats, ExportServer, export_url
 
@@ -136,7 +137,7 @@ class Exporter:
         quality: int = 80,
         curve: str | os.PathLike[str] | None = None,
         max_receivers: int = 64,
-        max_connections: int = 1000,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.config = ExportConfig.make(
             endpoint,

@@ -29,18 +29,20 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from framebus.errors import FramebusError
-from framebus.limits import connection_budget
+from framebus.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    connection_budget,
+    per_address_connections,
+)
 
 from . import _sockets
 from ._hub import EncoderHub
 
-__all__ = ["DEFAULT_BIND", "DEFAULT_MAX_CONNECTIONS", "HEAD_TIMEOUT", "WebServer", "parse_bind",
-           "read_auth"]  # fmt: skip
+__all__ = ["DEFAULT_BIND", "EVICT_IDLE", "HEAD_TIMEOUT", "WebServer", "parse_bind", "read_auth"]
 
 log = logging.getLogger("framebus.web")
 
 DEFAULT_BIND = ("127.0.0.1", 8080)
-DEFAULT_MAX_CONNECTIONS = 1000
 HEAD_TIMEOUT = 10.0
 """Seconds a connection gets to send a whole request head."""
 EVICT_IDLE = 1.0
@@ -85,7 +87,7 @@ class _CappedH11(H11Protocol):
         (no request in progress) gives up its place: a host that opens connections and says
         nothing cannot keep a viewer of another host out."""
         others = [c for c in self.server_state.connections if isinstance(c, _CappedH11)]
-        share = max(16, self.max_connections // 4)
+        share = per_address_connections(self.max_connections)
         if self._address and sum(c._address == self._address for c in others) >= share:
             return False
         if len(self.server_state.connections) < self.max_connections:
@@ -126,7 +128,7 @@ class _CappedH11(H11Protocol):
         """No request in progress HEAD_TIMEOUT s after the connection opened or the last
         response ended: a silent or dribbling client, closed."""
         self._head_timer = None
-        if self.cycle is None or self.cycle.response_complete:
+        if self._idle():
             self.transport.close()
 
     def on_response_complete(self) -> None:

@@ -174,11 +174,11 @@ class PeerWindow:
         comes down must not hold its frames back; but while half a frame is ahead the viewer
         is still reading it (a viewer reading in bursts, asleep between them): a frame chosen
         now would wait behind it and be older than needed when read."""
-        if self.ready():
+        ahead, rate = self.ahead()
+        if ahead <= rate * AHEAD_SECONDS:  # ready()
             return True
         if time.monotonic() < deadline:
             return False
-        ahead, _ = self.ahead()
         return ahead * 2 < self.last_frame or ahead <= _WINDOW_NOISE
 
     def _patience(self) -> float:
