@@ -34,7 +34,7 @@ _CEILING = 16384 * 16384  # framebus's largest frame at all (16384 pixels a side
 
 def _parse(text: str) -> int | None:
     text = text.strip().replace("_", "")
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # int() takes "²" too
         return None
     value = int(text)
     return value if 1 <= value <= _CEILING else None

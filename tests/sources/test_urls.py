@@ -120,6 +120,15 @@ def test_a_path_that_is_not_a_file(tmp_path: Path) -> None:
         to_spec(str(tmp_path / "missing" / "x.mp4"))
 
 
+@pytest.mark.parametrize("text", ["\u00b2", "\u0663", "1" * 5000])
+def test_digits_that_are_not_a_camera_index_are_a_file_name(text: str) -> None:
+    # str.isdigit() takes "²", "٣" and 5,000 digits; int() raised ValueError on the first and
+    # the last, and a camera index is none of them: each is a (missing) file's name
+    missing = (framebus.SourceNotFound, framebus.SourceOpenError)
+    with pytest.raises(missing, match=r"no such file|too long"):
+        to_spec(text)
+
+
 # -- properties -----------------------------------------------------------------------------
 
 

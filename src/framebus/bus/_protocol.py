@@ -100,7 +100,7 @@ class RingWriter:
         found = {}
         for seg in plat.list_segments(prefix):
             tail = seg[len(prefix) :]
-            if tail.isdigit():
+            if tail.isascii() and tail.isdigit():  # int() also takes "²"; names are foreign
                 found[int(tail)] = seg
         return found
 

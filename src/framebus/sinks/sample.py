@@ -237,7 +237,7 @@ def _classify(source: Any) -> _File | _Named | _Live:
         return _Named(source)
     if os.path.exists(source):
         return _file(source)
-    if "://" in source or source.isdigit() or _PATTERN.fullmatch(source):
+    if "://" in source or (source.isascii() and source.isdigit()) or _PATTERN.fullmatch(source):
         return _Live(source)
     if _STREAM_NAME.fullmatch(source):
         raise StreamNotFound(f"no stream named {source!r}, and no such file")

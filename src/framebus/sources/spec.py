@@ -263,7 +263,7 @@ def to_spec(source: SourceLike) -> Spec:
             return TestPattern(int(w or 1280), int(h or 720), float(fps or 30))
         if source.startswith("zmq://"):
             return Remote(source)
-        if source.isdigit():
+        if source.isascii() and source.isdigit() and len(source) <= 9:  # a camera index
             source = int(source)
     if isinstance(source, (int, str, os.PathLike)):
         source = Media(source if isinstance(source, (int, str)) else os.fspath(source))
