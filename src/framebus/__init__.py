@@ -38,9 +38,8 @@ from .errors import (
     WireFormatError,
 )
 from .publisher import Publisher, StreamOptions, publish
-from .reader import StreamReader
+from .reader import RemoteReader, StreamReader, attach
 from .registry import list_streams, prune
-from .remote import RemoteReader, attach
 from .sources import Media, Remote, Source, TestPattern
 from .stats import FrameInfo, StreamStats
 from .videocapture import VideoCapture

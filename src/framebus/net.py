@@ -14,7 +14,7 @@ The protocol and its buffering policy: :mod:`framebus.sinks.zmq`.
 from __future__ import annotations
 
 from ._zmq import CLIENT_KEY, CLIENTS_DIR, SERVER_KEY, generate_keys
-from .remote import RemoteReader
+from .reader import RemoteReader
 from .sinks.zmq import CodecName, ExportedStream, ExporterStats, ZmqSink
 from .sinks.zmq_export import Exporter, export
 from .sources.spec import Remote

@@ -1,26 +1,34 @@
-"""The reading side: :func:`attach` to a named stream, with the ``cv2.VideoCapture`` API."""
+"""The reading side: :func:`attach` to a named stream, here or on another machine, with the
+``cv2.VideoCapture`` API. One :class:`StreamReader` over a feed (:mod:`framebus.feeds`): the
+shared-memory ring of a local stream, or a ZeroMQ connection for ``zmq://HOST:PORT/NAME``."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bus import Control, FrameMeta, RingReader, validate_name
+from .bus import Control, validate_name
 from .errors import FramebusError, PublisherLost, StreamEnded, StreamNotFound
-from .stats import FrameInfo, StreamStats, read_stats
+from .feeds import Feed
+from .feeds.ring import RingFeed
+from .stats import FrameInfo, StreamStats
 
-__all__ = ["StreamReader", "attach"]
+if TYPE_CHECKING:
+    from .feeds.zmq import ZmqFeed
+    from .sources.zmq import ReceiverStats
+
+__all__ = ["RemoteReader", "StreamReader", "attach"]
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
 # cv2.CAP_PROP_* values (numbers are OpenCV's stable public constants)
 _POS_MSEC, _POS_FRAMES, _WIDTH, _HEIGHT, _FPS, _FRAME_COUNT = 0, 1, 3, 4, 5, 7
-
-SEEK_TIMEOUT = 10.0  # seconds set(CAP_PROP_POS_FRAMES) waits for the capture to seek
 
 
 class StreamReader:
@@ -31,39 +39,39 @@ class StreamReader:
     :meth:`process_image`; a ``transform`` callable does the same without subclassing.
     Not thread-safe: use one reader per thread.
 
-    ``grab()`` pins the frame ``read()`` would return (no copy) and ``retrieve()`` copies it
-    out: between the two the capture leaves that one slot alone, so with ``slots=2`` a
-    latest-mode capture waits for ``retrieve()``; with the default 4 it does not.
+    ``grab()`` takes the frame ``read()`` would return without copying it (a local stream's
+    stays pinned in its slot) and ``retrieve()`` copies it out: between the two the capture
+    leaves that one slot alone, so with ``slots=2`` a latest-mode capture waits for
+    ``retrieve()``; with the default 4 it does not.
+
+    Every call behaves the same whatever the feed; what a feed cannot do is answered the cv2
+    way: ``set()`` returns False (a remote stream cannot seek), ``get()`` 0.0 for what is not
+    known.
     """
 
     def __init__(
-        self,
-        ctl: Control,
-        *,
-        transform: Transform | None = None,
-        timeout: float | None = None,
-        from_start: bool = False,
+        self, feed: Feed, *, transform: Transform | None = None, timeout: float | None = None
     ) -> None:
-        self._ctl: Control | None = ctl
-        self._ring: RingReader | None = RingReader(ctl, from_start=from_start)
+        self._feed: Feed | None = feed
         self._transform = transform
         self.timeout = timeout
         self.info: FrameInfo | None = None
         """Describes the frame last returned (None before the first)."""
         self.last_error: FramebusError | None = None
         """Why the last ``read()`` returned ``(False, None)``."""
-        self._grabbed: np.ndarray | None = None  # the pinned slot between grab() and retrieve()
+        self._grabbed: np.ndarray | None = None  # the frame lent between grab() and retrieve()
         self._retrieved: np.ndarray | None = None  # what retrieve() returned for this grab
         self._seek_pos: int | None = None  # POS_FRAMES after a seek, until a frame is read
+        self._remote: dict[str, Any] = {}  # keywords open() gives a zmq:// URL (its keys)
 
     @property
     def name(self) -> str:
         return self._require().name
 
-    def _require(self) -> Control:
-        if self._ctl is None:
+    def _require(self) -> Feed:
+        if self._feed is None:
             raise StreamEnded("this reader was released")
-        return self._ctl
+        return self._feed
 
     # -- the extension point -------------------------------------------------------------------
 
@@ -79,19 +87,17 @@ class StreamReader:
     # -- reading -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _pinned(self, timeout: float | None) -> Iterator[np.ndarray]:
-        """The next frame's slot, pinned (the capture will not write it) until the block ends."""
-        ring = self._ring
-        if ring is None:
-            raise StreamEnded("this reader was released")
+    def _lent(self, timeout: float | None) -> Iterator[np.ndarray]:
+        """The next frame, lent by the feed (a ring slot stays pinned) until the block ends."""
+        feed = self._require()
         self._drop_grab()  # as cv2's read() after grab(): the grabbed frame is passed over
-        meta = ring.acquire(self.timeout if timeout is None else timeout)
+        view, info = feed.acquire(self.timeout if timeout is None else timeout)
         try:
-            arr = ring.view(meta)
-            self._set_info(meta, arr)
-            yield arr
+            self._seek_pos = None
+            self.info = info
+            yield view
         finally:
-            ring.release()
+            feed.release()
 
     def _output(self, view: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """The frame returned for ``view``: processed, copied (into ``image`` if it fits)."""
@@ -110,7 +116,7 @@ class StreamReader:
         self, image: np.ndarray | None = None, timeout: float | None = None
     ) -> np.ndarray:
         """Return the next frame, or raise StreamEnded, PublisherLost or ReadTimeout."""
-        with self._pinned(timeout) as view:
+        with self._lent(timeout) as view:
             return self._output(view, image)
 
     def read(self, image: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
@@ -124,40 +130,38 @@ class StreamReader:
             return False, None
 
     def view(self, timeout: float | None = None) -> contextlib.AbstractContextManager[np.ndarray]:
-        """Zero-copy: lend a read-only array over the shared slot, valid inside the block only.
+        """Zero-copy: lend a read-only array of the next frame, valid inside the block only.
 
-        The capture never writes a slot lent out. ``process_image`` is not applied. Raises
-        StreamEnded, PublisherLost or ReadTimeout when no frame comes.
+        For a local stream it is the shared slot itself, which the capture never writes while
+        it is lent. ``process_image`` is not applied. Raises StreamEnded, PublisherLost or
+        ReadTimeout when no frame comes.
         """
-        return self._pinned(timeout)
+        return self._lent(timeout)
 
     # -- grab() / retrieve(): take the frame now, copy it later ----------------------------------
 
     def grab(self) -> bool:
         """Take the frame :meth:`read` would return (the newest unseen one; in ``every`` mode
-        the next one), without copying it: it stays pinned in its slot for :meth:`retrieve`.
+        the next one), without copying it: it stays lent (pinned in its slot) for
+        :meth:`retrieve`.
 
         Cheap (no copy, no processing), so grabbing several streams one after the other and
         then retrieving them takes frames captured as close together as the streams allow.
         :attr:`info` describes the grabbed frame at once. Returns False at the end of the
         stream or if its publisher died (:attr:`last_error` says which).
         """
-        ring = self._ring
-        if ring is None:
+        feed = self._feed
+        if feed is None:
             self.last_error = StreamEnded("this reader was released")
             return False
         self._drop_grab()
         try:
-            meta = ring.acquire(self.timeout)
-            try:
-                view = ring.view(meta)
-            except BaseException:
-                ring.release()
-                raise
+            view, info = feed.acquire(self.timeout)
         except FramebusError as exc:
             self.last_error = exc
             return False
-        self._set_info(meta, view)
+        self._seek_pos = None
+        self.info = info
         self._grabbed = view
         return True
 
@@ -188,14 +192,8 @@ class StreamReader:
         self._retrieved = None
         if self._grabbed is not None:
             self._grabbed = None
-            if self._ring is not None:
-                self._ring.release()
-
-    def _set_info(self, meta: FrameMeta, view: np.ndarray) -> None:
-        self._seek_pos = None
-        self.info = FrameInfo(
-            meta.seq, meta.timestamp_ns / 1e9, meta.pos, meta.skipped, view.shape[1], view.shape[0]
-        )
+            if self._feed is not None:
+                self._feed.release()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Frames until the stream ends; raises PublisherLost if its publisher dies."""
@@ -208,33 +206,31 @@ class StreamReader:
     # -- cv2.VideoCapture compatibility --------------------------------------------------------
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2's name
-        if self._ctl is None:
+        if self._feed is None:
             return False
-        return self._ctl.publisher_alive() and not isinstance(self.last_error, PublisherLost)
+        return self._feed.alive() and not isinstance(self.last_error, PublisherLost)
 
     def get(self, prop: int) -> float:
         """``CAP_PROP_FRAME_WIDTH``/``HEIGHT``/``FPS``/``POS_FRAMES``/``POS_MSEC``/
         ``FRAME_COUNT``; 0.0 for properties a stream does not have (as cv2 does)."""
-        ctl = self._require()
+        feed = self._require()
         info = self.info
         if prop in (_WIDTH, _HEIGHT):
-            if info is not None:
-                return float(info.width if prop == _WIDTH else info.height)
-            s = read_stats(ctl)
-            return float(s.width if prop == _WIDTH else s.height)
+            width, height = (info.width, info.height) if info is not None else feed.size()
+            return float(width if prop == _WIDTH else height)
         if prop == _FPS:
-            return ctl.source_fps or ctl.capture_fps
+            return feed.fps()
         if prop == _POS_FRAMES:
             if self._seek_pos is not None:
                 return float(self._seek_pos)
             return float(info.pos + 1) if info else 0.0
         if prop == _POS_MSEC:
-            rate = ctl.source_fps
+            rate = feed.nominal_fps()
             if self._seek_pos is not None:
                 return self._seek_pos * 1000 / rate if rate else 0.0
             return info.pos * 1000 / rate if info and rate else 0.0
         if prop == _FRAME_COUNT:
-            count = ctl.frame_count
+            count = feed.frame_count()
             return float(count) if count is not None else -1.0
         return 0.0
 
@@ -245,70 +241,64 @@ class StreamReader:
         they had in the ring. The position is clamped to the source, as cv2 clamps it.
 
         At the end of a file, too: ``set(CAP_PROP_POS_FRAMES, 0)`` after ``read()`` failed
-        plays it again. False for a live stream, and for every other property (a
-        stream's size, rate or camera settings are not a reader's to change): what cv2 returns
-        for a property its backend does not support.
+        plays it again. False for a live stream or a remote one, and for every other property
+        (a stream's size, rate or camera settings are not a reader's to change): what cv2
+        returns for a property its backend does not support.
         """
         if prop in (_POS_FRAMES, _POS_MSEC) and not math.isfinite(value):
             return False
         if prop == _POS_FRAMES:
             return self._seek(int(value))
         if prop == _POS_MSEC:
-            rate = self._ctl.source_fps if self._ctl is not None else None
+            rate = self._feed.nominal_fps() if self._feed is not None else None
             # rounded to the nearest frame, as OpenCV's FFmpeg backend does
             return rate is not None and self._seek(int(value * rate / 1000 + 0.5))
         return False
 
     def _seek(self, frame: int) -> bool:
-        ctl, ring = self._ctl, self._ring
-        if ctl is None or ring is None or not ctl.seekable:
+        feed = self._feed
+        if feed is None:
             return False
         frame = max(frame, 0)
-        count = ctl.frame_count
+        count = feed.frame_count()
         if count is not None:
             frame = min(frame, count)
         self._drop_grab()
-        first = ctl.seek(frame, SEEK_TIMEOUT, ring.skip_to)
-        if first is None:
+        if not feed.seek(frame):
             return False
-        ring.skip_to(first)
         self._seek_pos = frame
         return True
 
     def getBackendName(self) -> str:  # noqa: N802 - cv2's name
         """The backend that reads the source: ``"FRAMEBUS_RTSP"`` (framebus's RTSP client),
-        ``"FFMPEG"`` or ``"V4L2"`` (OpenCV's), ``"PYAV"``, ``"TESTPATTERN"``, or the
-        ``backend_name`` of a user :class:`~framebus.Source` (``"PYTHON"`` by default); it
-        changes when the RTSP client hands a stream over to FFmpeg. Raises StreamEnded once
-        released (cv2 raises too when nothing is open)."""
-        return self._require().backend
+        ``"FFMPEG"`` or ``"V4L2"`` (OpenCV's), ``"PYAV"``, ``"TESTPATTERN"``, the
+        ``backend_name`` of a user :class:`~framebus.Source` (``"PYTHON"`` by default), or
+        ``"ZMQ"`` for a stream of another machine (read directly or relayed); it changes when
+        the RTSP client hands a stream over to FFmpeg. Raises StreamEnded once released (cv2
+        raises too when nothing is open)."""
+        return self._require().backend()
 
     def open(
         self, name: str, /, *, transform: Transform | None = None, timeout: float | None = None
     ) -> bool:
-        """Release, then attach to the stream ``name``; True if that worked (as cv2's
-        ``open()``, an error is not raised: it is kept in :attr:`last_error`). ``transform``
-        and ``timeout`` keep their values unless given."""
+        """Release, then attach to the stream ``name`` (as :func:`attach`: a local name or a
+        ``zmq://`` URL, with the keys and options a remote reader was made with); True if that
+        worked (as cv2's ``open()``, an error is not raised: it
+        is kept in :attr:`last_error`). ``transform`` and ``timeout`` keep their values unless
+        given."""
         transform = transform if transform is not None else self._transform
         timeout = timeout if timeout is not None else self.timeout
         self.release()
         try:
-            ctl = _open_control(name)
-            try:
-                self._attach(ctl, transform, timeout, from_start=False)
-            except BaseException:
-                ctl.close()
-                raise
+            feed = _open_feed(name, self._remote if name.startswith("zmq://") else {})
         except FramebusError as exc:
             self.last_error = exc
             return False
+        self._attach(feed, transform, timeout)
         return True
 
-    def _attach(
-        self, ctl: Control, transform: Transform | None, timeout: float | None, from_start: bool
-    ) -> None:
-        self._ring = RingReader(ctl, from_start=from_start)
-        self._ctl = ctl
+    def _attach(self, feed: Feed, transform: Transform | None, timeout: float | None) -> None:
+        self._feed = feed
         self._transform = transform
         self.timeout = timeout
         self.info = None
@@ -317,19 +307,14 @@ class StreamReader:
 
     def stats(self) -> StreamStats:
         """Stream counters, with this reader's own ``delivered`` and ``skipped``."""
-        ring = self._ring
-        own = (ring.delivered, ring.skipped) if ring is not None else (0, 0)
-        return read_stats(self._require(), own)
+        return self._require().stats()
 
     def release(self) -> None:
         """Detach (idempotent). The stream goes on for its other readers."""
         self._grabbed = self._retrieved = None
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-        if self._ctl is not None:
-            self._ctl.close()
-            self._ctl = None
+        feed, self._feed = getattr(self, "_feed", None), None
+        if feed is not None:
+            feed.close()
 
     def __enter__(self) -> StreamReader:
         return self
@@ -347,23 +332,111 @@ class StreamReader:
             self.release()
 
 
-def attach(
-    name: str, *, transform: Transform | None = None, timeout: float | None = None
-) -> StreamReader:
-    """Attach to the named stream published by any process on this machine.
+class RemoteReader(StreamReader):
+    """A stream exported by another machine, ``zmq://HOST:PORT/NAME``, read with the same API
+    as a local one (``framebus[zmq]``).
 
-    ``timeout``: the default for each read, in seconds (None: wait as long as the publisher
-    lives). Raises StreamNotFound if no live publisher serves ``name``.
+    Frames arrive in a thread of the reader (one frame on the wire, the newest kept: see
+    :mod:`framebus.sources.zmq`); JPEG frames are decoded by the read that takes them, into BGR
+    (or grey) arrays as a local stream gives. ``info.skipped`` counts frames of the remote
+    stream this reader never got; ``stats().state`` is connecting, live, busy, stalled,
+    reconnecting, ended or closed; :meth:`net_stats` has the transport's counters (bad
+    messages, stale frames, bytes). Keywords are :func:`attach`'s.
     """
-    ctl = _open_control(name)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        transform: Transform | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 5.0,
+        curve: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        max_message: int | None = None,
+    ) -> None:
+        from .feeds.zmq import ZmqFeed  # pyzmq is an extra
+
+        remote: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "curve": curve,
+            "server_key": server_key,
+            "client_key": client_key,
+            "max_message": max_message,
+        }
+        super().__init__(ZmqFeed(url, **remote), transform=transform, timeout=timeout)
+        self._remote = remote
+        self._url = url
+
+    @property
+    def url(self) -> str:
+        """The URL last opened."""
+        return self._url
+
+    def open(
+        self, name: str, /, *, transform: Transform | None = None, timeout: float | None = None
+    ) -> bool:
+        if not super().open(name, transform=transform, timeout=timeout):
+            return False
+        self._url = name
+        return True
+
+    def net_stats(self) -> ReceiverStats:
+        """The transport's counters (received, dropped, bad_messages, stale, sessions, ...)."""
+        feed: ZmqFeed = self._require()  # type: ignore[assignment]
+        return feed.net_stats()
+
+    def __enter__(self) -> RemoteReader:
+        return self
+
+
+def attach(
+    name: str,
+    *,
+    transform: Transform | None = None,
+    timeout: float | None = None,
+    **remote: Any,
+) -> StreamReader:
+    """Attach to stream ``name`` of this machine, or to ``zmq://HOST:PORT/NAME`` of another.
+
+    ``timeout``: the default for each read, in seconds (None: wait forever). Local: raises
+    StreamNotFound if no live publisher serves ``name``. Remote (``framebus[zmq]``): a
+    :class:`RemoteReader`; more keywords: ``connect_timeout`` (seconds to wait for the
+    exporter's first answer, default 5), ``curve`` (a key directory: its ``server.key`` and
+    ``client.key_secret``) or ``server_key`` (the exporter's public key file) and
+    ``client_key`` (this receiver's key pair file), ``max_message`` (bytes). Raises
+    StreamNotFound (not exported there), RemoteUnreachable (no answer in time: wrong host,
+    closed port), RemoteBusy, RemoteAuthError (CURVE keys refused or missing), KeyFileError.
+    """
+    if name.startswith("zmq://"):
+        return RemoteReader(name, transform=transform, timeout=timeout, **remote)
+    feed = _open_feed(name, remote)
     try:
-        return StreamReader(ctl, transform=transform, timeout=timeout)
+        return StreamReader(feed, transform=transform, timeout=timeout)
+    except BaseException:
+        feed.close()
+        raise
+
+
+def _open_feed(name: str, remote: dict[str, Any]) -> Feed:
+    """The feed ``name`` names: ``zmq://`` a remote stream, anything else a local one."""
+    if name.startswith("zmq://"):
+        from .feeds.zmq import ZmqFeed  # pyzmq is an extra
+
+        return ZmqFeed(name, **remote)
+    if remote:
+        raise TypeError(f"attach() of a local stream takes no {', '.join(sorted(remote))}")
+    ctl = open_control(name)
+    try:
+        return RingFeed(ctl)
     except BaseException:
         ctl.close()
         raise
 
 
-def _open_control(name: str) -> Control:
+def open_control(name: str) -> Control:
+    """The control segment of the local stream ``name``, whose publisher must be alive."""
     ctl = Control.open(validate_name(name))
     if not ctl.publisher_alive():
         ctl.close()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .bus import Control
 from .errors import FramebusError
+from .feeds.ring import RingFeed
 from .publisher import Publisher, StreamOptions
 from .reader import StreamReader, Transform
 from .sources import SourceLike
@@ -65,19 +66,19 @@ class VideoCapture(StreamReader):
             # registered before capture starts, so mode="every" gets the very first frame
             ctl = Control.open(name)
             try:
-                if first:
-                    super().__init__(ctl, transform=transform, timeout=timeout, from_start=True)
-                else:
-                    self._attach(ctl, transform, timeout, from_start=True)
+                feed = RingFeed(ctl, from_start=True)
             except BaseException:
                 ctl.close()
                 raise
+            if first:
+                super().__init__(feed, transform=transform, timeout=timeout)
+            else:
+                self._attach(feed, transform, timeout)
             self._publisher.start()
         except BaseException:
             self._publisher.close()
             self._publisher = None
-            if getattr(self, "_ring", None) is not None:
-                StreamReader.release(self)
+            StreamReader.release(self)
             raise
 
     def open(

@@ -840,7 +840,7 @@ def test_teardown_leaves_no_thread_or_descriptor(counter_stream: framebus.Publis
 def test_an_idle_receiver_sleeps(rogue: RogueExporter) -> None:
     """No busy loop: a receiver with nothing to receive uses well under a core."""
     with attach_rogue(rogue) as reader:
-        receiver = reader._receiver
+        receiver = reader._feed.receiver
         assert receiver is not None
         tid = receiver._thread.native_id
 

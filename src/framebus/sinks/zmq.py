@@ -35,7 +35,9 @@ Messages (every message is one ZeroMQ part; the ROUTER adds and strips the peer'
                                        wire lacks; the receiver keeps its credit), at most
                                        once a second
       LIST <json>                      {"streams": [{"name", "state", "width", "height",
-                                       "fps", "mode", "codec", "receivers"}, ...]}
+                                       "fps", "source_fps", "mode", "codec", "receivers"},
+                                       ...]}: fps is measured, source_fps the source's own
+                                       (0: none); a receiver asks once per connection
 
 Who drops what
 --------------
@@ -693,6 +695,7 @@ class ExportServer:
         except FramebusError as exc:
             return None, f"ERR unavailable stream {name!r}: {exc}"
         stream = self._streams[name] = _Stream(name, sink)
+        self._listed = (-math.inf, b"")  # the cached listing may predate this stream
         return stream, ""
 
     def _offer(self, sock: zmq.Socket[Any], stream: _Stream, peer_id: bytes, peer: _Peer) -> bool:
@@ -860,6 +863,7 @@ class ExportServer:
                     "width": s.width,
                     "height": s.height,
                     "fps": round(s.capture_fps, 2),
+                    "source_fps": s.source_fps or 0.0,
                     "mode": s.mode,
                     "codec": self.codec,
                     "receivers": len(stream.peers) if stream else 0,

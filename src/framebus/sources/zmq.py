@@ -90,11 +90,13 @@ try:
 except ImportError:  # pragma: no cover - framebus[zmq] brings it
     _simplejpeg = None
 
-__all__ = ["STALL_AFTER", "Dial", "Message", "Receiver", "ReceiverStats", "ZmqSource", "decode",
-           "list_exports"]  # fmt: skip
+__all__ = ["BACKEND", "STALL_AFTER", "Description", "Dial", "Message", "Receiver", "ReceiverStats",
+           "ZmqSource", "decode", "list_exports"]  # fmt: skip
 
 log = logging.getLogger("framebus.zmq")
 
+BACKEND = "ZMQ"
+"""``getBackendName()`` of a stream read over ZeroMQ (a remote reader's, a relay's)."""
 STALL_AFTER = 2.0
 """Seconds without a new frame after which a live connection is reported ``stalled``."""
 _LOG_EVERY = 10.0
@@ -131,6 +133,19 @@ class ReceiverStats:
     reconnects: int
     bytes_received: int
     last_error: str
+
+
+@dataclass(frozen=True)
+class Description:
+    """What the exporter's listing says of the received stream (asked once per connection)."""
+
+    width: int
+    height: int
+    fps: float
+    """The rate the exporter measures its capture at."""
+    source_fps: float | None
+    """The source's own rate (a file's, a camera's if it says); None if it has none."""
+    mode: str
 
 
 class Dial:
@@ -254,6 +269,8 @@ class Receiver:
         self._bytes = 0
         self._last_error = ""
         self._remote_state = ""
+        self._described: Description | None = None
+        self._listed = False  # a LIST answer came (even one without this stream)
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(
             target=self._run, name=f"framebus-zmq-{address.name}", daemon=True
@@ -281,10 +298,13 @@ class Receiver:
                     raise RemoteAuthError(f"{where}: {self._dial.auth_error}")
                 if self._busy is not None and self._item is None:
                     raise RemoteBusy(f"{where} is busy: {self._busy}")
-                if self._answered or self._item is not None or self._end is not None:
+                answered = self._answered or self._item is not None or self._end is not None
+                if answered and self._listed:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if answered:  # an exporter that never lists: frames without a description
+                        return
                     break
                 self._cond.wait(min(remaining, 0.1))
             why = self._dial.why_silent()
@@ -316,6 +336,21 @@ class Receiver:
             item, self._item = self._item, None
             return item
 
+    def take(self, timeout: float | None) -> tuple[np.ndarray, Message]:
+        """The newest frame not yet taken, decoded (:func:`decode`), waiting up to ``timeout``
+        s in all; a frame that does not decode is dropped, counted, and the next one awaited.
+        Raises as :meth:`get`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ReadTimeout(f"no new frame from {self.address.url} within {timeout:g} s")
+            msg = self.get(remaining)
+            try:
+                return decode(msg), msg
+            except (WireFormatError, FrameTooLarge) as exc:
+                self.bad(str(exc))  # dropped and counted; wait for the next one
+
     def bad(self, why: str) -> None:
         """Count a message dropped as invalid (also from the application's decode)."""
         now = time.monotonic()
@@ -338,6 +373,11 @@ class Receiver:
     def state(self) -> str:
         with self._cond:
             return self._state_locked()
+
+    def description(self) -> Description | None:
+        """The stream as the exporter listed it on the last connection; None before."""
+        with self._cond:
+            return self._described
 
     def _state_locked(self) -> str:
         if self._closed:
@@ -411,6 +451,8 @@ class Receiver:
                     break
                 if monitor in events and self._monitor(monitor):
                     last_ask = self._ask(sock)  # a new connection: a new peer to credit
+                    with contextlib.suppress(zmq.Again):
+                        send_nowait(sock, [b"LIST"])  # what the stream is (rate, size)
                 if sock in events:
                     with contextlib.suppress(zmq.Again):
                         for _ in range(64):  # bounded: a flood cannot keep close() waiting
@@ -443,6 +485,8 @@ class Receiver:
     def _ask(self, sock: zmq.Socket[Any]) -> float:
         """Send our credit: GET name session seq (the last frame we have). Never blocks."""
         with self._cond:
+            if self._end is not None:  # the stream ended: nothing more to ask for (a new sink
+                return time.monotonic()  # of a closed stream would send its last frame again)
             session, seq = self._last_got
         request = f"GET {self.address.name} {session:x} {seq}".encode()
         with contextlib.suppress(zmq.Again):  # no connection up (IMMEDIATE): retried later
@@ -492,6 +536,9 @@ class Receiver:
             self._deliver(header, payload, parts[0])
             return True
         text = bytes(data[:256])
+        if text.startswith(b"LIST "):
+            self._take_listing(data)
+            return False
         if text.startswith(b"WAIT"):
             with self._cond:
                 self._busy = None  # a slot is ours: our credit stands
@@ -502,6 +549,25 @@ class Receiver:
             return False
         self.bad(f"unknown message starting {text[:8]!r}")
         return True
+
+    def _take_listing(self, data: memoryview) -> None:
+        if len(data) > _MAX_LIST:
+            self.bad(f"a LIST answer of {len(data)} bytes (at most {_MAX_LIST})")
+            return
+        try:
+            rows = _parse_list(bytes(data[5:]), self.address.endpoint)
+        except WireFormatError as exc:
+            self.bad(str(exc))
+            return
+        mine = next((r for r in rows if r["name"] == self.address.name), None)
+        with self._cond:
+            self._listed = True
+            if mine is not None:
+                self._described = Description(
+                    mine["width"], mine["height"], float(mine["fps"]),
+                    float(mine["source_fps"]) or None, mine["mode"],
+                )  # fmt: skip
+            self._cond.notify_all()
 
     def _error(self, text: str) -> None:
         code, _, message = text.partition(" ")
@@ -520,6 +586,8 @@ class Receiver:
 
     def _deliver(self, header: wire.FrameHeader, payload: memoryview, keep: Any) -> None:
         with self._cond:
+            if self._end is not None:
+                return  # sent before the exporter's "ended" crossed our last request
             session = header.session
             self._last_got = (session, header.seq)  # what the next GET says we have
             if session != self._session:
@@ -670,7 +738,7 @@ def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:
             ok = isinstance(value, str) and valid_name(value)
         elif key in ("state", "mode", "codec"):
             ok = isinstance(value, str) and _WORD.fullmatch(value) is not None
-        elif key == "fps":
+        elif key in ("fps", "source_fps"):
             ok = isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1e4
         else:  # width, height, receivers
             ok = isinstance(value, int) and 0 <= value <= (1 << 31)
@@ -679,6 +747,7 @@ def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:
         return value
 
     fields = ("name", "state", "width", "height", "fps", "mode", "codec", "receivers")
+    optional = {"source_fps": 0.0}  # an exporter of an earlier framebus does not send it
     try:
         data = json.loads(body)
         if not isinstance(data, dict):
@@ -690,7 +759,9 @@ def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:
         for entry in streams[:1000]:
             if not isinstance(entry, dict):
                 raise TypeError("an entry is not an object")
-            out.append({key: check(key, entry.get(key)) for key in fields})
+            row = {key: check(key, entry.get(key)) for key in fields}
+            row.update({k: check(k, entry.get(k, v)) for k, v in optional.items()})
+            out.append(row)
         return out
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
@@ -708,7 +779,7 @@ class ZmqSource(Source):
     supervisor reconnects with backoff (the stream shows ``reconnecting``).
     """
 
-    backend_name = "ZMQ"  # what getBackendName() reports
+    backend_name = BACKEND
 
     live = True
 
@@ -729,23 +800,17 @@ class ZmqSource(Source):
     def read(self) -> np.ndarray | None:
         receiver = self._receiver
         assert receiver is not None, "open() first"
-        while True:
-            try:
-                msg = receiver.get(self.spec.read_timeout)
-            except StreamEnded:
-                return None
-            except ReadTimeout:
-                raise RemoteUnreachable(
-                    f"no frame from {self.spec.url} for {self.spec.read_timeout:g} s "
-                    f"(state {receiver.state()})"
-                ) from None
-            try:
-                frame = decode(msg)
-            except (WireFormatError, FrameTooLarge) as exc:
-                receiver.bad(str(exc))
-                continue
-            self._stamp = msg.header.capture_ns
-            return frame
+        try:
+            frame, msg = receiver.take(self.spec.read_timeout)
+        except StreamEnded:
+            return None
+        except ReadTimeout:
+            raise RemoteUnreachable(
+                f"no frame from {self.spec.url} for {self.spec.read_timeout:g} s "
+                f"(state {receiver.state()})"
+            ) from None
+        self._stamp = msg.header.capture_ns
+        return frame
 
     def frame_time_ns(self) -> int | None:
         """The remote capture time: ages in the relay's ring count from the camera (on the
