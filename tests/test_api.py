@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import warnings
 
 import pytest
 
@@ -37,9 +36,9 @@ def test_every_error_is_exported_at_the_top() -> None:
     assert errors <= set(framebus.__all__)
 
 
-def test_old_module_paths_keep_working_for_one_release() -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        from framebus.capture import VideoCapture  # type: ignore[attr-defined]
-    assert VideoCapture is framebus.VideoCapture
-    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+def test_the_old_module_paths_are_gone() -> None:
+    """framebus.backends and framebus.capture.VideoCapture were kept for one release (0.1)."""
+    with pytest.raises(ImportError):
+        import framebus.backends  # type: ignore[import-not-found]  # noqa: F401
+    with pytest.raises(ImportError):
+        from framebus.capture import VideoCapture  # type: ignore[attr-defined]  # noqa: F401

@@ -36,8 +36,10 @@ def imports(path: Path) -> set[str]:
                 name = node.module or ""
             if not name.startswith("framebus"):
                 continue
-            out.add(name)
-            out |= {f"{name}.{a.name}" for a in node.names}  # `from . import x` imports x
+            names = {f"{name}.{a.name}" for a in node.names}  # `from . import x` imports x
+            out |= names
+            if not all(is_module(n) for n in names):  # only submodules: not the package's body
+                out.add(name)
     return out
 
 
@@ -54,10 +56,19 @@ def test_only_bus_touches_header_words(path: Path) -> None:
         assert word not in text, f"{module_name(path)} touches header words ({word})"
 
 
-LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._zmq",
-       "framebus._hosts", "framebus._frames")  # fmt: skip
+LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._hosts",
+       "framebus._frames", "framebus._order",
+       # the ZeroMQ wing's receiving half and what both halves share: a source's floor
+       "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
+       "framebus.net.receiver", "framebus.net.source", "framebus.net.limits")  # fmt: skip
 HIGH = ("framebus.publisher", "framebus.reader", "framebus.videocapture", "framebus.capture",
-        "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web")  # fmt: skip
+        "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web", "framebus.feeds",
+        "framebus.net.server", "framebus.net.sink", "framebus.net.exporter",
+        "framebus.net.config", "framebus.net.feed", "framebus.net.listing")  # fmt: skip
+
+
+def is_package_init(name: str) -> bool:
+    return (PKG.parent / name.replace(".", "/") / "__init__.py").exists()
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))
@@ -65,49 +76,87 @@ def test_low_layers_import_nothing_above_them(path: Path) -> None:
     me = module_name(path)
     if not any(in_package(me, low) for low in LOW):
         return
-    above = sorted(n for n in imports(path) if any(in_package(n, h) for h in HIGH))
+    above = sorted(
+        n
+        for n in imports(path)
+        if any(in_package(n, h) for h in HIGH)
+        or (n == "framebus.net" or n == "framebus")  # a package's __init__ is its top floor
+    )
     assert not above, f"{me} imports {above}"
 
 
-PUBLIC = {"framebus", "framebus.errors", "framebus.limits"}
-# what a wing's sending half (a sink) shares with its receiving half (a source): the transport's
-# own protocol, no reading API, so a sink may use it
+# the public modules: what a user imports (each name checked against the module's __all__)
+PUBLIC = {"framebus", "framebus.errors", "framebus.limits", "framebus.wire", "framebus.pipe"}
+# what a wing's sending half (a sink) shares with its receiving half (a source) and the other
+# wings: no reading API, so a sink may use it
 WING_SHARED = (
-    "framebus._zmq",  # the ZeroMQ wing: URLs, socket options, CURVE key files
     "framebus._hosts",  # what the network wings ask of a host name (no I/O)
     "framebus._frames",  # decoded frames as BGR, for the file sampler as for the RTSP backend
     "framebus._exit",  # closing what owns a thread at interpreter exit, before threads freeze
+    "framebus._order",  # the order of wire frames (session, seq), for every wire reader
 )
+# the sending halves: they read streams as any user does, through the public API
+WINGS = {
+    "framebus.sinks": ("framebus.sinks",),
+    "framebus.web": ("framebus.web", "framebus.sinks"),
+    "framebus.net.server": ("framebus.net", "framebus.sinks"),
+    "framebus.net.sink": ("framebus.net", "framebus.sinks"),
+    "framebus.net.exporter": ("framebus.net", "framebus.sinks"),
+    "framebus.net.config": ("framebus.net", "framebus.sinks"),
+}
+
+
+def public_names(module: str) -> set[str]:
+    """The ``__all__`` of a framebus module, read from its source."""
+    path = PKG.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PKG.parent / module.replace(".", "/") / "__init__.py"
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def is_module(name: str) -> bool:
+    base = PKG.parent / name.replace(".", "/")
+    return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
+
+
+def allowed_for_a_wing(name: str, own: tuple[str, ...]) -> bool:
+    """Whether a sending half may import ``name``: its own wing's modules, the shared private
+    ones, a public module, or a name a public module exports (``from framebus import
+    _platform`` is a private module, not a public name: refused)."""
+    if any(in_package(name, o) for o in own) or any(in_package(name, s) for s in WING_SHARED):
+        return True
+    if name in PUBLIC:
+        return True
+    parent, _, leaf = name.rpartition(".")
+    return parent in PUBLIC and not is_module(name) and leaf in public_names(parent)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))
-def test_sinks_and_web_use_only_the_public_api(path: Path) -> None:
+def test_sending_halves_use_only_the_public_api(path: Path) -> None:
     me = module_name(path)
-    wing = next((w for w in ("framebus.sinks", "framebus.web") if in_package(me, w)), None)
+    wing = next((w for w in WINGS if in_package(me, w)), None)
     if wing is None:
         return
-    ok = (wing, "framebus.sinks")
-    private = sorted(
-        n
-        for n in imports(path)
-        if not any(in_package(n, w) for w in ok) and n not in PUBLIC
-        and n.rpartition(".")[0] not in PUBLIC and not any(in_package(n, s) for s in WING_SHARED)
-    )  # fmt: skip
+    private = sorted(n for n in imports(path) if not allowed_for_a_wing(n, WINGS[wing]))
     assert not private, f"{me} imports {private}"
 
 
-# re-exports of a moved name, kept for one release: the only imports allowed to point upwards
-SHIMS = {("framebus.capture", "framebus.videocapture")}
+def test_the_check_sees_a_private_module_imported_by_name() -> None:
+    assert not allowed_for_a_wing("framebus._platform", ("framebus.sinks",))
+    assert not allowed_for_a_wing("framebus.bus", ("framebus.sinks",))
+    assert allowed_for_a_wing("framebus.attach", ("framebus.sinks",))
+    assert not allowed_for_a_wing("framebus.no_such_name", ("framebus.sinks",))
 
 
 def test_no_import_cycles() -> None:
     modules = {module_name(p): p for p in FILES}
     graph = {
-        m: {
-            n
-            for n in imports(p)
-            if n in modules and n != m and not n.endswith("__main__") and (m, n) not in SHIMS
-        }
+        m: {n for n in imports(p) if n in modules and n != m and not n.endswith("__main__")}
         for m, p in modules.items()
     }
     # a package's __init__ re-exports its own modules: that edge is not a cycle

@@ -40,6 +40,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from ._order import FrameOrder
 from .sources.pipe import CHUNK, ReadInto, decode_wire, wire_records
 from .stats import FrameInfo
 from .wire import MAX_PAYLOAD, new_session, pack_frame
@@ -90,15 +91,12 @@ def frames(
     module docstring); ``max_payload`` bounds one frame's payload.
     """
     readinto: ReadInto = getattr(fileobj, "readinto", None) or _readinto_of(fileobj)
-    last: tuple[int, int] | None = None  # (session, seq) of the previous frame
+    order = FrameOrder(keep_stale=True)  # a pipe delivers what it is sent, in order
     for pos, (header, payload, offset) in enumerate(
         wire_records(readinto, max_payload=max_payload, resync=resync)
     ):
         frame = decode_wire(header, payload, offset)  # a view of its own buffer: writable
-        skipped = 0
-        if last is not None and last[0] == header.session and header.seq > last[1]:
-            skipped = header.seq - last[1] - 1
-        last = (header.session, header.seq)
+        skipped = order.place(header.session, header.seq) or 0
         yield (
             frame,
             FrameInfo(

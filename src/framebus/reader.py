@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .bus import Control, validate_name
 from .errors import FramebusError, PublisherLost, StreamEnded, StreamNotFound
-from .feeds import Feed
+from .feeds import Feed, RemoteOptions
 from .feeds.ring import RingFeed
 from .stats import FrameInfo, StreamStats
 
 if TYPE_CHECKING:
-    from .feeds.zmq import ZmqFeed
-    from .sources.zmq import ReceiverStats
+    from typing_extensions import Unpack
+
+    from .net.feed import ZmqFeed
+    from .net.receiver import ReceiverStats
 
 __all__ = ["RemoteReader", "StreamReader", "attach"]
 
@@ -62,7 +63,7 @@ class StreamReader:
         self._grabbed: np.ndarray | None = None  # the frame lent between grab() and retrieve()
         self._retrieved: np.ndarray | None = None  # what retrieve() returned for this grab
         self._seek_pos: int | None = None  # POS_FRAMES after a seek, until a frame is read
-        self._remote: dict[str, Any] = {}  # keywords open() gives a zmq:// URL (its keys)
+        self._remote: RemoteOptions = {}  # keywords open() gives a zmq:// URL (its keys)
 
     @property
     def name(self) -> str:
@@ -337,7 +338,7 @@ class RemoteReader(StreamReader):
     as a local one (``framebus[zmq]``).
 
     Frames arrive in a thread of the reader (one frame on the wire, the newest kept: see
-    :mod:`framebus.sources.zmq`); JPEG frames are decoded by the read that takes them, into BGR
+    :mod:`framebus.net.receiver`); JPEG frames are decoded by the read that takes them, into BGR
     (or grey) arrays as a local stream gives. ``info.skipped`` counts frames of the remote
     stream this reader never got; ``stats().state`` is connecting, live, busy, stalled,
     reconnecting, ended or closed; :meth:`net_stats` has the transport's counters (bad
@@ -350,21 +351,10 @@ class RemoteReader(StreamReader):
         *,
         transform: Transform | None = None,
         timeout: float | None = None,
-        connect_timeout: float = 5.0,
-        curve: str | os.PathLike[str] | None = None,
-        server_key: str | os.PathLike[str] | None = None,
-        client_key: str | os.PathLike[str] | None = None,
-        max_message: int | None = None,
+        **remote: Unpack[RemoteOptions],
     ) -> None:
-        from .feeds.zmq import ZmqFeed  # pyzmq is an extra
+        from .net.feed import ZmqFeed  # pyzmq is an extra
 
-        remote: dict[str, Any] = {
-            "connect_timeout": connect_timeout,
-            "curve": curve,
-            "server_key": server_key,
-            "client_key": client_key,
-            "max_message": max_message,
-        }
         super().__init__(ZmqFeed(url, **remote), transform=transform, timeout=timeout)
         self._remote = remote
         self._url = url
@@ -396,7 +386,7 @@ def attach(
     *,
     transform: Transform | None = None,
     timeout: float | None = None,
-    **remote: Any,
+    **remote: Unpack[RemoteOptions],
 ) -> StreamReader:
     """Attach to stream ``name`` of this machine, or to ``zmq://HOST:PORT/NAME`` of another.
 
@@ -419,10 +409,10 @@ def attach(
         raise
 
 
-def _open_feed(name: str, remote: dict[str, Any]) -> Feed:
+def _open_feed(name: str, remote: RemoteOptions) -> Feed:
     """The feed ``name`` names: ``zmq://`` a remote stream, anything else a local one."""
     if name.startswith("zmq://"):
-        from .feeds.zmq import ZmqFeed  # pyzmq is an extra
+        from .net.feed import ZmqFeed  # pyzmq is an extra
 
         return ZmqFeed(name, **remote)
     if remote:

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 import framebus
 from conftest import wait_until
 from framebus import wire
-from framebus._zmq import send_nowait, server_socket
 from framebus.net import Exporter, export, generate_keys, list_exports
-from framebus.sources.zmq import Receiver, parse_url
+from framebus.net._sockets import parse_url, send_nowait, server_socket
+from framebus.net.receiver import Receiver
 from fuzzing import fuzz
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -102,8 +102,17 @@ def test_a_valid_listing_still_lists(list_server: Any) -> None:
     server = list_server(listing().encode())
     rows = list_exports(f"zmq://127.0.0.1:{server.port}", timeout=10)
     assert rows == [
-        {"name": "cam", "state": "live", "width": 320, "height": 240, "fps": 30.0,
-         "mode": "latest", "codec": "jpeg", "receivers": 0, "source_fps": 0.0}
+        {
+            "name": "cam",
+            "state": "live",
+            "width": 320,
+            "height": 240,
+            "fps": 30.0,
+            "mode": "latest",
+            "codec": "jpeg",
+            "receivers": 0,
+            "source_fps": 0.0,
+        }
     ]  # fmt: skip (source_fps: absent in this listing, as from an earlier framebus)
 
 
@@ -249,7 +258,7 @@ def test_connections_are_capped_and_silent_ones_cut(stream_name: str) -> None:
 
 
 def test_the_connection_book_evicts_only_the_silent() -> None:
-    from framebus.sinks._zmq_limits import EVICT_SILENT, ConnectionBook
+    from framebus.net.limits import EVICT_SILENT, ConnectionBook
 
     book = ConnectionBook(max_connections=20)
     for fd in range(16):  # one host: 16 at most

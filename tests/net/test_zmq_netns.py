@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(_no_zmq_export() is not None, reason=str(_no_zmq
 
 
 def _heartbeat_timeout() -> float:
-    """The transport's heartbeat timeout (framebus._zmq.HEARTBEAT_TIMEOUT where it says)."""
+    """The transport's heartbeat timeout (framebus.net._sockets.HEARTBEAT_TIMEOUT where it says)."""
     try:
         from framebus import _zmq
 

@@ -8,9 +8,6 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 from ._host import STOP_GRACE, CaptureHost, ProcessHost, ThreadHost
 from ._loop import capture_loop
 from ._supervision import Backoff, Reconnect, Supervisor
@@ -25,17 +22,3 @@ __all__ = [
     "ThreadHost",
     "capture_loop",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # framebus.capture was the module of VideoCapture until 0.1: kept for one release
-    if name == "VideoCapture":
-        warnings.warn(
-            "framebus.capture.VideoCapture moved: use framebus.VideoCapture",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from ..videocapture import VideoCapture
-
-        return VideoCapture
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

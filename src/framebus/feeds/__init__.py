@@ -11,6 +11,6 @@ transport by URL:
 
 from __future__ import annotations
 
-from .base import Feed
+from .base import Feed, RemoteOptions
 
-__all__ = ["Feed"]
+__all__ = ["Feed", "RemoteOptions"]

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import os
+from typing import Protocol, TypedDict
 
 import numpy as np
 
 from ..stats import FrameInfo, StreamStats
 
-__all__ = ["Feed"]
+__all__ = ["Feed", "RemoteOptions"]
+
+
+class RemoteOptions(TypedDict, total=False):
+    """How to reach a stream of another machine (``attach("zmq://...", **options)``)."""
+
+    connect_timeout: float
+    """Seconds to wait for the exporter's first answer (default 5)."""
+    curve: str | os.PathLike[str] | None
+    """A key directory: its ``server.key`` and ``client.key_secret``."""
+    server_key: str | os.PathLike[str] | None
+    """The exporter's public key file (with ``client_key``)."""
+    client_key: str | os.PathLike[str] | None
+    """This receiver's key pair file."""
+    max_message: int | None
+    """Bytes of one message at most."""
 
 
 class Feed(Protocol):

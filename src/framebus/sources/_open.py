@@ -18,7 +18,7 @@ def open_spec(spec: Spec) -> Source:
     if isinstance(spec, TestPattern):
         return PatternSource(spec)
     if isinstance(spec, Remote):
-        from .zmq import ZmqSource  # pyzmq is an extra: imported only for zmq:// sources
+        from ..net.source import ZmqSource  # pyzmq is an extra: imported only for zmq:// sources
 
         return ZmqSource(spec)
     if isinstance(spec, Pipe):

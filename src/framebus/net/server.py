@@ -1,43 +1,8 @@
 """The sending half of the ZeroMQ transport: an :class:`Exporter` serves this machine's
 streams to receivers on other machines (``framebus.attach("zmq://host:5555/cam")``, relays).
 
-Design: ROUTER/DEALER with one credit per receiver
---------------------------------------------------
-
-The exporter is one ROUTER socket (``tcp://HOST:PORT``) for every exported stream; each
-receiver is one DEALER connected to it, for one stream. A receiver asks for a frame; the
-exporter answers with the newest frame of that stream the receiver has not had, as soon as
-there is one; the receiver asks again as soon as the frame arrived. So each receiver has
-exactly **one frame in flight**, and it is always the newest at the moment the receiver
-became ready for it: true latest-only per receiver, on any link. PUB/SUB was not chosen
-because it cannot give that: a PUB queue that is full drops the *newest* message and keeps
-old ones, ``CONFLATE`` is ignored on XPUB and would only cap ZeroMQ's own queue, not the
-kernel's socket buffers (seconds of frames on a slow link), and a publisher cannot tell a slow
-subscriber from a fast one. With credits, the kernel buffers can hold at most the one frame
-in flight, whatever their size, and the request channel serves the listing (``ls
-zmq://``) and the errors (unknown stream) on the same port. The price is one round trip per
-frame: a receiver gets at most 1 / (RTT + transfer time) frames per second (LAN: far above
-any camera's rate; 100 ms of RTT: 10 fps). ``CONFLATE`` is not used: with one credit there is
-never a second frame to conflate, and on a DEALER it would merge the short replies too.
-
-Messages (every message is one ZeroMQ part; the ROUTER adds and strips the peer's id)::
-
-    receiver -> exporter (ASCII, at most 1 KiB: MAXMSGSIZE cuts a peer that sends more)
-      GET <name> <session hex> <seq>   my credit for stream <name>; the last frame I have
-      LIST                             what do you export?
-      BYE                              forget me (release())
-    exporter -> receiver
-      <64-byte wire header><payload>   a frame (framebus.wire: magic, session, seq, ...)
-      WAIT                             no frame newer than yours yet (your credit stands)
-      ERR <code> <text>                notfound | ended | busy | bad: the stream is not
-                                       exported, it ended, too many receivers, bad request;
-                                       unsupported: its frames cannot be sent (a dtype the
-                                       wire lacks; the receiver keeps its credit), at most
-                                       once a second
-      LIST <json>                      {"streams": [{"name", "state", "width", "height",
-                                       "fps", "source_fps", "mode", "codec", "receivers"},
-                                       ...]}: fps is measured, source_fps the source's own
-                                       (0: none); a receiver asks once per connection
+The protocol (ROUTER/DEALER, one credit per receiver) and its messages, byte for byte, are in
+:mod:`framebus.net.protocol`, with the book of receivers and their credits.
 
 Who drops what
 --------------
@@ -70,7 +35,7 @@ anything but 8/16-bit grey, BGR or BGRA) are not sent: the sink logs the first f
 counts the others (``encode_errors``); if no frame encodes at all, receivers are told why
 (``ERR unsupported``) and their reads raise ``SourceUnsupported``.
 
-Receivers validate every message (:mod:`framebus.sources.zmq`). CURVE (opt-in,
+Receivers validate every message (:mod:`framebus.net.receiver`). CURVE (opt-in,
 ``curve=DIR`` from :func:`framebus.net.generate_keys`): the exporter's secret key encrypts,
 and only receivers whose public keys are in ``DIR/clients/`` get in (ZAP, checked by
 ``zmq.auth``'s authenticator thread; the directory is read again within a second of a key
@@ -81,53 +46,49 @@ Exporting on an address other than loopback without CURVE logs a warning.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
-import json
 import logging
 import math
 import os
-import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 import framebus
-from framebus import FrameInfo, PublisherLost, ReadTimeout, SinkClosed, StreamEnded, _exit, wire
-from framebus._hosts import is_loopback
-from framebus._zmq import (
+from framebus import PublisherLost, ReadTimeout, SinkClosed, StreamEnded, _exit
+from framebus.errors import FramebusError, StreamNotFound, WireFormatError
+from framebus.limits import connection_budget
+from framebus.sinks.base import Encoded, Subscription
+
+from . import protocol
+from ._sockets import (
     HEARTBEAT_TIMEOUT,
     REFRESH,
     ServerKeys,
     check_clients_dir,
+    cut,
+    key_files,
     load_server_keys,
     parse_bind,
+    peer_address,
     send_nowait,
     server_socket,
-    valid_name,
 )
-from framebus.errors import FramebusError, StreamNotFound
-from framebus.limits import DEFAULT_MAX_CONNECTIONS, connection_budget
+from .config import ExportConfig, ExportedStream, ExporterStats
+from .limits import ConnectionBook, per_address_cap
+from .protocol import CreditBook, ErrorCode
+from .sink import CodecName, ZmqSink
 
-from ._zmq_limits import ConnectionBook, per_address_cap
-from .base import Encoded, FrameSink, Pick, Subscription
-from .jpeg import encode_jpeg
-
-__all__ = ["IDLE_CLOSE", "PEER_TIMEOUT", "CodecName", "ExportConfig", "ExportServer",
-           "ExporterStats", "ExportedStream", "ZmqSink", "export_url"]  # fmt: skip
+__all__ = ["CLIENTS_CHECK", "IDLE_CLOSE", "PEER_TIMEOUT", "ExportServer"]
 
 log = logging.getLogger("framebus.zmq")
 
-CodecName = Literal["jpeg", "raw"]
 IDLE_CLOSE = 10.0
 """Seconds a sink with no receiver stays open (its reader attached) before it is closed."""
 PEER_TIMEOUT = HEARTBEAT_TIMEOUT + 2 * REFRESH
@@ -137,118 +98,14 @@ CLIENTS_CHECK = 1.0
 """Seconds between looks at the allowed clients' folder (``--curve DIR``/clients)."""
 
 
-def export_url(endpoint: str, name: str = "", host: str | None = None) -> str:
-    """``zmq://HOST:PORT[/NAME]`` for receivers of the exporter bound to ``endpoint`` (HOST:
-    the bound one unless given)."""
-    bound_host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-    base = f"zmq://{host or bound_host}:{port}"
-    return f"{base}/{name}" if name else base
-
-
-def _key_files(folder: str) -> frozenset[tuple[str, int, int]]:
-    """(name, mtime, size) of the public key files in ``folder``: what a reload would read."""
-    try:
-        with os.scandir(folder) as entries:
-            return frozenset(
-                (e.name, st.st_mtime_ns, st.st_size)
-                for e in entries
-                if e.name.endswith(".key") and (st := e.stat())
-            )
-    except OSError:
-        return frozenset()
-
-
 _LIST_FOR = 0.5  # seconds a LIST answer is reused
 _MISSING_FOR = 0.5  # seconds a name not found is answered from memory
 _MISSING_KEPT = 1024  # names not found remembered at most (then forgotten all at once)
 
 
-def _peer_address(fd: int) -> str:
-    """The remote address of libzmq's connection on descriptor ``fd`` ("" if unknown)."""
-    try:
-        dup = socket.socket(fileno=os.dup(fd))
-    except OSError:
-        return ""
-    try:
-        return str(dup.getpeername()[0])
-    except (OSError, IndexError):
-        return ""
-    finally:
-        dup.close()
-
-
-def _cut(fd: int) -> None:
-    """End the TCP connection on descriptor ``fd`` (libzmq's): shut it down through a
-    duplicate, so libzmq sees the peer go and cleans up as for any disconnect. The descriptor
-    comes from libzmq's own events and messages in this process, never from a peer."""
-    with contextlib.suppress(OSError):
-        dup = socket.socket(fileno=os.dup(fd))
-        try:
-            dup.shutdown(socket.SHUT_RDWR)
-        finally:
-            dup.close()
-
-
 # a frame in flight longer than this is taken as lost: the receiver's next ask gets a new one
 _IN_FLIGHT = 10.0
 _LOG_EVERY = 10.0
-
-
-class ZmqSink(FrameSink[bytes]):
-    """One stream's frames as wire messages, encoded once for every receiver.
-
-    ``codec="jpeg"`` (8-bit grey or BGR; BGRA loses alpha, 16-bit keeps its top byte) at
-    ``quality``, or ``"raw"`` (lossless: any dtype and channel count the wire has). Each
-    message is a private bytes object: header and payload, copied out of the ring once.
-    Buffering: :class:`~framebus.sinks.FrameSink`'s (one item per consumer: the exporter).
-    ``session`` is random per sink: a receiver sees a new sink (the exporter restarted, or
-    the stream was published again) as a new session.
-    """
-
-    def __init__(self, name: str, *, codec: CodecName = "jpeg", quality: int = 80) -> None:
-        if codec not in ("jpeg", "raw"):
-            raise ValueError(f"codec must be 'jpeg' or 'raw', not {codec!r}")
-        if not 1 <= quality <= 100:
-            raise ValueError(f"quality must be 1..100, not {quality}")
-        self.codec: CodecName = codec
-        self.quality = quality
-        self.session = wire.new_session()
-        super().__init__(name, pick=Pick.newest())
-        self.every_mode = self._reader.stats().mode == "every"
-
-    def encode(self, frame: np.ndarray, info: FrameInfo) -> bytes:
-        capture_ns = int(info.timestamp * 1e9)
-        if self.codec == "raw":
-            return wire.pack_frame_bytes(
-                frame, seq=info.seq, session=self.session, capture_ns=capture_ns
-            )
-        jpeg = encode_jpeg(frame, self.quality)
-        grey = frame.ndim == 2 or frame.shape[2] == 1
-        height, width = int(frame.shape[0]), int(frame.shape[1])
-        header = wire.FrameHeader(
-            wire.Codec.JPEG,
-            wire.PixelFormat.GRAY8 if grey else wire.PixelFormat.BGR24,
-            width,
-            height,
-            width * (1 if grey else 3),
-            len(jpeg),
-            info.seq,
-            self.session,
-            capture_ns,
-            time.time_ns(),
-        )
-        return wire.encode_header(header) + jpeg
-
-
-@dataclass
-class _Peer:
-    name: str
-    last_seen: float
-    address: str = ""
-    credit: bool = False
-    in_flight: bool = False
-    last_sent: tuple[int, int] | None = None  # (session, seq)
-    sent_at: float = 0.0
 
 
 @dataclass
@@ -258,132 +115,11 @@ class _Stream:
     sub: Subscription[bytes] | None = None
     latest: Encoded[bytes] | None = None
     key: tuple[int, int] | None = None  # (session, seq) of latest
-    peers: set[bytes] = field(default_factory=set)
     idle_since: float | None = None
     frames_sent: int = 0
     bytes_sent: int = 0
     failures_told: int = 0  # encode failures its receivers have been told of
     checked_at: float = 0.0  # when the failures were last looked at
-
-
-@dataclass(frozen=True)
-class ExportedStream:
-    """One exported stream's counters."""
-
-    name: str
-    receivers: int
-    frames_encoded: int
-    frames_sent: int
-    bytes_sent: int
-
-
-@dataclass(frozen=True)
-class ExporterStats:
-    endpoint: str
-    receivers: int
-    bad_requests: int
-    streams: tuple[ExportedStream, ...]
-    connections: int = 0
-    """TCP connections open now."""
-    refused_connections: int = 0
-    """Connections cut at once because ``max_connections`` were open."""
-    idle_cut: int = 0
-    """Connections cut because they asked nothing for a while (not receivers)."""
-    throttled_requests: int = 0
-    """Requests dropped because their connection asked too fast."""
-    restarts: int = 0
-    """Times the exporter's process died and was started again."""
-    last_failure: str = ""
-    """How it died the last time (e.g. ``killed by SIGABRT``)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExporterStats:
-        """From the exporter's own process; a malformed record raises TypeError/KeyError."""
-        streams = tuple(ExportedStream(**row) for row in data["streams"])
-        return cls(
-            str(data["endpoint"]),
-            int(data["receivers"]),
-            int(data["bad_requests"]),
-            streams,
-            connections=int(data["connections"]),
-            refused_connections=int(data["refused_connections"]),
-            idle_cut=int(data["idle_cut"]),
-            throttled_requests=int(data["throttled_requests"]),
-        )
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What an export serves and how, validated: everything an :class:`ExportServer` needs,
-    in a form that travels as JSON to the exporter's own process."""
-
-    endpoint: str
-    names: tuple[str, ...] | None
-    codec: CodecName
-    quality: int
-    curve: str | None
-    max_receivers: int
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-
-    @classmethod
-    def make(
-        cls,
-        endpoint: str,
-        names: Iterable[str] | None = None,
-        *,
-        codec: CodecName = "jpeg",
-        quality: int = 80,
-        curve: str | os.PathLike[str] | None = None,
-        max_receivers: int = 64,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> ExportConfig:
-        """Check every option (ValueError, InvalidStreamName, KeyFileError) before anything
-        starts."""
-        if codec not in ("jpeg", "raw"):
-            raise ValueError(f"codec must be 'jpeg' or 'raw', not {codec!r}")
-        if not 1 <= quality <= 100:
-            raise ValueError(f"quality must be 1..100, not {quality}")
-        if not 1 <= max_receivers <= 100_000:
-            raise ValueError(f"max_receivers must be 1..100000, not {max_receivers}")
-        if not 1 <= max_connections <= 1_000_000:
-            raise ValueError(f"max_connections must be 1..1000000, not {max_connections}")
-        parse_bind(endpoint)
-        listed = None if names is None else tuple(names)
-        for name in listed or ():
-            if not valid_name(name):
-                raise framebus.InvalidStreamName(f"invalid stream name {name!r}")
-        if curve is not None:
-            load_server_keys(curve)
-        folder = None if curve is None else str(Path(curve).absolute())
-        return cls(endpoint, listed, codec, quality, folder, max_receivers, max_connections)
-
-    @property
-    def insecure(self) -> bool:
-        """No CURVE on an address other than loopback: anyone who reaches the port reads."""
-        return self.curve is None and not is_loopback(parse_bind(self.endpoint).host)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint, "names": None if self.names is None else list(self.names),
-            "codec": self.codec, "quality": self.quality, "curve": self.curve,
-            "max_receivers": self.max_receivers, "max_connections": self.max_connections,
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExportConfig:
-        """From our own parent process (a pipe, not the network): checked again all the same."""
-        return cls.make(
-            data["endpoint"],
-            data["names"],
-            codec=data["codec"],
-            quality=data["quality"],
-            curve=data["curve"],
-            max_receivers=data["max_receivers"],
-            max_connections=data["max_connections"],
-        )
 
 
 class ExportServer:
@@ -421,7 +157,7 @@ class ExportServer:
                 self._auth.start()
                 self._auth.configure_curve(domain="*", location=keys.clients_dir)
                 self._clients_dir = keys.clients_dir
-                self._clients_seen = _key_files(keys.clients_dir)
+                self._clients_seen = key_files(keys.clients_dir)
                 self._clients_checked = time.monotonic()
             self._sock = server_socket(self._ctx, keys)
             if ":" in host:
@@ -431,7 +167,7 @@ class ExportServer:
             except zmq.ZMQError as exc:
                 raise FramebusError(f"cannot listen on {endpoint}: {exc.strerror}") from None
             bound = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            # connections come and go: counted, capped, cut when silent (_zmq_limits)
+            # connections come and go: counted, capped, cut when silent (limits)
             self._monitor = self._sock.get_monitor_socket(
                 zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
             )
@@ -442,12 +178,16 @@ class ExportServer:
         """The endpoint bound, its port resolved (``tcp://0.0.0.0:5555``)."""
         self._lock = threading.Lock()  # guards the stats snapshot below
         self._streams: dict[str, _Stream] = {}
-        self._peers: dict[bytes, _Peer] = {}
+        self._book = CreditBook(
+            config.max_receivers,
+            per_address_cap(config.max_receivers),
+            peer_timeout=PEER_TIMEOUT,
+            in_flight=_IN_FLIGHT,
+        )
         self._closing: list[threading.Thread] = []
-        self._book = ConnectionBook(connection_budget(config.max_connections))
-        self._per_address = per_address_cap(config.max_receivers)
+        self._connections_book = ConnectionBook(connection_budget(config.max_connections))
         self._listed: tuple[float, bytes] = (-math.inf, b"")  # LIST answers, made at most 2/s
-        self._missing: dict[str, tuple[float, str]] = {}  # names not found lately: until, ERR
+        self._missing: dict[str, tuple[float, bytes]] = {}  # names not found lately: until, ERR
         self._bad = 0
         self._bad_logged = 0
         self._last_log = 0.0
@@ -564,10 +304,10 @@ class ExportServer:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
                 fd = int(event["value"])
                 if event["event"] == zmq.EVENT_ACCEPTED:
-                    for victim in self._book.accepted(fd, _peer_address(fd), now):
-                        _cut(victim)
+                    for victim in self._connections_book.accepted(fd, peer_address(fd), now):
+                        cut(victim)
                 else:
-                    self._book.closed(fd)
+                    self._connections_book.closed(fd)
 
     def _requests(self, sock: zmq.Socket[Any]) -> None:
         """Up to 64 waiting requests (then frames get their turn), each checked against its
@@ -577,7 +317,7 @@ class ExportServer:
             for _ in range(64):
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 last = frames[-1]
-                if not self._book.request(int(last.get(zmq.SRCFD)), now):
+                if not self._connections_book.request(int(last.get(zmq.SRCFD)), now):
                     continue  # over its rate: dropped, counted in throttled_requests
                 address = str(last.get("Peer-Address"))
                 self._request(sock, [f.bytes for f in frames], address)
@@ -587,27 +327,18 @@ class ExportServer:
             self._bad_request(f"a request of {len(parts) - 1} parts")
             return
         peer_id, body = parts
-        words = body.split()
-        verb = words[0] if words else b""
-        if verb == b"GET" and len(words) == 4:
-            try:
-                name = words[1].decode("ascii")
-                session = int(words[2], 16) if len(words[2]) <= 16 else -1
-                seq = int(words[3]) if len(words[3]) <= 20 else -1
-            except ValueError:
-                session = -1
-            if session < 0 or seq < 0 or not valid_name(name):
-                self._bad_request("malformed GET")
-                self._send(sock, peer_id, b"ERR bad malformed request")
-                return
-            self._get(sock, peer_id, name, (session, seq), address)
-        elif verb == b"LIST" and len(words) == 1:
-            self._send(sock, peer_id, b"LIST " + self._cached_listing())
-        elif verb == b"BYE" and len(words) == 1:
-            self._forget(peer_id)
+        try:
+            request = protocol.parse_request(body)
+        except WireFormatError as exc:
+            self._bad_request(str(exc))
+            self._send(sock, peer_id, protocol.error(ErrorCode.BAD, str(exc)))
+            return
+        if isinstance(request, protocol.Get):
+            self._get(sock, peer_id, request, address)
+        elif isinstance(request, protocol.ListRequest):
+            self._send(sock, peer_id, self._cached_listing())
         else:
-            self._bad_request(f"unknown request {body[:16]!r}")
-            self._send(sock, peer_id, b"ERR bad unknown request")
+            self._forget(peer_id)
 
     def _send(self, sock: zmq.Socket[Any], peer_id: bytes, data: bytes) -> bool:
         """Send without blocking; False if the peer is gone (it is forgotten) or full."""
@@ -623,56 +354,31 @@ class ExportServer:
             raise
 
     def _get(
-        self,
-        sock: zmq.Socket[Any],
-        peer_id: bytes,
-        name: str,
-        has: tuple[int, int],
-        address: str = "",
+        self, sock: zmq.Socket[Any], peer_id: bytes, request: protocol.Get, address: str = ""
     ) -> None:
-        now = time.monotonic()
-        peer = self._peers.get(peer_id)
-        if peer is not None and peer.name != name:
-            self._forget(peer_id)
-            peer = None
-        if peer is None:
-            busy = self._busy(address)
-            if busy:
-                self._send(sock, peer_id, f"ERR busy {busy}".encode())
-                return
-        stream, error = self._open(name)
-        if stream is None:
-            self._send(sock, peer_id, error.encode())
+        book = self._book
+        busy = book.refusal(peer_id, request.name, address)
+        if busy:
+            self._send(sock, peer_id, protocol.error(ErrorCode.BUSY, busy))
             return
-        if peer is None:
-            peer = self._peers[peer_id] = _Peer(name, now, address)
-        peer.last_seen = now
-        if peer.in_flight and peer.last_sent != has and now - peer.sent_at < _IN_FLIGHT:
+        stream, error = self._open(request.name)
+        if stream is None:
+            self._send(sock, peer_id, error)
+            return
+        if not book.ask(peer_id, request, address, time.monotonic()):
             return  # a keep-alive that overtook the frame it has not received yet
-        peer.in_flight, peer.credit = False, True
-        if not stream.peers:
-            stream.idle_since = None
-        stream.peers.add(peer_id)
+        stream.idle_since = None
         if stream.sub is None:
             stream.sub = stream.sink.subscribe(self._wake)
-        if not self._offer(sock, stream, peer_id, peer):
-            self._send(sock, peer_id, b"WAIT")
+        if not self._offer(sock, stream, peer_id):
+            self._send(sock, peer_id, protocol.WAIT)
 
-    def _busy(self, address: str) -> str:
-        """Why a new receiver from ``address`` cannot have a slot ("" if it can)."""
-        if len(self._peers) >= self.max_receivers:
-            return f"the exporter serves its maximum of {self.max_receivers} receivers"
-        mine = sum(1 for p in self._peers.values() if p.address == address)
-        if address and mine >= self._per_address:
-            return f"{address} already has its maximum of {self._per_address} receivers here"
-        return ""
-
-    def _open(self, name: str) -> tuple[_Stream | None, str]:
+    def _open(self, name: str) -> tuple[_Stream | None, bytes]:
         """The stream entry for ``name``, its sink created on demand; else (None, ERR ...).
         A name not found is remembered for a moment: asking again costs no look-up."""
         stream = self._streams.get(name)
         if stream is not None:
-            return stream, ""
+            return stream, b""
         now = time.monotonic()
         missing = self._missing.get(name)
         if missing is not None and now < missing[0]:
@@ -684,31 +390,31 @@ class ExportServer:
             self._missing[name] = (now + _MISSING_FOR, error)
         return stream, error
 
-    def _open_sink(self, name: str) -> tuple[_Stream | None, str]:
+    def _open_sink(self, name: str) -> tuple[_Stream | None, bytes]:
         if self.names is not None and name not in self.names:
             exports = ", ".join(self.names) or "none"
-            return None, f"ERR notfound stream {name!r} is not exported here (exports: {exports})"
+            why = f"stream {name!r} is not exported here (exports: {exports})"
+            return None, protocol.error(ErrorCode.NOTFOUND, why)
         try:
             sink = ZmqSink(name, codec=self.codec, quality=self.quality)
         except StreamNotFound:
-            return None, f"ERR notfound no stream {name!r} on the exporter's host"
+            why = f"no stream {name!r} on the exporter's host"
+            return None, protocol.error(ErrorCode.NOTFOUND, why)
         except FramebusError as exc:
-            return None, f"ERR unavailable stream {name!r}: {exc}"
+            return None, protocol.error(ErrorCode.UNAVAILABLE, f"stream {name!r}: {exc}")
         stream = self._streams[name] = _Stream(name, sink)
         self._listed = (-math.inf, b"")  # the cached listing may predate this stream
-        return stream, ""
+        return stream, b""
 
-    def _offer(self, sock: zmq.Socket[Any], stream: _Stream, peer_id: bytes, peer: _Peer) -> bool:
-        """Send the stream's newest frame to ``peer`` if it has credit and not that frame."""
-        if not peer.credit or stream.latest is None or stream.key is None:
+    def _offer(self, sock: zmq.Socket[Any], stream: _Stream, peer_id: bytes) -> bool:
+        """Send the stream's newest frame to the receiver if it has credit and not that frame."""
+        if stream.latest is None or stream.key is None:
             return False
-        last = peer.last_sent
-        if last is not None and (last[0] == stream.key[0] and last[1] >= stream.key[1]):
+        if not self._book.wants(peer_id, stream.key):
             return False
         if not self._send(sock, peer_id, stream.latest.data):
             return False
-        peer.credit, peer.in_flight, peer.last_sent = False, True, stream.key
-        peer.sent_at = time.monotonic()
+        self._book.sent(peer_id, stream.key, time.monotonic())
         stream.frames_sent += 1
         stream.bytes_sent += len(stream.latest.data)
         return True
@@ -729,10 +435,8 @@ class ExportServer:
                 continue
             stream.latest = item
             stream.key = (stream.sink.session, item.info.seq)
-            for peer_id in list(stream.peers):
-                peer = self._peers.get(peer_id)
-                if peer is not None:
-                    self._offer(sock, stream, peer_id, peer)
+            for peer_id in list(self._book.receivers(stream.name)):
+                self._offer(sock, stream, peer_id)
 
     def _tell_failures(self, sock: zmq.Socket[Any], stream: _Stream) -> None:
         """Frames fail to encode (a dtype the wire has no format for): tell the receivers
@@ -745,18 +449,18 @@ class ExportServer:
         if failed.encode_errors <= stream.failures_told or failed.frames_encoded:
             return  # no new failure, or frames do get through
         stream.failures_told = failed.encode_errors
-        message = f"ERR unsupported stream {stream.name!r}: {failed.last_encode_error}".encode()
-        for peer_id in list(stream.peers):
-            peer = self._peers.get(peer_id)
-            if peer is not None and peer.credit:
-                self._send(sock, peer_id, message[:512])
+        why = f"stream {stream.name!r}: {failed.last_encode_error}"
+        message = protocol.error(ErrorCode.UNSUPPORTED, why)
+        for peer_id in list(self._book.receivers(stream.name)):
+            if self._book.has_credit(peer_id):
+                self._send(sock, peer_id, message)
 
     def _ended(self, sock: zmq.Socket[Any], stream: _Stream, exc: BaseException) -> None:
         """The stream ended (or its publisher died): tell its receivers, drop its sink."""
-        code = "ended" if isinstance(exc, (StreamEnded, SinkClosed)) else "lost"
-        message = f"ERR {code} stream {stream.name!r}: {exc}".encode()
-        for peer_id in list(stream.peers):
-            self._send(sock, peer_id, message[:512])
+        code = ErrorCode.ENDED if isinstance(exc, (StreamEnded, SinkClosed)) else ErrorCode.LOST
+        message = protocol.error(code, f"stream {stream.name!r}: {exc}")
+        for peer_id in list(self._book.receivers(stream.name)):
+            self._send(sock, peer_id, message)
             self._forget(peer_id)
         self._retire(stream)
 
@@ -769,12 +473,7 @@ class ExportServer:
         thread.start()  # closing waits for the sink's worker: not in this thread
 
     def _forget(self, peer_id: bytes) -> None:
-        peer = self._peers.pop(peer_id, None)
-        if peer is None:
-            return
-        stream = self._streams.get(peer.name)
-        if stream is not None:
-            stream.peers.discard(peer_id)
+        self._book.forget(peer_id)
 
     def _reload_clients(self, now: float) -> None:
         """Take up a change of the allowed clients' folder (a key added or removed), checked
@@ -785,7 +484,7 @@ class ExportServer:
         if now - self._clients_checked < CLIENTS_CHECK:
             return
         self._clients_checked = now
-        seen = _key_files(self._clients_dir)
+        seen = key_files(self._clients_dir)
         if seen == self._clients_seen:
             return
         try:
@@ -800,13 +499,12 @@ class ExportServer:
     def _sweep(self) -> None:
         now = time.monotonic()
         self._reload_clients(now)
-        for fd in self._book.idle(now):
-            _cut(fd)
-        for peer_id, peer in list(self._peers.items()):
-            if now - peer.last_seen > PEER_TIMEOUT:
-                self._forget(peer_id)
+        for fd in self._connections_book.idle(now):
+            cut(fd)
+        for _ in self._book.silent(now):
+            pass  # forgotten: a live receiver asks at least every REFRESH
         for stream in list(self._streams.values()):
-            if stream.peers:
+            if self._book.receivers(stream.name):
                 continue
             if stream.sub is not None:  # nobody receives: no more reading nor encoding
                 stream.sub.close()
@@ -817,22 +515,22 @@ class ExportServer:
                 self._retire(stream)
         snapshot = ExporterStats(
             self.endpoint,
-            len(self._peers),
+            len(self._book),
             self._bad,
             tuple(
                 ExportedStream(
                     s.name,
-                    len(s.peers),
+                    len(self._book.receivers(s.name)),
                     s.sink.stats().frames_encoded,
                     s.frames_sent,
                     s.bytes_sent,
                 )
                 for s in self._streams.values()
             ),
-            connections=len(self._book),
-            refused_connections=self._book.refused,
-            idle_cut=self._book.idle_cut,
-            throttled_requests=self._book.throttled,
+            connections=len(self._connections_book),
+            refused_connections=self._connections_book.refused,
+            idle_cut=self._connections_book.idle_cut,
+            throttled_requests=self._connections_book.throttled,
         )
         with self._lock:
             self._snapshot = snapshot
@@ -855,7 +553,6 @@ class ExportServer:
                 continue
             if s.state in ("dead", "unreadable", "closed"):
                 continue
-            stream = self._streams.get(s.name)
             rows.append(
                 {
                     "name": s.name,
@@ -866,7 +563,7 @@ class ExportServer:
                     "source_fps": s.source_fps or 0.0,
                     "mode": s.mode,
                     "codec": self.codec,
-                    "receivers": len(stream.peers) if stream else 0,
+                    "receivers": len(self._book.receivers(s.name)),
                 }
             )
-        return json.dumps({"streams": rows}).encode()
+        return protocol.listing(rows)

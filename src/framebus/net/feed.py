@@ -1,6 +1,6 @@
 """The feed of a stream of another machine: ``zmq://HOST:PORT/NAME``, over ZeroMQ.
 
-A :class:`~framebus.sources.zmq.Receiver` keeps one frame in flight and the newest one received
+A :class:`~framebus.net.receiver.Receiver` keeps one frame in flight and the newest one received
 waiting (see its module for who drops what); :meth:`ZmqFeed.acquire` takes that frame and
 decodes it (JPEG) in the reading thread, only for the frames the reader takes.
 """
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..feeds import RemoteOptions
 from ..sources.spec import Remote
-from ..sources.zmq import BACKEND, Receiver, ReceiverStats, receiver_for
 from ..stats import FrameInfo, StreamStats
+from .receiver import BACKEND, Receiver, ReceiverStats, receiver_for
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ZmqFeed"]
 
@@ -24,16 +29,12 @@ class ZmqFeed:
 
     Raises StreamNotFound, RemoteUnreachable, RemoteBusy, RemoteAuthError or KeyFileError."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout: float = 5.0,
-        curve: str | os.PathLike[str] | None = None,
-        server_key: str | os.PathLike[str] | None = None,
-        client_key: str | os.PathLike[str] | None = None,
-        max_message: int | None = None,
-    ) -> None:
+    def __init__(self, url: str, **options: Unpack[RemoteOptions]) -> None:
+        curve = options.get("curve")
+        server_key = options.get("server_key")
+        client_key = options.get("client_key")
+        max_message = options.get("max_message")
+        connect_timeout = options.get("connect_timeout", 5.0)
         spec = Remote(
             url,
             curve=None if curve is None else os.fspath(curve),

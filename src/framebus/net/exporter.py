@@ -42,13 +42,15 @@ from framebus import _exit
 from framebus.errors import FramebusError
 from framebus.limits import DEFAULT_MAX_CONNECTIONS
 
-from .zmq import CodecName, ExportConfig, ExporterStats, ExportServer, export_url
+from .config import ExportConfig, ExporterStats, export_url
+from .server import ExportServer
+from .sink import CodecName
 
 __all__ = ["MODULE", "Exporter", "export", "main"]
 
 log = logging.getLogger("framebus.zmq")
 
-MODULE = "framebus.sinks.zmq_export"
+MODULE = "framebus.net.exporter"
 """Run as ``python -m`` for the exporter's process."""
 START_TIMEOUT = 30.0
 """Seconds the exporter's process gets to bind and say so."""
@@ -120,12 +122,12 @@ class Exporter:
     ``ERR busy``; one network address may hold a quarter of them). ``max_connections``: TCP
     connections open at once (more are cut at once; connections that ask nothing for 10 s are
     cut too; each connection may make 100 requests a second: see
-    :mod:`framebus.sinks._zmq_limits`).
+    :mod:`framebus.net.limits`).
 
     The export runs in a process of its own from construction until :meth:`close` (or the
     end of a ``with`` block), started again if it dies (see the module docstring); bad
     options and binding errors raise at once. The protocol and its buffering policy:
-    :mod:`framebus.sinks.zmq`.
+    :mod:`framebus.net.server`.
     """
 
     def __init__(

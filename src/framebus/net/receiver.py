@@ -3,7 +3,8 @@
 :class:`Receiver` runs a DEALER socket in a thread of its own (``framebus-zmq-<name>``) and
 keeps exactly **one credit** outstanding at the exporter: it asks for a frame (``GET``), the
 exporter sends the newest frame it has that this receiver has not had, the receiver stores
-it and asks again at once. The protocol, and who drops what, is in :mod:`framebus.sinks.zmq`.
+it and asks again at once. The protocol is in
+:mod:`framebus.net.protocol`, who drops what at the exporter in :mod:`framebus.net.server`.
 
 Buffering policy of the receiving side: at most one frame on the wire towards this receiver
 (the credit), at most one validated frame waiting for the application (the mailbox: a newer
@@ -29,19 +30,15 @@ raises RemoteBusy), ``stalled`` (the exporter answers, no new frame for 2 s),
 ``reconnecting`` (no answer for 3 s, or the connection is down) or ``ended``. Idle, the
 thread sleeps in ``zmq.Poller.poll`` and wakes twice a second.
 
-:class:`ZmqSource` is the :class:`~framebus.Source` of a relay: ``framebus serve
-cam=zmq://host:5555/cam`` re-publishes the remote stream into this machine's shared memory.
+The relay's source is :mod:`.source`, the remote reader's feed :mod:`.feed`.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import logging
-import math
 import os
-import re
 import sys
 import threading
 import time
@@ -51,7 +48,23 @@ from typing import Any
 import numpy as np
 
 from .. import _exit, wire
-from .._zmq import (
+from .._order import FrameOrder
+from ..errors import (
+    FramebusError,
+    FrameTooLarge,
+    ReadTimeout,
+    RemoteAuthError,
+    RemoteBusy,
+    RemoteUnreachable,
+    SourceUnsupported,
+    StreamEnded,
+    StreamNotFound,
+    WireFormatError,
+)
+from ..limits import check_pixels
+from ..sources.spec import Remote
+from . import protocol
+from ._sockets import (
     HEARTBEAT_TIMEOUT,
     REFRESH,
     Address,
@@ -60,24 +73,9 @@ from .._zmq import (
     load_client_keys,
     parse_url,
     send_nowait,
-    valid_name,
 )
-from ..errors import (
-    FramebusError,
-    FrameTooLarge,
-    ReadTimeout,
-    RemoteAuthError,
-    RemoteBusy,
-    RemoteUnreachable,
-    SourceNotFound,
-    SourceUnsupported,
-    StreamEnded,
-    StreamNotFound,
-    WireFormatError,
-)
-from ..limits import check_pixels
-from .base import Source
-from .spec import Remote
+from .dial import Dial
+from .protocol import ErrorCode
 
 try:
     import zmq
@@ -90,8 +88,8 @@ try:
 except ImportError:  # pragma: no cover - framebus[zmq] brings it
     _simplejpeg = None
 
-__all__ = ["BACKEND", "STALL_AFTER", "Description", "Dial", "Message", "Receiver", "ReceiverStats",
-           "ZmqSource", "decode", "list_exports"]  # fmt: skip
+__all__ = ["BACKEND", "STALL_AFTER", "Description", "Message", "Receiver", "ReceiverStats",
+           "decode", "receiver_for"]  # fmt: skip
 
 log = logging.getLogger("framebus.zmq")
 
@@ -101,7 +99,6 @@ STALL_AFTER = 2.0
 """Seconds without a new frame after which a live connection is reported ``stalled``."""
 _LOG_EVERY = 10.0
 _REDIAL_AFTER = 2.0
-_MAX_LIST = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,80 +145,6 @@ class Description:
     mode: str
 
 
-class Dial:
-    """What a socket's monitor said about its connection, and what that means for the user.
-
-    libzmq reports: ``CONNECT_DELAYED`` (a TCP connect started), ``CONNECT_RETRIED`` (it
-    failed, or a name did not resolve: then no connect started), ``CONNECTED``,
-    ``HANDSHAKE_SUCCEEDED``, ``HANDSHAKE_FAILED_AUTH`` (ZAP refused our key),
-    ``HANDSHAKE_FAILED_PROTOCOL`` (e.g. CURVE against NULL), ``HANDSHAKE_FAILED_NO_DETAIL``
-    (the peer closed the connection during the handshake: with our CURVE keys, a wrong server
-    key or an exporter without CURVE; without keys, a peer that does not speak ZMTP)."""
-
-    def __init__(self, address: Address, curve: bool) -> None:
-        self.address = address
-        self.curve = curve
-        self.attempts = 0
-        self.retries = 0
-        self.tcp_connected = False
-        self.handshakes = 0
-        self.closed_in_handshake = 0
-        self.connected = False  # a handshake succeeded and no disconnect since
-        self.auth_error: str | None = None
-
-    def event(self, event: int) -> str:
-        """Note ``event``; returns "made", "lost", "retry" or ""."""
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self.handshakes += 1
-            self.connected = True
-            self.auth_error = None
-            return "made"
-        if event == zmq.EVENT_CONNECTED:
-            self.tcp_connected = True
-            return "retry"
-        if event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
-            self.connected = False
-            return "lost" if event == zmq.EVENT_DISCONNECTED else ""
-        if event == zmq.EVENT_CONNECT_DELAYED:
-            self.attempts += 1
-            return "retry"
-        if event == zmq.EVENT_CONNECT_RETRIED:
-            self.retries += 1
-            return "retry"
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            self.auth_error = (
-                "the exporter refused this receiver's CURVE key (is its public key in the "
-                "exporter's clients/ directory?)"
-            )
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            self.auth_error = (
-                "handshake failed: the exporter uses CURVE and this receiver has no keys, or "
-                "the other way round (give curve=DIR, or server_key= and client_key=)"
-                if not self.curve
-                else "handshake failed: CURVE on one side only (does the exporter use --curve?)"
-            )
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-            self.closed_in_handshake += 1
-            if self.curve:
-                self.auth_error = (
-                    "the exporter closed the connection during the CURVE handshake: a wrong "
-                    "server key, or an exporter without --curve"
-                )
-        return ""
-
-    def why_silent(self) -> str:
-        """Why nothing answered, as well as the events tell."""
-        if self.closed_in_handshake:
-            return "the peer closed the connection during the handshake (not a framebus exporter?)"
-        if self.tcp_connected:
-            return "connected, but no framebus answer (not a framebus exporter?)"
-        if self.retries and not self.attempts:
-            return f"cannot resolve host {self.address.host!r}"
-        if self.retries:
-            return "connection refused (is the exporter running, is the port right?)"
-        return "no connection (wrong host, or a firewall?)"
-
-
 class Receiver:
     """A connection to the exporter at ``address`` for stream ``address.name``, in a thread.
 
@@ -254,9 +177,7 @@ class Receiver:
         self._redial_at: float | None = None
         self._last_answer = 0.0
         self._last_frame = 0.0
-        self._session: int | None = None
-        self._old_sessions: collections.deque[int] = collections.deque(maxlen=16)
-        self._last_seq = 0
+        self._order = FrameOrder()  # frames out of order (older seq, older session) dropped
         self._last_got = (0, 0)  # (session, seq) of the last frame received, even if dropped
         self._received = 0
         self._dropped = 0
@@ -264,11 +185,9 @@ class Receiver:
         self._bad_logged = 0
         self._last_log = 0.0
         self._stale = 0
-        self._sessions = 0
         self._reconnects = 0
         self._bytes = 0
         self._last_error = ""
-        self._remote_state = ""
         self._described: Description | None = None
         self._listed = False  # a LIST answer came (even one without this stream)
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -403,7 +322,7 @@ class Receiver:
                 dropped=self._dropped,
                 bad_messages=self._bad,
                 stale=self._stale,
-                sessions=self._sessions,
+                sessions=self._order.sessions,
                 reconnects=self._reconnects,
                 bytes_received=self._bytes,
                 last_error=self._last_error,
@@ -452,7 +371,7 @@ class Receiver:
                 if monitor in events and self._monitor(monitor):
                     last_ask = self._ask(sock)  # a new connection: a new peer to credit
                     with contextlib.suppress(zmq.Again):
-                        send_nowait(sock, [b"LIST"])  # what the stream is (rate, size)
+                        send_nowait(sock, [protocol.LIST])  # what the stream is (rate, size)
                 if sock in events:
                     with contextlib.suppress(zmq.Again):
                         for _ in range(64):  # bounded: a flood cannot keep close() waiting
@@ -468,7 +387,7 @@ class Receiver:
                 self._cond.notify_all()
         finally:
             with contextlib.suppress(zmq.ZMQError):
-                sock.send(b"BYE", zmq.NOBLOCK)  # the exporter stops encoding for us at once
+                sock.send(protocol.BYE, zmq.NOBLOCK)  # the exporter stops encoding for us at once
             with contextlib.suppress(zmq.ZMQError):
                 sock.disable_monitor()
             monitor.close(0)
@@ -488,7 +407,7 @@ class Receiver:
             if self._end is not None:  # the stream ended: nothing more to ask for (a new sink
                 return time.monotonic()  # of a closed stream would send its last frame again)
             session, seq = self._last_got
-        request = f"GET {self.address.name} {session:x} {seq}".encode()
+        request = protocol.get(self.address.name, session, seq)
         with contextlib.suppress(zmq.Again):  # no connection up (IMMEDIATE): retried later
             send_nowait(sock, [request])
         return time.monotonic()
@@ -526,39 +445,26 @@ class Receiver:
         if len(parts) != 1:
             self.bad(f"a message of {len(parts)} parts (frames are single-part)")
             return True
-        data = parts[0].buffer
-        if data[:4] == wire.MAGIC:
-            try:
-                header, payload = wire.unpack_frame(data, max_payload=self.max_payload)
-            except WireFormatError as exc:
-                self.bad(str(exc))
-                return True
-            self._deliver(header, payload, parts[0])
-            return True
-        text = bytes(data[:256])
-        if text.startswith(b"LIST "):
-            self._take_listing(data)
-            return False
-        if text.startswith(b"WAIT"):
-            with self._cond:
-                self._busy = None  # a slot is ours: our credit stands
-                self._remote_state = text[5:32].decode("ascii", "replace")
-            return False
-        if text.startswith(b"ERR "):
-            self._error(text[4:].decode("utf-8", "replace"))
-            return False
-        self.bad(f"unknown message starting {text[:8]!r}")
-        return True
-
-    def _take_listing(self, data: memoryview) -> None:
-        if len(data) > _MAX_LIST:
-            self.bad(f"a LIST answer of {len(data)} bytes (at most {_MAX_LIST})")
-            return
         try:
-            rows = _parse_list(bytes(data[5:]), self.address.endpoint)
+            reply = protocol.parse_reply(
+                parts[0].buffer, max_payload=self.max_payload, where=self.address.endpoint
+            )
         except WireFormatError as exc:
             self.bad(str(exc))
-            return
+            return True
+        if isinstance(reply, protocol.FrameReply):
+            self._deliver(reply.header, reply.payload, parts[0])
+            return True
+        if isinstance(reply, protocol.WaitReply):
+            with self._cond:
+                self._busy = None  # a slot is ours: our credit stands
+        elif isinstance(reply, protocol.ErrorReply):
+            self._error(reply)
+        else:
+            self._take_listing(reply.rows)
+        return False
+
+    def _take_listing(self, rows: list[dict[str, Any]]) -> None:
         mine = next((r for r in rows if r["name"] == self.address.name), None)
         with self._cond:
             self._listed = True
@@ -569,18 +475,18 @@ class Receiver:
                 )  # fmt: skip
             self._cond.notify_all()
 
-    def _error(self, text: str) -> None:
-        code, _, message = text.partition(" ")
-        message = "".join(c for c in message if c.isprintable())[:200]
+    def _error(self, reply: protocol.ErrorReply) -> None:
+        code, message = reply.code, reply.message
         with self._cond:
             self._last_error = message
-            if code == "notfound" and not self._received:
+            # "lost" (the publisher died: it may be published again) and "bad" leave us asking
+            if code == ErrorCode.NOTFOUND and not self._received:
                 self._not_found = f"{self.address.url}: {message}"
-            elif code == "ended":
+            elif code == ErrorCode.ENDED:
                 self._end = StreamEnded(f"{self.address.url}: {message}")
-            elif code == "unsupported":
+            elif code == ErrorCode.UNSUPPORTED:
                 self._unsupported = f"{self.address.url}: {message}"
-            elif code == "busy":
+            elif code == ErrorCode.BUSY:
                 self._busy = message
             self._cond.notify_all()
 
@@ -588,22 +494,11 @@ class Receiver:
         with self._cond:
             if self._end is not None:
                 return  # sent before the exporter's "ended" crossed our last request
-            session = header.session
-            self._last_got = (session, header.seq)  # what the next GET says we have
-            if session != self._session:
-                if session in self._old_sessions:
-                    self._stale += 1
-                    return
-                if self._session is not None:
-                    self._old_sessions.append(self._session)
-                self._session, self._last_seq, skipped = session, header.seq, 0
-                self._sessions += 1
-            elif header.seq <= self._last_seq:
+            self._last_got = (header.session, header.seq)  # what the next GET says we have
+            skipped = self._order.place(header.session, header.seq)
+            if skipped is None:
                 self._stale += 1
                 return
-            else:
-                skipped = header.seq - self._last_seq - 1
-            self._last_seq = header.seq
             self._unsupported = None
             self._busy = None
             self._received += 1
@@ -662,162 +557,3 @@ def receiver_for(spec: Remote) -> Receiver:
     if spec.server_key is not None and spec.client_key is not None:
         keys = load_client_keys(spec.server_key, spec.client_key)
     return Receiver(address, keys=keys, max_message=spec.max_message)
-
-
-def list_exports(
-    url: str,
-    *,
-    curve: str | None = None,
-    server_key: str | None = None,
-    client_key: str | None = None,
-    timeout: float = 5.0,
-) -> list[dict[str, Any]]:
-    """What the exporter at ``zmq://HOST:PORT`` exports: one dict per stream (``name``,
-    ``state``, ``width``, ``height``, ``fps``, ``mode``, ``codec``, ``receivers``).
-
-    Raises RemoteUnreachable, RemoteAuthError or WireFormatError (an answer that is not a
-    list)."""
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    address = parse_url(url, need_name=False)
-    spec = Remote(
-        address.url + "/x", curve=curve, server_key=server_key, client_key=client_key
-    )  # validates the key options
-    keys = None
-    if spec.server_key is not None and spec.client_key is not None:
-        keys = load_client_keys(spec.server_key, spec.client_key)
-    ctx: zmq.Context[Any] = zmq.Context(io_threads=1)
-    sock = client_socket(ctx, keys, _MAX_LIST)
-    monitor = sock.get_monitor_socket()
-    try:
-        sock.connect(address.endpoint)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-        deadline = time.monotonic() + timeout
-        dial = Dial(address, keys is not None)
-        sent = False
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not sent:
-                with contextlib.suppress(zmq.Again):
-                    sock.send(b"LIST", zmq.NOBLOCK)
-                    sent = True
-            events = dict(poller.poll(int(min(remaining, 0.1) * 1000) + 1))
-            if monitor in events:
-                with contextlib.suppress(zmq.Again):
-                    while True:
-                        dial.event(recv_monitor_message(monitor, zmq.NOBLOCK)["event"])
-                if dial.auth_error is not None:
-                    raise RemoteAuthError(f"{address.endpoint}: {dial.auth_error}")
-            if sock in events:
-                parts = sock.recv_multipart()
-                if len(parts) == 1 and parts[0].startswith(b"LIST "):
-                    return _parse_list(parts[0][5:], address.endpoint)
-        raise RemoteUnreachable(
-            f"no answer from {address.endpoint} within {timeout:g} s: {dial.why_silent()}"
-        )
-    finally:
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disable_monitor()
-        monitor.close(0)
-        sock.close(0)
-        ctx.term()
-
-
-_WORD = re.compile(r"[a-z]{1,16}")
-
-
-def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:
-    """The exporter's listing, every field checked: names are stream names, states, modes and
-    codecs short lowercase words, numbers finite and in range (so nothing a hostile server
-    sends can reach a terminal as an escape sequence or a line break)."""
-    import json
-
-    def check(key: str, value: Any) -> Any:
-        if key == "name":
-            ok = isinstance(value, str) and valid_name(value)
-        elif key in ("state", "mode", "codec"):
-            ok = isinstance(value, str) and _WORD.fullmatch(value) is not None
-        elif key in ("fps", "source_fps"):
-            ok = isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1e4
-        else:  # width, height, receivers
-            ok = isinstance(value, int) and 0 <= value <= (1 << 31)
-        if not ok or isinstance(value, bool):
-            raise TypeError(f"field {key!r} is not valid: {ascii(value)[:40]}")
-        return value
-
-    fields = ("name", "state", "width", "height", "fps", "mode", "codec", "receivers")
-    optional = {"source_fps": 0.0}  # an exporter of an earlier framebus does not send it
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict):
-            raise TypeError("the answer is not an object")
-        streams = data["streams"]
-        if not isinstance(streams, list):
-            raise TypeError("streams is not a list")
-        out = []
-        for entry in streams[:1000]:
-            if not isinstance(entry, dict):
-                raise TypeError("an entry is not an object")
-            row = {key: check(key, entry.get(key)) for key in fields}
-            row.update({k: check(k, entry.get(k, v)) for k, v in optional.items()})
-            out.append(row)
-        return out
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise WireFormatError(f"{where}: the LIST answer is not valid: {why}") from None
-
-
-class ZmqSource(Source):
-    """A remote stream as a source: the relay's (``framebus serve cam=zmq://host:5555/cam``).
-
-    ``open()`` connects and waits for the exporter's first answer (its errors: SourceNotFound
-    for a name it does not export, RemoteAuthError, RemoteUnreachable). ``read()`` returns
-    the newest frame (decoded), skipping bad ones, stamped with its remote capture time
-    (:meth:`frame_time_ns`); None once the remote stream ended; it
-    raises RemoteUnreachable after ``read_timeout`` s without a frame, so the publisher's
-    supervisor reconnects with backoff (the stream shows ``reconnecting``).
-    """
-
-    backend_name = BACKEND
-
-    live = True
-
-    def __init__(self, spec: Remote) -> None:
-        self.spec = spec
-        self._receiver: Receiver | None = None
-        self._stamp = 0
-
-    def open(self) -> None:
-        receiver = receiver_for(self.spec)
-        self._receiver = receiver
-        receiver.start()
-        try:
-            receiver.wait_ready(self.spec.open_timeout)
-        except StreamNotFound as exc:
-            raise SourceNotFound(str(exc)) from None
-
-    def read(self) -> np.ndarray | None:
-        receiver = self._receiver
-        assert receiver is not None, "open() first"
-        try:
-            frame, msg = receiver.take(self.spec.read_timeout)
-        except StreamEnded:
-            return None
-        except ReadTimeout:
-            raise RemoteUnreachable(
-                f"no frame from {self.spec.url} for {self.spec.read_timeout:g} s "
-                f"(state {receiver.state()})"
-            ) from None
-        self._stamp = msg.header.capture_ns
-        return frame
-
-    def frame_time_ns(self) -> int | None:
-        """The remote capture time: ages in the relay's ring count from the camera (on the
-        camera host's clock: keep the hosts' clocks synchronised, NTP or PTP)."""
-        return self._stamp or None
-
-    def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.close()
-            self._receiver = None

@@ -1,6 +1,6 @@
 """What both halves of the ZeroMQ transport share: URLs, socket options, CURVE key files and
-the control messages. The sending half is :mod:`framebus.sinks.zmq`, the receiving half
-:mod:`framebus.sources.zmq`; the protocol is described in :mod:`framebus.sinks.zmq`.
+the connections' descriptors. The sending half is :mod:`.server`, the receiving half
+:mod:`.receiver`; the messages are :mod:`.protocol`'s.
 
 pyzmq is an optional dependency (``framebus[zmq]``): this module imports it, so import this
 module only where the transport is used.
@@ -8,13 +8,15 @@ module only where the transport is used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FramebusError, KeyFileError
+from ..errors import FramebusError, KeyFileError
 
 try:
     import zmq
@@ -39,11 +41,14 @@ __all__ = [
     "check_clients_dir",
     "check_key_file",
     "client_socket",
+    "cut",
     "generate_keys",
+    "key_files",
     "load_client_keys",
     "load_server_keys",
     "parse_bind",
     "parse_url",
+    "peer_address",
     "send_nowait",
     "server_socket",
     "valid_name",
@@ -330,3 +335,42 @@ def client_socket(
         sock.curve_publickey = keys.public
         sock.curve_serverkey = keys.server_public
     return sock
+
+
+def key_files(folder: str) -> frozenset[tuple[str, int, int]]:
+    """(name, mtime, size) of the public key files in ``folder``: what a reload would read."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(
+                (e.name, st.st_mtime_ns, st.st_size)
+                for e in entries
+                if e.name.endswith(".key") and (st := e.stat())
+            )
+    except OSError:
+        return frozenset()
+
+
+def peer_address(fd: int) -> str:
+    """The remote address of libzmq's connection on descriptor ``fd`` ("" if unknown)."""
+    try:
+        dup = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return ""
+    try:
+        return str(dup.getpeername()[0])
+    except (OSError, IndexError):
+        return ""
+    finally:
+        dup.close()
+
+
+def cut(fd: int) -> None:
+    """End the TCP connection on descriptor ``fd`` (libzmq's): shut it down through a
+    duplicate, so libzmq sees the peer go and cleans up as for any disconnect. The descriptor
+    comes from libzmq's own events and messages in this process, never from a peer."""
+    with contextlib.suppress(OSError):
+        dup = socket.socket(fileno=os.dup(fd))
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        finally:
+            dup.close()
