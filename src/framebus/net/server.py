@@ -21,8 +21,9 @@ Who drops what
   ``ROUTER_MANDATORY`` turns a send to a vanished peer into an error that forgets it).
 * **No encoding while no one receives**: the sink is subscribed only while at least one
   receiver of its stream is known; a receiver silent for 4 s (a live one asks at least every
-  0.5 s) or whose connection is gone is forgotten. A sink idle for 10 s is closed (its reader
-  released); a sink of an ``every``-mode stream at once.
+  0.5 s) or whose connection is gone is forgotten. The sinks live in the hub every wing
+  shares (:mod:`framebus.sinks.hub`), under its idle policy: a sink idle for 10 s is closed
+  (its reader released); a sink of an ``every``-mode stream at once.
 * ``every``-mode streams (files): a remote receiver gets **newest-frame** delivery, not every
   frame. The sink's reader is the stream's only pace-setter on this side, and it reads at the
   encoder's speed, never at the network's: a remote reader must never stall the capture
@@ -65,6 +66,7 @@ from framebus import PublisherLost, ReadTimeout, SinkClosed, StreamEnded, _exit
 from framebus.errors import FramebusError, StreamNotFound, WireFormatError
 from framebus.limits import connection_budget
 from framebus.sinks.base import Encoded, Subscription
+from framebus.sinks.hub import SinkHub
 
 from . import protocol
 from ._sockets import (
@@ -85,12 +87,10 @@ from .limits import ConnectionBook, per_address_cap
 from .protocol import CreditBook, ErrorCode
 from .sink import CodecName, ZmqSink
 
-__all__ = ["CLIENTS_CHECK", "IDLE_CLOSE", "PEER_TIMEOUT", "ExportServer"]
+__all__ = ["CLIENTS_CHECK", "PEER_TIMEOUT", "ExportServer"]
 
 log = logging.getLogger("framebus.zmq")
 
-IDLE_CLOSE = 10.0
-"""Seconds a sink with no receiver stays open (its reader attached) before it is closed."""
 PEER_TIMEOUT = HEARTBEAT_TIMEOUT + 2 * REFRESH
 """Seconds of silence after which a receiver is forgotten (a live one asks every 0.5 s)."""
 _SWEEP = 0.25
@@ -115,7 +115,6 @@ class _Stream:
     sub: Subscription[bytes] | None = None
     latest: Encoded[bytes] | None = None
     key: tuple[int, int] | None = None  # (session, seq) of latest
-    idle_since: float | None = None
     frames_sent: int = 0
     bytes_sent: int = 0
     failures_told: int = 0  # encode failures its receivers have been told of
@@ -184,7 +183,8 @@ class ExportServer:
             peer_timeout=PEER_TIMEOUT,
             in_flight=_IN_FLIGHT,
         )
-        self._closing: list[threading.Thread] = []
+        # the encoders, one per stream, closed by the idle policy every wing shares
+        self._hub: SinkHub[ZmqSink] = SinkHub(thread_name="framebus-zmq")
         self._connections_book = ConnectionBook(connection_budget(config.max_connections))
         self._listed: tuple[float, bytes] = (-math.inf, b"")  # LIST answers, made at most 2/s
         self._missing: dict[str, tuple[float, bytes]] = {}  # names not found lately: until, ERR
@@ -276,11 +276,8 @@ class ExportServer:
         except Exception:  # pragma: no cover - a bug
             log.exception("the exporter on %s stopped", self.endpoint)
         finally:
-            for stream in self._streams.values():
-                stream.sink.close()
             self._streams.clear()
-            for thread in self._closing:
-                thread.join()
+            self._hub.close()
             self._teardown()
 
     def _wake(self) -> None:
@@ -367,17 +364,14 @@ class ExportServer:
             return
         if not book.ask(peer_id, request, address, time.monotonic()):
             return  # a keep-alive that overtook the frame it has not received yet
-        stream.idle_since = None
-        if stream.sub is None:
-            stream.sub = stream.sink.subscribe(self._wake)
         if not self._offer(sock, stream, peer_id):
             self._send(sock, peer_id, protocol.WAIT)
 
     def _open(self, name: str) -> tuple[_Stream | None, bytes]:
-        """The stream entry for ``name``, its sink created on demand; else (None, ERR ...).
-        A name not found is remembered for a moment: asking again costs no look-up."""
+        """The stream entry for ``name``, subscribed to its sink (made on demand); else (None,
+        ERR ...). A name not found is remembered for a moment: asking again costs no look-up."""
         stream = self._streams.get(name)
-        if stream is not None:
+        if stream is not None and stream.sub is not None:
             return stream, b""
         now = time.monotonic()
         missing = self._missing.get(name)
@@ -395,15 +389,22 @@ class ExportServer:
             exports = ", ".join(self.names) or "none"
             why = f"stream {name!r} is not exported here (exports: {exports})"
             return None, protocol.error(ErrorCode.NOTFOUND, why)
+
+        def make() -> ZmqSink:
+            return ZmqSink(name, codec=self.codec, quality=self.quality)
+
         try:
-            sink = ZmqSink(name, codec=self.codec, quality=self.quality)
+            sink, sub = self._hub.subscribe(name, None, make, self._wake)
         except StreamNotFound:
             why = f"no stream {name!r} on the exporter's host"
             return None, protocol.error(ErrorCode.NOTFOUND, why)
         except FramebusError as exc:
             return None, protocol.error(ErrorCode.UNAVAILABLE, f"stream {name!r}: {exc}")
-        stream = self._streams[name] = _Stream(name, sink)
-        self._listed = (-math.inf, b"")  # the cached listing may predate this stream
+        stream = self._streams.get(name)
+        if stream is None or stream.sink is not sink:  # new, or the hub closed the old sink
+            stream = self._streams[name] = _Stream(name, sink)
+            self._listed = (-math.inf, b"")  # the cached listing may predate this stream
+        stream.sub = sub
         return stream, b""
 
     def _offer(self, sock: zmq.Socket[Any], stream: _Stream, peer_id: bytes) -> bool:
@@ -462,15 +463,13 @@ class ExportServer:
         for peer_id in list(self._book.receivers(stream.name)):
             self._send(sock, peer_id, message)
             self._forget(peer_id)
-        self._retire(stream)
+        self._drop(stream)  # the hub closes its ended sink
 
-    def _retire(self, stream: _Stream) -> None:
+    def _drop(self, stream: _Stream) -> None:
         self._streams.pop(stream.name, None)
         if stream.sub is not None:
             stream.sub.close()
-        thread = threading.Thread(target=stream.sink.close, name="framebus-zmq-close", daemon=True)
-        self._closing = [t for t in self._closing if t.is_alive()] + [thread]
-        thread.start()  # closing waits for the sink's worker: not in this thread
+            stream.sub = None
 
     def _forget(self, peer_id: bytes) -> None:
         self._book.forget(peer_id)
@@ -509,10 +508,8 @@ class ExportServer:
             if stream.sub is not None:  # nobody receives: no more reading nor encoding
                 stream.sub.close()
                 stream.sub, stream.latest, stream.key = None, None, None
-            if stream.idle_since is None:
-                stream.idle_since = now
-            if stream.sink.every_mode or now - stream.idle_since >= IDLE_CLOSE:
-                self._retire(stream)
+            if stream.sink not in self._hub.sinks(stream.name):
+                del self._streams[stream.name]  # the hub closed it (idle): forget its counters
         snapshot = ExporterStats(
             self.endpoint,
             len(self._book),

@@ -36,7 +36,6 @@ class ZmqSink(FrameSink[bytes]):
         self.quality = quality
         self.session = wire.new_session()
         super().__init__(name, pick=Pick.newest())
-        self.every_mode = self._reader.stats().mode == "every"
 
     def encode(self, frame: np.ndarray, info: FrameInfo) -> bytes:
         capture_ns = int(info.timestamp * 1e9)

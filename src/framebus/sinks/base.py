@@ -339,6 +339,8 @@ class FrameSink(ABC, Generic[T]):
         self.lossless = lossless
         self._reader: StreamReader = framebus.attach(name)
         self._name = name
+        self.every_mode = self._reader.stats().mode == "every"
+        """The stream's capture waits for this sink's reader: an idle sink of it must close."""
         self._cond = threading.Condition()  # guards everything below; the worker sleeps on it
         self._subs: list[Subscription[T]] = []
         self._closed = False

@@ -103,9 +103,6 @@ class JpegSink(FrameSink[bytes]):
         self.width = width
         self.quality = quality
         super().__init__(name, pick=pick)
-        # an every-mode stream waits for this reader even while nobody watches: the owner
-        # should close an idle sink of such a stream rather than keep it
-        self.every_mode = self._reader.stats().mode == "every"
 
     def encode(self, frame: np.ndarray, info: FrameInfo) -> bytes:
         if self.width is not None:
