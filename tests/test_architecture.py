@@ -57,12 +57,16 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._hosts",
-       "framebus._frames", "framebus._order",
+       "framebus._frames", "framebus._order", "framebus._jpeg",
        # the ZeroMQ wing's receiving half and what both halves share: a source's floor
        "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
-       "framebus.net.receiver", "framebus.net.source", "framebus.net.limits")  # fmt: skip
+       "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
+       # the pipe wing's reading half: the source of `cam=-` and its parsers
+       "framebus.pipe.framing", "framebus.pipe.mjpeg", "framebus.pipe.y4m",
+       "framebus.pipe.source")  # fmt: skip
 HIGH = ("framebus.publisher", "framebus.reader", "framebus.videocapture", "framebus.capture",
         "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web", "framebus.feeds",
+        "framebus.sampling",
         "framebus.net.server", "framebus.net.sink", "framebus.net.exporter",
         "framebus.net.config", "framebus.net.feed", "framebus.net.listing")  # fmt: skip
 
@@ -94,6 +98,7 @@ WING_SHARED = (
     "framebus._frames",  # decoded frames as BGR, for the file sampler as for the RTSP backend
     "framebus._exit",  # closing what owns a thread at interpreter exit, before threads freeze
     "framebus._order",  # the order of wire frames (session, seq), for every wire reader
+    "framebus._jpeg",  # the JPEG codec, for every wing that sends or receives JPEG (no I/O)
 )
 # the sending halves: they read streams as any user does, through the public API
 WINGS = {
@@ -103,6 +108,7 @@ WINGS = {
     "framebus.net.sink": ("framebus.net", "framebus.sinks"),
     "framebus.net.exporter": ("framebus.net", "framebus.sinks"),
     "framebus.net.config": ("framebus.net", "framebus.sinks"),
+    "framebus.pipe.sink": ("framebus.pipe", "framebus.sinks"),
 }
 
 

@@ -47,14 +47,14 @@ from .videocapture import VideoCapture
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .sinks.sample import SampleSummary, sample
+    from .sampling import SampleSummary, sample
 
 
 def __getattr__(name: str) -> Any:
     # sampling is imported when first used: every capture process imports this package, and
     # the sinks would add ~50 ms to each start (and each reconnect of a capture)
     if name in ("sample", "SampleSummary"):
-        from .sinks import sample as module
+        from . import sampling as module
 
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import pytest
 import framebus
 from conftest import wait_until
 from framebus.cli.sample import PLAIN_PERIOD, Progress
-from framebus.sinks.sample import SampleSummary
+from framebus.sampling import SampleSummary
 from sampletools import make_h264
 
 

@@ -12,7 +12,7 @@ The only package that reads or writes header words; everything above it uses the
 from __future__ import annotations
 
 from ._control import Control
-from ._layout import Mode, State, validate_name
+from ._layout import Mode, State, valid_name, validate_name
 from ._protocol import FrameMeta, RingReader, RingWriter
 from ._segments import (
     CAPTURE_MODULE,
@@ -38,5 +38,6 @@ __all__ = [
     "remove_orphaned",
     "remove_stream",
     "stream_names",
+    "valid_name",
     "validate_name",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "slot_bytes",
     "unpack_latest",
     "unpack_seek",
+    "valid_name",
     "validate_name",
 ]
 
@@ -245,9 +246,15 @@ class ControlLayout:
         return self.readers_offset + index * READER_SIZE + int(field)
 
 
+def valid_name(name: object) -> bool:
+    """Whether ``name`` is a stream name: 1-48 letters, digits, '_' or '-', starting with a
+    letter or digit (the one rule: local streams, ``zmq://`` URLs, listings, ``sample``)."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid stream name, else raise :class:`InvalidStreamName`."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    if not valid_name(name):
         raise InvalidStreamName(
             f"invalid stream name {name!r}: use 1-48 letters, digits, '_' or '-', "
             "starting with a letter or digit"

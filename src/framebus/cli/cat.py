@@ -9,7 +9,7 @@ one (and other programs may attach to it meanwhile). A name that is not a live s
 tried as a source.
 
 A closed pipe (``framebus cat cam | head -c 1000``) ends the command quietly with status 0, as
-``cat`` does. See :mod:`framebus.sinks.pipe` for the formats and the buffer policy.
+``cat`` does. See :mod:`framebus.pipe.sink` for the formats and the buffer policy.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 from typing import Any, TextIO
 
 from ..errors import FramebusError, InvalidStreamName, SourceNotFound, StreamNotFound
+from ..pipe.sink import FORMATS, PipeSink, pipe_out
 from ..publisher import Publisher
-from ..sinks.pipe import FORMATS, PipeSink, pipe_out
 
 __all__ = ["add_parser", "run"]
 

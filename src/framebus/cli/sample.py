@@ -9,8 +9,8 @@ import time
 from typing import Any, TextIO
 
 from ..errors import FramebusError
+from ..sampling import SampleSummary, check_options, sample
 from ..sinks.disk import DEFAULT_TEMPLATE
-from ..sinks.sample import SampleSummary, check_options, sample
 
 __all__ = ["PLAIN_PERIOD", "Progress", "add_parser", "run"]
 

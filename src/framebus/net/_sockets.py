@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._hosts import host_port
+from ..bus import valid_name
 from ..errors import FramebusError, KeyFileError
 
 try:
@@ -78,14 +79,6 @@ SOCKET_BUFFER = 2 * 1024 * 1024
 kernel buffers never hold more than the one frame in flight; the size bounds that frame's
 transfer window, not a queue."""
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
-
-
-def valid_name(name: str) -> bool:
-    """Whether ``name`` is a stream name (the same rule as the local streams')."""
-    return bool(_NAME_RE.fullmatch(name))
-
-
 # -- addresses -------------------------------------------------------------------------------
 
 
@@ -108,15 +101,11 @@ class Address:
         return f"{base}/{self.name}" if self.name else base
 
 
-_HOSTPORT = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d{1,5})")
-
-
 def _host_port(text: str, what: str) -> tuple[str, int]:
-    m = _HOSTPORT.fullmatch(text)
-    port = int(m["port"]) if m else 0
-    if not m or not 0 <= port <= 65535:
-        raise ValueError(f"invalid {what} {text!r}: expected HOST:PORT")
-    return m["v6"] or m["host"], port
+    try:
+        return host_port(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid {what} {text!r}: {exc}") from None
 
 
 def parse_url(url: str, *, need_name: bool = True) -> Address:

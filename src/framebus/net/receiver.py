@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _exit, wire
+from .. import _exit, _jpeg, wire
 from .._order import FrameOrder
 from ..errors import (
     FramebusError,
@@ -82,11 +82,6 @@ try:
     from zmq.utils.monitor import recv_monitor_message
 except ImportError:  # pragma: no cover - _zmq raised already
     raise
-
-try:
-    import simplejpeg as _simplejpeg
-except ImportError:  # pragma: no cover - framebus[zmq] brings it
-    _simplejpeg = None
 
 __all__ = ["BACKEND", "STALL_AFTER", "Description", "Message", "Receiver", "ReceiverStats",
            "decode", "receiver_for"]  # fmt: skip
@@ -519,32 +514,15 @@ def decode(msg: Message) -> np.ndarray:
     if header.codec is wire.Codec.RAW:
         return wire.raw_array(header, msg.payload)  # its bytes arrived: no decoding
     check_pixels(header.width, header.height, "wire: a JPEG frame")
-    gray = header.pixel_format is wire.PixelFormat.GRAY8
-    if _simplejpeg is not None:
-        try:  # the JPEG's own size first: nothing is allocated for a lying header
-            height, width, _, _ = _simplejpeg.decode_jpeg_header(msg.payload)
-        except ValueError as exc:
-            raise WireFormatError(f"wire: JPEG payload does not decode: {exc}") from None
-        if (width, height) != (header.width, header.height):
+    try:  # the JPEG's own size first: nothing is allocated for a lying header
+        own = _jpeg.size(msg.payload)
+        if own is not None and own != (header.width, header.height):
             raise WireFormatError(
-                f"wire: JPEG of {width}x{height}, header says {header.width}x{header.height}"
+                f"wire: JPEG of {own[0]}x{own[1]}, header says {header.width}x{header.height}"
             )
-        try:
-            img = _simplejpeg.decode_jpeg(
-                msg.payload, colorspace="GRAY" if gray else "BGR", fastdct=True
-            )
-        except ValueError as exc:
-            raise WireFormatError(f"wire: JPEG payload does not decode: {exc}") from None
-    else:  # pragma: no cover - framebus[zmq] brings simplejpeg
-        import cv2
-
-        flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-        img = cv2.imdecode(np.frombuffer(msg.payload, np.uint8), flag)
-        if img is None:
-            raise WireFormatError("wire: JPEG payload does not decode")
-    img = np.asarray(img)
-    if gray and img.ndim == 3:
-        img = img[:, :, 0]
+        img = _jpeg.decode(msg.payload, grey=header.pixel_format is wire.PixelFormat.GRAY8)
+    except ValueError as exc:
+        raise WireFormatError(f"wire: JPEG payload does not decode: {exc}") from None
     if img.shape != header.shape:
         raise WireFormatError(f"wire: decoded JPEG of shape {img.shape}, header {header.shape}")
     return img

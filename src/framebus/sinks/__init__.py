@@ -2,8 +2,9 @@
 
 Every sink attaches to one stream, picks frames (:class:`Pick`), encodes each chosen frame
 once and hands the same result to each consumer through a one-item :class:`LatestSlot`.
-The pipe writer (``sinks.pipe``) has one consumer, the pipe, and pulls instead: it reads the
-newest frame only when the pipe has taken the previous one (see its docstring).
+The pipe writer (:mod:`framebus.pipe.sink`) has one consumer, the pipe, and pulls instead: it
+reads the newest frame only when the pipe has taken the previous one (see its docstring).
+:mod:`.hub` holds the sinks of a process under one idle policy.
 """
 
 from __future__ import annotations

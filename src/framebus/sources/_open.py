@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ..pipe.source import PipeSource
 from .base import Source
 from .opencv import OpenCVSource
 from .pattern import PatternSource
-from .pipe import PipeSource
 from .pyav import PyAVSource
 from .rtsp import RTSPSource
 from .spec import Media, Pipe, Remote, Spec, TestPattern

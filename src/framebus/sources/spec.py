@@ -25,7 +25,9 @@ __all__ = [
     "SourceLike",
     "Spec",
     "TestPattern",
+    "check_file",
     "check_url",
+    "is_test_pattern",
     "redact",
     "redact_text",
     "secrets_of",
@@ -203,7 +205,7 @@ class Remote:
 class Pipe:
     """Frames from standard input (``fd=0``, what ``"-"`` means) or another readable file
     descriptor of the publishing process: framebus wire frames, a y4m (YUV4MPEG2) stream or
-    concatenated JPEGs (MJPEG), told apart by their first bytes (``sources/pipe.py``).
+    concatenated JPEGs (MJPEG), told apart by their first bytes (:mod:`framebus.pipe.source`).
 
     A pipe is finite: the stream ends at end of input, defaults to ``mode="every"`` (the
     producer is paced by the slowest reader through the pipe; pass ``mode="latest"`` for a live
@@ -237,6 +239,11 @@ Spec = TestPattern | Media | Remote | Pipe
 """What a built-in source is, as data: it travels to the capture process as JSON."""
 
 _PATTERN_RE = re.compile(r"(?:testpattern|pattern)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
+
+
+def is_test_pattern(text: str) -> bool:
+    """Whether ``text`` names the test pattern (``testpattern[:WxH[@FPS]]``, or ``pattern``)."""
+    return _PATTERN_RE.fullmatch(text) is not None
 
 
 def to_spec(source: SourceLike) -> Spec:
@@ -277,7 +284,7 @@ def to_spec(source: SourceLike) -> Spec:
     elif source.is_url:
         check_url(source.target)
     else:
-        _check_file(source.target)
+        check_file(source.target)
         source = replace(source, target=os.path.abspath(source.target))
     return source
 
@@ -297,7 +304,8 @@ def _check_pipe(pipe: Pipe) -> None:
         )
 
 
-def _check_file(path: str) -> None:
+def check_file(path: str) -> None:
+    """That ``path`` is a regular file (SourceNotFound, or SourceOpenError saying what it is)."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):

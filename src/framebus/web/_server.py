@@ -28,6 +28,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from framebus._hosts import host_port
 from framebus.errors import FramebusError
 from framebus.limits import (
     DEFAULT_MAX_CONNECTIONS,
@@ -161,17 +162,7 @@ class _CappedH11(H11Protocol):
 
 def parse_bind(text: str) -> tuple[str, int]:
     """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``; ValueError with a one-line reason."""
-    host, port_text = DEFAULT_BIND[0], text
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
-        port_text = rest[1:]
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-    if not (port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) <= 65535):
-        raise ValueError(f"expected a port 0..65535, got {port_text!r}")
-    return host or DEFAULT_BIND[0], int(port_text)
+    return host_port(text, default_host=DEFAULT_BIND[0])
 
 
 def read_auth(source: str) -> tuple[str, str]:

@@ -64,8 +64,7 @@ import numpy as np
 
 import framebus
 from framebus import FrameInfo, StreamEnded, wire
-
-from .jpeg import encode_jpeg
+from framebus.sinks.jpeg import encode_jpeg
 
 __all__ = ["FORMATS", "Format", "PipeSink", "Record", "fit_pipe", "pipe_out", "write_all"]
 

@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import framebus
-from framebus.sinks import _frame_plan
-from framebus.sinks._frame_plan import DECODE, SKIP, DecodePlan, PacketIndex, Selection
-from framebus.sinks._keyframes import starts_fresh
+from framebus.sampling import _frame_plan
+from framebus.sampling._frame_plan import DECODE, SKIP, DecodePlan, PacketIndex, Selection
+from framebus.sampling._keyframes import starts_fresh
 from fuzzing import fuzz
 from sampletools import opencv_frames
 

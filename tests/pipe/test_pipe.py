@@ -19,13 +19,9 @@ from hypothesis import strategies as st
 
 import framebus
 from framebus import PipeFormatError, wire
-from framebus.sources.pipe import (
-    MAX_Y4M_LINE,
-    JpegSplitter,
-    decode_jpeg,
-    detect,
-    parse_y4m_header,
-)
+from framebus.pipe.mjpeg import JpegSplitter, decode_jpeg
+from framebus.pipe.source import detect
+from framebus.pipe.y4m import MAX_Y4M_LINE, parse_y4m_header
 from fuzzing import fuzz
 
 
@@ -324,12 +320,15 @@ def test_detect_names_what_it_expected() -> None:
 def test_the_public_module_is_exported() -> None:
     assert framebus.pipe.write is not None and "pipe" in framebus.__all__
     assert issubclass(PipeFormatError, framebus.FramebusError)
-    assert os.path.basename(framebus.pipe.__file__ or "") == "pipe.py"
+    assert framebus.pipe.__name__ == "framebus.pipe" and framebus.pipe.__all__ == [
+        "frames",
+        "write",
+    ]
 
 
 def test_the_seed_004_examples_run() -> None:
     """``python examples/pipe_write.py 12 | python examples/pipe_read.py``, as the README says."""
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    examples = Path(__file__).resolve().parents[2] / "examples"
     write = subprocess.Popen(
         [sys.executable, str(examples / "pipe_write.py"), "12"], stdout=subprocess.PIPE
     )
@@ -353,8 +352,8 @@ def test_the_seed_004_examples_run() -> None:
 
 def _source_frames(data: bytes) -> list[np.ndarray]:
     """Every frame PipeSource reads from ``data`` through a real pipe."""
+    from framebus.pipe.source import PipeSource
     from framebus.sources import Pipe
-    from framebus.sources.pipe import PipeSource
 
     r, w = os.pipe()
     try:
@@ -406,8 +405,8 @@ def test_the_stdin_source_reads_what_it_should() -> None:
 
 
 def test_the_stdin_source_keeps_the_capture_time_of_wire_frames() -> None:
+    from framebus.pipe.source import PipeSource
     from framebus.sources import Pipe
-    from framebus.sources.pipe import PipeSource
 
     frame = np.zeros((2, 2, 3), np.uint8)
     buf = io.BytesIO()

@@ -40,10 +40,10 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from ._order import FrameOrder
-from .sources.pipe import CHUNK, ReadInto, decode_wire, wire_records
-from .stats import FrameInfo
-from .wire import MAX_PAYLOAD, new_session, pack_frame
+from .._order import FrameOrder
+from ..stats import FrameInfo
+from ..wire import MAX_PAYLOAD, new_session, pack_frame
+from .framing import CHUNK, ReadInto, decode_wire, wire_records
 
 __all__ = ["frames", "write"]
 
