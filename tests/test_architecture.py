@@ -60,7 +60,7 @@ LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform"
        "framebus._frames", "framebus._order", "framebus._jpeg",
        # the ZeroMQ wing's receiving half and what both halves share: a source's floor
        "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
-       "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
+       "framebus.net.link", "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
        # the pipe wing's reading half: the source of `cam=-` and its parsers
        "framebus.pipe.framing", "framebus.pipe.mjpeg", "framebus.pipe.y4m",
        "framebus.pipe.source")  # fmt: skip

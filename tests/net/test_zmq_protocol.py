@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import framebus
 from framebus import WireFormatError, wire
 from framebus._order import FrameOrder
 from framebus.net import protocol
+from framebus.net.link import Link
 from framebus.net.protocol import (
     Bye,
     CreditBook,
@@ -259,3 +261,73 @@ def test_a_receiver_never_delivers_a_frame_older_than_one_it_delivered(
             for s, q in delivered:
                 assert s != session or q < seq
             delivered = [(s, q) for s, q in delivered if s == session] + [(session, seq)]
+
+
+# -- a receiver's link ---------------------------------------------------------------------------
+
+
+def frame_reply(session: int, seq: int) -> FrameReply:
+    data = wire.pack_frame_bytes(np.zeros((2, 2), np.uint8), seq=seq, session=session, capture_ns=1)
+    reply = parse(data)
+    assert isinstance(reply, FrameReply)
+    return reply
+
+
+def test_a_link_keeps_the_newest_frame_and_counts_what_it_replaced() -> None:
+    link = Link("zmq://h:1/cam", "cam")
+    assert link.request() == b"GET cam 0 0"
+    assert link.state(now=0.0, connected=False) == "connecting"
+    link.arrived(10, now=1.0)
+    assert link.reply(WaitReply(), None, now=1.0, wall=0.0) is False  # the credit stands
+    assert link.state(now=1.5, connected=True) == "live"
+    assert link.state(now=3.5, connected=True) == "stalled"  # answers, no frame for 2 s
+    assert link.reply(frame_reply(7, 1), None, now=4.0, wall=0.0) is True
+    assert link.reply(frame_reply(7, 4), None, now=4.1, wall=0.0) is True
+    assert link.request() == b"GET cam 7 4"
+    item = link.take()
+    assert item is not None and item.header.seq == 4 and item.skipped == 3  # 2, 3 and 1
+    assert link.dropped == 1 and link.received == 2 and link.take() is None
+    assert link.reply(frame_reply(7, 2), None, now=4.2, wall=0.0) is True  # older: stale
+    assert link.take() is None and link.stale == 1
+    assert link.state(now=4.3, connected=False) == "reconnecting"
+    assert link.state(now=8.0, connected=True) == "reconnecting"  # no answer for 3 s
+
+
+def test_a_link_reads_the_exporters_errors_and_listing() -> None:
+    link = Link("zmq://h:1/cam", "cam")
+    link.arrived(10, now=1.0)
+    link.reply(ErrorReply("busy", "full"), None, now=1.0, wall=0.0)
+    assert link.busy == "full" and link.state(now=1.0, connected=True) == "busy"
+    link.reply(WaitReply(), None, now=1.1, wall=0.0)
+    assert link.busy is None
+    link.reply(ErrorReply("notfound", "no cam"), None, now=1.2, wall=0.0)
+    assert link.not_found == "zmq://h:1/cam: no cam"
+    link.reply(ListReply([{**ROW, "name": "other"}]), None, now=1.3, wall=0.0)
+    assert link.listed and link.described is None
+    link.reply(ListReply([ROW]), None, now=1.4, wall=0.0)
+    assert link.described is not None and link.described.source_fps == 30.0
+    link.reply(ErrorReply("ended", "stream 'cam' ended"), None, now=1.5, wall=0.0)
+    assert isinstance(link.end, framebus.StreamEnded) and link.request() is None
+    link.reply(frame_reply(9, 1), None, now=1.6, wall=0.0)  # overtaken by the end: dropped
+    assert link.take() is None and link.state(now=1.7, connected=True) == "ended"
+
+
+@given(st.lists(st.sampled_from(["frame", "wait", "busy", "unsupported", "lost"]), max_size=40))
+@fuzz(200)
+def test_a_link_never_delivers_a_frame_older_than_the_last_it_delivered(kinds: list[str]) -> None:
+    link = Link("zmq://h:1/cam", "cam")
+    delivered: list[int] = []
+    seq = 0
+    for n, kind in enumerate(kinds):
+        if kind == "frame":
+            seq = (seq + 1) if n % 3 else max(1, seq - 2)  # now and then an older one
+            link.reply(frame_reply(1, seq), None, now=float(n), wall=0.0)
+            item = link.take()
+            if item is not None:
+                assert not delivered or item.header.seq > delivered[-1]
+                delivered.append(item.header.seq)
+        elif kind == "wait":
+            link.reply(WaitReply(), None, now=float(n), wall=0.0)
+        else:
+            link.reply(ErrorReply(kind, "x"), None, now=float(n), wall=0.0)
+    assert link.received == len(delivered)

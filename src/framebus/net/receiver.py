@@ -42,15 +42,12 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import _exit, _jpeg, wire
-from .._order import FrameOrder
 from ..errors import (
-    FramebusError,
     FrameTooLarge,
     ReadTimeout,
     RemoteAuthError,
@@ -65,7 +62,6 @@ from ..limits import check_pixels
 from ..sources.spec import Remote
 from . import protocol
 from ._sockets import (
-    HEARTBEAT_TIMEOUT,
     REFRESH,
     Address,
     ClientKeys,
@@ -75,7 +71,7 @@ from ._sockets import (
     send_nowait,
 )
 from .dial import Dial
-from .protocol import ErrorCode
+from .link import STALL_AFTER, Description, Link, Message, ReceiverStats
 
 try:
     import zmq
@@ -90,54 +86,8 @@ log = logging.getLogger("framebus.zmq")
 
 BACKEND = "ZMQ"
 """``getBackendName()`` of a stream read over ZeroMQ (a remote reader's, a relay's)."""
-STALL_AFTER = 2.0
-"""Seconds without a new frame after which a live connection is reported ``stalled``."""
 _LOG_EVERY = 10.0
 _REDIAL_AFTER = 2.0
-
-
-@dataclass(frozen=True)
-class Message:
-    """One validated frame message: its header, its payload, when it arrived."""
-
-    header: wire.FrameHeader
-    payload: memoryview
-    received: float  # time.time()
-    skipped: int  # frames of this session the receiver never got, since the previous one
-    _keep: Any = None  # the zmq.Frame owning the payload's memory
-
-
-@dataclass(frozen=True)
-class ReceiverStats:
-    """A receiver's counters."""
-
-    state: str
-    received: int
-    """Valid frames received."""
-    dropped: int
-    """Frames replaced in the mailbox before the application took them."""
-    bad_messages: int
-    """Messages dropped as invalid (wire format, multi-part, undecodable JPEG, wrong size)."""
-    stale: int
-    """Frames dropped as out of order (older seq, or an older session after a restart)."""
-    sessions: int
-    """Exporter sessions seen (a restart makes a new one)."""
-    reconnects: int
-    bytes_received: int
-    last_error: str
-
-
-@dataclass(frozen=True)
-class Description:
-    """What the exporter's listing says of the received stream (asked once per connection)."""
-
-    width: int
-    height: int
-    fps: float
-    """The rate the exporter measures its capture at."""
-    source_fps: float | None
-    """The source's own rate (a file's, a camera's if it says); None if it has none."""
-    mode: str
 
 
 class Receiver:
@@ -160,31 +110,12 @@ class Receiver:
         self.max_message = max_message
         self.max_payload = max_message - wire.HEADER_SIZE
         self._ctx: zmq.Context[Any] = zmq.Context(io_threads=1)
-        self._cond = threading.Condition()
-        self._item: Message | None = None
-        self._end: FramebusError | None = None  # raised by get() once the item is taken
-        self._closed = False
-        self._answered = False  # the exporter answered at least once
-        self._not_found: str | None = None
-        self._unsupported: str | None = None  # the exporter cannot send this stream's frames
-        self._busy: str | None = None  # the exporter has no receiver slot for us (ERR busy)
+        self._cond = threading.Condition()  # guards the link, the dial and the redial time
+        self._link = Link(address.url, address.name)
         self._dial = Dial(address, keys is not None)
         self._redial_at: float | None = None
-        self._last_answer = 0.0
-        self._last_frame = 0.0
-        self._order = FrameOrder()  # frames out of order (older seq, older session) dropped
-        self._last_got = (0, 0)  # (session, seq) of the last frame received, even if dropped
-        self._received = 0
-        self._dropped = 0
-        self._bad = 0
-        self._bad_logged = 0
+        self._bad_logged = 0  # bad messages already logged (one line per _LOG_EVERY s)
         self._last_log = 0.0
-        self._stale = 0
-        self._reconnects = 0
-        self._bytes = 0
-        self._last_error = ""
-        self._described: Description | None = None
-        self._listed = False  # a LIST answer came (even one without this stream)
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(
             target=self._run, name=f"framebus-zmq-{address.name}", daemon=True
@@ -206,14 +137,15 @@ class Receiver:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                if self._not_found is not None:
-                    raise StreamNotFound(self._not_found)
+                link = self._link
+                if link.not_found is not None:
+                    raise StreamNotFound(link.not_found)
                 if self._dial.auth_error is not None:
                     raise RemoteAuthError(f"{where}: {self._dial.auth_error}")
-                if self._busy is not None and self._item is None:
-                    raise RemoteBusy(f"{where} is busy: {self._busy}")
-                answered = self._answered or self._item is not None or self._end is not None
-                if answered and self._listed:
+                if link.busy is not None and link.item is None:
+                    raise RemoteBusy(f"{where} is busy: {link.busy}")
+                answered = link.answered or link.item is not None or link.end is not None
+                if answered and link.listed:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -231,15 +163,16 @@ class Receiver:
         the last frame was taken) or after :meth:`close`, SourceUnsupported while the exporter
         says it cannot send the stream's frames."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        link = self._link
         with self._cond:
-            while self._item is None:
-                if self._end is not None:
+            while link.item is None:
+                if link.end is not None:
                     # a copy per raise: one exception object raised again grows one traceback
-                    raise copy.copy(self._end) from None
-                if self._closed:
+                    raise copy.copy(link.end) from None
+                if link.closed:
                     raise StreamEnded("this reader was released")
-                if self._unsupported is not None:
-                    raise SourceUnsupported(self._unsupported)
+                if link.unsupported is not None:
+                    raise SourceUnsupported(link.unsupported)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise ReadTimeout(
@@ -247,8 +180,7 @@ class Receiver:
                         f" (state {self._state_locked()})"
                     )
                 self._cond.wait(remaining)
-            item, self._item = self._item, None
-            return item
+            return link.take()  # type: ignore[return-value]  # not None: the loop ended
 
     def take(self, timeout: float | None) -> tuple[np.ndarray, Message]:
         """The newest frame not yet taken, decoded (:func:`decode`), waiting up to ``timeout``
@@ -269,18 +201,18 @@ class Receiver:
         """Count a message dropped as invalid (also from the application's decode)."""
         now = time.monotonic()
         with self._cond:
-            self._bad += 1
-            self._last_error = why
+            self._link.bad_message(why)
+            total = self._link.bad
             quiet = now - self._last_log < _LOG_EVERY
             if not quiet:
                 self._last_log = now
-                count, self._bad_logged = self._bad - self._bad_logged, self._bad
+                count, self._bad_logged = total - self._bad_logged, total
         if not quiet:
             log.warning(
                 "%s: dropped %d bad message(s) (%d in all), last: %s",
                 self.address.url,
                 count,
-                self._bad,
+                total,
                 why,
             )
 
@@ -291,45 +223,22 @@ class Receiver:
     def description(self) -> Description | None:
         """The stream as the exporter listed it on the last connection; None before."""
         with self._cond:
-            return self._described
+            return self._link.described
 
     def _state_locked(self) -> str:
-        if self._closed:
-            return "closed"
-        if self._end is not None:
-            return "ended"
-        now = time.monotonic()
-        if not self._answered:
-            return "connecting"
-        if not self._dial.connected or now - self._last_answer > HEARTBEAT_TIMEOUT:
-            return "reconnecting"
-        if self._busy is not None:
-            return "busy"
-        if now - self._last_frame > STALL_AFTER:
-            return "stalled"
-        return "live"
+        return self._link.state(time.monotonic(), self._dial.connected)
 
     def stats(self) -> ReceiverStats:
         with self._cond:
-            return ReceiverStats(
-                state=self._state_locked(),
-                received=self._received,
-                dropped=self._dropped,
-                bad_messages=self._bad,
-                stale=self._stale,
-                sessions=self._order.sessions,
-                reconnects=self._reconnects,
-                bytes_received=self._bytes,
-                last_error=self._last_error,
-            )
+            return self._link.stats(time.monotonic(), self._dial.connected)
 
     def close(self) -> None:
         """Stop the thread, close the sockets and the context. Idempotent."""
         with self._cond:
-            if self._closed:
+            if self._link.closed:
                 return
-            self._closed = True
-            self._item = None
+            self._link.closed = True
+            self._link.item = None
             self._cond.notify_all()
         _exit.forget(self)
         with contextlib.suppress(OSError):
@@ -356,12 +265,12 @@ class Receiver:
             poller.register(monitor, zmq.POLLIN)
             poller.register(self._stop_r, zmq.POLLIN)
             last_ask = 0.0
-            while not self._closed:
+            while not self._link.closed:
                 if self._redial_at is not None and time.monotonic() >= self._redial_at:
                     self._redial(sock)
                 wait = max(0.0, last_ask + REFRESH - time.monotonic())
                 events = dict(poller.poll(int(wait * 1000) + 1))
-                if self._stop_r in events or self._closed:
+                if self._stop_r in events or self._link.closed:
                     break
                 if monitor in events and self._monitor(monitor):
                     last_ask = self._ask(sock)  # a new connection: a new peer to credit
@@ -378,7 +287,7 @@ class Receiver:
         except Exception as exc:  # pragma: no cover - a bug; reported to the reader
             log.exception("%s: receiver stopped", self.address.url)
             with self._cond:
-                self._end = StreamEnded(f"{self.address.url}: receiver failed: {exc}")
+                self._link.end = StreamEnded(f"{self.address.url}: receiver failed: {exc}")
                 self._cond.notify_all()
         finally:
             with contextlib.suppress(zmq.ZMQError):
@@ -397,14 +306,12 @@ class Receiver:
         sock.connect(self.address.endpoint)
 
     def _ask(self, sock: zmq.Socket[Any]) -> float:
-        """Send our credit: GET name session seq (the last frame we have). Never blocks."""
+        """Send our credit (if the stream has not ended). Never blocks."""
         with self._cond:
-            if self._end is not None:  # the stream ended: nothing more to ask for (a new sink
-                return time.monotonic()  # of a closed stream would send its last frame again)
-            session, seq = self._last_got
-        request = protocol.get(self.address.name, session, seq)
-        with contextlib.suppress(zmq.Again):  # no connection up (IMMEDIATE): retried later
-            send_nowait(sock, [request])
+            request = self._link.request()
+        if request is not None:
+            with contextlib.suppress(zmq.Again):  # no connection up (IMMEDIATE): retried later
+                send_nowait(sock, [request])
         return time.monotonic()
 
     def _monitor(self, monitor: zmq.Socket[Any]) -> bool:
@@ -417,26 +324,21 @@ class Receiver:
                     what = self._dial.event(event)
                     if what == "made":
                         made = True
-                        if self._dial.handshakes > 1:
-                            self._reconnects += 1
+                        self._link.connected(self._dial.handshakes)
                     elif what == "lost":
                         # libzmq redials within RECONNECT_IVL_MAX, unless it gave up
                         self._redial_at = time.monotonic() + _REDIAL_AFTER
                     elif what == "retry":
                         self._redial_at = None  # libzmq is redialling by itself
                     if self._dial.auth_error:
-                        self._last_error = self._dial.auth_error
+                        self._link.last_error = self._dial.auth_error
                     self._cond.notify_all()
         return made
 
     def _handle(self, parts: list[zmq.Frame]) -> bool:
         """One message from the exporter; True if our credit was used (ask again now)."""
-        now = time.monotonic()
-        size = sum(len(p) for p in parts)
         with self._cond:
-            self._bytes += size
-            self._last_answer = now
-            self._answered = True
+            self._link.arrived(sum(len(p) for p in parts), time.monotonic())
         if len(parts) != 1:
             self.bad(f"a message of {len(parts)} parts (frames are single-part)")
             return True
@@ -447,62 +349,10 @@ class Receiver:
         except WireFormatError as exc:
             self.bad(str(exc))
             return True
-        if isinstance(reply, protocol.FrameReply):
-            self._deliver(reply.header, reply.payload, parts[0])
-            return True
-        if isinstance(reply, protocol.WaitReply):
-            with self._cond:
-                self._busy = None  # a slot is ours: our credit stands
-        elif isinstance(reply, protocol.ErrorReply):
-            self._error(reply)
-        else:
-            self._take_listing(reply.rows)
-        return False
-
-    def _take_listing(self, rows: list[dict[str, Any]]) -> None:
-        mine = next((r for r in rows if r["name"] == self.address.name), None)
         with self._cond:
-            self._listed = True
-            if mine is not None:
-                self._described = Description(
-                    mine["width"], mine["height"], float(mine["fps"]),
-                    float(mine["source_fps"]) or None, mine["mode"],
-                )  # fmt: skip
+            used = self._link.reply(reply, parts[0], time.monotonic(), time.time())
             self._cond.notify_all()
-
-    def _error(self, reply: protocol.ErrorReply) -> None:
-        code, message = reply.code, reply.message
-        with self._cond:
-            self._last_error = message
-            # "lost" (the publisher died: it may be published again) and "bad" leave us asking
-            if code == ErrorCode.NOTFOUND and not self._received:
-                self._not_found = f"{self.address.url}: {message}"
-            elif code == ErrorCode.ENDED:
-                self._end = StreamEnded(f"{self.address.url}: {message}")
-            elif code == ErrorCode.UNSUPPORTED:
-                self._unsupported = f"{self.address.url}: {message}"
-            elif code == ErrorCode.BUSY:
-                self._busy = message
-            self._cond.notify_all()
-
-    def _deliver(self, header: wire.FrameHeader, payload: memoryview, keep: Any) -> None:
-        with self._cond:
-            if self._end is not None:
-                return  # sent before the exporter's "ended" crossed our last request
-            self._last_got = (header.session, header.seq)  # what the next GET says we have
-            skipped = self._order.place(header.session, header.seq)
-            if skipped is None:
-                self._stale += 1
-                return
-            self._unsupported = None
-            self._busy = None
-            self._received += 1
-            self._last_frame = time.monotonic()
-            if self._item is not None:
-                self._dropped += 1
-                skipped += self._item.skipped + 1
-            self._item = Message(header, payload, time.time(), skipped, keep)
-            self._cond.notify_all()
+        return used
 
 
 def decode(msg: Message) -> np.ndarray:
