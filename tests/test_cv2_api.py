@@ -280,6 +280,76 @@ def test_open_releases_then_opens(clip: tuple[Path, list[np.ndarray]]) -> None:
         cap.release()
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((cv2.CAP_FFMPEG,), {}),
+        ((cv2.CAP_ANY,), {}),
+        ((), {"apiPreference": cv2.CAP_FFMPEG}),
+        ((cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000]), {}),
+        ((cv2.CAP_ANY, (cv2.CAP_PROP_READ_TIMEOUT_MSEC, 4000, cv2.CAP_PROP_N_THREADS, 2)), {}),
+        ((cv2.CAP_GSTREAMER,), {}),  # no framebus backend for it: ignored, as cv2 ignores
+    ],
+    ids=["ffmpeg", "any", "keyword", "params", "timeouts-threads", "other-api"],
+)
+def test_cv2s_constructor_forms(
+    clip: tuple[Path, list[np.ndarray]], args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """Libraries pass cv2.CAP_FFMPEG or cv2.CAP_ANY routinely (before: TypeError)."""
+    path, ref = clip
+    with framebus.VideoCapture(str(path), *args, **kwargs) as cap:  # type: ignore[arg-type]
+        assert cap.isOpened() and cap.getBackendName() in ("FFMPEG", "PYAV")
+        ok, frame = cap.read()
+        assert ok and np.array_equal(frame, ref[0])
+
+
+def test_cv2s_params_become_the_sources_settings() -> None:
+    from framebus.videocapture import with_api
+
+    media = with_api(
+        "clip.mp4",
+        cv2.CAP_FFMPEG,
+        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 2500, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 1500,
+         cv2.CAP_PROP_N_THREADS, 3, cv2.CAP_PROP_HW_ACCELERATION, 1],
+    )  # fmt: skip
+    assert media == framebus.Media(
+        "clip.mp4", backend="opencv", open_timeout=2.5, read_timeout=1.5, decoder_threads=3,
+        cv2_params=(cv2.CAP_PROP_HW_ACCELERATION, 1),
+    )  # fmt: skip
+    assert with_api("clip.mp4", None, None) == "clip.mp4"
+    assert with_api(0, cv2.CAP_V4L2, None) == framebus.Media(0, backend="opencv")
+    pattern = counter()
+    assert with_api(pattern, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 2]) is pattern
+    for bad in ([cv2.CAP_PROP_N_THREADS], [1.5, 2], ["a", 1], [True, 1]):
+        with pytest.raises(ValueError, match="pairs of ints"):
+            with_api("clip.mp4", cv2.CAP_ANY, bad)  # type: ignore[arg-type]
+
+
+def test_cv2s_open_forms(clip: tuple[Path, list[np.ndarray]]) -> None:
+    """VideoCapture() then open(path), open(path, api), open(index, api) (before: TypeError)."""
+    path, ref = clip
+    cap = framebus.VideoCapture()
+    try:
+        assert not cap.isOpened() and cap.read() == (False, None)
+        assert cap.open(str(path))
+        assert cap.isOpened() and np.array_equal(cap.read()[1], ref[0])
+        assert cap.open(str(path), cv2.CAP_FFMPEG) and cap.getBackendName() == "FFMPEG"
+        assert cap.open(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000])
+        assert cap.read()[0]
+        assert cap.open(97, cv2.CAP_V4L2) is False  # no such camera here
+        assert isinstance(cap.last_error, framebus.SourceError) and not cap.isOpened()
+    finally:
+        cap.release()
+    cap.release()  # twice, and on a capture never opened
+    framebus.VideoCapture().release()
+
+
+def test_a_file_object_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    """cv2 5 reads from a Python stream object; framebus says what to give instead."""
+    with open(tmp_path / "x.mp4", "wb") as f, pytest.raises(TypeError, match="source must be"):
+        framebus.VideoCapture(f)  # type: ignore[arg-type]
+
+
 def test_reader_open_reattaches(stream_name: str) -> None:
     with framebus.publish(stream_name, counter()):
         r = framebus.attach(stream_name, timeout=T)

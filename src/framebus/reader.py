@@ -51,9 +51,13 @@ class StreamReader:
     """
 
     def __init__(
-        self, feed: Feed, *, transform: Transform | None = None, timeout: float | None = None
+        self,
+        feed: Feed | None,
+        *,
+        transform: Transform | None = None,
+        timeout: float | None = None,
     ) -> None:
-        self._feed: Feed | None = feed
+        self._feed: Feed | None = feed  # None: nothing open (released, or cv2's VideoCapture())
         self._transform = transform
         self.timeout = timeout
         self.info: FrameInfo | None = None
