@@ -341,7 +341,11 @@ def test_cv2s_open_forms(clip: tuple[Path, list[np.ndarray]]) -> None:
     finally:
         cap.release()
     cap.release()  # twice, and on a capture never opened
-    framebus.VideoCapture().release()
+    assert [cap.get(p) for p in (0, 1, 3, 4, 5, 7, 999)] == [0.0] * 7  # as cv2 after release
+    never = framebus.VideoCapture()
+    assert [never.get(p) for p in (0, 3, 5, 7)] == [0.0] * 4 and never.set(1, 0) is False
+    assert never.grab() is False and never.retrieve() == (False, None)
+    never.release()
 
 
 def test_a_file_object_is_refused_with_a_clear_error(tmp_path: Path) -> None:

@@ -217,8 +217,11 @@ class StreamReader:
 
     def get(self, prop: int) -> float:
         """``CAP_PROP_FRAME_WIDTH``/``HEIGHT``/``FPS``/``POS_FRAMES``/``POS_MSEC``/
-        ``FRAME_COUNT``; 0.0 for properties a stream does not have (as cv2 does)."""
-        feed = self._require()
+        ``FRAME_COUNT``; 0.0 for properties a stream does not have, and for every property
+        once released or before anything is open (as cv2: ``get()`` never raises)."""
+        feed = self._feed
+        if feed is None:
+            return 0.0
         info = self.info
         if prop in (_WIDTH, _HEIGHT):
             width, height = (info.width, info.height) if info is not None else feed.size()
