@@ -8,7 +8,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -381,8 +381,7 @@ class RemoteReader(StreamReader):
 
     def net_stats(self) -> ReceiverStats:
         """The transport's counters (received, dropped, bad_messages, stale, sessions, ...)."""
-        feed: ZmqFeed = self._require()  # type: ignore[assignment]
-        return feed.net_stats()
+        return cast("ZmqFeed", self._require()).net_stats()
 
     def __enter__(self) -> RemoteReader:
         return self
@@ -424,7 +423,7 @@ def _open_feed(name: str, remote: RemoteOptions) -> Feed:
         return ZmqFeed(name, **remote)
     if remote:
         raise TypeError(f"attach() of a local stream takes no {', '.join(sorted(remote))}")
-    ctl = open_control(name)
+    ctl = _open_control(name)
     try:
         return RingFeed(ctl)
     except BaseException:
@@ -432,7 +431,7 @@ def _open_feed(name: str, remote: RemoteOptions) -> Feed:
         raise
 
 
-def open_control(name: str) -> Control:
+def _open_control(name: str) -> Control:
     """The control segment of the local stream ``name``, whose publisher must be alive."""
     ctl = Control.open(validate_name(name))
     if not ctl.publisher_alive():

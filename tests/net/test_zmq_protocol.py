@@ -218,7 +218,7 @@ def test_silent_receivers_are_forgotten() -> None:
     b = book()
     b.ask(b"r1", Get("cam", (0, 0)), "", now=0.0)
     b.ask(b"r2", Get("cam", (0, 0)), "", now=3.0)
-    assert list(b.silent(now=4.5)) == [b"r1"]
+    assert b.forget_silent(now=4.5) == [b"r1"]
     assert b.receivers("cam") == {b"r2"} and b"r1" not in b
     b.forget(b"r2")
     b.forget(b"r2")  # twice: nothing happens

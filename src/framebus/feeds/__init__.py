@@ -6,7 +6,8 @@ transform). ``attach()`` picks the feed by the name it is given, as an HTTP clie
 transport by URL:
 
 * :mod:`.ring`: a stream of this machine, read from its shared-memory ring (zero copy);
-* :mod:`.zmq`: a stream of another machine, received over ZeroMQ (``zmq://HOST:PORT/NAME``).
+* :mod:`framebus.net.feed`: a stream of another machine, received over ZeroMQ
+  (``zmq://HOST:PORT/NAME``; it lives with the rest of the ZeroMQ wing).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -349,12 +349,12 @@ class CreditBook:
             if not ids:
                 del self._by_stream[peer.name]
 
-    def silent(self, now: float) -> Iterator[bytes]:
-        """Forget the receivers silent for longer than ``peer_timeout``; yields each."""
-        for peer_id, peer in list(self._peers.items()):
-            if now - peer.last_seen > self.peer_timeout:
-                self.forget(peer_id)
-                yield peer_id
+    def forget_silent(self, now: float) -> list[bytes]:
+        """Forget the receivers silent for longer than ``peer_timeout``; returns them."""
+        silent = [p for p, peer in self._peers.items() if now - peer.last_seen > self.peer_timeout]
+        for peer_id in silent:
+            self.forget(peer_id)
+        return silent
 
 
 _NONE: set[bytes] = set()

@@ -180,7 +180,9 @@ class Receiver:
                         f" (state {self._state_locked()})"
                     )
                 self._cond.wait(remaining)
-            return link.take()  # type: ignore[return-value]  # not None: the loop ended
+            item = link.take()
+            assert item is not None  # the loop ends only when there is one
+            return item
 
     def take(self, timeout: float | None) -> tuple[np.ndarray, Message]:
         """The newest frame not yet taken, decoded (:func:`decode`), waiting up to ``timeout``

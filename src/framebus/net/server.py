@@ -335,7 +335,7 @@ class ExportServer:
         elif isinstance(request, protocol.ListRequest):
             self._send(sock, peer_id, self._cached_listing())
         else:
-            self._forget(peer_id)
+            self._book.forget(peer_id)
 
     def _send(self, sock: zmq.Socket[Any], peer_id: bytes, data: bytes) -> bool:
         """Send without blocking; False if the peer is gone (it is forgotten) or full."""
@@ -346,7 +346,7 @@ class ExportServer:
             return False  # its queue is full: it gets the newest frame when it asks again
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
-                self._forget(peer_id)
+                self._book.forget(peer_id)
                 return False
             raise
 
@@ -462,7 +462,7 @@ class ExportServer:
         message = protocol.error(code, f"stream {stream.name!r}: {exc}")
         for peer_id in list(self._book.receivers(stream.name)):
             self._send(sock, peer_id, message)
-            self._forget(peer_id)
+            self._book.forget(peer_id)
         self._drop(stream)  # the hub closes its ended sink
 
     def _drop(self, stream: _Stream) -> None:
@@ -470,9 +470,6 @@ class ExportServer:
         if stream.sub is not None:
             stream.sub.close()
             stream.sub = None
-
-    def _forget(self, peer_id: bytes) -> None:
-        self._book.forget(peer_id)
 
     def _reload_clients(self, now: float) -> None:
         """Take up a change of the allowed clients' folder (a key added or removed), checked
@@ -500,8 +497,7 @@ class ExportServer:
         self._reload_clients(now)
         for fd in self._connections_book.idle(now):
             cut(fd)
-        for _ in self._book.silent(now):
-            pass  # forgotten: a live receiver asks at least every REFRESH
+        self._book.forget_silent(now)  # a live receiver asks at least every REFRESH
         for stream in list(self._streams.values()):
             if self._book.receivers(stream.name):
                 continue

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from framebus.errors import FramebusError
 
@@ -36,7 +36,7 @@ IDLE_CLOSE = 10.0
 """Seconds a sink nobody subscribes to is kept, ready to serve again."""
 SWEEP_EVERY = 1.0
 
-S = TypeVar("S", bound=FrameSink)  # type: ignore[type-arg]
+S = TypeVar("S", bound="FrameSink[Any]")
 
 
 class TooManyVariants(FramebusError):
@@ -76,7 +76,7 @@ class SinkHub(Generic[S]):
         variant: Hashable,
         make: Callable[[], S],
         notify: Callable[[], None] | None = None,
-    ) -> tuple[S, Subscription]:  # type: ignore[type-arg]
+    ) -> tuple[S, Subscription[Any]]:
         """A consumer of ``name`` as ``variant``: the sink (made by ``make()`` if there is
         none, or none alive) and a new subscription to it. Raises what ``make`` raises
         (StreamNotFound, ...), TooManyVariants."""
