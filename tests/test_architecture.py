@@ -64,9 +64,9 @@ LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform"
        # the pipe wing's reading half: the source of `cam=-` and its parsers
        "framebus.pipe.framing", "framebus.pipe.mjpeg", "framebus.pipe.y4m",
        "framebus.pipe.source")  # fmt: skip
-HIGH = ("framebus.publisher", "framebus.reader", "framebus.videocapture", "framebus.capture",
-        "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web", "framebus.feeds",
-        "framebus.sampling",
+HIGH = ("framebus.publisher", "framebus.writer", "framebus.reader", "framebus.videocapture",
+        "framebus.capture", "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web",
+        "framebus.feeds", "framebus.sampling",
         "framebus.net.server", "framebus.net.sink", "framebus.net.exporter",
         "framebus.net.config", "framebus.net.feed", "framebus.net.listing")  # fmt: skip
 

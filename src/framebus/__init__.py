@@ -36,13 +36,15 @@ from .errors import (
     StreamNotFound,
     TooManyReaders,
     WireFormatError,
+    WriteTimeout,
 )
 from .publisher import Publisher, StreamOptions, publish
 from .reader import RemoteReader, StreamReader, attach
 from .registry import list_streams, prune
 from .sources import Media, Remote, Source, TestPattern
-from .stats import FrameInfo, StreamStats
+from .stats import FrameInfo, StreamStats, WriterStats
 from .videocapture import VideoCapture
+from .writer import VideoWriter
 
 __version__ = "0.1.0"
 
@@ -98,7 +100,10 @@ __all__ = [
     "TestPattern",
     "TooManyReaders",
     "VideoCapture",
+    "VideoWriter",
     "WireFormatError",
+    "WriteTimeout",
+    "WriterStats",
     "__version__",
     "attach",
     "limits",

@@ -22,6 +22,8 @@ The hierarchy::
     ├── PublisherLost            the publisher of an attached stream died
     ├── StreamEnded              the stream ended and every frame was delivered
     ├── ReadTimeout              no new frame within the timeout given to a read
+    ├── WriteTimeout             an every-mode VideoWriter's readers took no frame within the
+    │                            timeout given to a write
     ├── SinkClosed               a sink or subscription was closed: no more items (sinks)
     ├── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
     └── KeyFileError             a CURVE key file or directory is missing or not a key (zmq)
@@ -61,6 +63,7 @@ __all__ = [
     "StreamNotFound",
     "TooManyReaders",
     "WireFormatError",
+    "WriteTimeout",
     "error_class",
     "error_code",
 ]
@@ -147,6 +150,11 @@ class StreamEnded(FramebusError):
 
 class ReadTimeout(FramebusError, TimeoutError):
     """No new frame arrived within the timeout given to a read."""
+
+
+class WriteTimeout(FramebusError, TimeoutError):
+    """An every-mode :class:`~framebus.VideoWriter` found no free slot within the timeout given
+    to ``write()``: a reader has not taken the frames before (or no reader has attached yet)."""
 
 
 class SinkClosed(FramebusError):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .bus import Control, State
 
-__all__ = ["FrameInfo", "StreamStats", "read_stats", "unreadable_stats"]
+__all__ = ["FrameInfo", "StreamStats", "WriterStats", "read_stats", "unreadable_stats"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,20 @@ class StreamStats:
     reconnects: int
     error: str
     publisher_pid: int
+
+
+@dataclass(frozen=True)
+class WriterStats(StreamStats):
+    """A :class:`~framebus.VideoWriter`'s stream counters, with its processing delay: for each
+    frame written with ``like=info``, the seconds from that frame's capture (by the camera's
+    stream) to its ``write()``. None until such a frame was written."""
+
+    delay: float | None
+    """The newest such frame's delay."""
+    delay_mean: float | None
+    """Mean over every such frame written."""
+    delay_max: float | None
+    """The largest delay seen."""
 
 
 def read_stats(ctl: Control, own: tuple[int, int] | None = None) -> StreamStats:

@@ -106,14 +106,17 @@ class RingWriter:
 
     # -- choosing a slot -----------------------------------------------------------------------
 
-    def acquire(self, stop: Callable[[], bool]) -> int | None:
-        """Return a slot index the writer now owns, or None if ``stop()`` became true."""
+    def acquire(self, stop: Callable[[], bool], deadline: float | None = None) -> int | None:
+        """Return a slot index the writer now owns, or None if ``stop()`` became true or the
+        ``time.monotonic()`` ``deadline`` passed."""
         while True:
             self._housekeeping()
-            if stop():
+            if stop() or (deadline is not None and time.monotonic() >= deadline):
                 return None
             slot = (
-                self._acquire_every(stop) if self.ctl.mode is Mode.EVERY else self._acquire_latest()
+                self._acquire_every(stop, deadline)
+                if self.ctl.mode is Mode.EVERY
+                else self._acquire_latest()
             )
             if slot is not None:
                 return slot
@@ -137,7 +140,7 @@ class RingWriter:
         time.sleep(_SLOT_WAIT)  # every other slot is pinned by a reader: rare, brief
         return None
 
-    def _acquire_every(self, stop: Callable[[], bool]) -> int | None:
+    def _acquire_every(self, stop: Callable[[], bool], deadline: float | None) -> int | None:
         """Slot ``(seq+1) % n`` once every reader has consumed the frame it holds."""
         ctl, lay, w = self.ctl, self.ctl.layout, self.ctl.words
         slot = (self.seq + 1) % self.n
@@ -156,7 +159,12 @@ class RingWriter:
             if active.any() and consumed and self._mark_and_check(slot):
                 return slot
             # wait for a reader to consume (or to appear: every mode holds frames for readers)
-            plat.futex_wait(futex, token, _REAP_PERIOD)
+            wait = _REAP_PERIOD
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+            plat.futex_wait(futex, token, wait)
             self._housekeeping()
         return None
 

@@ -1,0 +1,291 @@
+"""The write side of the bus: :class:`VideoWriter` puts the frames your code makes into a
+named stream, in ``cv2.VideoWriter``'s idiom.
+
+``write()`` runs in the caller's thread and copies the frame straight into a free slot of the
+ring: the pixels cross memory once, with no thread or queue in between. The writer's process
+owns the stream (as a publisher does): it is removed on :meth:`VideoWriter.release`, at
+interpreter exit, on an exception leaving a ``with`` block and on SIGTERM; if the process is
+killed, readers get :class:`~framebus.PublisherLost` and the next writer or publisher of the
+name takes it over.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import TracebackType
+from typing import Literal
+
+import numpy as np
+
+from . import _exit
+from .bus import Control, Mode, RingWriter, State, create_stream, remove_stream, valid_name
+from .errors import InvalidStreamName, StreamEnded, WriteTimeout
+from .stats import FrameInfo, WriterStats, read_stats
+
+__all__ = ["BACKEND", "VideoWriter"]
+
+BACKEND = "FRAMEBUS_WRITER"
+"""What ``getBackendName()`` says on a reader of a stream a :class:`VideoWriter` writes."""
+
+_MAX_CHANNELS = 64  # what a reader accepts in a slot descriptor
+_SUPPORTED = (np.uint8, np.uint16, np.int16, np.float32, np.float64, np.int8, np.int32)
+
+
+class VideoWriter:
+    """A named stream that your code writes frames into; any process may attach to it.
+
+    ``VideoWriter(name, *, fps=None, mode="latest", slots=4, max_readers=64)``, or cv2's
+    positional form ``VideoWriter(name, fourcc, fps, frameSize[, isColor])`` (``fourcc`` is
+    ignored: frames travel as pixels; ``frameSize`` = ``(width, height)`` sizes the ring at
+    once, so a frame that does not fit shared memory fails here, not at the first write).
+    ``VideoWriter()`` then :meth:`open` works too. The stream exists from construction:
+    readers may attach before the first write and wait for it. ``fps`` is the rate readers'
+    ``get(CAP_PROP_FPS)`` reports (writing is never paced by it).
+
+    Buffer policy: the stream holds ``slots`` frames in shared memory and nothing else; the
+    writer copies each frame into a free slot (one copy, in the caller's thread).
+    ``mode="latest"``: ``write()`` never waits for a reader; a slow or stopped reader skips to
+    the newest frame (counted in its stats). A reader pins one slot only while it holds a
+    ``view()``; keep ``slots`` above the number of readers that may hold views at once plus
+    one, or a write waits for one of them to let go. ``mode="every"``: ``write()`` waits while
+    ``slots`` frames are unread by a reader attached to the stream — and until a first reader
+    attaches, as an every-mode publisher holds a file's frames — for at most ``timeout``
+    seconds, then raises :class:`~framebus.WriteTimeout`; frames still in the ring at
+    :meth:`release` reach the readers attached then.
+
+    Frames may change size, channels and dtype between writes. Thread-safe: writes from
+    several threads are serialised.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        fourcc: int | str | None = None,
+        fps: float | None = None,
+        frameSize: tuple[int, int] | None = None,  # noqa: N803 (cv2's name)
+        isColor: bool = True,  # noqa: N803 (cv2's name)
+        *,
+        mode: Literal["latest", "every"] = "latest",
+        slots: int = 4,
+        max_readers: int = 64,
+    ) -> None:
+        self.name = ""
+        self.mode = mode
+        self._ctl: Control | None = None
+        self._ring: RingWriter | None = None
+        self._lock = threading.Lock()  # one write at a time (the ring has one writer)
+        self._release_lock = threading.Lock()  # one release at a time (a thread, atexit)
+        self._closing = False
+        self._final: WriterStats | None = None
+        self._written = 0
+        self._last_write = 0.0
+        self._rate = 0.0
+        self._delay: float | None = None
+        self._delay_sum = 0.0
+        self._delay_max: float | None = None
+        self._delayed = 0
+        self._slots, self._max_readers = slots, max_readers
+        if name is not None:
+            self.open(name, fourcc, fps, frameSize, isColor)
+
+    def open(
+        self,
+        name: str,
+        fourcc: int | str | None = None,
+        fps: float | None = None,
+        frameSize: tuple[int, int] | None = None,  # noqa: N803
+        isColor: bool = True,  # noqa: N803
+    ) -> bool:
+        """Create stream ``name`` (releasing the one this writer had). Raises
+        :class:`~framebus.StreamExists` if a running process serves the name,
+        :class:`~framebus.SharedMemoryFull` if ``frameSize`` does not fit. Returns True."""
+        del fourcc  # a named stream carries pixels: there is no codec to choose
+        if not valid_name(name):
+            raise InvalidStreamName(
+                f"invalid stream name {name!r}: use 1-48 letters, digits, '_' or '-', starting "
+                "with a letter or digit (VideoWriter writes named streams; for a file, use "
+                "cv2.VideoWriter)"
+            )
+        if self.mode not in ("latest", "every"):
+            raise ValueError(f"mode must be 'latest' or 'every', not {self.mode!r}")
+        if fps is not None and not (fps >= 0 and np.isfinite(fps)):
+            raise ValueError(f"fps must be a finite number >= 0, not {fps!r}")
+        expected = None
+        if frameSize is not None:
+            width, height = (int(v) for v in frameSize)
+            if width <= 0 or height <= 0:
+                raise ValueError(f"frameSize must be (width, height) > 0, not {frameSize!r}")
+            expected = height * width * (3 if isColor else 1)
+        self.release()
+        ctl = create_stream(
+            name,
+            self._slots,
+            self._max_readers,
+            Mode[self.mode.upper()],
+            f"writer pid {os.getpid()}",
+        )
+        try:
+            ctl.claim_writer()
+            ctl.backend = BACKEND
+            ctl.source_fps = fps or None
+            ring = RingWriter(ctl)
+            if expected is not None:
+                ring.reserve(expected)
+            ctl.heartbeat()
+            ctl.set_state(State.LIVE)
+        except BaseException:
+            ctl.set_state(State.CLOSED)
+            remove_stream(name, ctl.seg.inode, ctl.instance)
+            ctl.close()
+            raise
+        self.name, self._ctl, self._ring = name, ctl, ring
+        self._closing, self._final, self._written = False, None, 0
+        _exit.close_at_exit(self)
+        return True
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(
+        self, frame: np.ndarray, *, like: FrameInfo | None = None, timeout: float | None = None
+    ) -> None:
+        """Publish ``frame`` (a 2-D or 3-D array of a supported dtype) as the stream's newest.
+
+        ``like``: the :class:`~framebus.FrameInfo` of the frame this one was made from (a
+        reader's ``info``): the written frame keeps its capture time and its position, so
+        every reader downstream sees its age from the camera, and :meth:`stats` the delay.
+        ``timeout``: in every mode, the seconds to wait for readers (None: as long as it
+        takes). Raises ``TypeError``/``ValueError`` for a frame the ring cannot hold, before
+        anything is written; :class:`~framebus.StreamEnded` after :meth:`release`.
+        """
+        image = _checked(frame)
+        if like is not None and not isinstance(like, FrameInfo):
+            raise TypeError(
+                f"like= takes a reader's FrameInfo (its .info), not {type(like).__name__}"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            ring = self._ring
+            if ring is None or self._closing:
+                raise StreamEnded(f"VideoWriter {self.name or '(not open)'!r} was released")
+            slot = ring.acquire(lambda: self._closing, deadline)
+            if slot is None:
+                if self._closing:
+                    raise StreamEnded(f"VideoWriter {self.name!r} was released while writing")
+                raise WriteTimeout(
+                    f"stream {self.name!r}: no reader took its frames within {timeout} s"
+                )
+            try:
+                np.copyto(ring.buffer(slot, image.shape, image.dtype), image)
+            except BaseException:  # SharedMemoryFull, or an interrupt mid-copy
+                ring.abandon(slot)
+                raise
+            now_ns = time.time_ns()
+            stamp = now_ns if like is None else round(like.timestamp * 1e9)
+            ring.commit(slot, image, stamp, self._written if like is None else like.pos)
+            self._written += 1
+            if like is not None:
+                self._count_delay((now_ns - stamp) / 1e9)
+            self._measure_rate(ring.ctl)
+
+    def _count_delay(self, delay: float) -> None:
+        self._delay = delay
+        self._delay_sum += delay
+        self._delayed += 1
+        self._delay_max = delay if self._delay_max is None else max(self._delay_max, delay)
+
+    def _measure_rate(self, ctl: Control) -> None:
+        """The write rate, smoothed as a capture's (``capture_fps`` in the stream's stats)."""
+        now = time.monotonic()
+        if self._last_write:
+            inst = 1.0 / max(now - self._last_write, 1e-6)
+            self._rate = inst if not self._rate else self._rate + 0.1 * (inst - self._rate)
+            ctl.capture_fps = self._rate
+        self._last_write = now
+
+    # -- the rest of cv2.VideoWriter's API -----------------------------------------------------
+
+    def isOpened(self) -> bool:  # noqa: N802 (cv2's name)
+        return self._ring is not None and not self._closing
+
+    def getBackendName(self) -> str:  # noqa: N802 (cv2's name)
+        return BACKEND
+
+    def release(self) -> None:
+        """End the stream: readers get the frames still in it, then StreamEnded. Idempotent."""
+        with self._release_lock:
+            ctl = self._ctl
+            if ctl is None or self._closing:
+                return
+            self._closing = True
+        ctl.set_state(State.CLOSED)
+        ctl.wake_writer()  # a write waiting for readers (every mode) sees the release
+        with self._lock:
+            self._final = self._stats(ctl)
+            assert self._ring is not None
+            self._ring.close()
+            self._ring = None
+        remove_stream(self.name, ctl.seg.inode, ctl.instance)
+        ctl.close()
+        self._ctl = None
+        _exit.forget(self)
+
+    close = release  # what framebus's exit handling calls
+
+    @property
+    def closed(self) -> bool:
+        return self._ctl is None
+
+    def stats(self) -> WriterStats:
+        """The stream's counters (``captured`` = frames written, ``capture_fps`` = write
+        rate) and the processing delay of frames written with ``like=``."""
+        if self._ctl is None:
+            if self._final is None:
+                raise StreamEnded("this VideoWriter was never opened")
+            return self._final
+        return self._stats(self._ctl)
+
+    def _stats(self, ctl: Control) -> WriterStats:
+        base = read_stats(ctl)
+        mean = self._delay_sum / self._delayed if self._delayed else None
+        return WriterStats(
+            **vars(base), delay=self._delay, delay_mean=mean, delay_max=self._delay_max
+        )
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "open" if self.isOpened() else "released"
+        return f"<framebus.VideoWriter {self.name!r} mode={self.mode} {state}>"
+
+
+def _checked(frame: object) -> np.ndarray:
+    """``frame`` if the ring can hold it, else a TypeError/ValueError that says why."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"write() takes a numpy array, not {type(frame).__name__}")
+    if frame.dtype not in _SUPPORTED:
+        names = ", ".join(np.dtype(d).name for d in _SUPPORTED)
+        raise TypeError(f"frames of dtype {frame.dtype} cannot be written (use {names})")
+    if frame.ndim not in (2, 3):
+        raise ValueError(
+            f"a frame is (height, width) or (height, width, channels), not {frame.ndim}-D "
+            f"{frame.shape}"
+        )
+    if frame.size == 0:
+        raise ValueError(f"an empty frame {frame.shape} cannot be written")
+    if frame.ndim == 3 and frame.shape[2] > _MAX_CHANNELS:
+        raise ValueError(
+            f"a frame has at most {_MAX_CHANNELS} channels, not {frame.shape[2]} "
+            "(is it (channels, height, width)? transpose it)"
+        )
+    return frame
