@@ -3,9 +3,10 @@
 The seed pushes ``cv2.imread("cat.jpg")`` into a ``diskcache.Cache`` every 10 s with
 ``expire=5`` and the reader polls ``cache.pull()`` ten times a second: every image is pickled
 to a SQLite file on disk and unpickled again, and the reader spins. A framebus named stream
-hands the pixels over in shared memory instead: the writer publishes a :class:`framebus.Source`,
-the reader sleeps until a new image is there, and ``info.age`` says how old it is (the seed's
-``expire``). Nothing is pickled, nothing touches the disk.
+hands the pixels over in shared memory instead: the writer's ``framebus.VideoWriter.write()``
+copies each image into it, the reader sleeps until a new image is there, and ``info.age``
+says how old it is (the seed's ``expire``). No ``Source`` subclass, no thread. Nothing is
+pickled, nothing touches the disk.
 
     python examples/instead_of_diskcache.py write [--image cat.jpg] [--interval 10]
     python examples/instead_of_diskcache.py read [--expire 5]
@@ -14,7 +15,6 @@ the reader sleeps until a new image is there, and ``info.age`` says how old it i
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import cv2
@@ -23,42 +23,19 @@ import numpy as np
 import framebus
 
 
-class EveryFewSeconds(framebus.Source):
-    """The seed's writer loop as a source: the same image, once per ``interval`` seconds."""
-
-    live = False  # when it stops pushing, the stream ends (a live camera would be reconnected)
-
-    def __init__(self, image: np.ndarray, interval: float, count: int | None) -> None:
-        self.image, self.interval, self.left = image, interval, count
-        self.fps = 1 / interval
-        self._stop = threading.Event()
-        self._first = True
-
-    def read(self) -> np.ndarray | None:
-        # the first image at once, then one per interval (a stop wakes the wait early)
-        if not self._first and self._stop.wait(self.interval):
-            return None
-        self._first = False
-        if self.left is not None:
-            if self.left == 0:
-                return None
-            self.left -= 1
-        return self.image
-
-    def close(self) -> None:
-        self._stop.set()
-
-
 def write(args: argparse.Namespace) -> None:
     image = cv2.imread(args.image) if args.image else None
     if image is None:  # no cat.jpg at hand: a picture of our own
         image = np.full((480, 640, 3), 90, np.uint8)
         cv2.putText(image, "cat.jpg", (200, 250), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
-    source = EveryFewSeconds(image, args.interval, args.count)
-    with framebus.publish(args.name, source, mode="latest") as pub:
+    with framebus.VideoWriter(args.name) as cache:
         print(f"[+] Ready to push data to stream {args.name!r}.", flush=True)
-        while pub.stats().state not in ("ended", "failed"):
-            time.sleep(0.1)
+        pushed = 0
+        while args.count is None or pushed < args.count:
+            if pushed:
+                time.sleep(args.interval)
+            cache.write(image)  # the seed's cache.push(image): one copy into shared memory
+            pushed += 1
         time.sleep(args.linger)  # let readers take the last image before the stream goes
 
 

@@ -99,10 +99,29 @@ def test_flask_mjpeg(stream_name: str) -> None:
                 body += resp.read1(65536)
         parts = re.findall(rb"Content-Type: image/jpeg\r\n(?:[^\r\n]+\r\n)*\r\n\xff\xd8", body)
         assert len(parts) >= 3
+        # /video_feed is the marked stream (the seed's frame_marked), written with like=
+        marked = {s.name: s for s in framebus.list_streams()}[f"{stream_name}-marked"]
+        assert marked.captured > 0 and marked.source.startswith("writer pid")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/raw_feed", timeout=10) as resp:
+            raw = b""
+            while b"\xff\xd9" not in raw and len(raw) < 4 << 20:  # a whole JPEG
+                raw += resp.read1(65536)
+            assert b"Content-Type: image/jpeg" in raw
     finally:
         _, err = stop(proc)
     assert proc.returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM), err
-    assert stream_name not in streams()
+    assert not streams() & {stream_name, f"{stream_name}-marked"}
+
+
+def test_detect_and_show(stream_name: str) -> None:
+    out = run(
+        "detect_and_show.py", "testpattern:320x240@30", "--name", stream_name, "--port", "0",
+        "--seconds", "3", "--delay", "0.05",
+    )  # fmt: skip
+    assert "camera and detections at http://127.0.0.1:" in out
+    delay = re.search(r"1 frames annotated, detection (\d+) ms after capture", out)
+    assert delay and int(delay.group(1)) >= 50, out  # the detector's time is in the age
+    assert not streams() & {stream_name, f"{stream_name}-boxes"}
 
 
 def test_shm_writer_and_reader(stream_name: str) -> None:

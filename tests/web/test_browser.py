@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -82,3 +87,52 @@ def test_the_mjpeg_url_plays_in_the_browser(web: Any, stream_name: str, browser:
         )
         assert colours_seen(page.screenshot()) == set(BARS)
         page.close()
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+
+
+def orange_share(png: bytes) -> float:
+    """The share of a screenshot's pixels in the example's box colour (BGR 0, 128, 255)."""
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return float((np.abs(img.astype(int) - np.array((0, 128, 255))).max(axis=2) < 40).mean())
+
+
+def test_the_detector_example_shows_its_boxes_beside_the_camera(
+    stream_name: str, browser: Any
+) -> None:
+    """examples/detect_and_show.py: a detector process writes annotated frames with
+    VideoWriter; the page shows them live beside the camera, both tiles with their age."""
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "detect_and_show.py"), "testpattern:640x360@15",
+         "--name", stream_name, "--port", "0", "--seconds", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "camera and detections at http://" in line, proc.stderr.read() if proc.stderr else ""
+        url = line.split(" at ", 1)[1].strip()
+        page = browser.new_page(viewport={"width": 1400, "height": 600})
+        page.goto(url)
+        tiles = {}
+        for name in (stream_name, f"{stream_name}-boxes"):
+            page.wait_for_function(
+                "(name) => { const i = document.querySelector(`figure[data-stream='${name}'] img`);"
+                " return i && i.naturalWidth > 0 }",
+                arg=name,
+                timeout=30_000,
+            )
+            tiles[name] = page.locator(f'figure[data-stream="{name}"]')
+        for tile in tiles.values():  # both with an age from the camera
+            assert re.search(r"age \d", tile.locator("figcaption").inner_text(timeout=10_000))
+        camera = tiles[stream_name].locator("img").screenshot()
+        boxes = tiles[f"{stream_name}-boxes"].locator("img").screenshot()
+        assert colours_seen(camera) == set(BARS) and orange_share(camera) < 0.001
+        assert "red" in colours_seen(boxes) and orange_share(boxes) > 0.005  # the boxes drawn
+        page.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM), err
