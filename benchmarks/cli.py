@@ -32,6 +32,7 @@ from . import (
     sampling,
     throughput,
     web,
+    writer,
 )
 from .common import (
     STREAM_PREFIX,
@@ -63,6 +64,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "network": network.run,
     "sampling": sampling.run,
     "pipe": pipe.run,
+    "writer": writer.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"

@@ -154,11 +154,14 @@ class VideoWriter:
 
         ``like``: the :class:`~framebus.FrameInfo` of the frame this one was made from (a
         reader's ``info``): the written frame keeps its capture time and its position, so
-        every reader downstream sees its age from the camera, and :meth:`stats` the delay.
+        every reader downstream sees its age from the camera, and :meth:`stats` the delay
+        (capture to this call). Without it, the frame's time is this call's, its position the
+        count of frames written before it.
         ``timeout``: in every mode, the seconds to wait for readers (None: as long as it
         takes). Raises ``TypeError``/``ValueError`` for a frame the ring cannot hold, before
         anything is written; :class:`~framebus.StreamEnded` after :meth:`release`.
         """
+        called_ns = time.time_ns()  # the frame's time when no like= says otherwise
         image = _checked(frame)
         if like is not None and not isinstance(like, FrameInfo):
             raise TypeError(
@@ -181,12 +184,11 @@ class VideoWriter:
             except BaseException:  # SharedMemoryFull, or an interrupt mid-copy
                 ring.abandon(slot)
                 raise
-            now_ns = time.time_ns()
-            stamp = now_ns if like is None else round(like.timestamp * 1e9)
+            stamp = called_ns if like is None else round(like.timestamp * 1e9)
             ring.commit(slot, image, stamp, self._written if like is None else like.pos)
             self._written += 1
             if like is not None:
-                self._count_delay((now_ns - stamp) / 1e9)
+                self._count_delay((called_ns - stamp) / 1e9)
             self._measure_rate(ring.ctl)
 
     def _count_delay(self, delay: float) -> None:
