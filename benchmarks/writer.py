@@ -325,20 +325,48 @@ def _detector(peer: str, camera: str, out_name: str, port: int, conn: Connection
         closers.append(close_ffmpeg)
     else:
         raise BenchError(f"unknown detector peer {peer!r}")
+    costs = _Costs()
     try:
         with framebus.attach(camera, timeout=10) as cam:
             if peer != "ffmpeg_pipe":  # (ffmpeg takes a frame once its viewer is there)
                 handoff(_detect(cam.read_frame(timeout=2)), cam.info)
             conn.send("ready")  # the annotated stream exists now
+            costs.start()
+            result = None
             while not conn.poll():
-                frame = cam.read_frame(timeout=2)
-                handoff(_detect(frame), cam.info)
+                frame = _detect(cam.read_frame(timeout=2))
+                try:
+                    with costs.handoff():
+                        handoff(frame, cam.info)
+                except (BrokenPipeError, ConnectionError):  # ffmpeg's only viewer left
+                    result = result or costs.result()
             conn.recv()
-    except (BrokenPipeError, ConnectionError):
-        pass  # ffmpeg's only client left
+            conn.send(result or costs.result())
     finally:
         for close in reversed(closers):
             close()
+
+
+class _Costs:
+    """What the detector process spends: its hand-off calls (wall) and its CPU per frame
+    (the same detection for every peer, plus the hand-off and whatever threads it needs)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.cpu0 = 0.0
+
+    def start(self) -> None:
+        self.cpu0 = time.process_time()
+
+    @contextlib.contextmanager
+    def handoff(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.calls.append(time.perf_counter() - t0)
+
+    def result(self) -> dict[str, float]:
+        cpu = time.process_time() - self.cpu0
+        return {"handoff_s": percentile(self.calls, 50), "cpu_s": cpu / max(1, len(self.calls))}
 
 
 def _mp_server(q: Any, port: int, conn: Connection) -> None:
@@ -411,11 +439,16 @@ def _mp_detector(camera: str, q: Any, conn: Connection) -> None:
     exit_with_parent()
     import framebus
 
+    costs = _Costs()
     with framebus.attach(camera, timeout=10) as cam:
         conn.send("ready")
+        costs.start()
         while not conn.poll():
-            q.put(_detect(cam.read_frame(timeout=2)))
+            frame = _detect(cam.read_frame(timeout=2))
+            with costs.handoff():
+                q.put(frame)  # pickled and sent by the queue's feeder thread
         conn.recv()
+        conn.send(costs.result())
     q.cancel_join_thread()
 
 
@@ -427,8 +460,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _process(target: Callable[..., None], *args: Any) -> Iterator[None]:
-    """A spawned helper that says "ready", runs until told to stop, then is stopped."""
+def _process(target: Callable[..., None], *args: Any) -> Iterator[dict[str, Any]]:
+    """A spawned helper that says "ready", runs until told to stop, then is stopped; what it
+    answers the stop with (a dict) lands in the dict this yields."""
     here, there = SPAWN.Pipe()
     proc = SPAWN.Process(target=target, args=(*args, there), daemon=True)
     proc.start()
@@ -436,10 +470,13 @@ def _process(target: Callable[..., None], *args: Any) -> Iterator[None]:
     try:
         if not here.poll(60) or here.recv() != "ready":
             raise BenchError(f"{target.__name__} did not start")
-        yield
+        answer: dict[str, Any] = {}
+        yield answer
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, EOFError):
             here.send("stop")
+            if here.poll(10):
+                answer.update(here.recv())
         proc.join(10)
         stop_process(proc, grace=2.0)
         here.close()
@@ -460,16 +497,16 @@ def _seed_loop(peer: str, seconds: float) -> dict[str, Any]:
     with contextlib.ExitStack() as stack, ViewerClient(CAMERA[1]) as viewers:
         stack.enter_context(_process(_camera, camera))
         if peer in ("videowriter", "source_queue"):
-            stack.enter_context(_process(_detector, peer, camera, out_name, port))
+            costs = stack.enter_context(_process(_detector, peer, camera, out_name, port))
             stack.enter_context(_process(_web_server, out_name, port))
             path = f"/streams/{out_name}.mjpg"
         elif peer == "mp_queue":
             q = SPAWN.Queue()
             stack.enter_context(_process(_mp_server, q, port))
-            stack.enter_context(_process(_mp_detector, camera, q))
+            costs = stack.enter_context(_process(_mp_detector, camera, q))
             path = "/"
         else:
-            stack.enter_context(_process(_detector, peer, camera, out_name, port))
+            costs = stack.enter_context(_process(_detector, peer, camera, out_name, port))
             path = "/feed"
             time.sleep(0.5)  # ffmpeg opens its listening socket
         vids = viewers.add(port, path, 1, probe=True)
@@ -480,7 +517,7 @@ def _seed_loop(peer: str, seconds: float) -> dict[str, Any]:
         viewers.close_viewers(vids)
     ages = [a for a in records["age"] if np.isfinite(a)]
     return {"ages": ages, "frames": len(records["t"]), "seconds": seconds,
-            "fps": len(records["t"]) / seconds}  # fmt: skip
+            "fps": len(records["t"]) / seconds, **costs}  # fmt: skip
 
 
 def _encode_seconds() -> float:
@@ -568,9 +605,13 @@ def _section(
     rows = []
     for peer, r in loops.items():
         ages = r["ages"]
-        rows.append([PEERS_003[peer], _ms(ages, 50), _ms(ages, 99), str(len(ages)),
+        handoff, cpu = r.get("handoff_s"), r.get("cpu_s")
+        rows.append([PEERS_003[peer], _ms(ages, 50), _ms(ages, 99),
+                     fmt(None if handoff is None else 1000 * handoff, 2),
+                     fmt(None if cpu is None else 1000 * cpu, 1), str(len(ages)),
                      r.get("error", "")])  # fmt: skip
-    md.append(md_table(["hand-off", "age p50 ms", "age p99 ms", "frames", "error"], rows))
+    md.append(md_table(["hand-off", "age p50 ms", "age p99 ms", "hand-off call p50 ms",
+                        "detector CPU ms/frame", "frames", "error"], rows))  # fmt: skip
     ideal = DETECTOR_S + camera_p50 + encode_s + 1 / CAMERA_FPS
     data["seed_loop_bound_s"], data["encode_s"] = ideal, encode_s
     if fb["ages"]:

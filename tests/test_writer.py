@@ -377,3 +377,37 @@ def test_the_cli_lists_a_written_stream(stream_name: str) -> None:
         assert done.returncode == 0, done.stderr
         line = next(line for line in done.stdout.splitlines() if stream_name in line)
         assert "live" in line and "64x48" in line and "writer pid" in line
+
+
+def test_wings_read_a_written_stream_unchanged(stream_name: str) -> None:
+    """``framebus cat`` (a pipe) and a ``zmq://`` exporter take a written stream as they take
+    a camera's: the pixels written, in order."""
+    net = pytest.importorskip("framebus.net")
+    frames = [np.full((48, 64, 3), 10 * n, np.uint8) for n in range(6)]
+    with framebus.VideoWriter(stream_name, mode="every") as out:
+        cat = subprocess.Popen(
+            [sys.executable, "-m", "framebus", "cat", stream_name, "--frames", "6"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert wait_until(lambda: out.stats().readers == 1, timeout=30)
+            for frame in frames:
+                out.write(frame, timeout=30)
+            assert cat.stdout is not None
+            got = [f for f, _ in framebus.pipe.frames(cat.stdout)]
+        finally:
+            _, err = cat.communicate(timeout=30)
+        assert cat.returncode == 0, err
+        assert len(got) == 6 and all(np.array_equal(g, f) for g, f in zip(got, frames))
+    with (
+        framebus.VideoWriter(stream_name) as out,
+        net.export("tcp://127.0.0.1:0", codec="raw") as ex,
+        framebus.attach(ex.url(stream_name), timeout=20) as remote,
+    ):
+        for frame in frames:
+            out.write(frame)
+            got_remote = remote.read_frame(timeout=10)
+            while not np.array_equal(got_remote, frame):  # a newest-frame reader may lag one
+                got_remote = remote.read_frame(timeout=10)
+        assert remote.getBackendName() == "ZMQ"
