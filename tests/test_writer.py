@@ -399,7 +399,7 @@ def test_wings_read_a_written_stream_unchanged(stream_name: str) -> None:
         finally:
             _, err = cat.communicate(timeout=30)
         assert cat.returncode == 0, err
-        assert len(got) == 6 and all(np.array_equal(g, f) for g, f in zip(got, frames))
+        assert len(got) == 6 and all(np.array_equal(g, f) for g, f in zip(got, frames, strict=True))
     with (
         framebus.VideoWriter(stream_name) as out,
         net.export("tcp://127.0.0.1:0", codec="raw") as ex,
