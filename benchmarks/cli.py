@@ -26,6 +26,7 @@ from . import (
     idle,
     memory,
     network,
+    open_time,
     pipe,
     restarts,
     rtsp,
@@ -65,6 +66,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "sampling": sampling.run,
     "pipe": pipe.run,
     "writer": writer.run,
+    "open": open_time.run,
 }
 
 DEFAULT_SIZES = "640x480,1280x720,1920x1080"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import framebus
+from framebus.capture import _forkserver
 
 HERE = Path(__file__).parent
 SHM = Path("/dev/shm")
@@ -30,9 +31,19 @@ def our_segments() -> set[str]:
     return {s for s in framebus_segments() if s.startswith(mine)}
 
 
+def fork_server_pid() -> int | None:
+    """This process's capture fork server (one per process, for its life: not a leak)."""
+    server = _forkserver._server
+    return server.proc.pid if server is not None and server.pid == os.getpid() else None
+
+
 def child_pids() -> set[int]:
-    """Live (non-zombie) children of this process."""
-    me = os.getpid()
+    """Live (non-zombie) children of this process, and of its capture fork server (the
+    captures it forked for this process), but not the fork server itself."""
+    parents = {os.getpid()}
+    server = fork_server_pid()
+    if server is not None:
+        parents.add(server)
     out = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -42,9 +53,9 @@ def child_pids() -> set[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[1]) == me and fields[0] not in (b"Z", b"X"):
+        if int(fields[1]) in parents and fields[0] not in (b"Z", b"X"):
             out.add(int(entry))
-    return out
+    return out - {server}
 
 
 def wait_until(cond: object, timeout: float = 10.0, step: float = 0.02) -> bool:

@@ -15,7 +15,7 @@ import weakref
 from types import FrameType
 from typing import Protocol
 
-__all__ = ["close_at_exit", "forget"]
+__all__ = ["close_at_exit", "close_last_at_exit", "forget"]
 
 
 class _Closable(Protocol):
@@ -23,6 +23,7 @@ class _Closable(Protocol):
 
 
 _open: weakref.WeakSet[_Closable] = weakref.WeakSet()
+_last: weakref.WeakSet[_Closable] = weakref.WeakSet()
 
 
 def close_at_exit(obj: _Closable, *, sigterm: bool = True) -> None:
@@ -34,6 +35,12 @@ def close_at_exit(obj: _Closable, *, sigterm: bool = True) -> None:
         _install_sigterm_exit()
 
 
+def close_last_at_exit(obj: _Closable) -> None:
+    """Close ``obj`` at interpreter exit after everything :func:`close_at_exit` holds (the
+    capture fork server: the publishers stop their captures first)."""
+    _last.add(obj)
+
+
 def forget(obj: _Closable) -> None:
     _open.discard(obj)
 
@@ -41,6 +48,8 @@ def forget(obj: _Closable) -> None:
 @atexit.register
 def _close_all() -> None:
     for obj in list(_open):
+        obj.close()
+    for obj in list(_last):
         obj.close()
 
 

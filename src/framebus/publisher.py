@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 from . import _exit
 from .bus import Mode, State, create_stream, remove_stream, validate_name
-from .capture import CaptureHost, ProcessHost, Reconnect, Supervisor, ThreadHost
+from .capture import CaptureHost, Reconnect, Supervisor, ThreadHost, launch
 from .sources import Source, SourceLike, to_spec
 from .stats import StreamStats, read_stats
 
@@ -105,7 +105,7 @@ class Publisher:
         if self._source is not None:
             return ThreadHost(self.name, self._source, self.realtime)
         assert self._spec is not None
-        return ProcessHost(self.name, self._spec, self.realtime)
+        return launch(self.name, self._spec, self.realtime)
 
     @property
     def capture_pid(self) -> int:

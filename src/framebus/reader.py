@@ -67,6 +67,8 @@ class StreamReader:
         self._grabbed: np.ndarray | None = None  # the frame lent between grab() and retrieve()
         self._retrieved: np.ndarray | None = None  # what retrieve() returned for this grab
         self._seek_pos: int | None = None  # POS_FRAMES after a seek, until a frame is read
+        self._seek_media: float | None = None  # ... and the media time the source reported
+        self._at_end = False  # the last read found the stream's end (cv2: POS_MSEC 0)
         self._remote: RemoteOptions = {}  # keywords open() gives a zmq:// URL (its keys)
 
     @property
@@ -96,13 +98,22 @@ class StreamReader:
         """The next frame, lent by the feed (a ring slot stays pinned) until the block ends."""
         feed = self._require()
         self._drop_grab()  # as cv2's read() after grab(): the grabbed frame is passed over
-        view, info = feed.acquire(self.timeout if timeout is None else timeout)
+        view, info = self._acquire(feed, self.timeout if timeout is None else timeout)
         try:
             self._seek_pos = None
             self.info = info
             yield view
         finally:
             feed.release()
+
+    def _acquire(self, feed: Feed, timeout: float | None) -> tuple[np.ndarray, FrameInfo]:
+        try:
+            got = feed.acquire(timeout)
+        except StreamEnded:
+            self._at_end = True
+            raise
+        self._at_end = False
+        return got
 
     def _output(self, view: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """The frame returned for ``view``: processed, copied (into ``image`` if it fits)."""
@@ -161,7 +172,7 @@ class StreamReader:
             return False
         self._drop_grab()
         try:
-            view, info = feed.acquire(self.timeout)
+            view, info = self._acquire(feed, self.timeout)
         except FramebusError as exc:
             self.last_error = exc
             return False
@@ -234,8 +245,15 @@ class StreamReader:
             return float(info.pos + 1) if info else 0.0
         if prop == _POS_MSEC:
             rate = feed.nominal_fps()
+            if self._at_end:
+                return 0.0  # as cv2 at the end of a file
             if self._seek_pos is not None:
-                return self._seek_pos * 1000 / rate if rate else 0.0
+                if self._seek_media is not None:
+                    return self._seek_media * 1000
+                # cv2 reports the time of the frame before the one a seek goes to
+                return max(self._seek_pos - 1, 0) * 1000 / rate if rate else 0.0
+            if info is not None and info.media_time is not None:
+                return info.media_time * 1000  # the backend's own, as cv2's
             return info.pos * 1000 / rate if info and rate else 0.0
         if prop == _FRAME_COUNT:
             count = feed.frame_count()
@@ -272,9 +290,12 @@ class StreamReader:
         if count is not None:
             frame = min(frame, count)
         self._drop_grab()
-        if not feed.seek(frame):
+        landing = feed.seek(frame)
+        if landing is None:
             return False
-        self._seek_pos = frame
+        self._seek_pos = frame if landing.pos is None else landing.pos
+        self._seek_media = landing.media_time
+        self._at_end = False
         return True
 
     def getBackendName(self) -> str:  # noqa: N802 - cv2's name

@@ -24,6 +24,10 @@ class FrameInfo:
     """Frames this reader skipped between the previous frame it returned and this one."""
     width: int
     height: int
+    media_time: float | None = None
+    """The frame's time in its source, in seconds, as its backend gives it (a file's
+    presentation time from its start: cv2's ``CAP_PROP_POS_MSEC`` / 1000); None where the
+    source has none (cameras read by framebus's RTSP client, test patterns, remote streams)."""
 
     @property
     def age(self) -> float:

@@ -133,6 +133,8 @@ class VideoWriter:
             ring = RingWriter(ctl)
             if expected is not None:
                 ring.reserve(expected)
+                shape = (height, width, 3) if isColor else (height, width)
+                ctl.set_frame_format(shape, np.dtype(np.uint8))  # readers know it at once
             ctl.heartbeat()
             ctl.set_state(State.LIVE)
         except BaseException:
@@ -185,7 +187,12 @@ class VideoWriter:
                 ring.abandon(slot)
                 raise
             stamp = called_ns if like is None else round(like.timestamp * 1e9)
-            ring.commit(slot, image, stamp, self._written if like is None else like.pos)
+            if like is None:
+                ring.commit(slot, image, stamp, self._written)
+            else:
+                media = like.media_time
+                media_ns = round(media * 1e9) if media is not None and abs(media) < 1e9 else None
+                ring.commit(slot, image, stamp, like.pos, media_ns)
             self._written += 1
             if like is not None:
                 self._count_delay((called_ns - stamp) / 1e9)

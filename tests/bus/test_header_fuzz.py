@@ -127,7 +127,10 @@ forgeries = st.builds(
     poke=raw_bytes,
     after=words,
     control_size=sometimes(
-        st.one_of(st.integers(0, CONTROL_SIZE + 8192), st.sampled_from([767, 768, 769]))
+        st.one_of(
+            st.integers(0, CONTROL_SIZE + 8192),
+            st.sampled_from([int(Hdr.SLOTS) - 1, int(Hdr.SLOTS), int(Hdr.SLOTS) + 1]),
+        )
     ),
     data_size=sometimes(st.integers(0, N_SLOTS * 4096 * 2)),
     # a young or future file without its magic costs a 1 s wait (it may be in creation): the

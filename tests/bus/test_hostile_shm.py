@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from framebus.bus._layout import ControlLayout
+
+SIZE = ControlLayout(2, 1).size  # a control segment of 2 slots and 1 reader
+
 HERE = Path(__file__).parent.parent  # tests/
 
 pytestmark = pytest.mark.skipif(
@@ -29,16 +33,16 @@ PRELUDE = '''
 import json, os, subprocess, sys, time
 import framebus
 from framebus import _platform as plat
-from framebus.bus._layout import MAGIC, Hdr, Mode
+from framebus.bus._layout import MAGIC, VERSION, Hdr, Mode
 from framebus.bus._control import create_control
 
 def forge(name, size=4096, **words):
-    """A control file framebus did not make: magic, version 1, 2 slots, then ``words``."""
+    """A control file framebus did not make: magic, this version, 2 slots, then ``words``."""
     path = f"/dev/shm/framebus.{name}"
     with open(path, "wb") as f:
         f.truncate(size)
     seg = plat.Segment.open(f"framebus.{name}")
-    defaults = {"MAGIC": MAGIC, "VERSION": 1, "N_SLOTS": 2, "MAX_READERS": 1}
+    defaults = {"MAGIC": MAGIC, "VERSION": VERSION, "N_SLOTS": 2, "MAX_READERS": 1}
     for field, value in {**defaults, **words}.items():
         seg.words.store(Hdr[field], value)
     seg.close()
@@ -113,7 +117,7 @@ def test_prune_never_kills_a_process_a_forged_segment_names(
 def test_other_layout_version_is_an_error_not_a_crash() -> None:
     r = in_private_shm(
         """
-        forge("v2", VERSION=2)
+        forge("v2", VERSION=1)  # a stream of framebus 0.1's layout
         try:
             framebus.attach("v2")
         except framebus.IncompatibleStream as exc:
@@ -123,11 +127,11 @@ def test_other_layout_version_is_an_error_not_a_crash() -> None:
         report(err=err, ls_rc=ls.returncode, ls=ls.stdout)
         """
     )
-    assert "layout version 2" in str(r["err"])
+    assert "layout version 1" in str(r["err"])
     assert r["ls_rc"] == 0 and "unreadable" in str(r["ls"]) and "v2" in str(r["ls"])
 
 
-@pytest.mark.parametrize("size", [8, 100, 767])
+@pytest.mark.parametrize("size", [8, 100, 831])
 def test_truncated_control_file_is_an_error_not_a_crash(size: int) -> None:
     r = in_private_shm(
         f"""
@@ -159,7 +163,7 @@ def test_truncated_control_file_is_an_error_not_a_crash(size: int) -> None:
 def test_forged_header_fields_raise_incompatible_stream(words: dict[str, int]) -> None:
     r = in_private_shm(
         f"""
-        words = {{"OWNER_PID": os.getpid(), "CONTROL_SIZE": 768 + 2 * 64 + 64, **{words!r}}}
+        words = {{"OWNER_PID": os.getpid(), "CONTROL_SIZE": {SIZE}, **{words!r}}}
         forge("bad", **words)
         try:
             framebus.attach("bad")

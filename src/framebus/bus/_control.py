@@ -7,8 +7,10 @@ validated before anything else reads it: a file in /dev/shm may hold anyone's by
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import struct
 import time
 from collections.abc import Callable
 
@@ -28,6 +30,7 @@ from ._layout import (
     HEADER_TEXT_BYTES,
     MAGIC,
     MAX_CONTROL_SIZE,
+    MEDIA_TIME_BIAS,
     MIN_CONTROL_SIZE,
     NONE,
     READER_SIZE,
@@ -44,6 +47,8 @@ from ._layout import (
     Slot,
     State,
     control_name,
+    dtype_code,
+    dtype_from_code,
     pack_seek,
     unpack_latest,
     unpack_seek,
@@ -339,17 +344,37 @@ class Control:
         seek = unpack_seek(self.words.load(Hdr.SEEK))
         return seek.value if seek.phase is SeekPhase.REQUESTED else None
 
-    def answer_seek(self, frame: int, first_seq: int | None) -> None:
+    def answer_seek(
+        self,
+        frame: int,
+        first_seq: int | None,
+        landed: int | None = None,
+        media_ns: int | None = None,
+    ) -> None:
         """The capture: the request for ``frame`` was served (the first frame from there will
-        carry ``first_seq``), or refused (None). A withdrawn request stays withdrawn."""
+        carry ``first_seq``), or refused (None). A withdrawn request stays withdrawn.
+        ``landed``/``media_ns``: the position and media time the source reports after the seek
+        (what cv2 answers before the next read), for :meth:`seek_landing`."""
         w = self.words
         old = unpack_seek(w.load_sc(Hdr.SEEK))
         if old.phase is not SeekPhase.REQUESTED or old.value != frame:
             return
+        self.put(Hdr.SEEK_LANDED, landed + 1 if landed is not None and landed >= 0 else 0)
+        media = 0 if media_ns is None else media_ns + MEDIA_TIME_BIAS
+        self.put(Hdr.SEEK_MEDIA, media if 0 <= media < 1 << 64 else 0)
         phase = SeekPhase.REFUSED if first_seq is None else SeekPhase.DONE
         reply = Seek(old.seekable, old.serial, phase, first_seq or 0)
         w.cas(Hdr.SEEK, pack_seek(old), pack_seek(reply))
         self.notify()
+
+    def seek_landing(self) -> tuple[int | None, float | None]:
+        """(frame index, media time in seconds) the source reported after the last seek it
+        served; None for what it did not say. Read by the requester once its seek is done."""
+        landed, media = self.get(Hdr.SEEK_LANDED), self.get(Hdr.SEEK_MEDIA)
+        return (
+            landed - 1 if 0 < landed <= SEEK_VALUE_MAX + 1 else None,
+            (media - MEDIA_TIME_BIAS) / 1e9 if media else None,
+        )
 
     def capture_died(self) -> None:
         """The capture exited on its own (not stopped by us). If it was allocating shared
@@ -374,12 +399,41 @@ class Control:
 
     @property
     def source_fps(self) -> float | None:
-        """The source's nominal frame rate (None if unknown)."""
-        return self.get(Hdr.SOURCE_FPS_MILLI) / 1000 or None
+        """The source's nominal frame rate, exactly as its backend gave it (None if unknown,
+        and for what a forged header may hold: not finite, not positive, above 1e6)."""
+        fps: float = struct.unpack("<d", struct.pack("<Q", self.get(Hdr.SOURCE_FPS)))[0]
+        return fps if math.isfinite(fps) and 0 < fps <= 1e6 else None
 
     @source_fps.setter
     def source_fps(self, fps: float | None) -> None:
-        self.put(Hdr.SOURCE_FPS_MILLI, int((fps or 0) * 1000))
+        bits = struct.unpack("<Q", struct.pack("<d", float(fps)))[0] if fps else 0
+        self.put(Hdr.SOURCE_FPS, bits)
+
+    @property
+    def frame_format(self) -> tuple[int, int, int, np.dtype[np.generic]] | None:
+        """(width, height, channels, dtype) of the stream's frames before one is in the ring
+        (None if not known, or not valid: the header is anyone's bytes)."""
+        code = self.get(Hdr.FORMAT_DTYPE)
+        if not code:
+            return None
+        width, height = self.get(Hdr.FORMAT_WIDTH), self.get(Hdr.FORMAT_HEIGHT)
+        channels = self.get(Hdr.FORMAT_CHANNELS)
+        try:
+            dtype = dtype_from_code(code)
+        except ValueError:
+            return None
+        if not (0 < width < 1 << 31 and 0 < height < 1 << 31 and channels <= 64):
+            return None
+        return width, height, channels, dtype
+
+    def set_frame_format(self, shape: tuple[int, ...], dtype: np.dtype[np.generic]) -> None:
+        """Say what the stream's frames are (``shape`` as numpy's), before one is published;
+        the dtype word last: it says the others are there."""
+        self.put(Hdr.FORMAT_WIDTH, shape[1])
+        self.put(Hdr.FORMAT_HEIGHT, shape[0])
+        self.put(Hdr.FORMAT_CHANNELS, shape[2] if len(shape) == 3 else 0)
+        self.words.store_sc(Hdr.FORMAT_DTYPE, dtype_code(dtype))
+        self.notify()
 
     @property
     def capture_fps(self) -> float:
@@ -425,10 +479,12 @@ class Control:
         self.put(Hdr.RECONNECTS, self.reconnects + 1)
 
     def newest_size(self) -> tuple[int, int]:
-        """(width, height) of the newest frame; (0, 0) before the first."""
+        """(width, height) of the newest frame; before the first, of the format the capture
+        announced (:meth:`set_frame_format`); (0, 0) if neither is known."""
         seq, slot = unpack_latest(self.get(Hdr.LATEST))
         if not seq or slot >= self.layout.n_slots:
-            return 0, 0
+            known = self.frame_format
+            return (known[0], known[1]) if known is not None else (0, 0)
         return self.get(self.layout.slot(slot, Slot.WIDTH)), self.get(
             self.layout.slot(slot, Slot.HEIGHT)
         )

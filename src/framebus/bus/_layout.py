@@ -27,9 +27,11 @@ __all__ = [
     "MIN_CONTROL_SIZE",
     "EMPTY",
     "MAGIC",
+    "MEDIA_TIME_BIAS",
     "BACKEND_BYTES",
     "SEEK_SERIALS",
     "SEEK_VALUE_MAX",
+    "SLOT_DESC_SIZE",
     "NONE",
     "REAPING",
     "VERSION",
@@ -56,7 +58,10 @@ __all__ = [
 ]
 
 MAGIC = int.from_bytes(b"FRAMEBUS", "little")
-VERSION = 1
+VERSION = 2
+"""2: the nominal fps as a double, the first frame's format in the header, the backend's own
+media time of each frame in its 128-byte slot descriptor (1: fps in thousandths, 64-byte
+descriptors). Readers and writers of different versions refuse each other's streams."""
 CONTROL_PREFIX = "framebus."
 
 EMPTY = 0  # slot frame_seq: holds no frame
@@ -113,7 +118,7 @@ class Hdr(enum.IntEnum):
     DROPPED = 136
     HEARTBEAT_NS = 144  # CLOCK_MONOTONIC when the writer last made progress (not stuck in a read)
     FPS_MILLI = 152  # measured capture rate x 1000
-    SOURCE_FPS_MILLI = 160  # the source's nominal rate x 1000 (0 unknown)
+    SOURCE_FPS = 160  # the source's nominal rate, IEEE-754 double bits (0 unknown)
     FRAME_COUNT = 168  # frames in a finite source + 1 (0 unknown)
     STARTED_NS = 176  # time.time_ns() at creation
     LAST_FRAME_NS = 184  # time.time_ns() of the newest frame
@@ -125,7 +130,16 @@ class Hdr(enum.IntEnum):
     SEEK = 240  # the seek request/reply word (pack_seek); both spare in layout 1: 0 = none
     ERROR_MSG = 256  # 256 bytes of UTF-8, NUL padded
     SOURCE_DESC = 512  # 256 bytes of UTF-8 (credentials removed), NUL padded
-    SLOTS = 768  # first slot descriptor
+    # the format of the stream's frames, known before the first is in the ring (the capture
+    # writes it once its first frame is decoded; a VideoWriter given frameSize at once)
+    FORMAT_WIDTH = 768
+    FORMAT_HEIGHT = 776
+    FORMAT_CHANNELS = 784  # 0 for a 2-D (grey) frame
+    FORMAT_DTYPE = 792  # dtype code; 0: no format known yet
+    # where the last seek landed, written by the capture before it answers the request
+    SEEK_LANDED = 800  # the frame index the source says it is at (cv2's POS_FRAMES) + 1; 0 none
+    SEEK_MEDIA = 808  # the media time it reports there, nanoseconds + MEDIA_TIME_BIAS; 0 none
+    SLOTS = 832  # first slot descriptor
 
 
 HEADER_TEXT_BYTES = 256
@@ -188,9 +202,12 @@ class Slot(enum.IntEnum):
     DTYPE = 40
     TIMESTAMP_NS = 48  # time.time_ns() at capture
     POS = 56  # the frame's index in its source
+    MEDIA_TIME = 64  # the backend's own time of the frame, nanoseconds + MEDIA_TIME_BIAS; 0 none
 
 
-SLOT_DESC_SIZE = 64
+SLOT_DESC_SIZE = 128
+MEDIA_TIME_BIAS = 1 << 62
+"""Added to a media time in nanoseconds (which may be negative) so that 0 means none."""
 
 
 class Rdr(enum.IntEnum):

@@ -35,6 +35,7 @@ from ..errors import (
 from ._control import Control
 from ._layout import (
     EMPTY,
+    MEDIA_TIME_BIAS,
     NONE,
     WRITING,
     Hdr,
@@ -221,15 +222,24 @@ class RingWriter:
         self.ctl.words.store(Hdr.SLOT_CAPACITY, capacity)
         self.ctl.words.store(Hdr.DATA_GEN, gen)
 
-    def commit(self, slot: int, frame: np.ndarray, timestamp_ns: int, pos: int) -> int:
-        """Publish the frame written into ``slot`` (``frame`` gives its shape); returns its seq."""
+    def commit(
+        self,
+        slot: int,
+        frame: np.ndarray,
+        timestamp_ns: int,
+        pos: int,
+        media_ns: int | None = None,
+    ) -> int:
+        """Publish the frame written into ``slot`` (``frame`` gives its shape); returns its seq.
+        ``media_ns``: the backend's own time of the frame (cv2's ``POS_MSEC``), if it has one."""
         ctl, w = self.ctl, self.ctl.words
         shape = frame.shape
         seq_at = self._seq_offsets[slot]
         base = seq_at // 8
+        media = 0 if media_ns is None else media_ns + MEDIA_TIME_BIAS
         # descriptor words after frame_seq, in Slot order: gen, height, width, channels, dtype,
-        # timestamp, pos (one numpy call: this runs for every frame)
-        ctl.u64[base + 1 : base + 8] = (
+        # timestamp, pos, media time (one numpy call: this runs for every frame)
+        ctl.u64[base + 1 : base + 9] = (
             self.gen,
             shape[0],
             shape[1],
@@ -237,6 +247,7 @@ class RingWriter:
             dtype_code(frame.dtype),
             timestamp_ns,
             pos,
+            media if 0 <= media < 1 << 64 else 0,
         )
         self.seq += 1
         w.store(seq_at, self.seq)  # release: descriptor + pixels first
@@ -287,6 +298,8 @@ class FrameMeta:
     timestamp_ns: int
     pos: int
     skipped: int
+    media_ns: int | None = None
+    """The backend's own time of the frame in nanoseconds (cv2's ``POS_MSEC`` x 1e6)."""
 
 
 class RingReader:
@@ -394,7 +407,9 @@ class RingReader:
             return None
         ts = int(self.ctl.u64[desc + Slot.TIMESTAMP_NS // 8])
         pos = int(self.ctl.u64[desc + Slot.POS // 8])
-        return FrameMeta(slot, seq, ts, pos, max(0, seq - self.cursor - 1))
+        media = int(self.ctl.u64[desc + Slot.MEDIA_TIME // 8])
+        media_ns = media - MEDIA_TIME_BIAS if media else None
+        return FrameMeta(slot, seq, ts, pos, max(0, seq - self.cursor - 1), media_ns)
 
     def _map(self, gen: int) -> bool:
         try:

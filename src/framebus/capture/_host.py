@@ -7,19 +7,25 @@ thread instead, which cannot be killed (a hung one shows as stalled).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from typing import Protocol
 
+from .. import _platform as plat
 from ..bus import CAPTURE_MODULE, Control, State
+from ..errors import FramebusError
 from ..sources import Pipe, Source, Spec, spec_to_json
+from ._forkserver import ForkServer, fork_server
 from ._loop import capture_loop
 
-__all__ = ["CaptureHost", "ProcessHost", "ThreadHost", "STOP_GRACE"]
+__all__ = ["CaptureHost", "ForkedHost", "ProcessHost", "ThreadHost", "STOP_GRACE", "launch"]
 
 STOP_GRACE = 2.0  # seconds a capture gets to exit before it is killed
 
@@ -99,6 +105,66 @@ class ProcessHost:
             self.proc.wait(STOP_GRACE)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class ForkedHost:
+    """The capture loop in a process forked by this process's fork server
+    (:mod:`framebus.capture._forkserver`): killable as a fresh interpreter, but it starts in
+    milliseconds. Known by pid and start time, which every signal checks first."""
+
+    killable = True
+
+    def __init__(self, name: str, spec: Spec, realtime: bool, server: ForkServer) -> None:
+        fds: tuple[int, ...] = ()
+        if isinstance(spec, Pipe):
+            spec = replace(spec, origin=spec.label)  # the fd travels beside it (SCM_RIGHTS)
+            fds = (spec.fd,)
+        message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime}
+        self._pid, self._start = server.spawn(message, fds)
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def running(self) -> bool:
+        return plat.process_alive(self._pid, self._start)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._start and plat.process_start_time(self._pid) == self._start:  # ours, still
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, sig)
+
+    def _wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self._wait(STOP_GRACE)
+
+    def stop(self) -> None:
+        """Ask nicely (the stream state already says closed), then insist."""
+        if self._wait(STOP_GRACE):
+            return
+        self._signal(signal.SIGTERM)
+        if not self._wait(STOP_GRACE):
+            self.kill()
+
+
+def launch(name: str, spec: Spec, realtime: bool) -> CaptureHost:
+    """The capture of a built-in source: forked by the fork server when there is one, else a
+    fresh interpreter."""
+    server = fork_server()
+    if server is not None:
+        try:
+            return ForkedHost(name, spec, realtime, server)
+        except FramebusError:
+            pass  # the server is gone: a fresh interpreter, and a new server next time
+    return ProcessHost(name, spec, realtime)
 
 
 class ThreadHost:

@@ -6,6 +6,7 @@ publisher (for user :class:`~framebus.Source` objects); see :mod:`framebus.captu
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -58,7 +59,10 @@ def capture_loop(
         if first is None:
             return _no_frame(ctl, source)
         first_stamp = source.frame_time_ns() or time.time_ns()
+        first_media = _media_ns(source)
         writer.reserve(first.nbytes)
+        # before the stream is live: whoever opened it knows its frames' size at once
+        ctl.set_frame_format(first.shape, first.dtype)
         ctl.heartbeat()
         if ctl.set_state(State.LIVE):  # refused once closed: stop() then ends the loop
             ctl.record_error(None, "")  # live (again): an earlier capture's error is history
@@ -82,8 +86,12 @@ def capture_loop(
                     if ctl.state is State.ENDED:
                         ctl.heartbeat()
                         ctl.revive()  # before the answer: the requester reads on at once
-                # the next frame published, whichever slot it gets, is frame `got`
-                ctl.answer_seek(want, None if got is None else writer.seq + 1)
+                # the next frame published, whichever slot it gets, is frame `got`; the
+                # position and media time the source now reports are what cv2 answers
+                if got is None:
+                    ctl.answer_seek(want, None)
+                else:
+                    ctl.answer_seek(want, writer.seq + 1, got, _media_ns(source))
             return stop()
 
         def await_seek() -> bool:
@@ -108,7 +116,7 @@ def capture_loop(
             if slot is None:
                 return True
             if first is not None:
-                frame, stamp, first = first, first_stamp, None
+                frame, stamp, media, first = first, first_stamp, first_media, None
                 np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                 shape, dtype = frame.shape, frame.dtype
             else:
@@ -126,10 +134,12 @@ def capture_loop(
                         continue
                     return True
                 frame, stamp = read, source.frame_time_ns() or time.time_ns()
+                media = _media_ns(source)
                 if hint is None or not _same_buffer(frame, hint):
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype
-            writer.commit(slot, frame, stamp, pos)
+            index = source.frame_index()
+            writer.commit(slot, frame, stamp, pos if index is None else index, media)
             if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
                 backend = _report_backend(ctl, source)
             pos += 1
@@ -148,6 +158,14 @@ def capture_loop(
             source.close()
         finally:
             writer.close()
+
+
+def _media_ns(source: Source) -> int | None:
+    """The source's own time of the frame it returned last, in nanoseconds."""
+    seconds = source.frame_media_time()
+    if seconds is None or not math.isfinite(seconds) or abs(seconds) > 1e9:
+        return None
+    return round(seconds * 1e9)
 
 
 def _report_backend(ctl: Control, source: Source) -> str:

@@ -12,6 +12,6 @@ transport by URL:
 
 from __future__ import annotations
 
-from .base import Feed, RemoteOptions
+from .base import Feed, Landing, RemoteOptions
 
-__all__ = ["Feed", "RemoteOptions"]
+__all__ = ["Feed", "Landing", "RemoteOptions"]

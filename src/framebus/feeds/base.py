@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Protocol, TypedDict
+from typing import NamedTuple, Protocol, TypedDict
 
 import numpy as np
 
 from ..stats import FrameInfo, StreamStats
 
-__all__ = ["Feed", "RemoteOptions"]
+__all__ = ["Feed", "Landing", "RemoteOptions"]
+
+
+class Landing(NamedTuple):
+    """Where a seek landed, as the source says (what cv2 reports before the next read)."""
+
+    pos: int | None
+    """The frame index (``CAP_PROP_POS_FRAMES``); None: the one asked for."""
+    media_time: float | None
+    """The media time in seconds (``CAP_PROP_POS_MSEC`` / 1000); None: not known."""
 
 
 class RemoteOptions(TypedDict, total=False):
@@ -78,9 +87,9 @@ class Feed(Protocol):
         """(width, height) of the newest frame known, (0, 0) before any."""
         ...
 
-    def seek(self, frame: int) -> bool:
-        """Make ``frame`` (already clamped to the source) the next frame acquired; False if
-        this feed cannot seek."""
+    def seek(self, frame: int) -> Landing | None:
+        """Make ``frame`` (already clamped to the source) the next frame acquired; None if this
+        feed cannot seek, else where the source says it landed."""
         ...
 
     def stats(self) -> StreamStats:

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..bus import Control, RingReader, State
 from ..stats import FrameInfo, StreamStats, read_stats
+from .base import Landing
 
 __all__ = ["SEEK_TIMEOUT", "RingFeed"]
 
@@ -34,7 +35,10 @@ class RingFeed:
             ring.release()
             raise
         height, width = view.shape[:2]
-        info = FrameInfo(meta.seq, meta.timestamp_ns / 1e9, meta.pos, meta.skipped, width, height)
+        media = None if meta.media_ns is None else meta.media_ns / 1e9
+        info = FrameInfo(
+            meta.seq, meta.timestamp_ns / 1e9, meta.pos, meta.skipped, width, height, media
+        )
         return view, info
 
     def release(self) -> None:
@@ -63,16 +67,16 @@ class RingFeed:
     def size(self) -> tuple[int, int]:
         return self.ctl.newest_size()
 
-    def seek(self, frame: int) -> bool:
+    def seek(self, frame: int) -> Landing | None:
         """The capture process seeks; the next frame acquired comes from ``frame``, for this
         reader at once (frames it had in the ring are passed over)."""
         if not self.ctl.seekable:
-            return False
+            return None
         first = self.ctl.seek(frame, SEEK_TIMEOUT, self.ring.skip_to)
         if first is None:
-            return False
+            return None
         self.ring.skip_to(first)
-        return True
+        return Landing(*self.ctl.seek_landing())
 
     def stats(self) -> StreamStats:
         return read_stats(self.ctl, self.counters())

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..feeds import RemoteOptions
+from ..feeds import Landing, RemoteOptions
 from ..sources.spec import Remote
 from ..stats import FrameInfo, StreamStats
 from .receiver import BACKEND, Receiver, ReceiverStats, receiver_for
@@ -106,9 +106,9 @@ class ZmqFeed:
         described = self.receiver.description()
         return (described.width, described.height) if described is not None else (0, 0)
 
-    def seek(self, frame: int) -> bool:
-        """False: a remote stream is read live, at the exporter's newest frame."""
-        return False
+    def seek(self, frame: int) -> Landing | None:
+        """None: a remote stream is read live, at the exporter's newest frame."""
+        return None
 
     def stats(self) -> StreamStats:
         """This reader's view of the remote stream: ``state``, ``captured`` (the newest remote

@@ -56,6 +56,17 @@ class Source(abc.ABC):
         capture stamps each frame when :meth:`read` returns it."""
         return None
 
+    def frame_media_time(self) -> float | None:
+        """The time of the frame last read in the source's own clock, in seconds from its
+        start (a file's presentation time: what cv2 reports as ``CAP_PROP_POS_MSEC`` / 1000),
+        or None if the source has none: readers then compute it from the position and fps."""
+        return None
+
+    def frame_index(self) -> int | None:
+        """The index of the frame last read as the source counts (cv2's ``POS_FRAMES`` - 1),
+        or None to let the capture count the frames it reads (from a seek's position)."""
+        return None
+
     def seek(self, frame: int) -> int | None:
         """Make the next :meth:`read` return frame index ``frame``; return the index it will
         return (the source may land elsewhere, e.g. clamped to its length), None if it cannot."""

@@ -78,6 +78,20 @@ class OpenCVSource(Source):
         ok, frame = self._cap.read(out) if out is not None else self._cap.read()
         return frame if ok else None
 
+    def frame_media_time(self) -> float | None:
+        import cv2
+
+        if self.live:  # a camera's clock: not a position in anything
+            return None
+        return float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000
+
+    def frame_index(self) -> int | None:
+        import cv2
+
+        if self.live:
+            return None
+        return int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1  # what cv2 says, after a seek too
+
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()

@@ -39,6 +39,7 @@ class PyAVSource(Source):
         self._stream: Any = None
         self._pending: Any = None  # the frame a seek decoded up to, returned by the next read
         self._count: int | None = None
+        self._media: float | None = None
 
     def open(self) -> None:
         av = import_av()
@@ -70,22 +71,29 @@ class PyAVSource(Source):
         self.seekable = not m.is_live and self.fps is not None
 
     def seek(self, frame: int) -> int | None:
-        """To the keyframe before ``frame``, then decode up to it: exact for constant-rate files."""
+        """To the keyframe before ``frame - 1``, then decode up to ``frame`` (found by its
+        presentation time, as OpenCV does): exact for constant-rate files. The media time is
+        then the frame before's, which cv2 reports after a seek."""
         if not self.seekable or self.fps is None:
             return None
         frame = max(frame, 0) if self._count is None else min(max(frame, 0), self._count)
         stream, fps = self._stream, self.fps
         start, tb = stream.start_time or 0, stream.time_base
-        self._container.seek(start + int(frame / fps / tb), stream=stream, backward=True)
+        before = max(frame - 1, 0)
+        self._container.seek(start + int(before / fps / tb), stream=stream, backward=True)
         self._frames = self._container.decode(stream)
-        self._pending = None
+        self._pending = previous = None
         try:
             for decoded in self._frames:
                 if decoded.pts is None or round((decoded.pts - start) * tb * fps) >= frame:
                     self._pending = decoded
                     break
+                previous = decoded
         except Exception:  # a damaged file: reading on from here ends it
             return None
+        self._media = self._seconds(previous.pts) if previous is not None else None
+        if frame == 0:
+            self._media = 0.0
         return frame
 
     @property
@@ -104,8 +112,18 @@ class PyAVSource(Source):
             if not self.live:
                 return None
             raise av_error(exc, self.media) from None
+        self._media = self._seconds(frame.pts)
         arr: np.ndarray = frame.to_ndarray(format="bgr24")
         return arr
+
+    def _seconds(self, pts: int | None) -> float | None:
+        """A presentation time in seconds from the stream's start, as OpenCV computes it."""
+        if pts is None or self._stream is None:
+            return None
+        return float((pts - (self._stream.start_time or 0)) * self._stream.time_base)
+
+    def frame_media_time(self) -> float | None:
+        return self._media
 
     def close(self) -> None:
         if self._container is not None:

@@ -1,0 +1,218 @@
+"""The warm capture process: imports numpy, OpenCV and framebus's sources once per user
+process, then forks one capture process per stream (as ``multiprocessing``'s forkserver).
+
+A fresh interpreter per capture costs about 0.4 s (the imports); a fork of a warm one a few
+milliseconds. Each capture still runs in a process of its own, killable when hung inside
+native code. The server is single-threaded, so forking it is safe; it runs
+``python -m framebus.capture`` (so a capture is recognised as framebus's own by the same argv
+check as before) and talks to its user process over a ``SOCK_SEQPACKET`` socket pair: one
+JSON request per capture (with a pipe source's descriptor attached), one JSON reply (the
+child's pid and start time). It exits when that socket closes (its user process exited or
+closed it); the captures it forked go on until their streams close, and a capture whose
+parent is gone checks that its publisher still lives before it removes anything.
+
+``FRAMEBUS_FORK_SERVER=0`` turns it off: every capture is a fresh interpreter again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import _exit
+from .. import _platform as plat
+from ..bus import CAPTURE_MODULE
+from ..errors import FramebusError
+
+__all__ = ["ENV", "ForkServer", "fork_server", "serve"]
+
+ENV = "FRAMEBUS_FORK_SERVER"
+_MAX_MESSAGE = 1 << 20  # a request is a spec: a URL, options; never near this
+_START_TIMEOUT = 30.0
+_REPLY_TIMEOUT = 10.0
+_REAP_PERIOD = 0.1  # how often the server reaps captures that exited
+_WARM_AFTER = 1.0  # idle seconds before the server imports PyAV (not while captures are asked)
+_PRELOAD = ("numpy", "framebus.capture._loop", "framebus.sources._open", "framebus.pipe.source")
+
+
+class ForkServer:
+    """The user process's end: starts the server and asks it for captures. Thread-safe."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        their_fd = theirs.fileno()
+        self._sock = ours
+        self._lock = threading.Lock()
+        self.pid = os.getpid()  # the process this server belongs to (not a fork of it)
+        env = dict(os.environ)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", CAPTURE_MODULE],
+                stdin=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+                pass_fds=(their_fd,),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        try:
+            assert self.proc.stdin is not None
+            with self.proc.stdin:
+                self.proc.stdin.write(json.dumps({"fork_server": their_fd}).encode())
+            ours.settimeout(_START_TIMEOUT)
+            if ours.recv(64) != b"ready":
+                raise FramebusError("the capture fork server did not start")
+            ours.settimeout(None)
+        except BaseException:
+            self.close()
+            raise
+
+    def spawn(self, message: dict[str, Any], fds: tuple[int, ...] = ()) -> tuple[int, int]:
+        """Fork a capture for ``message`` (what ``python -m framebus.capture`` reads on stdin);
+        returns its (pid, start time). ``fds``: descriptors it gets (a pipe source's)."""
+        request = json.dumps({**message, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+        with self._lock:
+            sock = self._sock
+            try:
+                sock.settimeout(_REPLY_TIMEOUT)
+                socket.send_fds(sock, [request], list(fds))
+                reply = sock.recv(_MAX_MESSAGE)
+            except OSError as exc:
+                raise FramebusError(f"the capture fork server failed: {exc}") from None
+            finally:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(None)
+        if not reply:
+            raise FramebusError("the capture fork server exited")
+        answer = json.loads(reply)
+        if "error" in answer:
+            raise FramebusError(f"the capture fork server could not fork: {answer['error']}")
+        return int(answer["pid"]), int(answer["start"])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        """Close the socket: the server exits (its captures go on until their streams end)."""
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_server: ForkServer | None = None
+_server_lock = threading.Lock()
+_failed_in: int | None = None  # the pid of a process whose server would not start: no retries
+
+
+def fork_server() -> ForkServer | None:
+    """This process's fork server, started at the first call; None if turned off or it cannot
+    start (captures are then fresh interpreters, as before)."""
+    global _server, _failed_in
+    if os.environ.get(ENV, "1") == "0" or _failed_in == os.getpid():
+        return None
+    with _server_lock:
+        server = _server
+        if server is not None and server.pid == os.getpid() and server.alive():
+            return server
+        if server is not None and server.pid == os.getpid():
+            server.close()  # it died: start another
+        try:
+            _server = ForkServer()
+        except (OSError, FramebusError):
+            _server, _failed_in = None, os.getpid()
+            return None
+        _exit.close_last_at_exit(_server)
+        return _server
+
+
+# -- the server (in ``python -m framebus.capture``) ----------------------------------------------
+
+
+def serve(fd: int, run_capture: Callable[[dict[str, Any], int | None], int]) -> int:
+    """Serve fork requests on socket ``fd`` until it closes. ``run_capture(message, fd)`` runs
+    in each forked child (with the descriptor it was sent, if any) and returns its exit code."""
+    sock = socket.socket(fileno=fd)
+    _preload()
+    sock.send(b"ready")
+    warm, idle_since = False, time.monotonic()
+    while True:
+        readable, _, _ = select.select([sock], [], [], _REAP_PERIOD)
+        _reap()
+        if not readable:
+            if not warm and time.monotonic() - idle_since > _WARM_AFTER:
+                warm = True  # idle: import what some captures need, before they ask
+                _preload_more()
+            continue
+        idle_since = time.monotonic()
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 4)
+        except OSError:
+            return 0
+        if not data:
+            return 0  # the user process closed it or exited
+        try:
+            message = json.loads(data)
+            pid = os.fork()
+        except Exception as exc:  # a bad request, no memory for a fork: say so, serve on
+            _close(fds)
+            sock.send(json.dumps({"error": str(exc)}).encode())
+            continue
+        if pid == 0:  # the capture
+            code = 1
+            try:
+                sock.close()
+                _close(fds[1:])
+                code = run_capture(message, fds[0] if fds else None)
+            finally:
+                os._exit(code)  # never back into the server's loop or its atexit
+        _close(fds)
+        start = plat.process_start_time(pid) or 0
+        sock.send(json.dumps({"pid": pid, "start": start}).encode())
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def _preload() -> None:
+    """What every capture needs, imported once here instead of in each."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no thread pools to fork over
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2  # the file and camera backend
+
+    cv2.setNumThreads(1)
+    for module in _PRELOAD:
+        importlib.import_module(module)
+
+
+def _preload_more() -> None:
+    """PyAV (the RTSP client's decoder, the ``av`` backend): 0.2 s more, imported while idle."""
+    with contextlib.suppress(ImportError):
+        import av  # noqa: F401
