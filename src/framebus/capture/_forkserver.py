@@ -111,6 +111,8 @@ class ForkServer:
         """Close the socket: the server exits (its captures go on until their streams end)."""
         with contextlib.suppress(OSError):
             self._sock.close()
+        if self.pid != os.getpid():
+            return  # a fork of the process that started it: not this process's child
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
