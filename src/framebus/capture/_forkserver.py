@@ -121,29 +121,52 @@ class ForkServer:
 
 
 _server: ForkServer | None = None
+_starting: tuple[int, threading.Thread] | None = None  # (pid of this process, its starter)
 _server_lock = threading.Lock()
 _failed_in: int | None = None  # the pid of a process whose server would not start: no retries
 
 
-def fork_server() -> ForkServer | None:
-    """This process's fork server, started at the first call; None if turned off or it cannot
-    start (captures are then fresh interpreters, as before)."""
-    global _server, _failed_in
-    if os.environ.get(ENV, "1") == "0" or _failed_in == os.getpid():
+def fork_server(wait: bool = True) -> ForkServer | None:
+    """This process's fork server, if it is ready. When there is none yet (the first capture of
+    the process, or the server died) it starts one in a background thread and returns None: that
+    capture runs as a fresh interpreter meanwhile, which takes as long as the server's own start,
+    and the two overlap. While it is starting, ``wait`` waits for it (a capture asked then is
+    forked as soon as it is ready, never later than a fresh interpreter would be). None also if
+    turned off (``FRAMEBUS_FORK_SERVER=0``) or if it would not start in this process."""
+    global _starting
+    me = os.getpid()
+    if os.environ.get(ENV, "1") == "0" or _failed_in == me:
         return None
     with _server_lock:
         server = _server
-        if server is not None and server.pid == os.getpid() and server.alive():
+        if server is not None and server.pid == me and server.alive():
             return server
-        if server is not None and server.pid == os.getpid():
-            server.close()  # it died: start another
-        try:
-            _server = ForkServer()
-        except (OSError, FramebusError):
-            _server, _failed_in = None, os.getpid()
+        if _starting is None or _starting[0] != me or not _starting[1].is_alive():
+            if _starting is not None and _starting[0] == me and server is None:
+                return None  # started, and did not come up: not one start per capture
+            starter = threading.Thread(target=_start, name="framebus-fork-server", daemon=True)
+            _starting = (me, starter)
+            starter.start()
             return None
-        _exit.close_last_at_exit(_server)
-        return _server
+        starter = _starting[1]
+    if wait:
+        starter.join(_START_TIMEOUT)
+    server = _server
+    return server if server is not None and server.pid == me and server.alive() else None
+
+
+def _start() -> None:
+    global _server, _failed_in
+    old = _server
+    if old is not None and old.pid == os.getpid():
+        old.close()  # it died: reap it
+    try:
+        server = ForkServer()
+    except (OSError, FramebusError):
+        _server, _failed_in = None, os.getpid()
+        return
+    _exit.close_last_at_exit(server)
+    _server = server
 
 
 # -- the server (in ``python -m framebus.capture``) ----------------------------------------------
