@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import limits, pipe
+from . import limits
 from .capture import Reconnect
 from .errors import (
     FramebusError,
@@ -49,16 +49,21 @@ from .writer import VideoWriter
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from . import pipe
     from .sampling import SampleSummary, sample
 
 
 def __getattr__(name: str) -> Any:
-    # sampling is imported when first used: every capture process imports this package, and
-    # the sinks would add ~50 ms to each start (and each reconnect of a capture)
+    # sampling and the pipe wing are imported when first used: every capture process imports
+    # this package, and the sinks would add ~50 ms to each start (the wire format ~20 ms)
     if name in ("sample", "SampleSummary"):
         from . import sampling as module
 
         return getattr(module, name)
+    if name == "pipe":
+        import importlib
+
+        return importlib.import_module(".pipe", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

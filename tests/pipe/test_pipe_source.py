@@ -188,6 +188,9 @@ def test_any_readable_descriptor_and_no_descriptor_leaks() -> None:
     y4m = b"YUV4MPEG2 W8 H8 F10:1 Cmono\n" + b"".join(
         b"FRAME\n" + bytes([i]) * 64 for i in range(5)
     )
+    from framebus.capture._forkserver import fork_server
+
+    fork_server() or fork_server()  # its socket is the process's, for good: opened before
     r, w = os.pipe()
     os.write(w, y4m)
     os.close(w)

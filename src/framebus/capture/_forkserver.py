@@ -177,7 +177,10 @@ def serve(fd: int, run_capture: Callable[[dict[str, Any], int | None], int]) -> 
     in each forked child (with the descriptor it was sent, if any) and returns its exit code."""
     sock = socket.socket(fileno=fd)
     _preload()
-    sock.send(b"ready")
+    try:
+        sock.send(b"ready")
+    except OSError:
+        return 0  # its user process is gone already (it exited while this one started)
     warm, idle_since = False, time.monotonic()
     while True:
         readable, _, _ = select.select([sock], [], [], _REAP_PERIOD)
@@ -199,7 +202,8 @@ def serve(fd: int, run_capture: Callable[[dict[str, Any], int | None], int]) -> 
             pid = os.fork()
         except Exception as exc:  # a bad request, no memory for a fork: say so, serve on
             _close(fds)
-            sock.send(json.dumps({"error": str(exc)}).encode())
+            if not _reply(sock, {"error": str(exc)}):
+                return 0
             continue
         if pid == 0:  # the capture
             code = 1
@@ -210,8 +214,17 @@ def serve(fd: int, run_capture: Callable[[dict[str, Any], int | None], int]) -> 
             finally:
                 os._exit(code)  # never back into the server's loop or its atexit
         _close(fds)
-        start = plat.process_start_time(pid) or 0
-        sock.send(json.dumps({"pid": pid, "start": start}).encode())
+        if not _reply(sock, {"pid": pid, "start": plat.process_start_time(pid) or 0}):
+            return 0
+
+
+def _reply(sock: socket.socket, answer: dict[str, Any]) -> bool:
+    """Send ``answer``; False if the user process is gone."""
+    try:
+        sock.send(json.dumps(answer).encode())
+    except OSError:
+        return False
+    return True
 
 
 def _close(fds: list[int]) -> None:
