@@ -3,6 +3,7 @@ cv2 returns for what framebus cannot do. Real capture processes, real ffmpeg-mad
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import framebus
 from conftest import make_video
 from framebus import TestPattern
 from framebus.bus import Control, Mode, create_stream, remove_stream
-from framebus.bus._layout import SEEK_VALUE_MAX, Hdr, SeekPhase, pack_seek, unpack_seek
+from framebus.bus._layout import SEEK_VALUE_MAX, Hdr, Seek, SeekPhase, pack_seek, unpack_seek
 from fuzzing import fuzz
 from sampletools import opencv_frames
 
@@ -464,3 +465,36 @@ def test_a_reader_facing_any_seek_word_gives_up_in_time(control: Control, word: 
     first = control.seek(5, 0.05, lambda seq: None)
     assert first is None  # no capture answers: forged bytes never pass for an answer
     assert time.monotonic() - t0 < 2
+
+
+def test_a_seek_landing_is_read_only_by_the_request_it_answers(control: Control) -> None:
+    serial = 7
+    control.put(Hdr.SEEK, pack_seek(Seek(True, serial, SeekPhase.REQUESTED, 13)))
+    control.answer_seek(13, 42, landed=12, media_ns=480_000_000)
+    assert control.seek_landing(serial) == (12, 0.48)
+    assert control.seek_landing(serial + 1) == (None, None)  # another reader's request
+    control.put(Hdr.SEEK, pack_seek(Seek(True, serial + 1, SeekPhase.REQUESTED, 5)))
+    control.answer_seek(5, 50, landed=2**60, media_ns=10**30)  # beyond what the words hold
+    assert control.seek_landing(serial + 1) == (None, None)
+
+
+@fuzz(100)
+@given(landed=st.integers(0, 2**64 - 1), media=st.integers(0, 2**64 - 1))
+def test_any_landing_words_read_as_a_position_or_nothing(
+    control: Control, landed: int, media: int
+) -> None:
+    control.put(Hdr.SEEK_LANDED, landed)
+    control.put(Hdr.SEEK_MEDIA, media)
+    pos, seconds = control.seek_landing(landed >> 48)
+    assert pos is None or 0 <= pos <= SEEK_VALUE_MAX
+    assert seconds is None or abs(seconds) <= 1e9
+
+
+def test_one_capture_per_launch_ticket(control: Control) -> None:
+    ticket = control.offer_launch()
+    assert ticket >> 63 == 1  # never a pid
+    assert control.claim_launch(ticket) and not control.claim_launch(ticket)
+    assert control.withdraw_launch(ticket) == os.getpid()  # claimed: adopt, not replace
+    again = control.offer_launch()
+    assert again != ticket and control.withdraw_launch(again) is None
+    assert not control.claim_launch(again)  # withdrawn: a late capture exits

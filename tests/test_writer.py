@@ -411,3 +411,61 @@ def test_wings_read_a_written_stream_unchanged(stream_name: str) -> None:
             while not np.array_equal(got_remote, frame):  # a newest-frame reader may lag one
                 got_remote = remote.read_frame(timeout=10)
         assert remote.getBackendName() == "ZMQ"
+
+
+def test_a_zero_timeout_writes_when_a_slot_is_free_and_latest_mode_ignores_it(
+    stream_name: str,
+) -> None:
+    frame = np.zeros((4, 4), np.uint8)
+    with framebus.VideoWriter(stream_name) as out:
+        for _ in range(10):
+            out.write(frame, timeout=0)  # latest mode: never waits, the timeout is moot
+        assert out.stats().captured == 10
+    with (
+        framebus.VideoWriter(stream_name, mode="every", slots=2) as out,
+        framebus.attach(stream_name) as reader,
+    ):
+        out.write(frame, timeout=0)  # a free slot: written at once
+        out.write(frame, timeout=0)
+        with pytest.raises(framebus.WriteTimeout):
+            out.write(frame, timeout=0)  # both unread
+        reader.read_frame(timeout=5)
+        out.write(frame, timeout=0)
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        framebus.FrameInfo(1, float("nan"), 0, 0, 4, 4),
+        framebus.FrameInfo(1, 2.0**64, 0, 0, 4, 4),
+        framebus.FrameInfo(1, -5.0, 0, 0, 4, 4),
+        framebus.FrameInfo(1, time.time(), -1, 0, 4, 4),
+        framebus.FrameInfo(1, time.time(), 2**64, 0, 4, 4),
+    ],
+)
+def test_a_like_that_is_not_a_frames_is_refused_before_anything_is_written(
+    stream_name: str, info: framebus.FrameInfo
+) -> None:
+    with framebus.VideoWriter(stream_name, slots=2) as out:
+        for _ in range(3):  # a refused write must not leave a slot taken
+            with pytest.raises(ValueError, match="like="):
+                out.write(np.zeros((4, 4), np.uint8), like=info)
+        out.write(np.zeros((4, 4), np.uint8))
+        assert out.stats().captured == 1
+
+
+def test_a_writer_dropped_without_release_ends_its_stream(stream_name: str) -> None:
+    import gc
+
+    out = framebus.VideoWriter(stream_name)
+    out.write(np.zeros((4, 4), np.uint8))
+    reader = framebus.attach(stream_name)
+    try:
+        assert reader.read()[0]
+        del out
+        gc.collect()
+        ok, _ = reader.read()  # the stream ended: not a wait for ever
+        assert not ok and isinstance(reader.last_error, framebus.StreamEnded)
+    finally:
+        reader.release()
+    assert not any(s.startswith(f"framebus.{stream_name}") for s in framebus_segments())

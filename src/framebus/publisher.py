@@ -105,7 +105,7 @@ class Publisher:
         if self._source is not None:
             return ThreadHost(self.name, self._source, self.realtime)
         assert self._spec is not None
-        return launch(self.name, self._spec, self.realtime)
+        return launch(self.ctl, self._spec, self.realtime)
 
     @property
     def capture_pid(self) -> int:

@@ -3,7 +3,8 @@ named stream, in ``cv2.VideoWriter``'s idiom.
 
 ``write()`` runs in the caller's thread and copies the frame straight into a free slot of the
 ring: the pixels cross memory once, with no thread or queue in between. The writer's process
-owns the stream (as a publisher does): it is removed on :meth:`VideoWriter.release`, at
+owns the stream (as a publisher does): it is removed on :meth:`VideoWriter.release`, when the
+writer is garbage-collected unreleased (as ``cv2.VideoWriter`` releases in its destructor), at
 interpreter exit, on an exception leaving a ``with`` block and on SIGTERM; if the process is
 killed, readers get :class:`~framebus.PublisherLost` and the next writer or publisher of the
 name takes it over.
@@ -11,11 +12,13 @@ name takes it over.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
+import weakref
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,7 +56,9 @@ class VideoWriter:
     ``slots`` frames are unread by a reader attached to the stream — and until a first reader
     attaches, as an every-mode publisher holds a file's frames — for at most ``timeout``
     seconds, then raises :class:`~framebus.WriteTimeout`; frames still in the ring at
-    :meth:`release` reach the readers attached then.
+    :meth:`release` reach the readers attached then. (An every-mode write with no timeout in
+    a thread that is not a daemon keeps the program from exiting until a reader comes, as any
+    blocking call there would: give it a timeout, or release the writer.)
 
     Frames may change size, channels and dtype between writes. Thread-safe: writes from
     several threads are serialised.
@@ -87,6 +92,7 @@ class VideoWriter:
         self._delay_max: float | None = None
         self._delayed = 0
         self._slots, self._max_readers = slots, max_readers
+        self._dropped: Any = None  # the finalizer that ends a stream whose writer was dropped
         if name is not None:
             self.open(name, fourcc, fps, frameSize, isColor)
 
@@ -145,6 +151,10 @@ class VideoWriter:
         self.name, self._ctl, self._ring = name, ctl, ring
         self._closing, self._final, self._written = False, None, 0
         _exit.close_at_exit(self)
+        # a writer dropped without release() (as cv2's, which releases in its destructor):
+        # its stream ends when it is collected, not when the process exits
+        self._dropped = weakref.finalize(self, _end_dropped, ctl, name)
+        self._dropped.atexit = False  # at exit, _exit releases it (its ring closed first)
         return True
 
     # -- writing -------------------------------------------------------------------------------
@@ -160,16 +170,18 @@ class VideoWriter:
         (capture to this call). Without it, the frame's time is this call's, its position the
         count of frames written before it.
         ``timeout``: in every mode, the seconds to wait for readers (None: as long as it
-        takes). Raises ``TypeError``/``ValueError`` for a frame the ring cannot hold, before
-        anything is written; :class:`~framebus.StreamEnded` after :meth:`release`.
+        takes; 0: only if a slot is free now); a latest-mode write never waits, so it ignores
+        it. Raises ``TypeError``/``ValueError`` for a frame the ring cannot hold or a ``like``
+        that is not a frame's, before anything is written; :class:`~framebus.StreamEnded`
+        after :meth:`release` (also in another thread, waking a write that waits).
         """
         called_ns = time.time_ns()  # the frame's time when no like= says otherwise
         image = _checked(frame)
-        if like is not None and not isinstance(like, FrameInfo):
-            raise TypeError(
-                f"like= takes a reader's FrameInfo (its .info), not {type(like).__name__}"
-            )
-        deadline = None if timeout is None else time.monotonic() + timeout
+        stamp, pos, media_ns = called_ns, None, None
+        if like is not None:
+            stamp, pos, media_ns = _like(like)
+        every = self.mode == "every"
+        deadline = None if timeout is None or not every else time.monotonic() + timeout
         with self._lock:
             ring = self._ring
             if ring is None or self._closing:
@@ -186,13 +198,7 @@ class VideoWriter:
             except BaseException:  # SharedMemoryFull, or an interrupt mid-copy
                 ring.abandon(slot)
                 raise
-            stamp = called_ns if like is None else round(like.timestamp * 1e9)
-            if like is None:
-                ring.commit(slot, image, stamp, self._written)
-            else:
-                media = like.media_time
-                media_ns = round(media * 1e9) if media is not None and abs(media) < 1e9 else None
-                ring.commit(slot, image, stamp, like.pos, media_ns)
+            ring.commit(slot, image, stamp, self._written if pos is None else pos, media_ns)
             self._written += 1
             if like is not None:
                 self._count_delay((called_ns - stamp) / 1e9)
@@ -228,6 +234,8 @@ class VideoWriter:
             if ctl is None or self._closing:
                 return
             self._closing = True
+        if self._dropped is not None:
+            self._dropped.detach()
         ctl.set_state(State.CLOSED)
         ctl.wake_writer()  # a write waiting for readers (every mode) sees the release
         with self._lock:
@@ -276,6 +284,29 @@ class VideoWriter:
     def __repr__(self) -> str:
         state = "open" if self.isOpened() else "released"
         return f"<framebus.VideoWriter {self.name!r} mode={self.mode} {state}>"
+
+
+def _end_dropped(ctl: Control, name: str) -> None:
+    """The end of a stream whose VideoWriter was collected without release()."""
+    ctl.set_state(State.CLOSED)
+    remove_stream(name, ctl.seg.inode, ctl.instance)
+    ctl.close()
+
+
+def _like(info: object) -> tuple[int, int, int | None]:
+    """(capture time in ns, position, media time in ns) of ``like=``, checked before anything
+    is written: a FrameInfo may come from a forged header or be made by hand."""
+    if not isinstance(info, FrameInfo):
+        raise TypeError(f"like= takes a reader's FrameInfo (its .info), not {type(info).__name__}")
+    t, pos, media = info.timestamp, info.pos, info.media_time
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t < 1.8e10):
+        raise ValueError(f"like= has a capture time that is not a time: {t!r}")
+    if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < 1 << 63:
+        raise ValueError(f"like= has a position that is not a frame index: {pos!r}")
+    media_ns = None
+    if isinstance(media, (int, float)) and math.isfinite(media) and abs(media) <= 1e9:
+        media_ns = round(media * 1e9)
+    return round(t * 1e9), pos, media_ns
 
 
 def _checked(frame: object) -> np.ndarray:

@@ -3,6 +3,7 @@ a process of its own; what happens when the publisher or the server is killed.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,8 +18,9 @@ import pytest
 import framebus
 from conftest import Procs, fork_server_pid, framebus_segments, wait_until
 from framebus import _platform as plat
+from framebus.bus import Mode, create_stream, remove_stream
 from framebus.capture import _forkserver
-from framebus.sources import Pipe
+from framebus.sources import Pipe, spec_to_json
 
 W, H = cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT
 
@@ -152,3 +154,23 @@ def test_without_the_server_each_capture_is_a_fresh_interpreter(stream_name: str
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+
+
+def test_a_capture_without_its_launch_ticket_writes_nothing(stream_name: str) -> None:
+    """A launch the publisher gave up on (a fork server that did not answer) must never
+    become a second writer of the ring: the capture claims the ticket first, or exits."""
+    ctl = create_stream(stream_name, 2, 1, Mode.LATEST, "test")
+    try:
+        ticket = ctl.offer_launch()
+        assert ctl.withdraw_launch(ticket) is None  # given up before the capture started
+        spec = spec_to_json(framebus.TestPattern(32, 24, fps=50))
+        message = {"name": stream_name, "spec": spec, "realtime": False, "ticket": ticket}
+        done = subprocess.run(
+            [sys.executable, "-m", "framebus.capture"],
+            input=json.dumps(message), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 4, done.stderr
+        assert ctl.writer == (0, 0) and ctl.captured == 0
+    finally:
+        ctl.close()
+        remove_stream(stream_name)

@@ -30,7 +30,6 @@ from ._layout import (
     HEADER_TEXT_BYTES,
     MAGIC,
     MAX_CONTROL_SIZE,
-    MEDIA_TIME_BIAS,
     MIN_CONTROL_SIZE,
     NONE,
     READER_SIZE,
@@ -49,8 +48,10 @@ from ._layout import (
     control_name,
     dtype_code,
     dtype_from_code,
+    pack_media,
     pack_seek,
     unpack_latest,
+    unpack_media,
     unpack_seek,
 )
 
@@ -78,6 +79,7 @@ class Control:
         self.layout = ControlLayout(self.words.load(Hdr.N_SLOTS), self.words.load(Hdr.MAX_READERS))
         self.mode = Mode(self.words.load(Hdr.MODE))
         self.u64 = np.ndarray((seg.size // 8,), np.uint64, buffer=seg.mm)
+        self.seek_serial = -1  # the serial of this mapping's last seek request that was served
         self.readers = self.u64[self.layout.readers_offset // 8 : self.layout.size // 8].reshape(
             self.layout.max_readers, READER_SIZE // 8
         )
@@ -312,6 +314,7 @@ class Control:
             now = unpack_seek(raw)
             if now.serial != mine.serial or now.phase is not SeekPhase.DONE:
                 return None  # refused, or the capture restarted meanwhile (or forged bytes)
+            self.seek_serial = mine.serial  # whose landing to read (seek_landing)
             return now.value
 
     def _wait_seek(self, deadline: float) -> bool:
@@ -359,22 +362,53 @@ class Control:
         old = unpack_seek(w.load_sc(Hdr.SEEK))
         if old.phase is not SeekPhase.REQUESTED or old.value != frame:
             return
-        self.put(Hdr.SEEK_LANDED, landed + 1 if landed is not None and landed >= 0 else 0)
-        media = 0 if media_ns is None else media_ns + MEDIA_TIME_BIAS
-        self.put(Hdr.SEEK_MEDIA, media if 0 <= media < 1 << 64 else 0)
+        # the media word first, then the position word that names the request: a requester
+        # reads them the other way round (see seek_landing)
+        w.store_sc(Hdr.SEEK_MEDIA, pack_media(media_ns))
+        pos = landed + 1 if landed is not None and 0 <= landed <= SEEK_VALUE_MAX else 0
+        w.store_sc(Hdr.SEEK_LANDED, old.serial << 48 | pos)
         phase = SeekPhase.REFUSED if first_seq is None else SeekPhase.DONE
         reply = Seek(old.seekable, old.serial, phase, first_seq or 0)
         w.cas(Hdr.SEEK, pack_seek(old), pack_seek(reply))
         self.notify()
 
-    def seek_landing(self) -> tuple[int | None, float | None]:
-        """(frame index, media time in seconds) the source reported after the last seek it
-        served; None for what it did not say. Read by the requester once its seek is done."""
-        landed, media = self.get(Hdr.SEEK_LANDED), self.get(Hdr.SEEK_MEDIA)
+    def seek_landing(self, serial: int) -> tuple[int | None, float | None]:
+        """(frame index, media time in seconds) the source reported after serving seek request
+        ``serial``; None for what it did not say, and for both if the words are another
+        request's already (a seek by another reader, answered meanwhile)."""
+        w = self.words
+        landed = w.load_sc(Hdr.SEEK_LANDED)
+        media = unpack_media(w.load_sc(Hdr.SEEK_MEDIA))
+        if w.load_sc(Hdr.SEEK_LANDED) != landed or landed >> 48 != serial:
+            return None, None
+        pos = landed & ((1 << 48) - 1)
         return (
-            landed - 1 if 0 < landed <= SEEK_VALUE_MAX + 1 else None,
-            (media - MEDIA_TIME_BIAS) / 1e9 if media else None,
+            pos - 1 if 0 < pos <= SEEK_VALUE_MAX + 1 else None,
+            None if media is None else media / 1e9,
         )
+
+    # -- the launch ticket: one capture per launch -----------------------------------------------
+
+    def offer_launch(self) -> int:
+        """The publisher, before it starts a capture: a new ticket (random, top bit set, so it
+        is never a pid). The capture started with it claims it; any other capture cannot."""
+        ticket = 1 << 63 | int.from_bytes(os.urandom(8), "little") >> 2
+        self.words.store_sc(Hdr.LAUNCH, ticket)
+        return ticket
+
+    def claim_launch(self, ticket: int) -> bool:
+        """The capture, before it writes anything: take ``ticket`` (it becomes this pid). False
+        if the publisher withdrew it, or it is another launch's: then this capture must exit."""
+        return self.words.cas(Hdr.LAUNCH, ticket, os.getpid())
+
+    def withdraw_launch(self, ticket: int) -> int | None:
+        """The publisher gives up on a launch: no capture may claim ``ticket`` from now on.
+        Returns None if none did, else the pid of the capture that claimed it (it runs: adopt
+        it rather than start another, or two captures would write one ring)."""
+        if self.words.cas(Hdr.LAUNCH, ticket, 0):
+            return None
+        claimant = self.words.load_sc(Hdr.LAUNCH)
+        return claimant if 0 < claimant < 1 << 32 else None
 
     def capture_died(self) -> None:
         """The capture exited on its own (not stopped by us). If it was allocating shared

@@ -49,9 +49,11 @@ __all__ = [
     "dtype_code",
     "dtype_from_code",
     "pack_latest",
+    "pack_media",
     "pack_seek",
     "slot_bytes",
     "unpack_latest",
+    "unpack_media",
     "unpack_seek",
     "valid_name",
     "validate_name",
@@ -137,8 +139,11 @@ class Hdr(enum.IntEnum):
     FORMAT_CHANNELS = 784  # 0 for a 2-D (grey) frame
     FORMAT_DTYPE = 792  # dtype code; 0: no format known yet
     # where the last seek landed, written by the capture before it answers the request
-    SEEK_LANDED = 800  # the frame index the source says it is at (cv2's POS_FRAMES) + 1; 0 none
+    SEEK_LANDED = 800  # request serial << 48 | (the index the source says it is at + 1); 0 none
     SEEK_MEDIA = 808  # the media time it reports there, nanoseconds + MEDIA_TIME_BIAS; 0 none
+    # the launch ticket: the publisher offers one before it starts a capture, the capture
+    # claims it (ticket -> its pid) before it writes anything, or exits (see Control)
+    LAUNCH = 816
     SLOTS = 832  # first slot descriptor
 
 
@@ -192,7 +197,7 @@ def unpack_seek(word: int) -> Seek:
 
 
 class Slot(enum.IntEnum):
-    """Offsets inside one 64-byte slot descriptor."""
+    """Offsets inside one 128-byte slot descriptor (the words after ``MEDIA_TIME`` are spare)."""
 
     FRAME_SEQ = 0
     GEN = 8
@@ -208,6 +213,24 @@ class Slot(enum.IntEnum):
 SLOT_DESC_SIZE = 128
 MEDIA_TIME_BIAS = 1 << 62
 """Added to a media time in nanoseconds (which may be negative) so that 0 means none."""
+MEDIA_TIME_MAX_NS = 10**18
+"""Media times beyond ±31 years are not a file's: refused when written, ignored when read."""
+
+
+def pack_media(media_ns: int | None) -> int:
+    """A media time as its header word (0: none, or out of range)."""
+    if media_ns is None or not -MEDIA_TIME_MAX_NS <= media_ns <= MEDIA_TIME_MAX_NS:
+        return 0
+    return media_ns + MEDIA_TIME_BIAS
+
+
+def unpack_media(word: int) -> int | None:
+    """The media time in nanoseconds a header word holds (None: none, or out of range: the
+    word is anyone's bytes)."""
+    if not word:
+        return None
+    media_ns = word - MEDIA_TIME_BIAS
+    return media_ns if -MEDIA_TIME_MAX_NS <= media_ns <= MEDIA_TIME_MAX_NS else None
 
 
 class Rdr(enum.IntEnum):

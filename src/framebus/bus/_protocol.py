@@ -35,7 +35,6 @@ from ..errors import (
 from ._control import Control
 from ._layout import (
     EMPTY,
-    MEDIA_TIME_BIAS,
     NONE,
     WRITING,
     Hdr,
@@ -47,8 +46,10 @@ from ._layout import (
     dtype_code,
     dtype_from_code,
     pack_latest,
+    pack_media,
     slot_bytes,
     unpack_latest,
+    unpack_media,
 )
 
 __all__ = ["FrameMeta", "RingReader", "RingWriter"]
@@ -109,10 +110,11 @@ class RingWriter:
 
     def acquire(self, stop: Callable[[], bool], deadline: float | None = None) -> int | None:
         """Return a slot index the writer now owns, or None if ``stop()`` became true or the
-        ``time.monotonic()`` ``deadline`` passed."""
+        ``time.monotonic()`` ``deadline`` passed with no slot free (a free slot is taken even
+        when the deadline has passed already: a timeout of 0 means "only if free now")."""
         while True:
             self._housekeeping()
-            if stop() or (deadline is not None and time.monotonic() >= deadline):
+            if stop():
                 return None
             slot = (
                 self._acquire_every(stop, deadline)
@@ -121,6 +123,8 @@ class RingWriter:
             )
             if slot is not None:
                 return slot
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def _mark_and_check(self, slot: int) -> bool:
         w = self.ctl.words
@@ -236,7 +240,6 @@ class RingWriter:
         shape = frame.shape
         seq_at = self._seq_offsets[slot]
         base = seq_at // 8
-        media = 0 if media_ns is None else media_ns + MEDIA_TIME_BIAS
         # descriptor words after frame_seq, in Slot order: gen, height, width, channels, dtype,
         # timestamp, pos, media time (one numpy call: this runs for every frame)
         ctl.u64[base + 1 : base + 9] = (
@@ -247,7 +250,7 @@ class RingWriter:
             dtype_code(frame.dtype),
             timestamp_ns,
             pos,
-            media if 0 <= media < 1 << 64 else 0,
+            pack_media(media_ns),
         )
         self.seq += 1
         w.store(seq_at, self.seq)  # release: descriptor + pixels first
@@ -407,8 +410,7 @@ class RingReader:
             return None
         ts = int(self.ctl.u64[desc + Slot.TIMESTAMP_NS // 8])
         pos = int(self.ctl.u64[desc + Slot.POS // 8])
-        media = int(self.ctl.u64[desc + Slot.MEDIA_TIME // 8])
-        media_ns = media - MEDIA_TIME_BIAS if media else None
+        media_ns = unpack_media(int(self.ctl.u64[desc + Slot.MEDIA_TIME // 8]))
         return FrameMeta(slot, seq, ts, pos, max(0, seq - self.cursor - 1), media_ns)
 
     def _map(self, gen: int) -> bool:

@@ -9,6 +9,7 @@ re-import of the user's ``__main__``. The spec travels through a pipe or a socke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +49,8 @@ def run_forked(message: dict[str, Any], fd: int | None) -> int:
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in dict(message.get("env", {})).items()})
     _quiet()
-    os.chdir(str(message.get("cwd", "/")))
+    with contextlib.suppress(OSError):  # a directory removed since: relative paths fail then
+        os.chdir(str(message.get("cwd", "/")))
     return run(message, fd)
 
 
@@ -56,6 +58,9 @@ def run(args: dict[str, Any], fd: int | None = None) -> int:
     """Capture ``args["spec"]`` into stream ``args["name"]`` until it ends or is closed."""
     logging.basicConfig(level=logging.WARNING, format="framebus capture: %(message)s")
     ctl = Control.open(args["name"])
+    if not ctl.claim_launch(int(args["ticket"])):
+        ctl.close()  # the publisher gave up on this launch (or forged bytes): not ours to write
+        return 4
     ctl.claim_writer()
     orphaned = _Orphaned(ctl)
 
@@ -87,7 +92,7 @@ def run(args: dict[str, Any], fd: int | None = None) -> int:
 
 class _Orphaned:
     """Whether the publisher died. Our parent is the publisher, or the fork server (which exits
-    when its publisher does, and at the publisher's normal exit too): while the parent is
+    when its socket to the publisher closes: the publisher died or exited): while the parent is
     there, nothing to ask; once it is gone, the header's publisher is looked up, at most four
     times a second (this runs for every frame)."""
 

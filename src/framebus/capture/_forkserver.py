@@ -3,7 +3,8 @@ process, then forks one capture process per stream (as ``multiprocessing``'s for
 
 A fresh interpreter per capture costs about 0.4 s (the imports); a fork of a warm one a few
 milliseconds. Each capture still runs in a process of its own, killable when hung inside
-native code. The server is single-threaded, so forking it is safe; it runs
+native code. The server runs its loop in its one thread and starts no other (its thread pools
+are turned off: ``OPENBLAS_NUM_THREADS=1``, OpenCV's set to one), so forking it is safe; it runs
 ``python -m framebus.capture`` (so a capture is recognised as framebus's own by the same argv
 check as before) and talks to its user process over a ``SOCK_SEQPACKET`` socket pair: one
 JSON request per capture (with a pipe source's descriptor attached), one JSON reply (the
@@ -34,19 +35,27 @@ from .. import _platform as plat
 from ..bus import CAPTURE_MODULE
 from ..errors import FramebusError
 
-__all__ = ["ENV", "ForkServer", "fork_server", "serve"]
+__all__ = ["ENV", "ForkServer", "ForkServerGone", "fork_server", "serve"]
 
 ENV = "FRAMEBUS_FORK_SERVER"
 _MAX_MESSAGE = 1 << 20  # a request is a spec: a URL, options; never near this
 _START_TIMEOUT = 30.0
 _REPLY_TIMEOUT = 10.0
+_WAIT_FOR_START = 2.0  # how long a capture waits for a starting server before it goes without
 _REAP_PERIOD = 0.1  # how often the server reaps captures that exited
 _WARM_AFTER = 1.0  # idle seconds before the server imports PyAV (not while captures are asked)
 _PRELOAD = ("numpy", "framebus.capture._loop", "framebus.sources._open", "framebus.pipe.source")
 
 
+class ForkServerGone(FramebusError):
+    """The fork server could not be asked (it is gone, or the request could not be made):
+    nothing was forked, so a fresh interpreter may take the capture instead."""
+
+
 class ForkServer:
-    """The user process's end: starts the server and asks it for captures. Thread-safe."""
+    """The user process's end: starts the server and asks it for captures. Thread-safe. A
+    request that fails after it was sent closes the server for good (a late answer would
+    otherwise be read as the next request's)."""
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -55,6 +64,8 @@ class ForkServer:
         self._lock = threading.Lock()
         self.pid = os.getpid()  # the process this server belongs to (not a fork of it)
         env = dict(os.environ)
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: no pool to fork over
+        env.setdefault("OMP_NUM_THREADS", "1")
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         try:
@@ -85,27 +96,53 @@ class ForkServer:
     def spawn(self, message: dict[str, Any], fds: tuple[int, ...] = ()) -> tuple[int, int]:
         """Fork a capture for ``message`` (what ``python -m framebus.capture`` reads on stdin);
         returns its (pid, start time). ``fds``: descriptors it gets (a pipe source's)."""
-        request = json.dumps({**message, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+        try:
+            request = json.dumps({**message, "env": dict(os.environ), "cwd": os.getcwd()})
+        except OSError as exc:  # the working directory was removed
+            raise ForkServerGone(f"cannot ask the capture fork server: {exc}") from None
         with self._lock:
             sock = self._sock
             try:
                 sock.settimeout(_REPLY_TIMEOUT)
-                socket.send_fds(sock, [request], list(fds))
-                reply = sock.recv(_MAX_MESSAGE)
+                socket.send_fds(sock, [request.encode()], list(fds))
             except OSError as exc:
-                raise FramebusError(f"the capture fork server failed: {exc}") from None
+                self._sock.close()
+                raise ForkServerGone(f"the capture fork server is gone: {exc}") from None
+            try:
+                reply = sock.recv(_MAX_MESSAGE)
+            except OSError as exc:  # no answer in time: never reused (a late one would be
+                sock.close()  # read as the next request's)
+                raise FramebusError(f"the capture fork server did not answer: {exc}") from None
+            except BaseException:  # an interrupt: its answer may still come
+                sock.close()
+                raise
             finally:
                 with contextlib.suppress(OSError):
                     sock.settimeout(None)
-        if not reply:
-            raise FramebusError("the capture fork server exited")
-        answer = json.loads(reply)
-        if "error" in answer:
-            raise FramebusError(f"the capture fork server could not fork: {answer['error']}")
-        return int(answer["pid"]), int(answer["start"])
+            return self._answer(reply)
+
+    def _answer(self, reply: bytes) -> tuple[int, int]:
+        """(pid, start time) of the forked capture. ForkServerGone if the server said it
+        forked nothing; FramebusError (the server closed) if it may have."""
+        try:
+            answer = json.loads(reply) if reply else None
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            raise ForkServerGone(f"the capture fork server could not fork: {answer['error']}")
+        if not (
+            isinstance(answer, dict)
+            and isinstance(answer.get("pid"), int)
+            and isinstance(answer.get("start"), int)
+            and answer["pid"] > 1
+        ):
+            self._sock.close()
+            raise FramebusError("the capture fork server exited or answered nonsense")
+        return answer["pid"], answer["start"]
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        """Running, and still ours to ask (a failed request closes the socket for good)."""
+        return self._sock.fileno() != -1 and self.proc.poll() is None
 
     def close(self) -> None:
         """Close the socket: the server exits (its captures go on until their streams end)."""
@@ -130,9 +167,9 @@ def fork_server(wait: bool = True) -> ForkServer | None:
     """This process's fork server, if it is ready. When there is none yet (the first capture of
     the process, or the server died) it starts one in a background thread and returns None: that
     capture runs as a fresh interpreter meanwhile, which takes as long as the server's own start,
-    and the two overlap. While it is starting, ``wait`` waits for it (a capture asked then is
-    forked as soon as it is ready, never later than a fresh interpreter would be). None also if
-    turned off (``FRAMEBUS_FORK_SERVER=0``) or if it would not start in this process."""
+    and the two overlap. While it is starting, ``wait`` waits for it, at most 2 s (about what a
+    fresh interpreter would take on a busy machine). None also if turned off
+    (``FRAMEBUS_FORK_SERVER=0``) or if it would not start in this process."""
     global _starting
     me = os.getpid()
     if os.environ.get(ENV, "1") == "0" or _failed_in == me:
@@ -150,9 +187,22 @@ def fork_server(wait: bool = True) -> ForkServer | None:
             return None
         starter = _starting[1]
     if wait:
-        starter.join(_START_TIMEOUT)
+        starter.join(_WAIT_FOR_START)
     server = _server
     return server if server is not None and server.pid == me and server.alive() else None
+
+
+def _forget_in_child() -> None:
+    """In a child forked from this process (``os.fork``, multiprocessing's fork): let go of the
+    parent's server, or its socket would keep the server up after the parent died."""
+    global _server, _starting
+    server, _server, _starting = _server, None, None
+    if server is not None:
+        with contextlib.suppress(OSError):
+            server._sock.close()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _start() -> None:
@@ -241,8 +291,6 @@ def _reap() -> None:
 
 def _preload() -> None:
     """What every capture needs, imported once here instead of in each."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no thread pools to fork over
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2  # the file and camera backend
 
     cv2.setNumThreads(1)

@@ -1,8 +1,13 @@
 """Where a capture runs: a process of its own, or a thread of the publisher. One interface.
 
-Built-in sources (a JSON spec) run in a fresh interpreter, which can be killed when it hangs
-inside native code; user :class:`~framebus.Source` objects cannot travel as JSON and run in a
-thread instead, which cannot be killed (a hung one shows as stalled).
+Built-in sources (a JSON spec) run in a process of their own, which can be killed when it
+hangs inside native code: forked by the fork server (:mod:`._forkserver`) when there is one,
+else a fresh interpreter. User :class:`~framebus.Source` objects cannot travel as JSON and run
+in a thread instead, which cannot be killed (a hung one shows as stalled).
+
+Every capture process is started with a launch ticket the publisher put in the header, and
+claims it before it writes anything (:meth:`~framebus.bus.Control.claim_launch`): a launch the
+publisher gave up on (a fork server that did not answer) can never become a second writer.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from .. import _platform as plat
 from ..bus import CAPTURE_MODULE, Control, State
 from ..errors import FramebusError
 from ..sources import Pipe, Source, Spec, spec_to_json
-from ._forkserver import ForkServer, fork_server
+from ._forkserver import ForkServer, ForkServerGone, fork_server
 from ._loop import capture_loop
 
-__all__ = ["CaptureHost", "ForkedHost", "ProcessHost", "ThreadHost", "STOP_GRACE", "launch"]
+__all__ = ["STOP_GRACE", "CaptureHost", "ForkedHost", "ProcessHost", "ThreadHost", "launch"]
 
 STOP_GRACE = 2.0  # seconds a capture gets to exit before it is killed
 
@@ -53,7 +58,7 @@ class ProcessHost:
 
     killable = True
 
-    def __init__(self, name: str, spec: Spec, realtime: bool) -> None:
+    def __init__(self, name: str, spec: Spec, realtime: bool, ticket: int) -> None:
         env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
@@ -78,7 +83,8 @@ class ProcessHost:
                 os.close(fd)
         # the spec goes through a pipe, not argv: URLs may hold credentials, and argv is public
         assert self.proc.stdin is not None
-        message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime}
+        message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime,
+                   "ticket": ticket}  # fmt: skip
         with self.proc.stdin:
             self.proc.stdin.write(json.dumps(message).encode())
 
@@ -114,13 +120,20 @@ class ForkedHost:
 
     killable = True
 
-    def __init__(self, name: str, spec: Spec, realtime: bool, server: ForkServer) -> None:
+    def __init__(self, pid: int, start: int) -> None:
+        self._pid, self._start = pid, start
+
+    @classmethod
+    def fork(
+        cls, name: str, spec: Spec, realtime: bool, ticket: int, server: ForkServer
+    ) -> ForkedHost:
         fds: tuple[int, ...] = ()
         if isinstance(spec, Pipe):
             spec = replace(spec, origin=spec.label)  # the fd travels beside it (SCM_RIGHTS)
             fds = (spec.fd,)
-        message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime}
-        self._pid, self._start = server.spawn(message, fds)
+        message = {"name": name, "spec": spec_to_json(spec), "realtime": realtime,
+                   "ticket": ticket}  # fmt: skip
+        return cls(*server.spawn(message, fds))
 
     @property
     def pid(self) -> int:
@@ -155,16 +168,25 @@ class ForkedHost:
             self.kill()
 
 
-def launch(name: str, spec: Spec, realtime: bool) -> CaptureHost:
-    """The capture of a built-in source: forked by the fork server when there is one, else a
-    fresh interpreter."""
+def launch(ctl: Control, spec: Spec, realtime: bool) -> CaptureHost:
+    """The capture of a built-in source into ``ctl``'s stream: forked by the fork server when
+    there is one, else a fresh interpreter."""
+    name = ctl.name
+    ticket = ctl.offer_launch()
     server = fork_server()
     if server is not None:
         try:
-            return ForkedHost(name, spec, realtime, server)
+            return ForkedHost.fork(name, spec, realtime, ticket, server)
+        except ForkServerGone:
+            pass  # nothing was asked of it: a fresh interpreter, and a new server next time
         except FramebusError:
-            pass  # the server is gone: a fresh interpreter, and a new server next time
-    return ProcessHost(name, spec, realtime)
+            # asked, but no answer: it may have forked a capture all the same
+            claimant = ctl.withdraw_launch(ticket)
+            start = plat.process_start_time(claimant) if claimant else None
+            if claimant and start:
+                return ForkedHost(claimant, start)  # it did, and runs: adopt it
+            ticket = ctl.offer_launch()
+    return ProcessHost(name, spec, realtime, ticket)
 
 
 class ThreadHost:

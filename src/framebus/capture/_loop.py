@@ -18,6 +18,8 @@ from ..sources import Source, redact_text
 
 __all__ = ["capture_loop", "record_failure"]
 
+_MAX_POS = (1 << 44) - 1  # the largest frame position (the seek word's too)
+
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     return a is b or (
@@ -138,8 +140,10 @@ def capture_loop(
                 if hint is None or not _same_buffer(frame, hint):
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype
-            index = source.frame_index()
-            writer.commit(slot, frame, stamp, pos if index is None else index, media)
+            index = source.frame_index()  # a user source's: any int
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= _MAX_POS:
+                index = pos
+            writer.commit(slot, frame, stamp, index, media)
             if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
                 backend = _report_backend(ctl, source)
             pos += 1
@@ -162,10 +166,10 @@ def capture_loop(
 
 def _media_ns(source: Source) -> int | None:
     """The source's own time of the frame it returned last, in nanoseconds."""
-    seconds = source.frame_media_time()
-    if seconds is None or not math.isfinite(seconds) or abs(seconds) > 1e9:
+    seconds = source.frame_media_time()  # a user source's: anything
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return None
-    return round(seconds * 1e9)
+    return round(seconds * 1e9) if abs(seconds) <= 1e9 else None
 
 
 def _report_backend(ctl: Control, source: Source) -> str:
@@ -183,9 +187,12 @@ def _seek(source: Source, frame: int) -> int | None:
     if not source.seekable:
         return None
     try:
-        return source.seek(frame)
+        got = source.seek(frame)
     except Exception:  # a source that fails to seek refuses; the stream goes on
         return None
+    if got is None or isinstance(got, bool) or not isinstance(got, int):
+        return None
+    return got if 0 <= got <= _MAX_POS else None  # a position a slot's word can hold
 
 
 def _no_frame(ctl: Control, source: Source) -> bool:

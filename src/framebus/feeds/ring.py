@@ -76,7 +76,7 @@ class RingFeed:
         if first is None:
             return None
         self.ring.skip_to(first)
-        return Landing(*self.ctl.seek_landing())
+        return Landing(*self.ctl.seek_landing(self.ctl.seek_serial))
 
     def stats(self) -> StreamStats:
         return read_stats(self.ctl, self.counters())
