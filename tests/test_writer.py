@@ -51,8 +51,10 @@ def test_a_writer_process_feeds_reader_processes_exact_pixels(
 
 
 def test_every_mode_readers_get_every_frame_then_the_end(stream_name: str, procs: Procs) -> None:
-    writer = procs.python("writer.py", stream_name, "--mode", "every", "--count", "300")
-    ready(writer)  # every mode: the writer holds its frames until a reader attaches
+    writer = procs.python(
+        "writer.py", stream_name, "--mode", "every", "--count", "300", "--readers", "2"
+    )
+    ready(writer)  # it writes once both readers are there (else the second may come too late)
     readers = [procs.python("reader.py", stream_name, "60", "--every") for _ in range(2)]
     results = [last_json(p) for p in readers]
     for r in results:
@@ -70,8 +72,9 @@ def test_like_carries_the_capture_time_through_a_processor_process(
     ready(camera)
     boxes = f"{stream_name}-b"
     processor = procs.python(
-        "writer.py", boxes, "--relay", stream_name, "--delay", "0.1", "--count", "12"
-    )
+        "writer.py", boxes, "--relay", stream_name, "--delay", "0.1", "--count", "12",
+        "--readers", "1",
+    )  # fmt: skip
     ready(processor)
     seen = []
     with framebus.attach(boxes, timeout=20) as out:

@@ -1,6 +1,6 @@
 """A writer process: a framebus.VideoWriter fed by this process's own loop.
 
-usage: writer.py NAME [--count N] [--mode latest|every] [--size WxH] [--interval S]
+usage: writer.py NAME [--count N] [--mode latest|every] [--size WxH] [--interval S] [--readers N]
        writer.py NAME --relay SOURCE [--delay S]
 
 Without --relay it writes counter frames (every byte of frame n is n % 256, written with no
@@ -33,10 +33,14 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.0)
     ap.add_argument("--relay")
     ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--readers", type=int, default=0, help="wait for this many readers first")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     with framebus.VideoWriter(args.name, mode=args.mode) as out:
         print(f"ready {os.getpid()}", flush=True)
+        deadline = time.monotonic() + 60
+        while out.stats().readers < args.readers and time.monotonic() < deadline:
+            time.sleep(0.01)
         if args.relay:
             with framebus.attach(args.relay, timeout=20) as cam:
                 for n, frame in enumerate(cam):
