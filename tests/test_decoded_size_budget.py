@@ -156,6 +156,13 @@ def test_sampling_in_python_raises_the_named_error(huge_h264: Path, tmp_path: Pa
         framebus.sample(str(huge_h264), every=1, out=str(tmp_path))
 
 
+@pytest.mark.parametrize("backend", ["opencv", "av"])
+def test_a_file_of_huge_frames_is_refused_when_opened(huge_h264: Path, backend: str) -> None:
+    """What the file declares is checked before the capture reads a frame of it."""
+    with pytest.raises(framebus.FrameTooLarge, match="8192x8192"):
+        framebus.VideoCapture(framebus.Media(str(huge_h264), backend=backend))
+
+
 # -- the budget itself -------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FrameTooLarge
+from ..limits import check_pixels
 from ._diagnose import diagnose
 from ._ffmpeg import decoder_threads, ffmpeg_options
 from .base import Source
@@ -51,6 +53,15 @@ class OpenCVSource(Source):
         if not cap.isOpened():
             cap.release()
             raise diagnose(m)
+        try:  # the decoded-size budget, from what the stream declares, before frames are read
+            check_pixels(
+                int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                f"{m.label}: its frames",
+            )
+        except FrameTooLarge:
+            cap.release()
+            raise
         self._cap = cap
         self.backend_name = str(cap.getBackendName())  # "FFMPEG" or "V4L2": what OpenCV chose
         self.seekable = not self.live

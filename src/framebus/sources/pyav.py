@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
+    FrameTooLarge,
     SourceAuthError,
     SourceError,
     SourceNotFound,
@@ -17,6 +18,7 @@ from ..errors import (
     SourceUnreachable,
     SourceUnsupported,
 )
+from ..limits import check_pixels
 from ._ffmpeg import decoder_threads, ffmpeg_options
 from ._net import refused
 from .base import Source
@@ -57,6 +59,12 @@ class PyAVSource(Source):
             container.close()
             raise SourceOpenError(f"cannot open {m.label}: it has no video stream")
         stream = container.streams.video[0]
+        try:  # the decoded-size budget, from the codec parameters, before a frame is decoded
+            ctx = stream.codec_context
+            check_pixels(int(ctx.width or 0), int(ctx.height or 0), f"{m.label}: its frames")
+        except FrameTooLarge:
+            container.close()
+            raise
         threads = decoder_threads(m)
         if m.is_live:
             stream.thread_type = "SLICE"  # frame threading adds a frame of delay per thread
