@@ -23,7 +23,18 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _exit
-from .bus import Control, Mode, RingWriter, State, create_stream, remove_stream, valid_name
+from .bus import (
+    MAX_CHANNELS,
+    Control,
+    Mode,
+    RingWriter,
+    State,
+    create_stream,
+    dtype_code,
+    media_ns,
+    remove_stream,
+    valid_name,
+)
 from .errors import InvalidStreamName, StreamEnded, WriteTimeout
 from .stats import FrameInfo, WriterStats, read_stats
 
@@ -31,9 +42,6 @@ __all__ = ["BACKEND", "VideoWriter"]
 
 BACKEND = "FRAMEBUS_WRITER"
 """What ``getBackendName()`` says on a reader of a stream a :class:`VideoWriter` writes."""
-
-_MAX_CHANNELS = 64  # what a reader accepts in a slot descriptor
-_SUPPORTED = (np.uint8, np.uint16, np.int16, np.float32, np.float64, np.int8, np.int32)
 
 
 class VideoWriter:
@@ -303,19 +311,17 @@ def _like(info: object) -> tuple[int, int, int | None]:
         raise ValueError(f"like= has a capture time that is not a time: {t!r}")
     if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < 1 << 63:
         raise ValueError(f"like= has a position that is not a frame index: {pos!r}")
-    media_ns = None
-    if isinstance(media, (int, float)) and math.isfinite(media) and abs(media) <= 1e9:
-        media_ns = round(media * 1e9)
-    return round(t * 1e9), pos, media_ns
+    return round(t * 1e9), pos, media_ns(media)
 
 
 def _checked(frame: object) -> np.ndarray:
     """``frame`` if the ring can hold it, else a TypeError/ValueError that says why."""
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"write() takes a numpy array, not {type(frame).__name__}")
-    if frame.dtype not in _SUPPORTED:
-        names = ", ".join(np.dtype(d).name for d in _SUPPORTED)
-        raise TypeError(f"frames of dtype {frame.dtype} cannot be written (use {names})")
+    try:
+        dtype_code(frame.dtype)  # the ring's dtypes (byte order included)
+    except ValueError as exc:
+        raise TypeError(f"{exc}: it cannot be written") from None
     if frame.ndim not in (2, 3):
         raise ValueError(
             f"a frame is (height, width) or (height, width, channels), not {frame.ndim}-D "
@@ -323,9 +329,9 @@ def _checked(frame: object) -> np.ndarray:
         )
     if frame.size == 0:
         raise ValueError(f"an empty frame {frame.shape} cannot be written")
-    if frame.ndim == 3 and frame.shape[2] > _MAX_CHANNELS:
+    if frame.ndim == 3 and frame.shape[2] > MAX_CHANNELS:
         raise ValueError(
-            f"a frame has at most {_MAX_CHANNELS} channels, not {frame.shape[2]} "
+            f"a frame has at most {MAX_CHANNELS} channels, not {frame.shape[2]} "
             "(is it (channels, height, width)? transpose it)"
         )
     return frame

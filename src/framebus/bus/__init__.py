@@ -12,7 +12,16 @@ The only package that reads or writes header words; everything above it uses the
 from __future__ import annotations
 
 from ._control import Control
-from ._layout import Mode, State, valid_name, validate_name
+from ._layout import (
+    MAX_CHANNELS,
+    SEEK_VALUE_MAX,
+    Mode,
+    State,
+    dtype_code,
+    media_ns,
+    valid_name,
+    validate_name,
+)
 from ._protocol import FrameMeta, RingReader, RingWriter
 from ._segments import (
     CAPTURE_MODULE,
@@ -26,6 +35,8 @@ from ._segments import (
 
 __all__ = [
     "CAPTURE_MODULE",
+    "MAX_CHANNELS",
+    "SEEK_VALUE_MAX",
     "Control",
     "FrameMeta",
     "Mode",
@@ -34,6 +45,8 @@ __all__ = [
     "State",
     "create_stream",
     "dead_stream",
+    "dtype_code",
+    "media_ns",
     "orphaned_data_streams",
     "remove_orphaned",
     "remove_stream",

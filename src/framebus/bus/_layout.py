@@ -14,6 +14,7 @@ docs/design.md explains the protocol that these words carry.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ __all__ = [
     "MIN_CONTROL_SIZE",
     "EMPTY",
     "MAGIC",
+    "MAX_CHANNELS",
     "MEDIA_TIME_BIAS",
     "BACKEND_BYTES",
     "SEEK_SERIALS",
@@ -48,6 +50,7 @@ __all__ = [
     "data_name",
     "dtype_code",
     "dtype_from_code",
+    "media_ns",
     "pack_latest",
     "pack_media",
     "pack_seek",
@@ -215,6 +218,20 @@ MEDIA_TIME_BIAS = 1 << 62
 """Added to a media time in nanoseconds (which may be negative) so that 0 means none."""
 MEDIA_TIME_MAX_NS = 10**18
 """Media times beyond ±31 years are not a file's: refused when written, ignored when read."""
+
+
+MAX_CHANNELS = 64
+"""The most channels a frame may have (what a reader accepts in a slot descriptor)."""
+
+
+def media_ns(seconds: object) -> int | None:
+    """A media time in seconds (a source's or a FrameInfo's: anything) as nanoseconds, or None
+    if it is not a finite number within what a header word holds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    if not math.isfinite(seconds) or abs(seconds) > MEDIA_TIME_MAX_NS / 1e9:
+        return None
+    return round(seconds * 1e9)
 
 
 def pack_media(media_ns: int | None) -> int:

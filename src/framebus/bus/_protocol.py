@@ -35,6 +35,7 @@ from ..errors import (
 from ._control import Control
 from ._layout import (
     EMPTY,
+    MAX_CHANNELS,
     NONE,
     WRITING,
     Hdr,
@@ -438,7 +439,7 @@ class RingReader:
         except ValueError as exc:
             raise IncompatibleStream(f"stream {self.ctl.name!r}: {exc}") from None
         nbytes = h * wd * max(ch, 1) * dtype.itemsize
-        if not (h and wd and ch <= 64 and nbytes <= self._capacity):
+        if not (h and wd and ch <= MAX_CHANNELS and nbytes <= self._capacity):
             raise IncompatibleStream(
                 f"stream {self.ctl.name!r}: slot {meta.slot} describes a {shape} frame "
                 f"that does not fit its {self._capacity}-byte slot"

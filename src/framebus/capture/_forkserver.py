@@ -35,7 +35,7 @@ from .. import _platform as plat
 from ..bus import CAPTURE_MODULE
 from ..errors import FramebusError
 
-__all__ = ["ENV", "ForkServer", "ForkServerGone", "fork_server", "serve"]
+__all__ = ["ENV", "ForkServer", "ForkServerGone", "capture_env", "fork_server", "serve"]
 
 ENV = "FRAMEBUS_FORK_SERVER"
 _MAX_MESSAGE = 1 << 20  # a request is a spec: a URL, options; never near this
@@ -45,6 +45,16 @@ _WAIT_FOR_START = 2.0  # how long a capture waits for a starting server before i
 _REAP_PERIOD = 0.1  # how often the server reaps captures that exited
 _WARM_AFTER = 1.0  # idle seconds before the server imports PyAV (not while captures are asked)
 _PRELOAD = ("numpy", "framebus.capture._loop", "framebus.sources._open", "framebus.pipe.source")
+
+
+def capture_env() -> dict[str, str]:
+    """The environment of a ``python -m framebus.capture`` this process starts: its own, with
+    the directory this framebus is imported from first on ``PYTHONPATH`` (the child imports
+    the same framebus)."""
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 class ForkServerGone(FramebusError):
@@ -63,11 +73,9 @@ class ForkServer:
         self._sock = ours
         self._lock = threading.Lock()
         self.pid = os.getpid()  # the process this server belongs to (not a fork of it)
-        env = dict(os.environ)
+        env = capture_env()
         env.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: no pool to fork over
         env.setdefault("OMP_NUM_THREADS", "1")
-        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", CAPTURE_MODULE],

@@ -27,7 +27,7 @@ from .. import _platform as plat
 from ..bus import CAPTURE_MODULE, Control, State
 from ..errors import FramebusError
 from ..sources import Pipe, Source, Spec, spec_to_json
-from ._forkserver import ForkServer, ForkServerGone, fork_server
+from ._forkserver import ForkServer, ForkServerGone, capture_env, fork_server
 from ._loop import capture_loop
 
 __all__ = ["STOP_GRACE", "CaptureHost", "ForkedHost", "ProcessHost", "ThreadHost", "launch"]
@@ -59,9 +59,7 @@ class ProcessHost:
     killable = True
 
     def __init__(self, name: str, spec: Spec, realtime: bool, ticket: int) -> None:
-        env = dict(os.environ)
-        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        env = capture_env()
         inherited: tuple[int, ...] = ()
         if isinstance(spec, Pipe):
             # The capture's own stdin carries the spec, so a pipe source (our stdin, fd 0)

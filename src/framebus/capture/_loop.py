@@ -6,19 +6,16 @@ publisher (for user :class:`~framebus.Source` objects); see :mod:`framebus.captu
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from ..bus import Control, RingWriter, State
+from ..bus import SEEK_VALUE_MAX, Control, RingWriter, State, media_ns
 from ..errors import FramebusError, SourceOpenError
 from ..sources import Source, redact_text
 
 __all__ = ["capture_loop", "record_failure"]
-
-_MAX_POS = (1 << 44) - 1  # the largest frame position (the seek word's too)
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
@@ -140,10 +137,8 @@ def capture_loop(
                 if hint is None or not _same_buffer(frame, hint):
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype
-            index = source.frame_index()  # a user source's: any int
-            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= _MAX_POS:
-                index = pos
-            writer.commit(slot, frame, stamp, index, media)
+            index = _position(source.frame_index())  # a user source's: anything
+            writer.commit(slot, frame, stamp, pos if index is None else index, media)
             if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
                 backend = _report_backend(ctl, source)
             pos += 1
@@ -166,10 +161,7 @@ def capture_loop(
 
 def _media_ns(source: Source) -> int | None:
     """The source's own time of the frame it returned last, in nanoseconds."""
-    seconds = source.frame_media_time()  # a user source's: anything
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return None
-    return round(seconds * 1e9) if abs(seconds) <= 1e9 else None
+    return media_ns(source.frame_media_time())  # a user source's: anything
 
 
 def _report_backend(ctl: Control, source: Source) -> str:
@@ -187,12 +179,17 @@ def _seek(source: Source, frame: int) -> int | None:
     if not source.seekable:
         return None
     try:
-        got = source.seek(frame)
+        return _position(source.seek(frame))
     except Exception:  # a source that fails to seek refuses; the stream goes on
         return None
-    if got is None or isinstance(got, bool) or not isinstance(got, int):
+
+
+def _position(value: object) -> int | None:
+    """A frame position a source gave (a user source's: anything), if it is one the seek word
+    and a slot's word can hold."""
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    return got if 0 <= got <= _MAX_POS else None  # a position a slot's word can hold
+    return value if 0 <= value <= SEEK_VALUE_MAX else None
 
 
 def _no_frame(ctl: Control, source: Source) -> bool:
