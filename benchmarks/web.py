@@ -182,7 +182,7 @@ class _Server:
         if self.peer.key == "framebus-web":
             encodes = secs = math.nan
             for line in self._get("/metrics").decode().splitlines():
-                if f'stream="{self.name}"' not in line:
+                if f'codec="mjpeg",stream="{self.name}"' not in line:
                     continue
                 if line.startswith("framebus_web_encodes_total"):
                     encodes = float(line.rsplit(" ", 1)[1])

@@ -1,5 +1,6 @@
-"""Decoded PyAV frames as BGR arrays, for every part that decodes video itself (the RTSP
-backend, file sampling): no I/O.
+"""Frames between numpy and codecs (no I/O): decoded PyAV frames as BGR arrays, for every part
+that decodes video itself (the RTSP backend, file sampling), and any frame as the 8-bit BGR or
+the I420 picture an encoder takes (JPEG, H.264).
 
 swscale on one thread with a context kept from frame to frame, one per thread (PyAV's
 ``to_ndarray("bgr24")`` makes a new context, with slice threads of its own, for every frame:
@@ -17,7 +18,7 @@ import numpy as np
 
 from .limits import check_pixels
 
-__all__ = ["bgr24"]
+__all__ = ["as_bgr8", "bgr24", "i420"]
 
 _converters = threading.local()
 
@@ -38,3 +39,38 @@ def bgr24(frame: Any) -> np.ndarray:
     height, width = bgr.height, bgr.width
     rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
     return rows[:height, : width * 3].reshape(height, width, 3)
+
+
+def as_bgr8(frame: np.ndarray) -> np.ndarray:
+    """An 8-bit BGR or grey (H x W x 1) view or copy of ``frame`` (grey, BGR or BGRA; 8 or 16
+    bits); ValueError for any other."""
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)  # 16-bit cameras: the top byte is the picture
+    elif frame.dtype != np.uint8:
+        raise ValueError(f"an encoder needs 8-bit or 16-bit frames, not {frame.dtype}")
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
+        raise ValueError(f"an encoder needs grey, BGR or BGRA frames, not shape {frame.shape}")
+    if frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    return np.ascontiguousarray(frame)
+
+
+def i420(frame: np.ndarray) -> np.ndarray:
+    """``frame`` (as :func:`as_bgr8` takes) as I420 (planar 4:2:0, BT.601 limited range, the
+    (H * 3 / 2) x W array PyAV's ``yuv420p`` takes). 4:2:0 needs even sizes: an odd last row or
+    column is left out. ValueError for a frame under 2 x 2."""
+    import cv2
+
+    img = as_bgr8(frame)
+    h, w = img.shape[0] & ~1, img.shape[1] & ~1
+    if not h or not w:
+        raise ValueError(f"a frame of {img.shape[1]}x{img.shape[0]} is too small for 4:2:0")
+    img = img[:h, :w]
+    if img.shape[2] == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif not img.flags.c_contiguous:
+        img = np.ascontiguousarray(img)
+    out: np.ndarray = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420)
+    return out

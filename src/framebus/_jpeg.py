@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._frames import as_bgr8
+
 __all__ = ["decode", "encode", "encoder_name", "size"]
 
 try:
@@ -29,24 +31,9 @@ def encoder_name() -> str:
     return "simplejpeg" if _simplejpeg is not None else "opencv"
 
 
-def _as_bgr8(frame: np.ndarray) -> np.ndarray:
-    """An 8-bit BGR or grey (H x W x 1) view or copy of ``frame``; ValueError if it has none."""
-    if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)  # 16-bit cameras: the top byte is the picture
-    elif frame.dtype != np.uint8:
-        raise ValueError(f"JPEG needs 8-bit or 16-bit frames, not {frame.dtype}")
-    if frame.ndim == 2:
-        frame = frame[:, :, None]
-    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
-        raise ValueError(f"JPEG needs grey, BGR or BGRA frames, not shape {frame.shape}")
-    if frame.shape[2] == 4:
-        frame = frame[:, :, :3]
-    return np.ascontiguousarray(frame)
-
-
 def encode(frame: np.ndarray, quality: int = 80) -> bytes:
     """``frame`` (BGR, BGRA or grey; 8 or 16 bits) as JPEG bytes; ValueError for others."""
-    img = _as_bgr8(frame)
+    img = as_bgr8(frame)
     if _simplejpeg is not None:
         grey = img.shape[2] == 1
         data: bytes = _simplejpeg.encode_jpeg(

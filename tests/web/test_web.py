@@ -329,7 +329,7 @@ def test_api_and_metrics(web: Fixture, pattern_stream: Any) -> None:
         status, headers, body = w.get("/metrics")
         text = body.decode()
         assert status == 200 and headers["content-type"].startswith("text/plain")
-        assert f'framebus_web_viewers{{stream="{name}"}} 1.0' in text
+        assert f'framebus_web_viewers{{codec="mjpeg",stream="{name}"}} 1.0' in text
         assert f'framebus_frames_captured_total{{stream="{name}"}}' in text
     finally:
         client.close()

@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, NoReturn, TypeVar, cast
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -40,6 +40,7 @@ __all__ = [
     "Encoded",
     "FrameSink",
     "LatestSlot",
+    "Mailbox",
     "Pick",
     "PickKind",
     "SinkClosed",
@@ -118,6 +119,27 @@ class ConsumerStats:
     """Items this consumer took with ``get()``."""
     dropped: int
     """Items replaced before this consumer took them, or discarded by ``close()``."""
+    behind: int = 0
+    """Times this consumer fell behind and skipped to the next keyframe (GOP-aware mailboxes
+    only, see :class:`framebus.sinks.gop.GopSlot`)."""
+
+
+class Mailbox(Protocol[T]):
+    """What a consumer's mailbox does (:class:`LatestSlot`, :class:`~framebus.sinks.gop.GopSlot`):
+    the producer puts, the consumer gets, either closes."""
+
+    def put(self, item: T) -> bool: ...
+
+    def get(self, timeout: float | None = None) -> T: ...
+
+    def wait_empty(self, timeout: float | None = None) -> bool: ...
+
+    def close(self, error: BaseException | None = None) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def stats(self) -> ConsumerStats: ...
 
 
 class LatestSlot(Generic[T]):
@@ -254,14 +276,16 @@ class SinkStats:
 
 
 class Subscription(Generic[T]):
-    """One consumer of a :class:`FrameSink`, with its own :class:`LatestSlot`.
+    """One consumer of a :class:`FrameSink`, with its own mailbox (a :class:`LatestSlot`
+    unless the sink says otherwise).
 
-    ``get()`` returns the newest :class:`Encoded` item not yet taken; see :class:`LatestSlot`
-    for what a slow consumer loses. Iterating yields items until the stream ends or the sink
-    closes (PublisherLost propagates). ``close()`` (or leaving ``with``) unsubscribes.
+    ``get()`` returns the next :class:`Encoded` item of its mailbox: the newest not yet taken
+    for a :class:`LatestSlot` (see it for what a slow consumer loses). Iterating yields items
+    until the stream ends or the sink closes (PublisherLost propagates). ``close()`` (or
+    leaving ``with``) unsubscribes.
     """
 
-    def __init__(self, sink: FrameSink[T], slot: LatestSlot[Encoded[T]]) -> None:
+    def __init__(self, sink: FrameSink[T], slot: Mailbox[Encoded[T]]) -> None:
         self._sink = sink
         self._slot = slot
 
@@ -271,6 +295,11 @@ class Subscription(Generic[T]):
 
     def stats(self) -> ConsumerStats:
         return self._slot.stats()
+
+    @property
+    def mailbox(self) -> Mailbox[Encoded[T]]:
+        """This consumer's mailbox (a GOP-aware one has more to say, e.g. ``skip_to_key()``)."""
+        return self._slot
 
     @property
     def closed(self) -> bool:
@@ -376,11 +405,11 @@ class FrameSink(ABC, Generic[T]):
         subscription closes: an event loop can wake a coroutine with it
         (``loop.call_soon_threadsafe``) instead of blocking a thread in ``get()``.
         """
-        slot: LatestSlot[Encoded[T]] = LatestSlot(notify)
-        sub = Subscription(self, slot)
         with self._cond:
             if self._closed:
                 raise SinkClosed(f"the sink of stream {self._name!r} is closed")
+            slot = self._mailbox(notify)
+            sub = Subscription(self, slot)
             if self._error is not None:
                 slot.close(self._error)
                 return sub
@@ -393,6 +422,16 @@ class FrameSink(ABC, Generic[T]):
                 self._thread.start()
             self._cond.notify_all()
         return sub
+
+    def _mailbox(self, notify: Callable[[], None] | None) -> Mailbox[Encoded[T]]:
+        """A new consumer's mailbox, made under the sink's lock: a :class:`LatestSlot` (a sink
+        whose items depend on each other gives a mailbox that knows it)."""
+        return LatestSlot(notify)
+
+    def _delivering(self, item: Encoded[T]) -> None:
+        """Called under the sink's lock just before ``item`` goes to the consumers subscribed
+        now (a consumer subscribing later does not get it: a sink that keeps items for late
+        consumers keeps them here)."""
 
     def _unsubscribe(self, sub: Subscription[T]) -> None:
         # no notify: the worker notices an empty list after its current read (<= _POLL)
@@ -484,6 +523,7 @@ class FrameSink(ABC, Generic[T]):
                     if self._closed:
                         return
         with self._cond:
+            self._delivering(item)
             subs = list(self._subs)
         for sub in subs:
             sub._slot.put(item)  # ignored by a subscription closed meanwhile

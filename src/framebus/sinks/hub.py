@@ -53,14 +53,24 @@ class SinkHub(Generic[S]):
     """Sinks by (stream name, variant), made by ``make`` on first demand. Thread-safe.
 
     ``max_variants``: sinks per stream at most (None: no cap). ``thread_name`` names the
-    sweeping and closing threads (``framebus-web``: ``framebus-web-sweep``, ...)."""
+    sweeping and closing threads (``framebus-web``: ``framebus-web-sweep``, ...). ``kind``:
+    the few kinds of variant whose lifetime encodes are counted apart (e.g. by codec; a
+    variant's other fields come from requests: counting by them would grow without bound)."""
 
-    def __init__(self, *, max_variants: int | None = None, thread_name: str) -> None:
+    def __init__(
+        self,
+        *,
+        max_variants: int | None = None,
+        thread_name: str,
+        kind: Callable[[Hashable], str] | None = None,
+    ) -> None:
         self.max_variants = max_variants
         self.thread_name = thread_name
+        self._kind = kind or (lambda variant: "")
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, Hashable], _Entry[S]] = {}
-        self._encodes: dict[str, int] = {}  # frames encoded by the sinks closed already
+        # frames encoded by the sinks closed already, by stream and kind
+        self._encodes: dict[tuple[str, str], int] = {}
         self._closers: list[threading.Thread] = []
         self._closed = False
         self._stop = threading.Event()
@@ -127,10 +137,11 @@ class SinkHub(Generic[S]):
         with self._lock:
             return [e.sink for (n, _), e in self._entries.items() if n == name]
 
-    def closed_encodes(self, name: str) -> int:
-        """Frames encoded for ``name`` by sinks closed already (for lifetime totals)."""
+    def closed_encodes(self, name: str, kind: str | None = None) -> int:
+        """Frames encoded for ``name`` by sinks closed already (for lifetime totals), of
+        variants of ``kind`` (None: every kind)."""
         with self._lock:
-            return self._encodes.get(name, 0)
+            return sum(n for (s, k), n in self._encodes.items() if s == name and kind in (None, k))
 
     def _sweep_forever(self) -> None:
         while not self._stop.wait(SWEEP_EVERY):
@@ -138,7 +149,8 @@ class SinkHub(Generic[S]):
 
     def _retire(self, key: tuple[str, Hashable], entry: _Entry[S]) -> None:
         """Forget a sink (under the lock), keeping its count of encodes."""
-        self._encodes[key[0]] = self._encodes.get(key[0], 0) + entry.sink.stats().frames_encoded
+        count = (key[0], self._kind(key[1]))
+        self._encodes[count] = self._encodes.get(count, 0) + entry.sink.stats().frames_encoded
         del self._entries[key]
 
     def _close_later(self, sink: S) -> None:

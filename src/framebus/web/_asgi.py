@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
-import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict
@@ -37,17 +36,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 import framebus
-from framebus import PublisherLost, ReadTimeout, SinkClosed, StreamEnded, StreamStats
-from framebus.sinks import Encoded, Subscription
+from framebus import PublisherLost, SinkClosed, StreamEnded, StreamStats
 from framebus.sinks.jpeg import MAX_WIDTH, MIN_WIDTH, encoder_name
 
 from . import _mjpeg, _sockets
 from ._auth import BasicAuth
 from ._hub import EncoderHub, TooManyVariants, Variant, default_hub
+from ._viewers import Deadline, Viewer
+from ._websocket import h264_endpoint
 
 __all__ = ["SNAPSHOT_TIMEOUT", "WRITE_TIMEOUT", "app"]
 
@@ -61,108 +61,6 @@ SNAPSHOT_TIMEOUT = 10.0
 _IDLE_WAIT = 1.0  # how often a waiting viewer looks for a disconnect
 _GONE_STATES = ("dead", "unreadable", "closed")
 _EMPTY = {"type": "http.response.body", "body": b"", "more_body": True}
-
-
-class _Deadline:
-    """``async with _Deadline(s):`` raises TimeoutError if the block takes over ``s`` seconds.
-
-    One timer per block, where ``asyncio.wait_for`` (before Python 3.12) wraps each awaited
-    call in a task of its own: per viewer and frame, that was most of the server's CPU.
-    """
-
-    __slots__ = ("_fired", "_handle", "_seconds", "_task")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._fired = False
-
-    def _fire(self) -> None:
-        self._fired = True
-        self._task.cancel()
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
-
-    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self._handle.cancel()
-        if self._fired and kind is asyncio.CancelledError:
-            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
-            if uncancel is not None:
-                uncancel()
-            raise TimeoutError
-
-
-class _Wakeups:
-    """Wakes the viewers of one event loop from the encoders' threads: one thread-safe call
-    per batch of woken viewers (a wake-up of the loop costs a write to its self-pipe), not
-    one per viewer and frame."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._due: list[asyncio.Event] = []
-
-    def wake(self, event: asyncio.Event) -> None:
-        with self._lock:
-            self._due.append(event)
-            if len(self._due) > 1:
-                return  # a flush is already scheduled and will see this one
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self._loop.call_soon_threadsafe(self._flush)
-
-    def _flush(self) -> None:
-        with self._lock:
-            due, self._due = self._due, []
-        for event in due:
-            event.set()
-
-
-_wakeups: dict[asyncio.AbstractEventLoop, _Wakeups] = {}
-_wakeups_lock = threading.Lock()
-
-
-def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
-    with _wakeups_lock:
-        for old in [old for old in _wakeups if old.is_closed()]:
-            del _wakeups[old]
-        if loop not in _wakeups:
-            _wakeups[loop] = _Wakeups(loop)
-        return _wakeups[loop]
-
-
-class _Viewer:
-    """A subscription awaited from an event loop: the sink's worker thread wakes it."""
-
-    def __init__(self, hub: EncoderHub, name: str, variant: Variant) -> None:
-        wakeups = _wakeups_of(asyncio.get_running_loop())
-        self._hub = hub
-        self._event = asyncio.Event()
-        event = self._event
-        self.sub: Subscription[bytes] = hub.subscribe(name, variant, lambda: wakeups.wake(event))
-
-    async def next(self, timeout: float) -> Encoded[bytes] | None:
-        """The newest item, or None after ``timeout`` seconds without one."""
-        self._event.clear()
-        try:
-            return self.sub.get(timeout=0)  # cleared first: a put after this wakes the wait
-        except ReadTimeout:
-            pass
-        with contextlib.suppress(TimeoutError):
-            async with _Deadline(timeout):
-                await self._event.wait()
-        try:
-            return self.sub.get(timeout=0)
-        except ReadTimeout:
-            return None
-
-    def close(self) -> None:
-        self.sub.close()
-        # an encoder left without viewers may be closed: in the loop's executor, never here
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().run_in_executor(None, self._hub.sweep)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -196,7 +94,7 @@ _NO_STORE = {"cache-control": "no-store, no-cache, must-revalidate", "pragma": "
 class _MjpegResponse(Response):
     """An endless ``multipart/x-mixed-replace`` response for one viewer."""
 
-    def __init__(self, hub: EncoderHub, name: str, viewer: _Viewer) -> None:
+    def __init__(self, hub: EncoderHub, name: str, viewer: Viewer) -> None:
         super().__init__(media_type=None)
         self.hub, self.name, self.viewer = hub, name, viewer
 
@@ -226,7 +124,7 @@ class _MjpegResponse(Response):
             direct = _sockets.BodyWriter.of(transport)  # frames below ASGI, if possible
             fitted = 0
             while not gone.done():
-                async with _Deadline(WRITE_TIMEOUT):
+                async with Deadline(WRITE_TIMEOUT):
                     # the newest frame is chosen only once the last one left the server's
                     # buffer (an empty write: uvicorn's send() waits for its transport to
                     # drain; on our server's connections, only if it holds anything) and
@@ -252,14 +150,14 @@ class _MjpegResponse(Response):
                 if direct is not None:
                     direct.write(pieces)  # the transport was drained just above
                 else:
-                    async with _Deadline(WRITE_TIMEOUT):
+                    async with Deadline(WRITE_TIMEOUT):
                         chunk = b"".join(pieces)
                         await send({"type": "http.response.body", "body": chunk,
                                     "more_body": True})  # fmt: skip
                 self.hub.note_sent(self.name, size)
             if not gone.done():
                 with contextlib.suppress(Exception):
-                    async with _Deadline(WRITE_TIMEOUT):
+                    async with Deadline(WRITE_TIMEOUT):
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
             # a viewer that took no data for WRITE_TIMEOUT (a frozen tab, a half-closed or
@@ -308,6 +206,7 @@ def app(
             "encodes": web.encodes,
             "bytes_sent": web.bytes_sent,
             "viewer_skipped": list(web.viewer_skipped),
+            "codecs": {codec: asdict(c) for codec, c in web.codecs.items()},
         }
 
     async def index(request: Request) -> Response:
@@ -333,14 +232,14 @@ def app(
             return found
         return Response(status_code=200, media_type=media_type, headers=_NO_STORE)
 
-    def watch(request: Request) -> _Viewer | Response:
+    def watch(request: Request) -> Viewer | Response:
         """A viewer of the stream the request names, or the error response saying why not."""
         found = checked(request)
         if isinstance(found, Response):
             return found
         name, variant = found
         try:
-            return _Viewer(hub, name, variant)
+            return Viewer(hub, name, variant)
         except TooManyVariants as exc:
             return _error(503, str(exc))
         except framebus.FramebusError as exc:  # gone since it was listed
@@ -405,6 +304,7 @@ def app(
         Route("/", index),
         Route("/streams/{name}.mjpg", mjpeg),
         Route("/streams/{name}.jpg", snapshot),
+        WebSocketRoute("/streams/{name}.h264", h264_endpoint(hub, lambda n: find(n) is not None)),
         Route("/api/streams", api_list),
         Route("/api/streams/{name}", api_one),
         Route("/metrics", metrics),
@@ -424,7 +324,7 @@ class _Collector:
         self._listed, self._hub = listed, hub
 
     def collect(self) -> Any:
-        label = ["stream"]
+        label, by_codec = ["stream"], ["stream", "codec"]
         fams: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "captured": CounterMetricFamily(
                 "framebus_frames_captured", "Frames captured into the ring", labels=label
@@ -439,35 +339,44 @@ class _Collector:
             "reconnects": CounterMetricFamily(
                 "framebus_reconnects", "Reconnects of the stream's source", labels=label
             ),
+        }
+        web: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "viewers": GaugeMetricFamily(
-                "framebus_web_viewers", "MJPEG viewers and pending snapshots", labels=label
+                "framebus_web_viewers", "Viewers and pending snapshots", labels=by_codec
             ),
             "encodes": CounterMetricFamily(
-                "framebus_web_encodes", f"JPEG encodes ({encoder_name()})", labels=label
+                "framebus_web_encodes", f"Frames encoded (JPEG: {encoder_name()})", labels=by_codec
             ),
             "encode_seconds": CounterMetricFamily(
-                "framebus_web_encode_seconds", "Time spent encoding JPEGs", labels=label
+                "framebus_web_encode_seconds", "Time spent encoding", labels=by_codec
             ),
-            "bytes": CounterMetricFamily(
-                "framebus_web_sent_bytes", "MJPEG bytes sent to viewers", labels=label
+            "bytes_sent": CounterMetricFamily(
+                "framebus_web_sent_bytes", "Bytes of frames sent to viewers", labels=by_codec
+            ),
+            "skipped": GaugeMetricFamily(
+                "framebus_web_skipped_frames", "Frames the current viewers skipped", labels=by_codec
+            ),
+            "behind": GaugeMetricFamily(
+                "framebus_web_behind",
+                "Times the current H.264 viewers fell behind and restarted at a keyframe",
+                labels=by_codec,
             ),
         }
         for s in self._listed():
-            web = self._hub.stats(s.name)
             values = {
                 "captured": s.captured,
                 "fps": s.capture_fps,
                 "readers": s.readers,
                 "age": s.last_frame_age if s.last_frame_age is not None else float("nan"),
                 "reconnects": s.reconnects,
-                "viewers": web.viewers,
-                "encodes": web.encodes,
-                "encode_seconds": web.encode_seconds,
-                "bytes": web.bytes_sent,
             }
             for key, fam in fams.items():
                 fam.add_metric([s.name], values[key])
+            for codec, stats in self._hub.stats(s.name).codecs.items():
+                for key, fam in web.items():
+                    fam.add_metric([s.name, codec], getattr(stats, key))
         yield from fams.values()
+        yield from web.values()
 
 
 def _asset(name: str) -> str:

@@ -1,6 +1,7 @@
-"""The encoders of a process: one :class:`JpegSink` per stream and variant, shared by every
-viewer of the process (ASGI tasks and WSGI threads alike), in the hub every wing shares
-(:class:`~framebus.sinks.hub.SinkHub`: its idle policy is this one).
+"""The encoders of a process: one sink per stream and variant — a :class:`JpegSink` for MJPEG
+viewers, an :class:`H264Sink` for H.264 ones — shared by every viewer of the process (ASGI tasks
+and WSGI threads alike), in the hub every wing shares (:class:`~framebus.sinks.hub.SinkHub`: its
+idle policy is this one).
 
 Bounds: at most :data:`MAX_VARIANTS` variants (width, quality) per stream, since each is a
 reader of the stream and an encoder; a new variant at the cap takes the place of the longest
@@ -12,14 +13,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from framebus.sinks import Subscription
+from framebus.sinks import FrameSink, Subscription
+from framebus.sinks.h264 import H264Sink
 from framebus.sinks.hub import IDLE_CLOSE, SWEEP_EVERY, SinkHub, TooManyVariants
 from framebus.sinks.jpeg import JpegSink
 
-__all__ = ["DEFAULT_QUALITY", "IDLE_CLOSE", "MAX_VARIANTS", "SWEEP_EVERY", "EncoderHub",
-           "TooManyVariants", "Variant", "WebStats", "default_hub"]  # fmt: skip
+__all__ = ["CODECS", "DEFAULT_QUALITY", "IDLE_CLOSE", "MAX_VARIANTS", "SWEEP_EVERY", "Codec",
+           "CodecStats", "EncoderHub", "TooManyVariants", "Variant", "WebStats",
+           "default_hub"]  # fmt: skip
+
+Codec = Literal["mjpeg", "h264"]
+CODECS: tuple[Codec, ...] = ("mjpeg", "h264")
 
 DEFAULT_QUALITY = 80
 MAX_VARIANTS = 4
@@ -27,10 +34,27 @@ MAX_VARIANTS = 4
 
 @dataclass(frozen=True)
 class Variant:
-    """How a viewer wants a stream: scaled to ``width`` (None: as captured), at ``quality``."""
+    """How a viewer wants a stream: as ``codec``, scaled to ``width`` (None: as captured), at
+    ``quality`` (JPEG only)."""
 
     width: int | None = None
     quality: int = DEFAULT_QUALITY
+    codec: Codec = "mjpeg"
+
+
+@dataclass(frozen=True)
+class CodecStats:
+    """A stream's viewers of one codec."""
+
+    viewers: int = 0
+    encodes: int = 0
+    encode_seconds: float = 0.0
+    bytes_sent: int = 0
+    skipped: int = 0
+    """Frames the current viewers skipped (MJPEG: newer ones came first; H.264: frames dropped
+    while a viewer waited for a keyframe after falling behind)."""
+    behind: int = 0
+    """Times a current H.264 viewer fell behind and skipped to the next keyframe."""
 
 
 @dataclass(frozen=True)
@@ -43,17 +67,19 @@ class WebStats:
     bytes_sent: int
     viewer_skipped: tuple[int, ...]
     """Frames each current viewer skipped (encoded while it was still sending an older one)."""
+    codecs: dict[str, CodecStats] = field(default_factory=dict)
+    """The same by codec (``"mjpeg"``, ``"h264"``)."""
 
 
 class EncoderHub:
-    """JPEG encoders by (stream, variant), created on demand. Thread-safe."""
+    """Encoders by (stream, variant), created on demand. Thread-safe."""
 
     def __init__(self) -> None:
-        self._hub: SinkHub[JpegSink] = SinkHub(
-            max_variants=MAX_VARIANTS, thread_name="framebus-web"
+        self._hub: SinkHub[FrameSink[Any]] = SinkHub(
+            max_variants=MAX_VARIANTS, thread_name="framebus-web", kind=_kind
         )
         self._lock = threading.Lock()
-        self._bytes: dict[str, int] = {}
+        self._bytes: dict[tuple[str, Codec], int] = {}
 
     @property
     def _closed(self) -> bool:
@@ -61,19 +87,29 @@ class EncoderHub:
 
     def subscribe(
         self, name: str, variant: Variant, notify: Callable[[], None] | None = None
-    ) -> Subscription[bytes]:
-        """A viewer of ``name`` as ``variant``. Raises StreamNotFound, TooManyVariants.
+    ) -> Subscription[Any]:
+        """A viewer of ``name`` as ``variant``: items are JPEG bytes, or
+        :class:`~framebus._h264.AccessUnit` for H.264. Raises StreamNotFound, TooManyVariants.
 
         Never blocks on an encoder's shutdown (it may be called on an event loop)."""
+        return self.subscribe_sink(name, variant, notify)[1]
 
-        def make() -> JpegSink:
+    def subscribe_sink(
+        self, name: str, variant: Variant, notify: Callable[[], None] | None = None
+    ) -> tuple[FrameSink[Any], Subscription[Any]]:
+        """:meth:`subscribe`, with the sink (an H.264 viewer asks it for keyframes)."""
+
+        def make() -> FrameSink[Any]:
+            if variant.codec == "h264":
+                return H264Sink(name, width=variant.width)
             return JpegSink(name, width=variant.width, quality=variant.quality)
 
-        return self._hub.subscribe(name, variant, make, notify)[1]
+        return self._hub.subscribe(name, variant, make, notify)
 
-    def note_sent(self, name: str, nbytes: int) -> None:
+    def note_sent(self, name: str, nbytes: int, codec: Codec = "mjpeg") -> None:
         with self._lock:
-            self._bytes[name] = self._bytes.get(name, 0) + nbytes
+            key = (name, codec)
+            self._bytes[key] = self._bytes.get(key, 0) + nbytes
 
     def sweep(self) -> None:
         """Close the encoders the idle policy says to (:mod:`framebus.sinks.hub`)."""
@@ -81,21 +117,41 @@ class EncoderHub:
 
     def stats(self, name: str) -> WebStats:
         sinks = self._hub.sinks(name)
-        closed_encodes = self._hub.closed_encodes(name)
         with self._lock:
-            sent = self._bytes.get(name, 0)
-        stats = [s.stats() for s in sinks]
+            sent = {codec: self._bytes.get((name, codec), 0) for codec in CODECS}
+        stats = [(_codec_of(sink), sink.stats()) for sink in sinks]
+        codecs: dict[str, CodecStats] = {}
+        for codec in CODECS:
+            mine = [s for c, s in stats if c == codec]
+            consumers = [c for s in mine for c in s.per_consumer]
+            codecs[codec] = CodecStats(
+                viewers=sum(s.consumers for s in mine),
+                encodes=self._hub.closed_encodes(name, codec) + sum(s.frames_encoded for s in mine),
+                encode_seconds=sum(s.encode_seconds for s in mine),
+                bytes_sent=sent[codec],
+                skipped=sum(c.dropped for c in consumers),
+                behind=sum(c.behind for c in consumers),
+            )
         return WebStats(
-            viewers=sum(s.consumers for s in stats),
-            encodes=closed_encodes + sum(s.frames_encoded for s in stats),
-            encode_seconds=sum(s.encode_seconds for s in stats),
-            bytes_sent=sent,
-            viewer_skipped=tuple(c.dropped for s in stats for c in s.per_consumer),
+            viewers=sum(c.viewers for c in codecs.values()),
+            encodes=sum(c.encodes for c in codecs.values()),
+            encode_seconds=sum(c.encode_seconds for c in codecs.values()),
+            bytes_sent=sum(sent.values()),
+            viewer_skipped=tuple(c.dropped for _, s in stats for c in s.per_consumer),
+            codecs=codecs,
         )
 
     def close(self) -> None:
         """Close every encoder (their viewers' responses end) and wait for them."""
         self._hub.close()
+
+
+def _kind(variant: Any) -> str:
+    return str(getattr(variant, "codec", ""))
+
+
+def _codec_of(sink: FrameSink[Any]) -> Codec:
+    return "h264" if isinstance(sink, H264Sink) else "mjpeg"
 
 
 _default: EncoderHub | None = None

@@ -25,8 +25,10 @@ import threading
 import time
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
 from framebus._hosts import host_port
 from framebus.errors import FramebusError
@@ -36,7 +38,7 @@ from framebus.limits import (
     per_address_connections,
 )
 
-from . import _sockets
+from . import _h264, _sockets
 from ._hub import EncoderHub
 
 __all__ = ["DEFAULT_BIND", "EVICT_IDLE", "HEAD_TIMEOUT", "WebServer", "parse_bind", "read_auth"]
@@ -54,7 +56,33 @@ _BACKLOG = 64
 _SHUTDOWN_GRACE = 0.3  # seconds a response may still take when the server stops (uvicorn: 1 s)
 
 
-class _CappedH11(H11Protocol):
+class _Capped:
+    """What the connection limits know of a connection, HTTP or WebSocket."""
+
+    _address = ""
+    _idle_since = 0.0  # when it last had no request in progress
+
+    def _idle(self) -> bool:
+        return False
+
+
+class _CappedWS(_Capped, WSProtocol):
+    """uvicorn's WebSocket protocol (wsproto) for a connection upgraded from a
+    :class:`_CappedH11` one: counted against the same limits, never idle (it streams), and its
+    socket forgotten when it closes."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else ""
+        self._peer = peer
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _sockets.forget(self._peer)
+        super().connection_lost(exc)
+
+
+class _CappedH11(_Capped, H11Protocol):
     """uvicorn's HTTP/1.1 protocol with the viewer limits applied to each connection."""
 
     max_connections = DEFAULT_MAX_CONNECTIONS
@@ -62,8 +90,6 @@ class _CappedH11(H11Protocol):
     _logged_at = -_LOG_EVERY
     _head_timer: asyncio.TimerHandle | None = None
     _refused_this = False
-    _address = ""
-    _idle_since = 0.0  # when it last had no request in progress
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername")
@@ -87,7 +113,7 @@ class _CappedH11(H11Protocol):
         connections (at least 16), and there is room, or one idle for EVICT_IDLE seconds
         (no request in progress) gives up its place: a host that opens connections and says
         nothing cannot keep a viewer of another host out."""
-        others = [c for c in self.server_state.connections if isinstance(c, _CappedH11)]
+        others = [c for c in self.server_state.connections if isinstance(c, _Capped)]
         share = per_address_connections(self.max_connections)
         if self._address and sum(c._address == self._address for c in others) >= share:
             return False
@@ -104,6 +130,14 @@ class _CappedH11(H11Protocol):
 
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """The connection becomes a WebSocket: it has its request, and the head timer must not
+        close it."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().handle_websocket_upgrade(event)
 
     def _refuse(self, transport: asyncio.Transport) -> None:
         self._refused_this = True
@@ -217,6 +251,11 @@ class WebServer:
         config = uvicorn.Config(
             asgi_app,
             http=protocol,
+            ws=_CappedWS,
+            # what a page may send: short text messages (the H.264 player's requests); no
+            # compression of video that is compressed already
+            ws_max_size=_h264.MAX_CLIENT_MESSAGE,
+            ws_per_message_deflate=False,
             loop="asyncio",  # the viewers' waits watch sockets with the selector loop's add_writer
             log_level="warning",
             access_log=False,

@@ -1,0 +1,180 @@
+"""The mailbox of a consumer of frames that depend on each other (H.264): it skips whole groups
+of pictures, never single frames, and never queues without a bound.
+
+A decoder needs every frame from a keyframe on: the newest-wins :class:`~framebus.sinks.LatestSlot`
+would hand it a P-frame whose reference it never saw. :class:`GopSlot` keeps the frames in order
+instead, and a consumer that falls behind drops to the next keyframe.
+
+Buffering policy of a :class:`GopSlot`, stated once for every consumer of encoded video:
+
+* it holds the frames put since the consumer last took one, in order, while they span at most
+  :data:`MAX_LAG` seconds of capture time and number at most :data:`MAX_PENDING`;
+* one more would break either bound: the consumer is *behind*. Every frame it holds is dropped
+  (counted), it takes no frame until the next keyframe (counted in ``behind``), and the sink is
+  told (``on_behind``), so that a sink that encodes may make that keyframe come sooner;
+* a new consumer starts waiting for a keyframe, or with the frames of the current group of
+  pictures from its keyframe (:meth:`prefill`, the sink's bounded cache): a picture at once
+  without waiting for the next keyframe. Those catching-up frames do not count towards the
+  bounds (they are the past the consumer asked for, not a lag);
+* a consumer may ask to restart at the next keyframe itself (:meth:`skip_to_key`: its decoder
+  failed).
+
+Memory: references to frames the sink made once for every consumer; per consumer at most
+:data:`MAX_PENDING` plus the prefill.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import NoReturn
+
+from framebus import ReadTimeout, SinkClosed
+from framebus._h264 import AccessUnit
+
+from .base import ConsumerStats, Encoded
+
+__all__ = ["MAX_LAG", "MAX_PENDING", "GopSlot"]
+
+MAX_LAG = 0.5
+"""Seconds of capture time a consumer may hold untaken before it is behind."""
+MAX_PENDING = 64
+"""Frames a consumer may hold untaken before it is behind (bounds a high frame rate)."""
+
+
+class GopSlot:
+    """An in-order mailbox of encoded frames for one consumer; see the module docstring for what
+    it drops. Thread-safe; the same interface as :class:`~framebus.sinks.LatestSlot`."""
+
+    def __init__(
+        self,
+        notify: Callable[[], None] | None = None,
+        on_behind: Callable[[], None] | None = None,
+    ) -> None:
+        self._cond = threading.Condition()
+        self._notify = notify
+        self._on_behind = on_behind
+        self._items: deque[Encoded[AccessUnit]] = deque()
+        self._catching_up = 0  # prefilled frames still held: outside the bounds
+        self._want_key = True
+        self._closed = False
+        self._error: BaseException | None = None
+        self._delivered = 0
+        self._dropped = 0
+        self._behind = 0
+
+    def prefill(self, items: Iterable[Encoded[AccessUnit]]) -> None:
+        """Start with ``items`` (a group of pictures from its keyframe), taken before anything
+        put later; ignored unless the first is a keyframe."""
+        items = list(items)
+        if not items or not items[0].data.key:
+            return
+        with self._cond:
+            if self._closed or self._items:
+                return
+            self._items.extend(items)
+            self._catching_up = len(items)
+            self._want_key = False
+            self._cond.notify_all()
+        if self._notify is not None:
+            self._notify()
+
+    def put(self, item: Encoded[AccessUnit]) -> bool:
+        """Append ``item``; see the module docstring. False (and ignored) once closed."""
+        behind = False
+        with self._cond:
+            if self._closed:
+                return False
+            if self._want_key:
+                if not item.data.key:
+                    self._dropped += 1
+                    return True
+                self._want_key = False
+            self._items.append(item)
+            live = len(self._items) - self._catching_up
+            oldest = self._items[self._catching_up].info.timestamp
+            if live > MAX_PENDING or item.info.timestamp - oldest > MAX_LAG:
+                behind = True
+                self._drop_all()
+                self._behind += 1
+            self._cond.notify_all()
+        if behind and self._on_behind is not None:
+            self._on_behind()
+        if self._notify is not None:
+            self._notify()
+        return True
+
+    def _drop_all(self) -> None:
+        """Under the lock: drop what is held and wait for the next keyframe."""
+        self._dropped += len(self._items)
+        self._items.clear()
+        self._catching_up = 0
+        self._want_key = True
+
+    def skip_to_key(self) -> None:
+        """Drop what is held and take nothing until the next keyframe (the consumer's decoder
+        lost its footing)."""
+        with self._cond:
+            if not self._closed:
+                self._drop_all()
+                self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Encoded[AccessUnit]:
+        """The oldest frame held, waiting up to ``timeout`` seconds (None: forever) for one.
+        Raises ReadTimeout, SinkClosed, or the error given to ``close(error)`` once every held
+        frame was taken."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    self._raise_closed()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ReadTimeout(f"no new item within {timeout} s")
+                self._cond.wait(remaining)
+            item = self._items.popleft()
+            self._catching_up = max(0, self._catching_up - 1)
+            self._delivered += 1
+            self._cond.notify_all()
+            return item
+
+    def _raise_closed(self) -> NoReturn:
+        if self._error is None:
+            raise SinkClosed("closed")
+        raise copy.copy(self._error) from self._error
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is held (or the mailbox closed). False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items or self._closed, timeout)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Wake every waiter. ``close()`` drops what is held (``get()`` raises SinkClosed);
+        ``close(error)`` keeps it for ``get()``, which then raises (a copy of) ``error``."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed, self._error = True, error
+            if error is None:
+                self._dropped += len(self._items)
+                self._items.clear()
+            self._cond.notify_all()
+        if self._notify is not None:
+            self._notify()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        """Frames held now."""
+        with self._cond:
+            return len(self._items)
+
+    def stats(self) -> ConsumerStats:
+        with self._cond:
+            return ConsumerStats(self._delivered, self._dropped, self._behind)

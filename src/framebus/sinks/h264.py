@@ -1,0 +1,188 @@
+"""The H.264 sink: one libx264 encoder (PyAV) per stream and variant, for every viewer at once.
+
+Low-latency settings, as a live view needs them: no B-frames and no look-ahead (``zerolatency``:
+each frame leaves the encoder as it goes in), ``ultrafast`` (3.4 ms of CPU per 720p frame here),
+a keyframe at least every :data:`KEY_EVERY` seconds of capture time, and sooner when a viewer
+joins or falls behind — at most once per :data:`KEY_MIN_GAP` seconds, since a keyframe costs
+about ten times the bytes of another frame. The parameter sets go in front of every keyframe
+(a decoder may start at any of them), and the colour is signalled as BT.601 limited range, which
+is what :func:`framebus._frames.i420` converts to.
+
+Buffering: each consumer has a :class:`~framebus.sinks.gop.GopSlot` (frames in order; a
+consumer that falls behind skips to the next keyframe). The sink keeps the current group of
+pictures (from its keyframe, at most :data:`MAX_GOP_FRAMES` frames and :data:`MAX_GOP_BYTES`
+bytes, else nothing until the next keyframe) so that a viewer joining less than
+:data:`KEY_MIN_GAP` seconds after the last forced keyframe starts from it instead of waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from framebus import FrameInfo
+from framebus._frames import i420
+from framebus._h264 import AccessUnit, codec_string, is_keyframe
+
+from .base import Encoded, FrameSink, Mailbox
+from .gop import GopSlot
+from .jpeg import MAX_WIDTH, MIN_WIDTH, resize
+
+__all__ = ["DEFAULT_CRF", "KEY_EVERY", "KEY_MIN_GAP", "MAX_GOP_BYTES", "MAX_GOP_FRAMES",
+           "H264Sink"]  # fmt: skip
+
+DEFAULT_CRF = 23
+"""x264's constant rate factor: 23 is its default quality (lower is better and larger)."""
+KEY_EVERY = 2.0
+"""A keyframe at least this often (seconds of capture time)."""
+KEY_MIN_GAP = 1.0
+"""Keyframes asked for (a viewer joined or fell behind) come at most this often."""
+MAX_GOP_FRAMES = 300
+MAX_GOP_BYTES = 32 * 1024 * 1024
+
+_X264_PARAMS = ":".join(
+    [
+        "keyint=infinite",  # keyframes come when this sink asks (by time, not frame count)
+        "scenecut=0",
+        "bframes=0",
+        "repeat-headers=1",  # SPS and PPS before every keyframe
+        "colorprim=smpte170m",
+        "transfer=smpte170m",
+        "colormatrix=smpte170m",
+        "fullrange=off",
+    ]
+)
+
+
+class H264Sink(FrameSink[AccessUnit]):
+    """One H.264 encoder for one stream, scaled to ``width`` (None: as captured), at ``crf``.
+
+    Encodes in the sink's worker thread, once per frame whatever the number of consumers, and
+    only while someone is subscribed (a new encoder, starting with a keyframe, when the frame
+    size changes). Items are :class:`~framebus._h264.AccessUnit`.
+    """
+
+    def __init__(self, name: str, *, width: int | None = None, crf: int = DEFAULT_CRF) -> None:
+        if width is not None and not MIN_WIDTH <= width <= MAX_WIDTH:
+            raise ValueError(f"width must be {MIN_WIDTH}..{MAX_WIDTH}, not {width}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be 0..51, not {crf}")
+        self.width = width
+        self.crf = crf
+        self._encoder: Any = None
+        self._size: tuple[int, int] | None = None
+        self._codec = ""
+        self._pts = 0
+        self._key_lock = threading.Lock()  # guards the three below (viewers ask from anywhere)
+        self._key_wanted = False
+        self._key_at = -math.inf  # monotonic time of the last keyframe
+        self._last_key_ts = -math.inf  # capture time of the last keyframe
+        # the current group of pictures, for late joiners: guarded by the sink's lock
+        self._gop: list[Encoded[AccessUnit]] = []
+        self._gop_bytes = 0
+        self._keys = 0
+        super().__init__(name)
+
+    # -- keyframes -----------------------------------------------------------------------------
+
+    def request_key(self) -> None:
+        """Make the next frame a keyframe, unless the last one is less than
+        :data:`KEY_MIN_GAP` seconds old (then the first frame after that gap)."""
+        with self._key_lock:
+            self._key_wanted = True
+
+    def _force_now(self, info: FrameInfo) -> bool:
+        now = time.monotonic()
+        with self._key_lock:
+            due = info.timestamp - self._last_key_ts >= KEY_EVERY
+            return due or (self._key_wanted and now - self._key_at >= KEY_MIN_GAP)
+
+    @property
+    def keyframes(self) -> int:
+        """Keyframes encoded so far."""
+        return self._keys
+
+    # -- consumers -----------------------------------------------------------------------------
+
+    def _mailbox(self, notify: Callable[[], None] | None) -> Mailbox[Encoded[AccessUnit]]:
+        slot = GopSlot(notify, on_behind=self.request_key)
+        with self._key_lock:
+            recent = time.monotonic() - self._key_at < KEY_MIN_GAP
+        if recent and self._gop:
+            slot.prefill(self._gop)  # the last keyframe is recent: start from it
+        else:
+            self.request_key()  # the next frame: a fresh start for this viewer
+        return slot
+
+    def _delivering(self, item: Encoded[AccessUnit]) -> None:
+        au = item.data
+        if au.key:
+            self._gop, self._gop_bytes = [], 0
+        elif not self._gop:
+            return  # the cache overflowed: nothing until the next keyframe
+        self._gop.append(item)
+        self._gop_bytes += len(au.data)
+        if len(self._gop) > MAX_GOP_FRAMES or self._gop_bytes > MAX_GOP_BYTES:
+            self._gop, self._gop_bytes = [], 0
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        encoder: Any = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = width, height
+        encoder.pix_fmt = "yuv420p"
+        # x264 derives the level from the frame rate: the stream's, else 30
+        stats = self._reader.stats()
+        fps = stats.source_fps or stats.capture_fps or 30.0
+        rate = Fraction(max(1, min(240, round(fps))))
+        encoder.framerate, encoder.time_base = rate, 1 / rate
+        encoder.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "crf": str(self.crf),
+            "forced-idr": "1",
+            "threads": "1",  # one core per encoder: the machine serves other streams too
+            "x264-params": _X264_PARAMS,
+        }
+        encoder.open()
+        self._encoder, self._size, self._pts, self._codec = encoder, (width, height), 0, ""
+
+    def encode(self, frame: np.ndarray, info: FrameInfo) -> AccessUnit:
+        import av
+
+        if self.width is not None:
+            frame = resize(frame, self.width)
+        yuv = i420(frame)
+        height, width = yuv.shape[0] * 2 // 3, yuv.shape[1]
+        fresh = self._size != (width, height)
+        if fresh:
+            self._open(width, height)
+        picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        picture.pts = self._pts
+        self._pts += 1
+        if self._force_now(info) and not fresh:
+            picture.pict_type = av.video.frame.PictureType.I
+        packets = self._encoder.encode(picture)
+        if len(packets) != 1:  # zerolatency: one frame in, one out
+            raise ValueError(f"libx264 gave {len(packets)} packets for one frame")
+        data = bytes(packets[0])
+        key = is_keyframe(data)
+        if key:
+            self._codec = codec_string(data) or self._codec
+            self._keys += 1
+            with self._key_lock:
+                self._last_key_ts, self._key_at = info.timestamp, time.monotonic()
+                self._key_wanted = False
+        return AccessUnit(data, key, self._codec, width, height)
+
+    def close(self) -> None:
+        super().close()
+        self._encoder = None  # the worker has stopped: PyAV frees the encoder
