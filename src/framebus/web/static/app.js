@@ -1,9 +1,12 @@
-// Live tiles: the MJPEG <img> of each stream, and its stats refreshed every second.
+// Live tiles: each stream as H.264 (WebCodecs, where the browser has it) or MJPEG (an <img>),
+// and its stats refreshed every second. ?codec=mjpeg or ?codec=h264 forces either.
 "use strict";
 const grid = document.getElementById("grid");
 const empty = document.getElementById("empty");
 const status = document.getElementById("status");
 const tiles = new Map();
+const forced = new URLSearchParams(location.search).get("codec");
+const h264Ready = forced === "mjpeg" ? Promise.resolve(false) : h264Supported();
 
 function makeTile(name) {
   const fig = document.createElement("figure");
@@ -12,17 +15,70 @@ function makeTile(name) {
   frame.className = "frame";
   const img = document.createElement("img");
   img.alt = name;
+  const canvas = document.createElement("canvas");
+  canvas.hidden = true;
   const overlay = document.createElement("div");
   overlay.className = "overlay";
   overlay.textContent = "connecting…";
-  frame.append(img, overlay);
+  frame.append(img, canvas, overlay);
   const caption = document.createElement("figcaption");
   fig.append(frame, caption);
   grid.append(fig);
-  const tile = { fig, img, overlay, caption, playing: false };
+  const tile = { name, fig, img, canvas, overlay, caption, playing: false, player: null,
+                 codec: "", why: "", noH264: "" };
   img.addEventListener("error", () => { tile.playing = false; });
   tiles.set(name, tile);
   return tile;
+}
+
+function wsUrl(name) {
+  const url = new URL(`streams/${encodeURIComponent(name)}.h264`, document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+function playMjpeg(tile, why) {
+  tile.codec = "mjpeg";
+  tile.why = why;
+  tile.fig.dataset.codec = "mjpeg";
+  tile.canvas.hidden = true;
+  tile.img.hidden = false;
+  tile.img.src = `streams/${encodeURIComponent(tile.name)}.mjpg?t=${Date.now()}`;
+}
+
+function playH264(tile) {
+  tile.codec = "h264";
+  tile.why = "";
+  tile.fig.dataset.codec = "h264";
+  tile.img.removeAttribute("src");
+  tile.img.hidden = true;
+  tile.canvas.hidden = false;
+  tile.player = new H264Player(tile.canvas, wsUrl(tile.name), {
+    onPicture: (captured) => { tile.fig.dataset.captured = captured; },
+    onUnsupported: (reason) => {
+      tile.noH264 = reason; // e.g. a codec this browser cannot decode: MJPEG for this tile
+      stopPlayer(tile);
+      playMjpeg(tile, `H.264 not playable here (${reason})`);
+    },
+    onEnd: () => { stopPlayer(tile); tile.playing = false; },
+  });
+}
+
+function stopPlayer(tile) {
+  if (tile.player) tile.player.stop();
+  tile.player = null;
+}
+
+async function play(tile) {
+  tile.playing = true;
+  const h264 = await h264Ready;
+  if (h264 && !tile.noH264) {
+    playH264(tile);
+  } else {
+    const why = forced === "mjpeg" ? "" : tile.noH264 ? `H.264 not playable here (${tile.noH264})`
+      : "this browser has no WebCodecs here (it needs HTTPS or localhost)";
+    playMjpeg(tile, why);
+  }
 }
 
 function age(seconds) {
@@ -39,9 +95,13 @@ function span(cls, text) {
 
 function update(tile, s) {
   const live = s.state === "live";
+  const codec = { h264: "H.264", mjpeg: "MJPEG" }[tile.codec] || "-";
+  const label = span("meta codec", codec);
+  if (tile.why) label.title = tile.why;
   tile.caption.replaceChildren(
     span("name", s.name),
     span(live ? "state-live" : "state-other", s.state),
+    label,
     span("meta", `${s.capture_fps.toFixed(1)} fps`),
     span("meta", s.width ? `${s.width}×${s.height}` : "-"),
     span("meta", `${s.readers} readers`),
@@ -49,15 +109,13 @@ function update(tile, s) {
     span("meta", `age ${live ? age(s.last_frame_age) : "-"}`),
   );
   if (s.error && !live) tile.caption.append(span("meta", s.error));
-  if (live && !tile.playing) {
-    tile.img.src = `streams/${encodeURIComponent(s.name)}.mjpg?t=${Date.now()}`;
-    tile.playing = true;
-  }
+  if (live && !tile.playing) play(tile);
   tile.overlay.hidden = live;
   if (!live) tile.overlay.textContent = s.state === "connecting" ? "connecting…" : s.state;
 }
 
 function gone(tile) {
+  stopPlayer(tile);
   tile.img.removeAttribute("src");
   tile.playing = false;
   tile.overlay.textContent = "gone";

@@ -1,0 +1,128 @@
+// H.264 over a WebSocket into WebCodecs' VideoDecoder, drawn on a canvas as each frame decodes.
+// The server's messages (framebus/web/_h264.py): a 24-byte little-endian header (version,
+// flags, width, height, codec length, capture time, seq), the codec string, an Annex-B access
+// unit. The page sends "key" when its decoder lost its footing.
+"use strict";
+
+// Decoded frames waiting to be drawn, or chunks waiting to be decoded, beyond which the player
+// drops to the next keyframe: a slow machine shows a fresh picture rather than a backlog.
+const MAX_DECODE_QUEUE = 8;
+
+async function h264Supported() {
+  if (!window.isSecureContext || !("VideoDecoder" in window)) return false;
+  try {
+    const { supported } = await VideoDecoder.isConfigSupported({ codec: "avc1.42E01E" });
+    return supported === true;
+  } catch (err) {
+    return false;
+  }
+}
+
+class H264Player {
+  // canvas: where frames are drawn; url: the stream's WebSocket URL; events: callbacks
+  // onPicture(captureTime), onUnsupported(reason), onEnd(code).
+  constructor(canvas, url, events) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.url = url;
+    this.events = events;
+    this.decoder = null;
+    this.config = "";
+    this.waitKey = true;
+    this.captured = new Map(); // chunk timestamp -> capture time, for frames being decoded
+    this.frames = 0;
+    this.stopped = false;
+    this.open();
+  }
+
+  open() {
+    const ws = new WebSocket(this.url);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (ev) => { if (ev.data instanceof ArrayBuffer) this.message(ev.data); };
+    ws.onclose = (ev) => { if (this.ws === ws && !this.stopped) this.events.onEnd(ev.code); };
+    this.ws = ws;
+  }
+
+  message(buf) {
+    if (buf.byteLength < 24) return;
+    const view = new DataView(buf);
+    if (view.getUint8(0) !== 1) return;
+    const key = (view.getUint8(1) & 1) === 1;
+    const width = view.getUint16(2, true);
+    const height = view.getUint16(4, true);
+    const n = view.getUint8(6);
+    const captured = view.getFloat64(8, true);
+    const codec = String.fromCharCode(...new Uint8Array(buf, 24, n));
+    const data = new Uint8Array(buf, 24 + n);
+    if (key) {
+      const config = `${codec} ${width}x${height}`;
+      if (!this.decoder || this.decoder.state === "closed" || config !== this.config) {
+        if (!this.configure(codec, width, height)) return;
+        this.config = config;
+      }
+      this.waitKey = false;
+    }
+    if (this.waitKey || !this.decoder) return;
+    if (this.decoder.decodeQueueSize > MAX_DECODE_QUEUE) {
+      this.restart(); // this machine decodes slower than the stream comes: skip to a keyframe
+      return;
+    }
+    const timestamp = ++this.frames * 1000;
+    this.captured.set(timestamp, captured);
+    if (this.captured.size > 4 * MAX_DECODE_QUEUE) {  // frames the decoder never gave back
+      this.captured.delete(this.captured.keys().next().value);
+    }
+    try {
+      this.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp, data }));
+    } catch (err) {
+      this.restart();
+    }
+  }
+
+  configure(codec, width, height) {
+    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    this.captured.clear();
+    this.decoder = new VideoDecoder({
+      output: (frame) => this.draw(frame),
+      error: () => this.restart(),
+    });
+    try {
+      this.decoder.configure({ codec, codedWidth: width, codedHeight: height,
+                               optimizeForLatency: true });
+    } catch (err) {
+      this.decoder = null;
+      this.events.onUnsupported(`${codec}: ${err.message || err}`);
+      return false;
+    }
+    return true;
+  }
+
+  draw(frame) {
+    const captured = this.captured.get(frame.timestamp);
+    this.captured.delete(frame.timestamp);
+    if (this.canvas.width !== frame.displayWidth || this.canvas.height !== frame.displayHeight) {
+      this.canvas.width = frame.displayWidth;
+      this.canvas.height = frame.displayHeight;
+    }
+    this.ctx.drawImage(frame, 0, 0);
+    frame.close();
+    if (captured !== undefined) this.events.onPicture(captured);
+  }
+
+  // The decoder failed or fell behind: wait for a keyframe, and ask the server for one.
+  restart() {
+    this.waitKey = true;
+    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    this.decoder = null;
+    this.config = "";
+    this.captured.clear();
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send("key");
+  }
+
+  stop() {
+    this.stopped = true;
+    this.ws.close();
+    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    this.decoder = null;
+  }
+}
