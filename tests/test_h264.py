@@ -1,0 +1,80 @@
+"""H.264 access units without I/O: NAL units, keyframes, codec strings, the WebSocket message;
+every parser fuzzed (camera and page bytes are untrusted)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from framebus import FrameInfo
+from framebus._h264 import AccessUnit, codec_string, is_keyframe, nal_types, nal_units
+from framebus.web import _h264 as wire
+from fuzzing import fuzz
+
+SPS = b"\x67\x42\xc0\x1e\xda\x02\x80\xbf\xe5\x84"  # Constrained Baseline, level 3.0
+PPS = b"\x68\xce\x3c\x80"
+IDR = b"\x65\x88\x84\x00\x33\xff"
+P = b"\x41\x9a\x22\x4c"
+
+
+def annexb(*nals: bytes, long: bool = True) -> bytes:
+    start = b"\x00\x00\x00\x01" if long else b"\x00\x00\x01"
+    return b"".join(start + n for n in nals)
+
+
+def info(seq: int = 7, timestamp: float = 1700000000.25) -> FrameInfo:
+    return FrameInfo(seq=seq, timestamp=timestamp, pos=seq, skipped=0, width=640, height=360)
+
+
+def test_nal_units_split_on_both_start_codes() -> None:
+    data = annexb(SPS, PPS) + annexb(IDR, long=False)
+    assert [bytes(n) for n in nal_units(data)] == [SPS, PPS, IDR]
+    assert nal_types(data) == [7, 8, 5]
+    assert list(nal_units(b"")) == [] and list(nal_units(b"\x00\x00\x01")) == []
+
+
+def test_a_keyframe_needs_its_parameter_sets() -> None:
+    assert is_keyframe(annexb(SPS, PPS, IDR))
+    assert not is_keyframe(annexb(IDR))  # a decoder cannot start without SPS and PPS
+    assert not is_keyframe(annexb(P)) and not is_keyframe(b"garbage")
+
+
+def test_codec_string_from_the_sps() -> None:
+    assert codec_string(annexb(SPS, PPS, IDR)) == "avc1.42C01E"
+    assert codec_string(annexb(P)) == "" and codec_string(annexb(b"\x67\x42")) == ""
+
+
+def test_a_message_round_trips() -> None:
+    au = AccessUnit(annexb(SPS, PPS, IDR), True, "avc1.42C01E", 640, 360)
+    data = wire.message(au, info())
+    assert len(data) == wire.HEADER.size + len(au.codec) + len(au.data)
+    back, timestamp, seq = wire.parse(data)
+    assert back == au and timestamp == 1700000000.25 and seq == 7
+
+
+@given(st.binary(max_size=400))
+@fuzz(400)
+def test_parsers_never_fail_on_garbage(data: bytes) -> None:
+    for nal in nal_units(data):
+        assert 0 < len(nal) <= len(data)
+    assert sum(len(n) for n in nal_units(data)) <= len(data)
+    is_keyframe(data)
+    text = codec_string(data)
+    assert text == "" or (text.startswith("avc1.") and len(text) == 11)
+    try:
+        au, _, _ = wire.parse(data)
+    except ValueError:
+        return
+    assert len(au.data) <= len(data)
+
+
+@given(
+    st.lists(
+        st.binary(min_size=1, max_size=40).filter(lambda n: b"\x00\x00" not in n and n[-1] != 0),
+        max_size=8,
+    )
+)
+@fuzz(300)
+def test_nal_units_finds_what_was_joined(nals: list[bytes]) -> None:
+    # NAL units never contain 00 00 0x (emulation prevention): such units split back exactly
+    assert [bytes(n) for n in nal_units(annexb(*nals))] == nals
