@@ -99,6 +99,7 @@ WING_SHARED = (
     "framebus._exit",  # closing what owns a thread at interpreter exit, before threads freeze
     "framebus._order",  # the order of wire frames (session, seq), for every wire reader
     "framebus._jpeg",  # the JPEG codec, for every wing that sends or receives JPEG (no I/O)
+    "framebus._h264",  # H.264 access units (no I/O), for every wing that sends them
 )
 # the sending halves: they read streams as any user does, through the public API
 WINGS = {

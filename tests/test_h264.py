@@ -45,7 +45,7 @@ def test_codec_string_from_the_sps() -> None:
 
 
 def test_a_message_round_trips() -> None:
-    au = AccessUnit(annexb(SPS, PPS, IDR), True, "avc1.42C01E", 640, 360)
+    au = AccessUnit(annexb(SPS, PPS, IDR), True, "avc1.42C01E", 640, 360, 12)
     data = wire.message(au, info())
     assert len(data) == wire.HEADER.size + len(au.codec) + len(au.data)
     back, timestamp, seq = wire.parse(data)

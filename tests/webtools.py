@@ -145,6 +145,11 @@ class WsClient:
             self._pump()
         return self._pending.pop(0)
 
+    def shutdown(self) -> None:
+        """End the connection under a thread blocked in :meth:`message` (it returns None)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
     def send_text(self, text: str) -> None:
         self.sock.sendall(self.ws.send(self._events.TextMessage(data=text)))
 

@@ -32,6 +32,9 @@ class AccessUnit:
     """The WebCodecs/MSE codec string of the stream, e.g. ``avc1.42C01F`` ("" if unknown)."""
     width: int
     height: int
+    index: int = 0
+    """The number of this access unit in its sink or source: consecutive within a stream of
+    them, so that a consumer sees a gap (a frame it never got, and so cannot decode after)."""
 
 
 def nal_units(data: bytes | memoryview) -> Iterator[memoryview]:

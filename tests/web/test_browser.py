@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ ARGS = [
 BARS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255)}
 
 
+def bars(width: int, height: int) -> np.ndarray:
+    """The test pattern's four bars, still."""
+    colours = np.array(list(BARS.values()), np.uint8)
+    return np.ascontiguousarray(np.broadcast_to(colours[np.arange(width) * 4 // width],
+                                                (height, width, 3)))  # fmt: skip
+
+
 def colours_seen(png: bytes) -> set[str]:
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert img is not None
@@ -57,23 +65,125 @@ def browser() -> Any:
             b.close()
 
 
-def test_the_page_shows_a_live_tile_per_stream(web: Any, stream_name: str, browser: Any) -> None:
+# a tile shows a picture: its canvas has drawn a decoded frame (H.264) or its <img> has one
+SHOWING = (
+    "(name) => { const f = document.querySelector(`figure[data-stream='${name}']`);"
+    " if (!f) return false;"
+    " if (f.dataset.codec === 'h264') return !!f.dataset.captured;"
+    " const i = f.querySelector('img'); return f.dataset.codec === 'mjpeg' && i.naturalWidth > 0 }"
+)
+
+
+def tile_state(page: Any, name: str) -> dict[str, Any]:
+    """What the page says of a tile: codec, capture time of the frame drawn, canvas size."""
+    return dict(
+        page.evaluate(
+            "(name) => { const f = document.querySelector(`figure[data-stream='${name}']`);"
+            " const c = f.querySelector('canvas');"
+            " return { codec: f.dataset.codec, captured: Number(f.dataset.captured || 0),"
+            " size: [c.width, c.height], caption: f.querySelector('figcaption').innerText,"
+            " opened: Number(f.dataset.opened || 0), first: Number(f.dataset.first || 0) } }",
+            name,
+        )
+    )
+
+
+def test_the_page_plays_each_stream_as_h264(web: Any, stream_name: str, browser: Any) -> None:
     w = web()
     with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=15)):
         page = browser.new_page(viewport={"width": 900, "height": 700})
         page.goto(f"http://127.0.0.1:{w.port}/")
+        page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
         tile = page.locator(f'figure[data-stream="{stream_name}"]')
+        state = tile_state(page, stream_name)
+        assert state["codec"] == "h264" and state["size"] == [640, 360]
+        assert "live" in state["caption"] and "H.264" in state["caption"]
+        assert colours_seen(tile.locator("canvas").screenshot()) == set(BARS)
+        codecs = w.hub.stats(stream_name).codecs
+        assert codecs["h264"].viewers == 1 and codecs["mjpeg"].viewers == 0
+        # it keeps playing: the frame drawn gets newer
+        before = state["captured"]
+        page.wait_for_timeout(500)
+        assert tile_state(page, stream_name)["captured"] > before
+        page.close()
+
+
+def test_a_query_forces_mjpeg(web: Any, stream_name: str, browser: Any) -> None:
+    w = web()
+    with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=15)):
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.goto(f"http://127.0.0.1:{w.port}/?codec=mjpeg")
+        page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
+        tile = page.locator(f'figure[data-stream="{stream_name}"]')
+        state = tile_state(page, stream_name)
+        assert state["codec"] == "mjpeg" and "MJPEG" in state["caption"]
+        assert colours_seen(tile.locator("img").screenshot()) == set(BARS)
+        codecs = w.hub.stats(stream_name).codecs
+        assert codecs["mjpeg"].viewers == 1 and codecs["h264"].viewers == 0
+        page.close()
+
+
+def test_a_late_joiner_shows_a_picture_at_once(web: Any, stream_name: str, browser: Any) -> None:
+    w = web()
+    with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=25)):
+        first = browser.new_page()
+        first.goto(f"http://127.0.0.1:{w.port}/")
+        first.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
+        for _ in range(3):  # joining at several points of the group of pictures
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{w.port}/")
+            page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
+            state = tile_state(page, stream_name)
+            waited = state["first"] - state["opened"]  # ms, from the WebSocket's creation
+            assert 0 < waited < 500, state
+            page.close()
+            first.wait_for_timeout(700)
+        first.close()
+
+
+def test_a_size_change_and_a_restart_keep_playing(web: Any, stream_name: str, browser: Any) -> None:
+    w = web()
+    writer = framebus.VideoWriter(stream_name, fps=25)
+    stop = threading.Event()
+    size = [(320, 240)]
+
+    def feed() -> None:
+        while not stop.wait(0.04):
+            width, height = size[0]
+            writer.write(bars(width, height))
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{w.port}/")
+        page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
+        assert tile_state(page, stream_name)["size"] == [320, 240]
+        size[0] = (640, 360)
         page.wait_for_function(
-            "(name) => { const i = document.querySelector(`figure[data-stream='${name}'] img`);"
-            " return i && i.naturalWidth > 0 }",
+            "(name) => { const c = document.querySelector(`figure[data-stream='${name}'] canvas`);"
+            " return c.width === 640 && c.height === 360 }",
             arg=stream_name,
+            timeout=10_000,
+        )
+        assert colours_seen(
+            page.locator(f'figure[data-stream="{stream_name}"] canvas').screenshot()
+        )
+    finally:
+        stop.set()
+        feeder.join(10)
+        writer.release()
+    # the stream ends and is published again under the same name: the tile plays it
+    ended = tile_state(page, stream_name)["captured"]
+    with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=15)):
+        page.wait_for_function(
+            "([name, t]) => Number(document.querySelector(`figure[data-stream='${name}']`)"
+            ".dataset.captured) > t + 0.5",
+            arg=[stream_name, ended],
             timeout=20_000,
         )
-        assert "live" in tile.locator("figcaption").inner_text(timeout=10_000)
-        png = tile.locator("img").screenshot()
-        assert colours_seen(png) == set(BARS)
-        assert w.hub.stats(stream_name).viewers == 1
-        page.close()
+        assert tile_state(page, stream_name)["codec"] == "h264"
+    page.close()
 
 
 def test_the_mjpeg_url_plays_in_the_browser(web: Any, stream_name: str, browser: Any) -> None:
@@ -118,17 +228,12 @@ def test_the_detector_example_shows_its_boxes_beside_the_camera(
         page.goto(url)
         tiles = {}
         for name in (stream_name, f"{stream_name}-boxes"):
-            page.wait_for_function(
-                "(name) => { const i = document.querySelector(`figure[data-stream='${name}'] img`);"
-                " return i && i.naturalWidth > 0 }",
-                arg=name,
-                timeout=30_000,
-            )
+            page.wait_for_function(SHOWING, arg=name, timeout=30_000)
             tiles[name] = page.locator(f'figure[data-stream="{name}"]')
         for tile in tiles.values():  # both with an age from the camera
             assert re.search(r"age \d", tile.locator("figcaption").inner_text(timeout=10_000))
-        camera = tiles[stream_name].locator("img").screenshot()
-        boxes = tiles[f"{stream_name}-boxes"].locator("img").screenshot()
+        camera = tiles[stream_name].locator("canvas").screenshot()  # H.264 in this browser
+        boxes = tiles[f"{stream_name}-boxes"].locator("canvas").screenshot()
         assert colours_seen(camera) == set(BARS) and orange_share(camera) < 0.001
         assert "red" in colours_seen(boxes) and orange_share(boxes) > 0.005  # the boxes drawn
         page.close()

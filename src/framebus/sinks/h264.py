@@ -87,6 +87,7 @@ class H264Sink(FrameSink[AccessUnit]):
         self._gop: list[Encoded[AccessUnit]] = []
         self._gop_bytes = 0
         self._keys = 0
+        self._index = 0  # access units made so far
         super().__init__(name)
 
     # -- keyframes -----------------------------------------------------------------------------
@@ -181,7 +182,8 @@ class H264Sink(FrameSink[AccessUnit]):
             with self._key_lock:
                 self._last_key_ts, self._key_at = info.timestamp, time.monotonic()
                 self._key_wanted = False
-        return AccessUnit(data, key, self._codec, width, height)
+        self._index += 1
+        return AccessUnit(data, key, self._codec, width, height, self._index)
 
     def close(self) -> None:
         super().close()

@@ -1,7 +1,7 @@
 """The messages of the H.264 WebSocket (no I/O): one binary message per access unit, and the
 few text messages a page may send.
 
-A server message is a 24-byte header, the codec string, then the access unit (Annex-B, as
+A server message is a 28-byte header, the codec string, then the access unit (Annex-B, as
 WebCodecs' ``VideoDecoder`` takes it with no ``description``)::
 
     offset  size  little-endian field
@@ -13,6 +13,8 @@ WebCodecs' ``VideoDecoder`` takes it with no ``description``)::
     7       1     reserved (0)
     8       8     capture time, seconds since the epoch (float64)
     16      8     sequence number of the frame in its stream
+    24      4     index of the access unit: consecutive unless frames were dropped
+                  (then the next message is a keyframe)
 
 A page sends text only, each message at most :data:`MAX_CLIENT_MESSAGE` bytes (the server
 closes a connection that sends more); :data:`KEY_REQUEST` asks for a keyframe (its decoder
@@ -29,7 +31,7 @@ from framebus._h264 import AccessUnit
 __all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "VERSION", "message", "parse"]
 
 VERSION = 1
-HEADER = struct.Struct("<BBHHBxdQ")
+HEADER = struct.Struct("<BBHHBxdQI")
 KEY_REQUEST = "key"
 MAX_CLIENT_MESSAGE = 1024
 
@@ -39,7 +41,7 @@ def message(au: AccessUnit, info: FrameInfo) -> bytes:
     codec = au.codec.encode("ascii", "replace")[:255]
     head = HEADER.pack(
         VERSION, 1 if au.key else 0, min(au.width, 0xFFFF), min(au.height, 0xFFFF),
-        len(codec), info.timestamp, info.seq & 0xFFFF_FFFF_FFFF_FFFF,
+        len(codec), info.timestamp, info.seq & 0xFFFF_FFFF_FFFF_FFFF, au.index & 0xFFFF_FFFF,
     )  # fmt: skip
     return b"".join((head, codec, au.data))
 
@@ -49,11 +51,12 @@ def parse(data: bytes) -> tuple[AccessUnit, float, int]:
     tests and tools). ValueError if ``data`` is not one."""
     if len(data) < HEADER.size:
         raise ValueError(f"an H.264 message has at least {HEADER.size} bytes, not {len(data)}")
-    version, flags, width, height, n, timestamp, seq = HEADER.unpack_from(data)
+    version, flags, width, height, n, timestamp, seq, index = HEADER.unpack_from(data)
     if version != VERSION:
         raise ValueError(f"unknown H.264 message version {version}")
     end = HEADER.size + n
     if len(data) < end:
         raise ValueError("the codec string runs past the message")
     codec = data[HEADER.size : end].decode("ascii", "replace")
-    return AccessUnit(data[end:], bool(flags & 1), codec, width, height), timestamp, seq
+    au = AccessUnit(data[end:], bool(flags & 1), codec, width, height, index)
+    return au, timestamp, seq

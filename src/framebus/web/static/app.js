@@ -44,6 +44,7 @@ function playMjpeg(tile, why) {
   tile.canvas.hidden = true;
   tile.img.hidden = false;
   tile.img.src = `streams/${encodeURIComponent(tile.name)}.mjpg?t=${Date.now()}`;
+  if (tile.last) update(tile, tile.last); // the caption says the codec at once
 }
 
 function playH264(tile) {
@@ -53,8 +54,13 @@ function playH264(tile) {
   tile.img.removeAttribute("src");
   tile.img.hidden = true;
   tile.canvas.hidden = false;
+  tile.fig.dataset.opened = performance.now();
+  delete tile.fig.dataset.first;
   tile.player = new H264Player(tile.canvas, wsUrl(tile.name), {
-    onPicture: (captured) => { tile.fig.dataset.captured = captured; },
+    onPicture: (captured) => {
+      tile.fig.dataset.captured = captured; // for tools and tests: what is on screen
+      if (!tile.fig.dataset.first) tile.fig.dataset.first = performance.now();
+    },
     onUnsupported: (reason) => {
       tile.noH264 = reason; // e.g. a codec this browser cannot decode: MJPEG for this tile
       stopPlayer(tile);
@@ -62,6 +68,7 @@ function playH264(tile) {
     },
     onEnd: () => { stopPlayer(tile); tile.playing = false; },
   });
+  if (tile.last) update(tile, tile.last);
 }
 
 function stopPlayer(tile) {
@@ -94,6 +101,7 @@ function span(cls, text) {
 }
 
 function update(tile, s) {
+  tile.last = s;
   const live = s.state === "live";
   const codec = { h264: "H.264", mjpeg: "MJPEG" }[tile.codec] || "-";
   const label = span("meta codec", codec);

@@ -1,7 +1,7 @@
 // H.264 over a WebSocket into WebCodecs' VideoDecoder, drawn on a canvas as each frame decodes.
-// The server's messages (framebus/web/_h264.py): a 24-byte little-endian header (version,
-// flags, width, height, codec length, capture time, seq), the codec string, an Annex-B access
-// unit. The page sends "key" when its decoder lost its footing.
+// The server's messages (framebus/web/_h264.py): a 28-byte little-endian header (version,
+// flags, width, height, codec length, capture time, seq, index), the codec string, an Annex-B
+// access unit. The page sends "key" when its decoder lost its footing.
 "use strict";
 
 // Decoded frames waiting to be drawn, or chunks waiting to be decoded, beyond which the player
@@ -30,6 +30,7 @@ class H264Player {
     this.config = "";
     this.waitKey = true;
     this.captured = new Map(); // chunk timestamp -> capture time, for frames being decoded
+    this.index = null; // of the last access unit received
     this.frames = 0;
     this.stopped = false;
     this.open();
@@ -44,7 +45,7 @@ class H264Player {
   }
 
   message(buf) {
-    if (buf.byteLength < 24) return;
+    if (buf.byteLength < 28) return;
     const view = new DataView(buf);
     if (view.getUint8(0) !== 1) return;
     const key = (view.getUint8(1) & 1) === 1;
@@ -52,8 +53,16 @@ class H264Player {
     const height = view.getUint16(4, true);
     const n = view.getUint8(6);
     const captured = view.getFloat64(8, true);
-    const codec = String.fromCharCode(...new Uint8Array(buf, 24, n));
-    const data = new Uint8Array(buf, 24 + n);
+    const index = view.getUint32(24, true);
+    if (28 + n > buf.byteLength) return;
+    const codec = String.fromCharCode(...new Uint8Array(buf, 28, n));
+    const data = new Uint8Array(buf, 28 + n);
+    const gap = this.index !== null && index !== ((this.index + 1) >>> 0);
+    this.index = index;
+    if (gap && !key) {
+      this.restart(); // a frame never came: what follows cannot decode until a keyframe
+      return;
+    }
     if (key) {
       const config = `${codec} ${width}x${height}`;
       if (!this.decoder || this.decoder.state === "closed" || config !== this.config) {

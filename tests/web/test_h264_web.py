@@ -1,0 +1,233 @@
+"""H.264 over the WebSocket (/streams/NAME.h264) against a real server, real streams and a real
+WebSocket client: the frames decode, a slow viewer skips whole groups of pictures and never
+queues, what a page sends is bounded, the route is guarded as the others are."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+import framebus
+from conftest import wait_until
+from framebus.web import _h264, _server, _sockets
+from framebus.web._websocket import CLOSE_ENDED
+from webtools import Web, WsClient
+
+Fixture = Any
+
+
+def decoder() -> Any:
+    return av.CodecContext.create("h264", "r")
+
+
+class Noisy:
+    """A VideoWriter stream at 25 fps whose frames carry a fresh noise block: ~25 KB a frame,
+    enough for a throttled viewer to fall behind."""
+
+    def __init__(self, name: str) -> None:
+        self.writer = framebus.VideoWriter(name, fps=25)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(1)
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        while not self._stop.wait(0.04):
+            frame[100:190, 200:360] = rng.integers(0, 255, (90, 160, 3), np.uint8)
+            self.writer.write(frame)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.writer.release()
+
+
+@pytest.fixture
+def noisy(stream_name: str) -> Iterator[Noisy]:
+    n = Noisy(stream_name)
+    yield n
+    n.close()
+
+
+def test_frames_decode_in_order_from_a_keyframe(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    client = WsClient(w.port, f"/streams/{name}.h264")
+    try:
+        assert client.accepted
+        dec, indexes, shapes = decoder(), [], []
+        for i in range(10):
+            data = client.message()
+            assert data is not None
+            au, timestamp, _ = _h264.parse(data)
+            assert abs(timestamp - time.time()) < 5
+            if i == 0:
+                assert (
+                    au.key and au.codec.startswith("avc1.") and (au.width, au.height) == (320, 240)
+                )
+            indexes.append(au.index)
+            shapes += [f.to_ndarray(format="bgr24").shape for f in dec.decode(av.Packet(au.data))]
+        assert indexes == list(range(indexes[0], indexes[0] + 10))  # every frame, none skipped
+        assert shapes == [(240, 320, 3)] * 10
+        entry = json.loads(w.get(f"/api/streams/{name}")[2])
+        h264 = entry["codecs"]["h264"]
+        assert h264["viewers"] == 1 and h264["encodes"] >= 10 and h264["bytes_sent"] > 0
+        assert entry["codecs"]["mjpeg"]["viewers"] == 0
+        metrics = w.get("/metrics")[2].decode()
+        assert f'framebus_web_viewers{{codec="h264",stream="{name}"}} 1.0' in metrics
+    finally:
+        client.close()
+    assert wait_until(lambda: w.hub.stats(name).viewers == 0, timeout=10)
+    assert wait_until(lambda: not _sockets._by_peer, timeout=10)  # the socket is forgotten
+
+
+def test_unknown_streams_and_bad_queries_are_refused(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    for path in ("/streams/nosuch.h264", f"/streams/{pattern_stream.name}.h264?width=3",
+                 f"/streams/{pattern_stream.name}.h264?width=x"):  # fmt: skip
+        client = WsClient(w.port, path)
+        assert not client.accepted and client.status == 403, path
+        client.close()
+    assert w.hub.stats(pattern_stream.name).viewers == 0
+
+
+def test_a_width_is_served_scaled(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    client = WsClient(w.port, f"/streams/{pattern_stream.name}.h264?width=160")
+    try:
+        au, _, _ = _h264.parse(client.message() or b"")
+        assert (au.width, au.height) == (160, 120)
+    finally:
+        client.close()
+
+
+def test_the_websocket_needs_the_password_too(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web(auth=("viewer", "s3cret"))
+    path = f"/streams/{pattern_stream.name}.h264"
+    refused = WsClient(w.port, path)
+    assert not refused.accepted
+    refused.close()
+    good = base64.b64encode(b"viewer:s3cret").decode()
+    client = WsClient(w.port, path, headers=[("authorization", f"Basic {good}")])
+    try:
+        assert client.accepted and client.message()
+    finally:
+        client.close()
+
+
+def test_a_slow_viewer_skips_to_keyframes_and_a_fast_one_gets_every_frame(
+    web: Fixture, noisy: Noisy
+) -> None:
+    w: Web = web()
+    name = noisy.writer.name
+    fast = WsClient(w.port, f"/streams/{name}.h264")
+    slow = WsClient(w.port, f"/streams/{name}.h264", rcvbuf=8192)
+    fast_items: list[tuple[bool, int]] = []
+    stop = threading.Event()
+
+    def read_fast() -> None:
+        while not stop.is_set():
+            data = fast.message()
+            if data is None:
+                return
+            au = _h264.parse(data)[0]
+            fast_items.append((au.key, au.index))
+
+    reader = threading.Thread(target=read_fast)
+    reader.start()
+    ages: list[float] = []
+    slow_items: list[tuple[bool, int]] = []
+    try:
+        t_end = time.monotonic() + 8
+        while time.monotonic() < t_end:
+            data = slow.message()  # ~5 messages a second: a fifth of the stream
+            assert data is not None
+            au, timestamp, _ = _h264.parse(data)
+            ages.append(time.time() - timestamp)
+            slow_items.append((au.key, au.index))
+            time.sleep(0.2)
+        codecs = w.hub.stats(name).codecs["h264"]
+    finally:
+        stop.set()
+        slow.close()
+        fast.shutdown()  # wakes the reader
+        reader.join(30)
+        fast.close()
+    # the slow viewer: behind, restarted at keyframes, what it got never older than a bound
+    assert codecs.behind >= 2 and codecs.skipped > 0, codecs
+    late = ages[len(ages) // 2 :]
+    assert max(late) < 2.0, ages  # a queue would have grown to several seconds by now
+    for (_, prev), (key, index) in itertools.pairwise(slow_items):
+        assert index == prev + 1 or key, "a gap not at a keyframe: the page's decoder would break"
+    # the fast one: every frame, in order, from its first keyframe
+    indexes = [index for _, index in fast_items]
+    assert fast_items[0][0] and indexes == list(range(indexes[0], indexes[0] + len(indexes)))
+    assert len(indexes) > 150
+
+
+def test_a_key_request_restarts_the_viewer_at_a_keyframe(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    client = WsClient(w.port, f"/streams/{pattern_stream.name}.h264")
+    try:
+        assert _h264.parse(client.message() or b"")[0].key
+        time.sleep(1.1)  # past the minimum gap between keyframes
+        client.send_text("hello?")  # unknown: ignored
+        client.send_text(_h264.KEY_REQUEST)
+        for _ in range(100):
+            au = _h264.parse(client.message() or b"")[0]
+            if au.key:
+                break
+        assert au.key
+    finally:
+        client.close()
+
+
+def test_a_page_sending_too_much_is_closed(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    client = WsClient(w.port, f"/streams/{pattern_stream.name}.h264")
+    try:
+        assert client.message()
+        client.send_text("x" * (_h264.MAX_CLIENT_MESSAGE + 1))
+        while client.message() is not None:
+            pass
+        assert client.close_code is not None
+    finally:
+        client.close()
+    assert wait_until(lambda: w.hub.stats(pattern_stream.name).viewers == 0, timeout=10)
+
+
+def test_the_viewer_is_told_when_the_stream_ends(web: Fixture, stream_name: str) -> None:
+    w: Web = web()
+    with framebus.publish(stream_name, framebus.TestPattern(320, 240, fps=25)):
+        client = WsClient(w.port, f"/streams/{stream_name}.h264")
+        assert client.message()
+    try:
+        while client.message() is not None:
+            pass
+        assert client.close_code == CLOSE_ENDED
+    finally:
+        client.close()
+
+
+def test_the_head_timeout_does_not_cut_a_websocket(
+    web: Fixture, pattern_stream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_server, "HEAD_TIMEOUT", 0.5)
+    w: Web = web()
+    client = WsClient(w.port, f"/streams/{pattern_stream.name}.h264")
+    try:
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            assert client.message() is not None
+    finally:
+        client.close()
