@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import limits
 from .capture import Reconnect
+from .encoded import EncodedFrame, EncodedReader, attach_encoded
 from .errors import (
     FramebusError,
     FrameTooLarge,
     IncompatibleStream,
     InvalidStreamName,
     KeyFileError,
+    NoEncodedFrames,
     PipeFormatError,
     PlatformError,
     PublisherLost,
@@ -68,6 +70,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EncodedFrame",
+    "EncodedReader",
     "FrameInfo",
     "FrameTooLarge",
     "FramebusError",
@@ -75,6 +79,7 @@ __all__ = [
     "InvalidStreamName",
     "KeyFileError",
     "Media",
+    "NoEncodedFrames",
     "PipeFormatError",
     "PlatformError",
     "Publisher",
@@ -111,6 +116,7 @@ __all__ = [
     "WriterStats",
     "__version__",
     "attach",
+    "attach_encoded",
     "limits",
     "list_streams",
     "pipe",

@@ -21,6 +21,8 @@ The hierarchy::
     ├── SharedMemoryFull         /dev/shm has no room for the ring (Docker: raise --shm-size)
     ├── PublisherLost            the publisher of an attached stream died
     ├── StreamEnded              the stream ended and every frame was delivered
+    ├── NoEncodedFrames          attach_encoded() of a stream whose source hands out no encoded
+    │                            frames (only framebus's RTSP client does)
     ├── ReadTimeout              no new frame within the timeout given to a read
     ├── WriteTimeout             an every-mode VideoWriter's readers took no frame within the
     │                            timeout given to a write
@@ -43,6 +45,7 @@ __all__ = [
     "IncompatibleStream",
     "InvalidStreamName",
     "KeyFileError",
+    "NoEncodedFrames",
     "PipeFormatError",
     "PlatformError",
     "PublisherLost",
@@ -146,6 +149,11 @@ class PublisherLost(FramebusError):
 
 class StreamEnded(FramebusError):
     """The stream ended and this reader has received every frame it will get."""
+
+
+class NoEncodedFrames(FramebusError, LookupError):
+    """The stream has no encoded frames beside its decoded ones: its source does not hand them
+    out (framebus's RTSP client does; files, cameras and written streams do not)."""
 
 
 class ReadTimeout(FramebusError, TimeoutError):

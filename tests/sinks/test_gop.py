@@ -24,6 +24,16 @@ def item(seq: int, key: bool = False, fps: float = FPS) -> Encoded[AccessUnit]:
     return Encoded(AccessUnit(b"%d" % seq, key, "avc1.42C01E", 2, 2), info)
 
 
+class Clock:
+    """A clock the test moves: one frame interval per put (a consumer that takes nothing)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def drain(slot: GopSlot) -> list[int]:
     out = []
     while True:
@@ -57,10 +67,12 @@ def test_frames_come_in_order_while_the_consumer_keeps_up() -> None:
 
 def test_a_consumer_behind_drops_to_the_next_keyframe() -> None:
     behind = []
-    slot = GopSlot(on_behind=lambda: behind.append(1))
+    clock = Clock()
+    slot = GopSlot(on_behind=lambda: behind.append(1), clock=clock)
     slot.put(item(0, key=True))
     lag = int(MAX_LAG * FPS)  # frames that fit in the lag bound
     for seq in range(1, lag + 2):
+        clock.now += 1 / FPS
         slot.put(item(seq))
     assert behind == [1] and slot.stats().behind == 1
     assert drain(slot) == []  # everything held was dropped at once
@@ -68,6 +80,15 @@ def test_a_consumer_behind_drops_to_the_next_keyframe() -> None:
     assert drain(slot) == []  # not a keyframe
     slot.put(item(lag + 3, key=True))
     assert drain(slot) == [lag + 3]
+
+
+def test_a_prefill_waiting_too_long_is_a_lag() -> None:
+    clock = Clock()
+    slot = GopSlot(clock=clock)
+    slot.prefill([item(0, key=True), item(1)])
+    clock.now += MAX_LAG + 0.01
+    slot.put(item(2))
+    assert slot.stats().behind == 1 and slot.pending == 0
 
 
 def test_the_count_bounds_a_high_frame_rate() -> None:
@@ -79,12 +100,13 @@ def test_the_count_bounds_a_high_frame_rate() -> None:
 
 
 def test_a_prefill_starts_at_once_and_is_not_a_lag() -> None:
-    slot = GopSlot()
-    gop = [item(0, key=True)] + [item(seq) for seq in range(1, 40)]  # 1.6 s of frames
+    clock = Clock()
+    slot = GopSlot(clock=clock)
+    gop = [item(0, key=True)] + [item(seq) for seq in range(1, 300)]  # 12 s of frames
     slot.prefill(gop)
-    slot.put(item(40))
-    assert slot.stats().behind == 0
-    assert drain(slot) == list(range(41))
+    slot.put(item(300))
+    assert slot.stats().behind == 0  # more than MAX_PENDING, captured long ago: not a lag
+    assert drain(slot) == list(range(301))
 
 
 def test_a_prefill_must_start_at_a_keyframe() -> None:
@@ -140,12 +162,14 @@ def test_close_wakes_a_waiter_and_close_with_an_error_keeps_what_is_held() -> No
 def test_what_a_consumer_gets_always_decodes(ops: list[tuple[str, object, float]]) -> None:
     """Whatever the producer and the consumer do: every run of frames the consumer gets starts
     at a keyframe and has no gap, frames come in order, and the mailbox stays within bounds."""
-    slot = GopSlot()
+    clock = Clock()
+    slot = GopSlot(clock=clock)
     seq, now = 0, 1000.0
     got: list[Encoded[AccessUnit]] = []
     for op, arg, gap in ops:
         if op == "put":
             now += gap
+            clock.now += gap
             info = FrameInfo(seq=seq, timestamp=now, pos=seq, skipped=0, width=2, height=2)
             slot.put(Encoded(AccessUnit(b"", bool(arg), "", 2, 2), info))
             seq += 1

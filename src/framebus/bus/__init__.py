@@ -6,6 +6,8 @@ The only package that reads or writes header words; everything above it uses the
 * ``_control``: a mapped control segment, validated, with typed accessors for its fields;
 * ``_protocol``: the slot protocol, one :class:`RingWriter` and any number of
   :class:`RingReader` s in any processes;
+* ``_packets``: the packet ring beside it (a camera's encoded access units), one
+  :class:`PacketRingWriter` and any number of :class:`PacketRingReader` s;
 * ``_segments``: creating, taking over, finding and removing a stream's segments.
 """
 
@@ -22,6 +24,7 @@ from ._layout import (
     valid_name,
     validate_name,
 )
+from ._packets import PacketCodec, PacketRecord, PacketRingReader, PacketRingWriter
 from ._protocol import FrameMeta, RingReader, RingWriter
 from ._segments import (
     CAPTURE_MODULE,
@@ -40,6 +43,10 @@ __all__ = [
     "Control",
     "FrameMeta",
     "Mode",
+    "PacketCodec",
+    "PacketRecord",
+    "PacketRingReader",
+    "PacketRingWriter",
     "RingReader",
     "RingWriter",
     "State",

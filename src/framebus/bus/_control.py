@@ -20,7 +20,9 @@ from .. import _platform as plat
 from ..errors import (
     FramebusError,
     IncompatibleStream,
+    PublisherLost,
     SharedMemoryFull,
+    StreamEnded,
     StreamNotFound,
     error_class,
     error_code,
@@ -209,6 +211,19 @@ class Control:
     def error_kind(self) -> type[FramebusError]:
         """The class of the last error recorded (SourceError if none or unknown)."""
         return error_class(self.get(Hdr.ERROR_KIND))
+
+    def end_error(self) -> FramebusError | None:
+        """What a reader raises now that the stream is over: StreamEnded (ended, closed),
+        PublisherLost, or the error it failed with; None while it is not over."""
+        state = self.state  # checked: a header is anyone's bytes
+        if state in (State.ENDED, State.CLOSED):
+            return StreamEnded(f"stream {self.name!r} ended")
+        if state is State.FAILED:
+            kind = self.error_kind
+            if kind is PublisherLost:  # its capture outlived it and ended the stream
+                return PublisherLost(f"the publisher of stream {self.name!r} died")
+            return kind(f"stream {self.name!r} failed: {self.error_message}")
+        return None
 
     def record_error(self, exc: BaseException | None, message: str | None = None) -> None:
         """Leave the reason of a failure for the publisher and the readers (``exc``'s class
@@ -442,6 +457,15 @@ class Control:
     def source_fps(self, fps: float | None) -> None:
         bits = struct.unpack("<Q", struct.pack("<d", float(fps)))[0] if fps else 0
         self.put(Hdr.SOURCE_FPS, bits)
+
+    @property
+    def packet_segment_size(self) -> int:
+        """Bytes of the stream's packet segment (0: it has none). Unchecked: anyone's word."""
+        return self.words.load(Hdr.PACKETS)  # acquire: the segment is ready when this is set
+
+    @packet_segment_size.setter
+    def packet_segment_size(self, size: int) -> None:
+        self.words.store(Hdr.PACKETS, size)
 
     @property
     def frame_format(self) -> tuple[int, int, int, np.dtype[np.generic]] | None:

@@ -147,6 +147,9 @@ class Hdr(enum.IntEnum):
     # the launch ticket: the publisher offers one before it starts a capture, the capture
     # claims it (ticket -> its pid) before it writes anything, or exits (see Control)
     LAUNCH = 816
+    # the packet ring beside the frame ring (bus/_packets.py): its segment's size, 0 for none
+    # (spare and 0 in streams of framebus before it: no version change)
+    PACKETS = 824
     SLOTS = 832  # first slot descriptor
 
 

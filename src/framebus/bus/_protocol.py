@@ -29,7 +29,6 @@ from ..errors import (
     IncompatibleStream,
     PublisherLost,
     ReadTimeout,
-    StreamEnded,
     TooManyReaders,
 )
 from ._control import Control
@@ -42,7 +41,6 @@ from ._layout import (
     Mode,
     Rdr,
     Slot,
-    State,
     data_name,
     dtype_code,
     dtype_from_code,
@@ -385,14 +383,9 @@ class RingReader:
                     # overwritten (a late join in every mode): go to the newest frame
                     self._jump = ctl.mode is Mode.EVERY
                     continue
-            state = ctl.state  # checked: a header is anyone's bytes
-            if state in (State.ENDED, State.CLOSED):
-                raise StreamEnded(f"stream {ctl.name!r} ended")
-            if state is State.FAILED:
-                kind = ctl.error_kind
-                if kind is PublisherLost:  # its capture outlived it and ended the stream
-                    raise PublisherLost(f"the publisher of stream {ctl.name!r} died")
-                raise kind(f"stream {ctl.name!r} failed: {ctl.error_message}")
+            over = ctl.end_error()
+            if over is not None:
+                raise over
             wait = _LIVENESS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())

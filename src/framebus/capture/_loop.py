@@ -6,16 +6,27 @@ publisher (for user :class:`~framebus.Source` objects); see :mod:`framebus.captu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from ..bus import SEEK_VALUE_MAX, Control, RingWriter, State, media_ns
+from ..bus import (
+    SEEK_VALUE_MAX,
+    Control,
+    PacketCodec,
+    PacketRingWriter,
+    RingWriter,
+    State,
+    media_ns,
+)
 from ..errors import FramebusError, SourceOpenError
 from ..sources import Source, redact_text
 
 __all__ = ["capture_loop", "record_failure"]
+
+log = logging.getLogger("framebus.capture")
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
@@ -42,12 +53,14 @@ def capture_loop(
     until ``stop()``. ``secrets``: the source URL's credentials, kept out of error messages.
     """
     writer = RingWriter(ctl)
+    packets: PacketRingWriter | None = None
     try:
         try:
             source.open()
         except Exception as exc:  # the error travels to the publisher through the header
             record_failure(ctl, exc, secrets)
             return False
+        packets = _packet_ring(ctl, source)
         fps = source.fps
         ctl.source_fps = fps
         ctl.frame_count = source.frame_count
@@ -154,9 +167,29 @@ def capture_loop(
     finally:
         try:
             ctl.end_seeking()  # a request now is refused, not left waiting
+            source.access_units = None
             source.close()
         finally:
             writer.close()
+            if packets is not None:
+                packets.close()
+
+
+def _packet_ring(ctl: Control, source: Source) -> PacketRingWriter | None:
+    """The stream's packet ring, fed by ``source`` as it reads, if it hands out access units
+    (made by the first capture of the stream, reused after a reconnect). A ring that cannot
+    be made (no room in /dev/shm) only costs the passthrough: the capture goes on."""
+    codec = source.encoded_codec()
+    if codec not in ("H264", "H265"):
+        return None
+    try:
+        ring = PacketRingWriter.create(ctl.name, ctl.instance, PacketCodec[codec])
+    except (OSError, FramebusError) as exc:
+        log.warning("stream %r: no packet ring for its encoded frames: %s", ctl.name, exc)
+        return None
+    ctl.packet_segment_size = ring.seg.size  # after the ring is ready: readers may map it
+    source.access_units = ring.write
+    return ring
 
 
 def _media_ns(source: Source) -> int | None:

@@ -7,15 +7,15 @@ instead, and a consumer that falls behind drops to the next keyframe.
 
 Buffering policy of a :class:`GopSlot`, stated once for every consumer of encoded video:
 
-* it holds the frames put since the consumer last took one, in order, while they span at most
-  :data:`MAX_LAG` seconds of capture time and number at most :data:`MAX_PENDING`;
+* it holds the frames put since the consumer last took one, in order, while the oldest has
+  waited at most :data:`MAX_LAG` seconds and they number at most :data:`MAX_PENDING`;
 * one more would break either bound: the consumer is *behind*. Every frame it holds is dropped
   (counted), it takes no frame until the next keyframe (counted in ``behind``), and the sink is
   told (``on_behind``), so that a sink that encodes may make that keyframe come sooner;
 * a new consumer starts waiting for a keyframe, or with the frames of the current group of
   pictures from its keyframe (:meth:`prefill`, the sink's bounded cache): a picture at once
   without waiting for the next keyframe. Those catching-up frames do not count towards the
-  bounds (they are the past the consumer asked for, not a lag);
+  number (they are the past the consumer asked for), only towards the wait;
 * a consumer may ask to restart at the next keyframe itself (:meth:`skip_to_key`: its decoder
   failed).
 
@@ -37,12 +37,37 @@ from framebus._h264 import AccessUnit
 
 from .base import ConsumerStats, Encoded
 
-__all__ = ["MAX_LAG", "MAX_PENDING", "GopSlot"]
+__all__ = ["MAX_GOP_BYTES", "MAX_GOP_FRAMES", "MAX_LAG", "MAX_PENDING", "GopCache", "GopSlot"]
 
 MAX_LAG = 0.5
-"""Seconds of capture time a consumer may hold untaken before it is behind."""
-MAX_PENDING = 64
-"""Frames a consumer may hold untaken before it is behind (bounds a high frame rate)."""
+"""Seconds the oldest frame a consumer holds may have waited before it is behind."""
+MAX_PENDING = 256
+"""Frames a consumer may hold untaken before it is behind (bounds a burst at a high rate)."""
+MAX_GOP_FRAMES = 600
+MAX_GOP_BYTES = 32 * 1024 * 1024
+
+
+class GopCache:
+    """A sink's current group of pictures, from its keyframe, for consumers that join: at most
+    :data:`MAX_GOP_FRAMES` frames and :data:`MAX_GOP_BYTES` bytes (a longer group is not kept:
+    joiners then wait for the next keyframe). Not thread-safe: the sink's lock guards it."""
+
+    def __init__(self) -> None:
+        self.items: list[Encoded[AccessUnit]] = []
+        self._bytes = 0
+
+    def add(self, item: Encoded[AccessUnit]) -> None:
+        if item.data.key:
+            self.items, self._bytes = [], 0
+        elif not self.items:
+            return  # it overflowed: nothing until the next keyframe
+        self.items.append(item)
+        self._bytes += len(item.data.data)
+        if len(self.items) > MAX_GOP_FRAMES or self._bytes > MAX_GOP_BYTES:
+            self.clear()
+
+    def clear(self) -> None:
+        self.items, self._bytes = [], 0
 
 
 class GopSlot:
@@ -53,11 +78,14 @@ class GopSlot:
         self,
         notify: Callable[[], None] | None = None,
         on_behind: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cond = threading.Condition()
         self._notify = notify
         self._on_behind = on_behind
+        self._clock = clock
         self._items: deque[Encoded[AccessUnit]] = deque()
+        self._since: deque[float] = deque()  # when each held frame was put
         self._catching_up = 0  # prefilled frames still held: outside the bounds
         self._want_key = True
         self._closed = False
@@ -76,6 +104,7 @@ class GopSlot:
             if self._closed or self._items:
                 return
             self._items.extend(items)
+            self._since.extend([self._clock()] * len(items))
             self._catching_up = len(items)
             self._want_key = False
             self._cond.notify_all()
@@ -93,10 +122,11 @@ class GopSlot:
                     self._dropped += 1
                     return True
                 self._want_key = False
+            now = self._clock()
             self._items.append(item)
+            self._since.append(now)
             live = len(self._items) - self._catching_up
-            oldest = self._items[self._catching_up].info.timestamp
-            if live > MAX_PENDING or item.info.timestamp - oldest > MAX_LAG:
+            if live > MAX_PENDING or now - self._since[0] > MAX_LAG:
                 behind = True
                 self._drop_all()
                 self._behind += 1
@@ -111,6 +141,7 @@ class GopSlot:
         """Under the lock: drop what is held and wait for the next keyframe."""
         self._dropped += len(self._items)
         self._items.clear()
+        self._since.clear()
         self._catching_up = 0
         self._want_key = True
 
@@ -136,6 +167,7 @@ class GopSlot:
                     raise ReadTimeout(f"no new item within {timeout} s")
                 self._cond.wait(remaining)
             item = self._items.popleft()
+            self._since.popleft()
             self._catching_up = max(0, self._catching_up - 1)
             self._delivered += 1
             self._cond.notify_all()
@@ -161,6 +193,7 @@ class GopSlot:
             if error is None:
                 self._dropped += len(self._items)
                 self._items.clear()
+                self._since.clear()
             self._cond.notify_all()
         if self._notify is not None:
             self._notify()

@@ -10,9 +10,8 @@ is what :func:`framebus._frames.i420` converts to.
 
 Buffering: each consumer has a :class:`~framebus.sinks.gop.GopSlot` (frames in order; a
 consumer that falls behind skips to the next keyframe). The sink keeps the current group of
-pictures (from its keyframe, at most :data:`MAX_GOP_FRAMES` frames and :data:`MAX_GOP_BYTES`
-bytes, else nothing until the next keyframe) so that a viewer joining less than
-:data:`KEY_MIN_GAP` seconds after the last forced keyframe starts from it instead of waiting.
+pictures (a :class:`~framebus.sinks.gop.GopCache`) so that a viewer joining less than
+:data:`KEY_MIN_GAP` seconds after the last keyframe starts from it instead of waiting.
 """
 
 from __future__ import annotations
@@ -31,11 +30,10 @@ from framebus._frames import i420
 from framebus._h264 import AccessUnit, codec_string, is_keyframe
 
 from .base import Encoded, FrameSink, Mailbox
-from .gop import GopSlot
+from .gop import GopCache, GopSlot
 from .jpeg import MAX_WIDTH, MIN_WIDTH, resize
 
-__all__ = ["DEFAULT_CRF", "KEY_EVERY", "KEY_MIN_GAP", "MAX_GOP_BYTES", "MAX_GOP_FRAMES",
-           "H264Sink"]  # fmt: skip
+__all__ = ["DEFAULT_CRF", "KEY_EVERY", "KEY_MIN_GAP", "H264Sink"]
 
 DEFAULT_CRF = 23
 """x264's constant rate factor: 23 is its default quality (lower is better and larger)."""
@@ -43,8 +41,6 @@ KEY_EVERY = 2.0
 """A keyframe at least this often (seconds of capture time)."""
 KEY_MIN_GAP = 1.0
 """Keyframes asked for (a viewer joined or fell behind) come at most this often."""
-MAX_GOP_FRAMES = 300
-MAX_GOP_BYTES = 32 * 1024 * 1024
 
 _X264_PARAMS = ":".join(
     [
@@ -83,9 +79,7 @@ class H264Sink(FrameSink[AccessUnit]):
         self._key_wanted = False
         self._key_at = -math.inf  # monotonic time of the last keyframe
         self._last_key_ts = -math.inf  # capture time of the last keyframe
-        # the current group of pictures, for late joiners: guarded by the sink's lock
-        self._gop: list[Encoded[AccessUnit]] = []
-        self._gop_bytes = 0
+        self._gop = GopCache()  # for late joiners: guarded by the sink's lock
         self._keys = 0
         self._index = 0  # access units made so far
         super().__init__(name)
@@ -115,22 +109,14 @@ class H264Sink(FrameSink[AccessUnit]):
         slot = GopSlot(notify, on_behind=self.request_key)
         with self._key_lock:
             recent = time.monotonic() - self._key_at < KEY_MIN_GAP
-        if recent and self._gop:
-            slot.prefill(self._gop)  # the last keyframe is recent: start from it
+        if recent and self._gop.items:
+            slot.prefill(self._gop.items)  # the last keyframe is recent: start from it
         else:
             self.request_key()  # the next frame: a fresh start for this viewer
         return slot
 
     def _delivering(self, item: Encoded[AccessUnit]) -> None:
-        au = item.data
-        if au.key:
-            self._gop, self._gop_bytes = [], 0
-        elif not self._gop:
-            return  # the cache overflowed: nothing until the next keyframe
-        self._gop.append(item)
-        self._gop_bytes += len(au.data)
-        if len(self._gop) > MAX_GOP_FRAMES or self._gop_bytes > MAX_GOP_BYTES:
-            self._gop, self._gop_bytes = [], 0
+        self._gop.add(item)
 
     # -- encoding ------------------------------------------------------------------------------
 

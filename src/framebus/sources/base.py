@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import numpy as np
 
@@ -32,6 +33,15 @@ class Source(abc.ABC):
     fps: float | None = None
     backend_name: str = "PYTHON"
     seekable: bool = False
+    access_units: Callable[[bytes, bool], object] | None = None
+    """Set by the capture, before the first read, on a source whose :meth:`encoded_codec`
+    names a codec: called with each encoded access unit (Annex-B) and whether it is a keyframe,
+    as it arrives, before it is decoded (the stream's packet ring)."""
+
+    def encoded_codec(self) -> str | None:
+        """``"H264"`` or ``"H265"`` if this source, once open, hands its encoded access units
+        to :attr:`access_units` (framebus's RTSP client); None otherwise."""
+        return None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device or file. Raise :class:`framebus.SourceError` if impossible."""

@@ -63,6 +63,7 @@ class RTSPSource(Source):
         self._av: Any = None
         self._pending: list[Any] = []
         self._errors = 0
+        self._codec: str | None = None  # once open with this client (not the fallback)
 
     def open(self) -> None:
         av = self._av = import_av()
@@ -94,7 +95,12 @@ class RTSPSource(Source):
         decoder.thread_type = "SLICE"  # frame threading adds a frame of delay per thread
         decoder.thread_count = threads
         self._client, self._decoder = client, decoder
+        self._codec = media.codec
         self.fps = media.framerate
+
+    def encoded_codec(self) -> str | None:
+        """The codec of the access units this client assembles (none once FFmpeg took over)."""
+        return self._codec if self._delegate is None else None
 
     def _unsupported(self, reason: str) -> SourceUnsupported:
         return SourceUnsupported(f"{reason} (backend 'opencv' or 'av' may open it)")
@@ -134,7 +140,10 @@ class RTSPSource(Source):
                 units = depack.push(client.read_packet())
             except SourceUnsupported as exc:  # a packetization only seen while playing
                 return self._switch(f"{self.label}: {exc}", out)
+            listener = self.access_units
             for unit in units:
+                if listener is not None:
+                    listener(unit, depack.is_key(unit))
                 try:
                     self._pending += decoder.decode(av.Packet(unit))
                     self._errors = 0
@@ -158,6 +167,7 @@ class RTSPSource(Source):
         client, self._client = self._client, None
         assert client is not None
         self._depack = self._decoder = None
+        self._codec = None  # FFmpeg hands out no access units
         self._switched_for = reason
         self._take_over(client, reason)
         return self._read_delegate(out)

@@ -6,7 +6,7 @@ WebCodecs' ``VideoDecoder`` takes it with no ``description``)::
 
     offset  size  little-endian field
     0       1     version (1)
-    1       1     flags: bit 0 keyframe
+    1       1     flags: bit 0 keyframe, bit 1 passthrough (the camera's own encoding)
     2       2     width
     4       2     height
     6       1     length of the codec string (0..255, ASCII)
@@ -36,11 +36,12 @@ KEY_REQUEST = "key"
 MAX_CLIENT_MESSAGE = 1024
 
 
-def message(au: AccessUnit, info: FrameInfo) -> bytes:
+def message(au: AccessUnit, info: FrameInfo, *, passthrough: bool = False) -> bytes:
     """The binary message carrying ``au``, captured as ``info`` says."""
     codec = au.codec.encode("ascii", "replace")[:255]
+    flags = (1 if au.key else 0) | (2 if passthrough else 0)
     head = HEADER.pack(
-        VERSION, 1 if au.key else 0, min(au.width, 0xFFFF), min(au.height, 0xFFFF),
+        VERSION, flags, min(au.width, 0xFFFF), min(au.height, 0xFFFF),
         len(codec), info.timestamp, info.seq & 0xFFFF_FFFF_FFFF_FFFF, au.index & 0xFFFF_FFFF,
     )  # fmt: skip
     return b"".join((head, codec, au.data))

@@ -11,15 +11,18 @@ idle encoder of its stream; only when every variant has viewers is it refused
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from framebus import NoEncodedFrames
 from framebus.sinks import FrameSink, Subscription
 from framebus.sinks.h264 import H264Sink
 from framebus.sinks.hub import IDLE_CLOSE, SWEEP_EVERY, SinkHub, TooManyVariants
 from framebus.sinks.jpeg import JpegSink
+from framebus.sinks.passthrough import PassthroughSink
 
 __all__ = ["CODECS", "DEFAULT_QUALITY", "IDLE_CLOSE", "MAX_VARIANTS", "SWEEP_EVERY", "Codec",
            "CodecStats", "EncoderHub", "TooManyVariants", "Variant", "WebStats",
@@ -101,7 +104,10 @@ class EncoderHub:
 
         def make() -> FrameSink[Any]:
             if variant.codec == "h264":
-                return H264Sink(name, width=variant.width)
+                if variant.width is None:  # the camera's own H.264 where the stream has it
+                    with contextlib.suppress(NoEncodedFrames):
+                        return PassthroughSink(name)
+                return H264Sink(name, width=variant.width)  # else encoded once, here
             return JpegSink(name, width=variant.width, quality=variant.quality)
 
         return self._hub.subscribe(name, variant, make, notify)
@@ -151,7 +157,7 @@ def _kind(variant: Any) -> str:
 
 
 def _codec_of(sink: FrameSink[Any]) -> Codec:
-    return "h264" if isinstance(sink, H264Sink) else "mjpeg"
+    return "h264" if isinstance(sink, (H264Sink, PassthroughSink)) else "mjpeg"
 
 
 _default: EncoderHub | None = None

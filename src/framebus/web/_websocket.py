@@ -35,6 +35,7 @@ from framebus import PublisherLost, SinkClosed, StreamEnded
 from framebus.sinks.gop import GopSlot
 from framebus.sinks.h264 import H264Sink
 from framebus.sinks.jpeg import MAX_WIDTH, MIN_WIDTH
+from framebus.sinks.passthrough import PassthroughSink
 
 from . import _h264, _sockets
 from ._hub import EncoderHub, TooManyVariants, Variant
@@ -102,6 +103,7 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
     sock = None if transport is None else transport.get_extra_info("socket")
     window = None if sock is None else _sockets.PeerWindow(sock)
     listener = asyncio.ensure_future(_listen(websocket, viewer, gone))
+    passthrough = isinstance(viewer.sink, PassthroughSink)
     try:
         while not gone.done():
             async with Deadline(WRITE_TIMEOUT):
@@ -117,7 +119,7 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
                 return
             if item is None:
                 continue
-            data = _h264.message(item.data, item.info)
+            data = _h264.message(item.data, item.info, passthrough=passthrough)
             if window is not None:
                 window.last_frame = len(data)
             async with Deadline(WRITE_TIMEOUT):
@@ -146,8 +148,9 @@ async def _listen(websocket: WebSocket, viewer: Viewer, gone: asyncio.Future[Non
                 return  # more than any message of ours: a misbehaving page, closed
             if text == _h264.KEY_REQUEST:
                 slot, sink = viewer.sub.mailbox, viewer.sink
-                if isinstance(slot, GopSlot) and isinstance(sink, H264Sink):
+                if isinstance(slot, GopSlot):
                     slot.skip_to_key()
+                if isinstance(sink, H264Sink):  # a camera's own keyframes come when they come
                     sink.request_key()
     except Exception:  # the connection failed under us: the sender sees it too
         return

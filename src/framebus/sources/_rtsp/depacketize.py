@@ -110,6 +110,12 @@ class Depacketizer:
         """NAL units of the unfinished frame held now (at most MAX_NALS)."""
         return len(self._nals)
 
+    def is_key(self, unit: bytes) -> bool:
+        """Whether an access unit :meth:`push` returned starts a picture a decoder can begin
+        with (IDR/IRAP: its parameter sets are in front of it)."""
+        types = [self._type(nal) for nal in unit.split(START_CODE)[1:] if nal]
+        return any(self._is_key(t) for t in types)
+
     def _type(self, nal: bytes) -> int:
         return (nal[0] >> 1) & 0x3F if self.h265 else nal[0] & 0x1F
 

@@ -103,7 +103,8 @@ function span(cls, text) {
 function update(tile, s) {
   tile.last = s;
   const live = s.state === "live";
-  const codec = { h264: "H.264", mjpeg: "MJPEG" }[tile.codec] || "-";
+  let codec = { h264: "H.264", mjpeg: "MJPEG" }[tile.codec] || "-";
+  if (tile.player && tile.player.passthrough) codec += " (camera's)";
   const label = span("meta codec", codec);
   if (tile.why) label.title = tile.why;
   tile.caption.replaceChildren(

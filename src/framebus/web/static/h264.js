@@ -31,6 +31,7 @@ class H264Player {
     this.waitKey = true;
     this.captured = new Map(); // chunk timestamp -> capture time, for frames being decoded
     this.index = null; // of the last access unit received
+    this.passthrough = false; // the camera's own H.264, not encoded by framebus
     this.frames = 0;
     this.stopped = false;
     this.open();
@@ -49,6 +50,7 @@ class H264Player {
     const view = new DataView(buf);
     if (view.getUint8(0) !== 1) return;
     const key = (view.getUint8(1) & 1) === 1;
+    this.passthrough = (view.getUint8(1) & 2) === 2;
     const width = view.getUint16(2, true);
     const height = view.getUint16(4, true);
     const n = view.getUint8(6);
@@ -96,8 +98,9 @@ class H264Player {
       error: () => this.restart(),
     });
     try {
-      this.decoder.configure({ codec, codedWidth: width, codedHeight: height,
-                               optimizeForLatency: true });
+      const config = { codec, optimizeForLatency: true };
+      if (width && height) Object.assign(config, { codedWidth: width, codedHeight: height });
+      this.decoder.configure(config);
     } catch (err) {
       this.decoder = null;
       this.events.onUnsupported(`${codec}: ${err.message || err}`);
