@@ -5,8 +5,9 @@ One segment per stream instance, ``framebus.<name>.<instance>-pkt``, made by the
 its source hands out access units (framebus's RTSP client), announced in the control header
 (``Hdr.PACKETS``: the segment's size, 0 for none). Layout: a 128-byte header of 64-bit words,
 then ``capacity`` bytes of records at monotonic 64-bit byte *positions* (a record at position
-``p`` lies at ``p % capacity``). A record is a 32-byte header and the access unit, padded to 8
-bytes; it never wraps: where one would not fit before the end, a padding record fills the rest.
+``p`` lies at ``p % capacity``). A record is a 32-byte header and the access unit, padded to 32
+bytes (so that whatever room is left before the end holds at least a header); it never wraps:
+where one would not fit before the end, a padding record fills the rest.
 
 Protocol (one writer, readers that never write, so a reader cannot hold the writer up):
 
@@ -91,8 +92,11 @@ def segment_size(capacity: int) -> int:
     return PACKET_HEADER + capacity
 
 
+ALIGN = 32  # = RECORD_HEADER: the room left before the end is 0 or holds a header
+
+
 def _record_size(length: int) -> int:
-    return RECORD_HEADER + (length + 7) // 8 * 8
+    return RECORD_HEADER + (length + ALIGN - 1) // ALIGN * ALIGN
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,18 @@ class PacketRingWriter:
             w.store(PktHdr.LAST_KEY, NONE)
             w.store(PktHdr.MAGIC, MAGIC)
         w.store(PktHdr.CODEC, int(codec))
-        self._head = w.load(PktHdr.HEAD)
-        self._count = w.load(PktHdr.COUNT)
+        # an earlier capture's ring goes on (readers see no jump); its words are anyone's, so
+        # the head is aligned and the counts bounded before they are used
+        self._head = -(-w.load(PktHdr.HEAD) // ALIGN) * ALIGN % (1 << 62)
+        self._count = w.load(PktHdr.COUNT) % (1 << 62)
 
     @classmethod
     def create(
         cls, name: str, instance: int, codec: PacketCodec, capacity: int = DEFAULT_CAPACITY
     ) -> PacketRingWriter:
         """Create the segment (or reuse the one an earlier capture of this instance made)."""
+        if not MIN_CAPACITY <= capacity <= MAX_CAPACITY or capacity % ALIGN:
+            raise ValueError(f"a packet ring of {capacity} bytes")
         seg_name = packet_name(name, instance)
         try:
             seg = plat.Segment.create(seg_name, segment_size(capacity))
@@ -190,7 +198,11 @@ class PacketRingReader:
         if w.load(PktHdr.MAGIC) != MAGIC:
             raise ValueError("not a framebus packet ring")
         capacity = w.load(PktHdr.CAPACITY)
-        if capacity != seg.size - PACKET_HEADER or not MIN_CAPACITY <= capacity <= MAX_CAPACITY:
+        if (
+            capacity != seg.size - PACKET_HEADER
+            or not MIN_CAPACITY <= capacity <= MAX_CAPACITY
+            or capacity % ALIGN
+        ):
             raise ValueError(f"a packet ring of {capacity} bytes in a {seg.size}-byte segment")
         self.seg = seg
         self.capacity = capacity
@@ -270,7 +282,7 @@ class PacketRingReader:
         """(record size, the record or None for padding), or None if its header is garbled."""
         at = pos % self.capacity
         room = self.capacity - at
-        if room < RECORD_HEADER or pos % 8:
+        if room < RECORD_HEADER or pos % ALIGN:
             return None
         base = PACKET_HEADER + at
         head = bytes(self.seg.mm[base : base + RECORD_HEADER])
@@ -279,7 +291,7 @@ class PacketRingReader:
         index = int.from_bytes(head[8:16], "little")
         stamp = int.from_bytes(head[16:24], "little")
         body = int.from_bytes(head[24:32], "little")
-        if body > room - RECORD_HEADER or body % 8 or length > body:
+        if body > room - RECORD_HEADER or body % ALIGN or length > body:
             return None
         size = RECORD_HEADER + body
         if flags & _Flag.PAD:
