@@ -18,6 +18,7 @@ import pytest
 
 import framebus
 from conftest import wait_until
+from framebus.testing import RTSPServer, read_timestamp, rtsp_server_available
 from framebus.web import _h264, _server, _sockets
 from framebus.web._websocket import CLOSE_ENDED
 from webtools import Web, WsClient
@@ -231,3 +232,57 @@ def test_the_head_timeout_does_not_cut_a_websocket(
             assert client.message() is not None
     finally:
         client.close()
+
+
+needs_rtsp = pytest.mark.skipif(
+    not rtsp_server_available(), reason="needs GStreamer's RTSP server (gir1.2-gst-rtsp-server)"
+)
+
+
+@needs_rtsp
+def test_a_camera_h264_is_passed_through_not_reencoded(web: Fixture, stream_name: str) -> None:
+    w: Web = web()
+    with (
+        RTSPServer(size="640x360") as srv,
+        framebus.publish(stream_name, srv.url()),
+        framebus.attach_encoded(stream_name) as encoded,
+    ):
+        client = WsClient(w.port, f"/streams/{stream_name}.h264")
+        try:
+            sent: dict[int, bytes] = {}
+            dec = decoder()
+            first = None
+            for _ in range(30):
+                data = client.message()
+                assert data is not None and data[1] & 2  # flagged: the camera's own
+                au, timestamp, _ = _h264.parse(data)
+                first = first or au
+                for picture in dec.decode(av.Packet(au.data)):
+                    sent_at = read_timestamp(picture.to_ndarray(format="bgr24"))
+                    assert sent_at is not None and timestamp >= sent_at
+                sent[au.index] = au.data
+            assert first is not None and first.key and first.codec.startswith("avc1.")
+            while (frame := encoded.read(10)).index <= max(sent):
+                if frame.index in sent:  # byte for byte what the camera sent
+                    assert sent.pop(frame.index) == frame.data
+            assert w.hub.stats(stream_name).codecs["h264"].encodes == 0  # nothing encoded
+        finally:
+            client.close()
+
+
+@needs_rtsp
+def test_a_camera_h265_is_encoded_once_as_h264(web: Fixture, stream_name: str) -> None:
+    w: Web = web()
+    with (
+        RTSPServer(size="320x240", codec="h265") as srv,
+        framebus.publish(stream_name, srv.url()),
+    ):
+        client = WsClient(w.port, f"/streams/{stream_name}.h264")
+        try:
+            data = client.message()
+            assert data is not None and not data[1] & 2
+            au = _h264.parse(data)[0]
+            assert au.key and au.codec.startswith("avc1.") and decoder().decode(av.Packet(au.data))
+            assert w.hub.stats(stream_name).codecs["h264"].encodes >= 1
+        finally:
+            client.close()
