@@ -33,6 +33,7 @@ from . import (
     sampling,
     throughput,
     web,
+    web_h264,
     writer,
 )
 from .common import (
@@ -62,6 +63,7 @@ SCENARIOS: dict[str, Callable[[Config], Section]] = {
     "capture_cpu": capture_cpu.run,
     "restarts": restarts.run,
     "web": web.run,
+    "web_h264": web_h264.run,
     "network": network.run,
     "sampling": sampling.run,
     "pipe": pipe.run,

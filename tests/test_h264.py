@@ -3,6 +3,7 @@ every parser fuzzed (camera and page bytes are untrusted)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -78,3 +79,16 @@ def test_parsers_never_fail_on_garbage(data: bytes) -> None:
 def test_nal_units_finds_what_was_joined(nals: list[bytes]) -> None:
     # NAL units never contain 00 00 0x (emulation prevention): such units split back exactly
     assert [bytes(n) for n in nal_units(annexb(*nals))] == nals
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 300_000])
+def test_a_websocket_frame_reads_back_whole(size: int) -> None:
+    from wsproto import ConnectionType
+    from wsproto.connection import Connection
+    from wsproto.events import BytesMessage
+
+    client = Connection(ConnectionType.CLIENT)
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    client.receive_data(wire.websocket_frame(payload))
+    got = b"".join(e.data for e in client.events() if isinstance(e, BytesMessage))
+    assert got == payload

@@ -3,10 +3,12 @@
 Low-latency settings, as a live view needs them: no B-frames and no look-ahead (``zerolatency``:
 each frame leaves the encoder as it goes in), ``ultrafast`` (3.4 ms of CPU per 720p frame here),
 a keyframe at least every :data:`KEY_EVERY` seconds of capture time, and sooner when a viewer
-joins or falls behind — at most once per :data:`KEY_MIN_GAP` seconds, since a keyframe costs
-about ten times the bytes of another frame. The parameter sets go in front of every keyframe
-(a decoder may start at any of them), and the colour is signalled as BT.601 limited range, which
-is what :func:`framebus._frames.i420` converts to.
+joins (or its decoder asks) — at most once per :data:`KEY_MIN_GAP` seconds, since a keyframe
+costs about ten times the bytes of another frame. A viewer that fell behind waits for the next
+scheduled keyframe instead: a viewer on a link too slow for the stream would otherwise make
+every viewer's stream a keyframe a second, which it could then follow even less. The parameter
+sets go in front of every keyframe (a decoder may start at any of them), and the colour is
+signalled as BT.601 limited range, which is what :func:`framebus._frames.i420` converts to.
 
 Buffering: each consumer has a :class:`~framebus.sinks.gop.GopSlot` (frames in order; a
 consumer that falls behind skips to the next keyframe). The sink keeps the current group of
@@ -106,7 +108,7 @@ class H264Sink(FrameSink[AccessUnit]):
     # -- consumers -----------------------------------------------------------------------------
 
     def _mailbox(self, notify: Callable[[], None] | None) -> Mailbox[Encoded[AccessUnit]]:
-        slot = GopSlot(notify, on_behind=self.request_key)
+        slot = GopSlot(notify)
         with self._key_lock:
             recent = time.monotonic() - self._key_at < KEY_MIN_GAP
         if recent and self._gop.items:

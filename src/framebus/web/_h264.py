@@ -28,7 +28,8 @@ import struct
 from framebus import FrameInfo
 from framebus._h264 import AccessUnit
 
-__all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "VERSION", "message", "parse"]
+__all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "VERSION", "message", "parse",
+           "websocket_frame"]  # fmt: skip
 
 VERSION = 1
 HEADER = struct.Struct("<BBHHBxdQI")
@@ -45,6 +46,19 @@ def message(au: AccessUnit, info: FrameInfo, *, passthrough: bool = False) -> by
         len(codec), info.timestamp, info.seq & 0xFFFF_FFFF_FFFF_FFFF, au.index & 0xFFFF_FFFF,
     )  # fmt: skip
     return b"".join((head, codec, au.data))
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked binary WebSocket frame (RFC 6455 §5.2), as a server sends
+    it: made once per access unit and written to every viewer's socket as it is."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x82, n))
+    elif n < 1 << 16:
+        head = bytes((0x82, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, 127)) + n.to_bytes(8, "big")
+    return head + payload
 
 
 def parse(data: bytes) -> tuple[AccessUnit, float, int]:

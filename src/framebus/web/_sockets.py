@@ -118,8 +118,11 @@ class PeerWindow:
     when it can take it. Where ``TCP_INFO`` lacks these fields (other kernels), nothing waits.
     """
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, *, slack: int = 0) -> None:
         self._sock = sock
+        self.slack = slack
+        """Bytes that may always be ahead (an H.264 viewer: its frames are small and must all
+        go, so only a backlog beyond this holds them; the window's noise stays below it)."""
         self.last_frame = 0
         """Bytes of the last frame written (the caller sets it): past its patience, a frame
         waits while more than half of that is still ahead (see :meth:`may_go`)."""
@@ -165,7 +168,7 @@ class PeerWindow:
     def ready(self) -> bool:
         """True when little enough is ahead to choose the viewer's next frame."""
         ahead, rate = self.ahead()
-        return ahead <= rate * AHEAD_SECONDS
+        return ahead <= max(rate * AHEAD_SECONDS, self.slack)
 
     def may_go(self, deadline: float) -> bool:
         """:meth:`ready`, or past ``deadline`` with less than half the last frame (or
@@ -175,7 +178,7 @@ class PeerWindow:
         is still reading it (a viewer reading in bursts, asleep between them): a frame chosen
         now would wait behind it and be older than needed when read."""
         ahead, rate = self.ahead()
-        if ahead <= rate * AHEAD_SECONDS:  # ready()
+        if ahead <= max(rate * AHEAD_SECONDS, self.slack):  # ready()
             return True
         if time.monotonic() < deadline:
             return False
@@ -186,7 +189,7 @@ class PeerWindow:
         twice what the viewer needs to read what is ahead at its rate, at most
         :data:`_MAX_WAIT`."""
         ahead, rate = self.ahead()
-        if ahead <= rate * AHEAD_SECONDS:
+        if ahead <= max(rate * AHEAD_SECONDS, self.slack):
             return 0.0
         return min(_MAX_WAIT, 2 * ahead / rate) if rate > 0 else _MAX_WAIT
 
