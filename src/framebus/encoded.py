@@ -63,7 +63,7 @@ class EncodedReader:
             ctl.close()
             raise
         self.name = name
-        self._ctl, self._ring = ctl, ring
+        self._ctl, self._ring, self._size = ctl, ring, size
         codec = ring.codec
         self.codec = "h265" if codec is not None and codec.name == "H265" else "h264"
 
@@ -71,6 +71,10 @@ class EncodedReader:
     def lost(self) -> int:
         """Frames this reader skipped: overwritten before it read them, or never written."""
         return self._ring.lost
+
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the stream's decoded frames now ((0, 0) if not known yet)."""
+        return self._ctl.newest_size()
 
     def _frame(self, rec: PacketRecord) -> EncodedFrame:
         return EncodedFrame(rec.data, rec.key, self.codec, rec.index, rec.timestamp_ns / 1e9)
@@ -91,7 +95,9 @@ class EncodedReader:
 
     def read(self, timeout: float | None = None) -> EncodedFrame:
         """The next encoded frame, waiting up to ``timeout`` seconds (None: forever). Raises
-        ReadTimeout, StreamEnded (closed or ended), PublisherLost, or the stream's error."""
+        ReadTimeout, StreamEnded (closed or ended), PublisherLost, the stream's error, or
+        NoEncodedFrames once the capture stopped handing them out (its RTSP client gave the
+        stream to FFmpeg, or a reconnect opened it with FFmpeg)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         ring, ctl = self._ring, self._ctl
         while True:
@@ -102,6 +108,8 @@ class EncodedReader:
             over = ctl.end_error()
             if over is not None:
                 raise over
+            if ctl.packet_segment_size != self._size:
+                raise NoEncodedFrames(f"stream {self.name!r} no longer hands out encoded frames")
             wait = _LIVENESS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())

@@ -82,15 +82,6 @@ def test_a_consumer_behind_drops_to_the_next_keyframe() -> None:
     assert drain(slot) == [lag + 3]
 
 
-def test_a_prefill_waiting_too_long_is_a_lag() -> None:
-    clock = Clock()
-    slot = GopSlot(clock=clock)
-    slot.prefill([item(0, key=True), item(1)])
-    clock.now += MAX_LAG + 0.01
-    slot.put(item(2))
-    assert slot.stats().behind == 1 and slot.pending == 0
-
-
 def test_the_count_bounds_a_high_frame_rate() -> None:
     slot = GopSlot()
     slot.put(item(0, key=True, fps=10_000))
@@ -118,8 +109,9 @@ def test_a_prefill_must_start_at_a_keyframe() -> None:
 def test_skip_to_key_restarts_the_consumer() -> None:
     slot = GopSlot()
     slot.put(item(0, key=True))
+    assert drain(slot) == [0]
     slot.put(item(1))
-    slot.skip_to_key()
+    slot.skip_to_key()  # no keyframe held: the next one
     slot.put(item(2))
     slot.put(item(3, key=True))
     assert drain(slot) == [3]
@@ -189,3 +181,32 @@ def test_what_a_consumer_gets_always_decodes(ops: list[tuple[str, object, float]
         assert got[0].data.key
     s = slot.stats()
     assert s.delivered == len(got) and s.delivered + s.dropped + slot.pending == seq
+
+
+def test_catching_up_has_no_time_budget_but_live_frames_behind_it_do() -> None:
+    clock = Clock()
+    slot = GopSlot(clock=clock)
+    slot.prefill([item(0, key=True)] + [item(seq) for seq in range(1, 300)])
+    clock.now += 2.0  # a slow start: the catching-up frames waited, nothing live yet
+    slot.put(item(300))
+    assert slot.stats().behind == 0
+    clock.now += MAX_LAG + 0.01  # the live frame waited too long behind them
+    slot.put(item(301))
+    assert slot.stats().behind == 1
+
+
+def test_a_keyframe_that_finds_the_consumer_behind_is_kept() -> None:
+    clock = Clock()
+    slot = GopSlot(clock=clock)
+    slot.put(item(0, key=True))
+    clock.now += MAX_LAG + 0.01
+    slot.put(item(1, key=True))
+    assert slot.stats().behind == 1 and drain(slot) == [1]
+
+
+def test_skip_to_key_keeps_a_keyframe_already_held() -> None:
+    slot = GopSlot()
+    for seq in range(6):
+        slot.put(item(seq, key=seq in (0, 3)))
+    slot.skip_to_key()
+    assert drain(slot) == [3, 4, 5]

@@ -81,6 +81,25 @@ def test_the_end_of_the_stream_ends_the_reader(stream_name: str) -> None:
             pub.close()
 
 
+def test_a_capture_that_stops_handing_them_out_ends_the_readers(stream_name: str) -> None:
+    from framebus.bus import Control
+
+    with (
+        RTSPServer(size="320x240") as srv,
+        framebus.publish(stream_name, srv.url()),
+        framebus.attach_encoded(stream_name) as encoded,
+    ):
+        encoded.read(10)
+        ctl = Control.open(stream_name)
+        try:
+            ctl.packet_segment_size = 0  # what the capture does when FFmpeg takes over
+        finally:
+            ctl.close()
+        with pytest.raises(framebus.NoEncodedFrames):
+            while True:
+                encoded.read(10)
+
+
 def test_a_reconnect_goes_on_in_the_same_ring_from_a_keyframe(stream_name: str) -> None:
     with (
         RTSPServer(size="320x240") as srv,

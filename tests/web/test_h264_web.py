@@ -20,7 +20,7 @@ import framebus
 from conftest import wait_until
 from framebus.testing import RTSPServer, read_timestamp, rtsp_server_available
 from framebus.web import _h264, _server, _sockets
-from framebus.web._websocket import CLOSE_ENDED
+from framebus.web._websocket import CLOSE_ENDED, CLOSE_NOT_FOUND
 from webtools import Web, WsClient
 
 Fixture = Any
@@ -97,9 +97,26 @@ def test_unknown_streams_and_bad_queries_are_refused(web: Fixture, pattern_strea
     for path in ("/streams/nosuch.h264", f"/streams/{pattern_stream.name}.h264?width=3",
                  f"/streams/{pattern_stream.name}.h264?width=x"):  # fmt: skip
         client = WsClient(w.port, path)
-        assert not client.accepted and client.status == 403, path
+        assert client.accepted and client.message() is None, path  # closed with a reason
+        assert client.close_code == CLOSE_NOT_FOUND, path
         client.close()
     assert w.hub.stats(pattern_stream.name).viewers == 0
+
+
+def test_pages_of_other_sites_are_refused(web: Fixture, pattern_stream: Any) -> None:
+    """Browsers let any page open a WebSocket anywhere: only this server's pages (and clients
+    that are no page) may watch."""
+    w: Web = web()
+    path = f"/streams/{pattern_stream.name}.h264"
+    for origin in ("http://evil.example", f"http://127.0.0.1:{w.port + 1}", "null"):
+        client = WsClient(w.port, path, headers=[("origin", origin)])
+        assert not client.accepted and client.status == 403, origin
+        client.close()
+    client = WsClient(w.port, path, headers=[("origin", f"http://127.0.0.1:{w.port}")])
+    try:
+        assert client.accepted and client.message()
+    finally:
+        client.close()
 
 
 def test_a_width_is_served_scaled(web: Fixture, pattern_stream: Any) -> None:
@@ -118,6 +135,9 @@ def test_the_websocket_needs_the_password_too(web: Fixture, pattern_stream: Any)
     refused = WsClient(w.port, path)
     assert not refused.accepted
     refused.close()
+    for _ in range(12):  # a page reconnecting without credentials is no guesser
+        WsClient(w.port, path).close()
+    assert w.get("/api/streams", {"Authorization": "Basic d3Jvbmc6d3Jvbmc="})[0] == 401  # not 429
     good = base64.b64encode(b"viewer:s3cret").decode()
     client = WsClient(w.port, path, headers=[("authorization", f"Basic {good}")])
     try:
@@ -266,6 +286,25 @@ def test_a_camera_h264_is_passed_through_not_reencoded(web: Fixture, stream_name
                 if frame.index in sent:  # byte for byte what the camera sent
                     assert sent.pop(frame.index) == frame.data
             assert w.hub.stats(stream_name).codecs["h264"].encodes == 0  # nothing encoded
+        finally:
+            client.close()
+
+
+@needs_rtsp
+def test_passthrough_never_holds_up_an_every_mode_capture(web: Fixture, stream_name: str) -> None:
+    w: Web = web()
+    with (
+        RTSPServer(size="320x240") as srv,
+        framebus.publish(stream_name, srv.url(), mode="every") as pub,
+        framebus.attach(stream_name) as reader,
+    ):
+        client = WsClient(w.port, f"/streams/{stream_name}.h264")
+        try:
+            for _ in range(40):  # the page's frames go on...
+                data = client.message()
+                assert data is not None and data[1] & 2
+                reader.read()  # ...and so do the frames of the stream's one reader
+            assert pub.stats().readers == 1  # the passthrough is no reader of the frames
         finally:
             client.close()
 

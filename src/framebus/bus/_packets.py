@@ -118,6 +118,8 @@ class PacketRingWriter:
         self.seg = seg
         w = seg.words
         self.capacity = seg.size - PACKET_HEADER
+        if not MIN_CAPACITY <= self.capacity <= MAX_CAPACITY or self.capacity % ALIGN:
+            raise ValueError(f"a packet segment of {seg.size} bytes")
         if w.load(PktHdr.MAGIC) != MAGIC:  # a fresh segment; a reconnect reuses its ring
             w.store(PktHdr.CAPACITY, self.capacity)
             w.store(PktHdr.LAST_KEY, NONE)
@@ -138,9 +140,17 @@ class PacketRingWriter:
         seg_name = packet_name(name, instance)
         try:
             seg = plat.Segment.create(seg_name, segment_size(capacity))
-        except FileExistsError:
+        except FileExistsError:  # an earlier capture's: reused if it is one, else made anew
             seg = plat.Segment.open(seg_name, max_size=segment_size(MAX_CAPACITY))
-        return cls(seg, codec)
+            if seg.size != segment_size(capacity) or seg.words.load(PktHdr.CAPACITY) != capacity:
+                seg.close()
+                plat.unlink_segment(seg_name)
+                seg = plat.Segment.create(seg_name, segment_size(capacity))
+        try:
+            return cls(seg, codec)
+        except BaseException:
+            seg.close()
+            raise
 
     def write(self, data: bytes, key: bool, timestamp_ns: int | None = None) -> bool:
         """Append one access unit; False if it is too large to keep (counted)."""

@@ -154,6 +154,11 @@ def capture_loop(
             writer.commit(slot, frame, stamp, pos if index is None else index, media)
             if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
                 backend = _report_backend(ctl, source)
+                if packets is not None and source.encoded_codec() is None:
+                    ctl.packet_segment_size = 0  # its readers stop (the segment stays)
+                    source.access_units = None
+                    packets.close()
+                    packets = None
             pos += 1
             now = time.monotonic()
             if last:
@@ -181,6 +186,7 @@ def _packet_ring(ctl: Control, source: Source) -> PacketRingWriter | None:
     be made (no room in /dev/shm) only costs the passthrough: the capture goes on."""
     codec = source.encoded_codec()
     if codec not in ("H264", "H265"):
+        ctl.packet_segment_size = 0  # a reconnect through FFmpeg: an earlier ring is over
         return None
     try:
         ring = PacketRingWriter.create(ctl.name, ctl.instance, PacketCodec[codec])
@@ -188,7 +194,18 @@ def _packet_ring(ctl: Control, source: Source) -> PacketRingWriter | None:
         log.warning("stream %r: no packet ring for its encoded frames: %s", ctl.name, exc)
         return None
     ctl.packet_segment_size = ring.seg.size  # after the ring is ready: readers may map it
-    source.access_units = ring.write
+
+    def write(unit: bytes, key: bool) -> None:
+        try:
+            ring.write(unit, key)
+        except (
+            Exception
+        ):  # the ring is anyone's bytes: it may cost the passthrough, not the capture
+            log.exception("stream %r: the packet ring failed; no more encoded frames", ctl.name)
+            ctl.packet_segment_size = 0
+            source.access_units = None
+
+    source.access_units = write
     return ring
 
 

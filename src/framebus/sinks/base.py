@@ -363,12 +363,17 @@ class FrameSink(ABC, Generic[T]):
     :class:`SinkClosed`).
     """
 
+    reads_frames = True
+    """False for a sink that passes on something else than the ring's frames (a camera's
+    encoded frames): it attaches no frame reader, which on an every-mode stream would hold up
+    the capture, and overrides :meth:`_next_item`."""
+
     def __init__(self, name: str, *, pick: Pick | None = None, lossless: bool = False) -> None:
         self.pick = Pick.newest() if pick is None else pick
         self.lossless = lossless
-        self._reader: StreamReader = framebus.attach(name)
+        self._reader: StreamReader | None = framebus.attach(name) if self.reads_frames else None
         self._name = name
-        self.every_mode = self._reader.stats().mode == "every"
+        self.every_mode = self._reader is not None and self._reader.stats().mode == "every"
         """The stream's capture waits for this sink's reader: an idle sink of it must close."""
         self._cond = threading.Condition()  # guards everything below; the worker sleeps on it
         self._subs: list[Subscription[T]] = []
@@ -453,7 +458,8 @@ class FrameSink(ABC, Generic[T]):
             log.exception("sink of stream %r stopped on an unexpected error", self._name)
             error = exc
         finally:
-            self._reader.release()  # only this thread uses the reader once it runs
+            if self._reader is not None:
+                self._reader.release()  # only this thread uses the reader once it runs
             with self._cond:
                 if error is not None:
                     self._error = error
@@ -470,13 +476,15 @@ class FrameSink(ABC, Generic[T]):
 
     def _next_item(self) -> Encoded[T] | None:
         """Read one frame and encode it if chosen; None if nothing to deliver this round."""
+        reader = self._reader
+        assert reader is not None  # a sink that reads no frames overrides this
         with contextlib.ExitStack() as stack:
             try:
                 # a short wait: close() and the last unsubscribe are noticed within _POLL
-                frame = stack.enter_context(self._reader.view(timeout=_POLL))
+                frame = stack.enter_context(reader.view(timeout=_POLL))
             except ReadTimeout:
                 return None
-            info = self._reader.info
+            info = reader.info
             assert info is not None  # view() sets it
             with self._cond:
                 self._frames_read += 1
@@ -561,7 +569,8 @@ class FrameSink(ABC, Generic[T]):
         for sub in subs:
             sub._slot.close()  # consumers blocked in get() wake up now, with SinkClosed
         if thread is None:
-            self._reader.release()  # no worker ever used it
+            if self._reader is not None:
+                self._reader.release()  # no worker ever used it
         elif thread is not threading.current_thread():
             thread.join(_JOIN_TIMEOUT)
             if thread.is_alive():

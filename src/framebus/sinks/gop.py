@@ -10,14 +10,14 @@ Buffering policy of a :class:`GopSlot`, stated once for every consumer of encode
 * it holds the frames put since the consumer last took one, in order, while the oldest has
   waited at most :data:`MAX_LAG` seconds and they number at most :data:`MAX_PENDING`;
 * one more would break either bound: the consumer is *behind*. Every frame it holds is dropped
-  (counted), it takes no frame until the next keyframe (counted in ``behind``), and the sink is
-  told (``on_behind``), so that a sink that encodes may make that keyframe come sooner;
+  (counted), it takes no frame until the next keyframe (counted in ``behind``; a keyframe that
+  found it behind is that next keyframe), and the sink is told (``on_behind``);
 * a new consumer starts waiting for a keyframe, or with the frames of the current group of
   pictures from its keyframe (:meth:`prefill`, the sink's bounded cache): a picture at once
   without waiting for the next keyframe. Those catching-up frames do not count towards the
   number (they are the past the consumer asked for), only towards the wait;
-* a consumer may ask to restart at the next keyframe itself (:meth:`skip_to_key`: its decoder
-  failed).
+* a consumer may ask to restart at a keyframe itself (:meth:`skip_to_key`: its decoder failed):
+  the newest one it holds, else the next one.
 
 Memory: references to frames the sink made once for every consumer; per consumer at most
 :data:`MAX_PENDING` plus the prefill.
@@ -126,10 +126,17 @@ class GopSlot:
             self._items.append(item)
             self._since.append(now)
             live = len(self._items) - self._catching_up
-            if live > MAX_PENDING or now - self._since[0] > MAX_LAG:
+            # catching-up frames have no time budget of their own: the first live frame
+            # behind them waits for them, and its wait is what counts
+            if live > MAX_PENDING or now - self._since[self._catching_up] > MAX_LAG:
                 behind = True
                 self._drop_all()
                 self._behind += 1
+                if item.data.key:  # it starts the next group itself: keep it
+                    self._dropped -= 1
+                    self._items.append(item)
+                    self._since.append(now)
+                    self._want_key = False
             self._cond.notify_all()
         if behind and self._on_behind is not None:
             self._on_behind()
@@ -146,12 +153,21 @@ class GopSlot:
         self._want_key = True
 
     def skip_to_key(self) -> None:
-        """Drop what is held and take nothing until the next keyframe (the consumer's decoder
-        lost its footing)."""
+        """Restart at a keyframe (the consumer's decoder lost its footing): at the newest one
+        held, else at the next one put; what comes before it is dropped."""
         with self._cond:
-            if not self._closed:
+            if self._closed:
+                return
+            keys = [i for i, it in enumerate(self._items) if it.data.key]
+            if not keys:
                 self._drop_all()
-                self._cond.notify_all()
+                return
+            first = keys[-1]
+            self._dropped += first
+            for _ in range(first):
+                self._items.popleft()
+                self._since.popleft()
+            self._catching_up = max(0, self._catching_up - first)
 
     def get(self, timeout: float | None = None) -> Encoded[AccessUnit]:
         """The oldest frame held, waiting up to ``timeout`` seconds (None: forever) for one.

@@ -129,6 +129,7 @@ class H264Sink(FrameSink[AccessUnit]):
         encoder.width, encoder.height = width, height
         encoder.pix_fmt = "yuv420p"
         # x264 derives the level from the frame rate: the stream's, else 30
+        assert self._reader is not None
         stats = self._reader.stats()
         fps = stats.source_fps or stats.capture_fps or 30.0
         rate = Fraction(max(1, min(240, round(fps))))

@@ -6,12 +6,16 @@ current group of pictures (:class:`~framebus.sinks.gop.GopCache`) and a newcomer
 it at once, since framebus cannot ask a camera for a keyframe. The packet ring itself keeps the
 newest 8 MiB and never waits for this sink; what the sink's reader misses there (it fell that
 far behind) is skipped to the next keyframe. While nobody watches the sink reads nothing; the
-first viewer after that starts at the ring's newest keyframe.
+first viewer after that starts at the ring's newest keyframe (its group of pictures handed over
+as catching-up frames, see :meth:`~framebus.sinks.gop.GopSlot.prefill`). It attaches no reader
+to the stream's frames (on an every-mode stream an idle one would hold the capture up).
+
+When the capture stops handing out encoded frames (its RTSP client gave the stream to FFmpeg)
+the sink ends with :class:`~framebus.NoEncodedFrames`: the hub then makes an encoder instead.
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 
 import numpy as np
@@ -32,6 +36,8 @@ class PassthroughSink(FrameSink[AccessUnit]):
     """The encoded frames of stream ``name`` (H.264 only: raises NoEncodedFrames for a stream
     without them, or with H.265, which browsers do not decode), passed on unchanged."""
 
+    reads_frames = False
+
     def __init__(self, name: str) -> None:
         encoded = framebus.attach_encoded(name)
         if encoded.codec != "h264":
@@ -39,8 +45,7 @@ class PassthroughSink(FrameSink[AccessUnit]):
             raise framebus.NoEncodedFrames(f"stream {name!r} carries {encoded.codec}, not h264")
         self._encoded = encoded
         self._gop = GopCache()  # guarded by the sink's lock
-        self._backlog: collections.deque[EncodedFrame] = collections.deque()
-        self._restart = True  # (worker) start at the ring's newest keyframe
+        self._restart = True  # (guarded) the worker starts again at the ring's newest keyframe
         self._last_index: int | None = None
         self._codec = ""
         self._size = (0, 0)
@@ -69,19 +74,36 @@ class PassthroughSink(FrameSink[AccessUnit]):
         with self._cond:
             restart, self._restart = self._restart, False
         if restart:
-            self._backlog = collections.deque(self._encoded.gop())
-            self._last_index = None
-        if self._backlog:
-            frame = self._backlog.popleft()
-        else:
-            try:
-                frame = self._encoded.read(_POLL)
-            except ReadTimeout:
-                return None
+            self._start_over()
+            return None
+        try:
+            frame = self._encoded.read(_POLL)
+        except ReadTimeout:
+            return None
+        except framebus.NoEncodedFrames as exc:  # the viewers' end; the hub makes an encoder
+            raise framebus.StreamEnded(str(exc)) from None
         with self._cond:
             self._frames_read += 1
-            if not self._subs or self._closed:
-                return None
+            if not self._subs or self._closed or self._restart:
+                return None  # (a restart's group of pictures holds this frame too)
+        return self._item(frame)
+
+    def _start_over(self) -> None:
+        """Hand the ring's current group of pictures to every consumer (they all joined while
+        nobody watched: each waits for a keyframe) as catching-up frames, and go on after it."""
+        self._last_index = None
+        items = [it for it in map(self._item, self._encoded.gop()) if it is not None]
+        with self._cond:
+            for item in items:
+                self._gop.add(item)
+            subs = list(self._subs)
+        for sub in subs:
+            mailbox = sub.mailbox
+            if isinstance(mailbox, GopSlot):
+                mailbox.prefill(items)
+
+    def _item(self, frame: EncodedFrame) -> Encoded[AccessUnit] | None:
+        """``frame`` as the sink's item; None for one that cannot be decoded (after a gap)."""
         gap = self._last_index is not None and frame.index != self._last_index + 1
         if (gap or self._last_index is None) and not frame.key:
             with self._cond:
@@ -90,8 +112,7 @@ class PassthroughSink(FrameSink[AccessUnit]):
         self._last_index = frame.index
         if frame.key:
             self._codec = codec_string(frame.data) or self._codec
-            stats = self._reader.stats()
-            self._size = (stats.width or 0, stats.height or 0)
+            self._size = self._encoded.frame_size()
         au = AccessUnit(frame.data, frame.key, self._codec, *self._size, frame.index)
         info = FrameInfo(frame.index, frame.timestamp, frame.index, 0, *self._size)
         return Encoded(au, info)

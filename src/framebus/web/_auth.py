@@ -8,7 +8,8 @@ budget gets 429 with ``Retry-After`` and its guesses are not even compared. The 
 addresses is bounded (:data:`MAX_ADDRESSES`, the least recently failing forgotten first), so
 a flood of addresses costs bounded memory. A correct password is never throttled for an
 address that has budget left, and a success does not reset the count (a guesser who also
-knows one good password gains nothing).
+knows one good password gains nothing). A WebSocket handshake with no ``Authorization`` at all
+is refused without counting (a browser may not send its page's credentials on one).
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ class BasicAuth:
         if wait > 0:
             await _refuse(scope, send, 429, "too many failed logins: try again later", wait)
             return
-        if not self._authorized(list(scope.get("headers") or [])):
-            self.throttle.failed(address, now)
+        headers = list(scope.get("headers") or [])
+        if not self._authorized(headers):
+            # a browser may open a WebSocket without the credentials its page has: that is no
+            # guess, and counting it would lock the page itself out after ten reconnects
+            asked = any(key.lower() == b"authorization" for key, _ in headers)
+            if asked or scope["type"] != "websocket":
+                self.throttle.failed(address, now)
             await _refuse(scope, send, 401, "authentication required", 0.0)
             return
         await self.inner(scope, receive, send)

@@ -29,7 +29,7 @@ from framebus import FrameInfo
 from framebus._h264 import AccessUnit
 
 __all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "VERSION", "message", "parse",
-           "websocket_frame"]  # fmt: skip
+           "unframe", "websocket_frame"]  # fmt: skip
 
 VERSION = 1
 HEADER = struct.Struct("<BBHHBxdQI")
@@ -59,6 +59,12 @@ def websocket_frame(payload: bytes) -> bytes:
     else:
         head = bytes((0x82, 127)) + n.to_bytes(8, "big")
     return head + payload
+
+
+def unframe(frame: bytes) -> memoryview:
+    """The payload of a frame :func:`websocket_frame` made (no copy)."""
+    n = frame[1] & 0x7F
+    return memoryview(frame)[2 + {126: 2, 127: 8}.get(n, 0) :]
 
 
 def parse(data: bytes) -> tuple[AccessUnit, float, int]:

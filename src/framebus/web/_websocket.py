@@ -8,7 +8,7 @@ Buffering policy of an H.264 viewer (stated once, for every server):
   falls further behind drops everything it holds and restarts at the next keyframe (counted;
   the encoder, if framebus encodes, makes that keyframe come within a second);
 * the next frame is sent only once the previous one left the server's buffer, fewer than
-  16 KiB wait unsent in the kernel (whose send buffer is fitted to about two frames), and
+  16 KiB wait unsent in the kernel, and
   the viewer has read all but :data:`SLACK` bytes or what it reads in 33 ms, whichever is
   more (the MJPEG viewers' measure, :class:`~framebus.web._sockets.PeerWindow`; H.264 frames
   are small and all must go, so only a backlog holds them): while a slow viewer reads, its
@@ -50,9 +50,11 @@ from . import _h264, _sockets
 from ._hub import EncoderHub, TooManyVariants, Variant
 from ._viewers import Deadline, Viewer
 
-__all__ = ["CLOSE_ENDED", "CLOSE_NOT_FOUND", "CLOSE_TOO_MANY", "SLACK", "h264_endpoint"]
+__all__ = ["CLOSE_ENDED", "CLOSE_NOT_FOUND", "CLOSE_POLICY", "CLOSE_TOO_MANY", "SLACK",
+           "h264_endpoint", "same_origin"]  # fmt: skip
 
 SLACK = 64 * 1024
+SEND_BUFFER = 256 * 1024
 """Bytes a viewer may have unread before its next frame waits (see the module docstring)."""
 WRITE_TIMEOUT = 10.0
 _IDLE_WAIT = 1.0
@@ -62,6 +64,24 @@ CLOSE_NOT_FOUND = 4404
 """Close code: no such stream, or a bad query."""
 CLOSE_TOO_MANY = 4503
 """Close code: the stream has its maximum of encoders, each with viewers."""
+CLOSE_POLICY = 1008
+"""Close code (before the handshake completes: a 403): a page of another site asked."""
+
+
+def same_origin(websocket: WebSocket) -> bool:
+    """Whether the handshake comes from a page of this server, or from no page at all.
+
+    Browsers apply no same-origin rule to WebSockets: any site a user visits could open
+    ``ws://127.0.0.1:8080/streams/cam.h264`` and read the video (with the user's cached Basic
+    credentials, even). A browser always sends ``Origin``; its host must be the ``Host`` the
+    page asked (a proxy in front must pass ``Host`` on). Clients that are not browsers send
+    none: they are not a page of another site."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    host = websocket.headers.get("host", "")
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and rest.rstrip("/").lower() == host.lower()
 
 
 def _width(websocket: WebSocket) -> int | None:
@@ -81,7 +101,11 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
     """The WebSocket endpoint of ``/streams/{name}.h264`` for the streams ``exists`` knows."""
 
     async def endpoint(websocket: WebSocket) -> None:
+        if not same_origin(websocket):
+            await websocket.close(CLOSE_POLICY)  # before accepting: the handshake gets a 403
+            return
         name = websocket.path_params["name"]
+        await websocket.accept()  # the close codes below reach the page only after this
         try:
             width = _width(websocket)
         except ValueError as exc:
@@ -99,7 +123,6 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
             await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
             return
         try:
-            await websocket.accept()
             await _serve(websocket, hub, name, viewer)
         finally:
             viewer.close()
@@ -108,29 +131,36 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
 
 
 class _Frames:
-    """Each access unit's message, framed for the WebSocket once for every viewer: the last
-    :data:`_KEEP` of them, by item (an item is the same object for every viewer of a sink)."""
+    """Each access unit's message framed for the WebSocket once for every viewer, by item (an
+    item is the same object for every viewer of a sink): the newest ones, at most
+    :data:`_KEEP` of them and :data:`_KEEP_BYTES` bytes (viewers of one frame take it within
+    moments of each other: a miss only costs making it again)."""
 
     _KEEP = 256
+    _KEEP_BYTES = 32 * 1024 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._made: OrderedDict[int, tuple[Encoded[Any], bytes, bytes]] = OrderedDict()
+        self._made: OrderedDict[int, tuple[Encoded[Any], bytes]] = OrderedDict()
+        self._bytes = 0
 
-    def get(self, item: Encoded[Any], passthrough: bool) -> tuple[bytes, bytes]:
-        """(the message, the message as a WebSocket frame)."""
+    def get(self, item: Encoded[Any], passthrough: bool) -> bytes:
+        """The message of ``item`` as a WebSocket frame."""
         key = id(item) * 2 + passthrough
         with self._lock:
             made = self._made.get(key)
             if made is not None and made[0] is item:
-                return made[1], made[2]
-        message = _h264.message(item.data, item.info, passthrough=passthrough)
-        frame = _h264.websocket_frame(message)
+                return made[1]
+        frame = _h264.websocket_frame(_h264.message(item.data, item.info, passthrough=passthrough))
         with self._lock:
-            self._made[key] = (item, message, frame)  # the item kept: its id is not reused
-            while len(self._made) > self._KEEP:
-                self._made.popitem(last=False)
-        return message, frame
+            old = self._made.pop(key, None)
+            self._bytes -= len(old[1]) if old is not None else 0
+            self._made[key] = (item, frame)  # the item kept: its id is not reused meanwhile
+            self._bytes += len(frame)
+            while len(self._made) > self._KEEP or self._bytes > self._KEEP_BYTES:
+                _, (_, dropped) = self._made.popitem(last=False)
+                self._bytes -= len(dropped)
+        return frame
 
 
 _frames = _Frames()
@@ -171,7 +201,11 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
     direct = _Direct.of(transport)
     listener = asyncio.ensure_future(_listen(websocket, viewer, gone))
     passthrough = isinstance(viewer.sink, PassthroughSink)
-    fitted, average = 0, 0.0
+    if sock is not None:
+        # every frame must go, so the send buffer is not fitted to a frame or two as for MJPEG
+        # (unacknowledged bytes would cap the rate at buffer / round trip): what waits unsent is
+        # bounded by TCP_NOTSENT_LOWAT and the waits below, what is in flight by TCP itself
+        _sockets.fit(sock, SEND_BUFFER)
     try:
         while not gone.done():
             async with Deadline(WRITE_TIMEOUT):
@@ -187,19 +221,15 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
                 return
             if item is None:
                 continue
-            message, frame = _frames.get(item, passthrough)
-            average = len(frame) if not average else average + 0.05 * (len(frame) - average)
-            if sock is not None and not fitted * 0.75 <= 2 * average <= fitted * 1.5:
-                fitted = int(2 * average)
-                _sockets.fit(sock, fitted)  # the kernel's queue: about two frames
+            frame = _frames.get(item, passthrough)
             if window is not None:
                 window.last_frame = len(frame)
             async with Deadline(WRITE_TIMEOUT):
                 if direct is not None:
                     await direct.write(frame)
-                else:
-                    await websocket.send_bytes(message)
-            hub.note_sent(name, len(message), "h264")
+                else:  # another ASGI server: through Starlette (the message without framing)
+                    await websocket.send_bytes(bytes(_h264.unframe(frame)))
+            hub.note_sent(name, len(frame), "h264")
     except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
         # a viewer that took nothing for WRITE_TIMEOUT, or gone (uvicorn raises on a send
         # after a disconnect): dropped without a traceback in the server's log

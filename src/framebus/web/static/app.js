@@ -66,7 +66,14 @@ function playH264(tile) {
       stopPlayer(tile);
       playMjpeg(tile, `H.264 not playable here (${reason})`);
     },
-    onEnd: () => { stopPlayer(tile); tile.playing = false; },
+    onEnd: () => {
+      // a connection that showed nothing (a proxy without WebSocket, too many encoders):
+      // after three of those in a row this tile plays MJPEG
+      tile.failures = tile.fig.dataset.first ? 0 : (tile.failures || 0) + 1;
+      if (tile.failures >= 3) tile.noH264 = "the WebSocket showed no picture";
+      stopPlayer(tile);
+      tile.playing = false;
+    },
   });
   if (tile.last) update(tile, tile.last);
 }

@@ -7,6 +7,8 @@
 // Decoded frames waiting to be drawn, or chunks waiting to be decoded, beyond which the player
 // drops to the next keyframe: a slow machine shows a fresh picture rather than a backlog.
 const MAX_DECODE_QUEUE = 8;
+// Messages kept while the browser checks a new configuration (beyond: wait for a keyframe).
+const MAX_HELD = 256;
 
 async function h264Supported() {
   if (!window.isSecureContext || !("VideoDecoder" in window)) return false;
@@ -31,6 +33,8 @@ class H264Player {
     this.waitKey = true;
     this.captured = new Map(); // chunk timestamp -> capture time, for frames being decoded
     this.index = null; // of the last access unit received
+    this.checking = false; // a configuration is being checked
+    this.held = []; // messages that came meanwhile (the keyframe first)
     this.passthrough = false; // the camera's own H.264, not encoded by framebus
     this.frames = 0;
     this.stopped = false;
@@ -65,15 +69,21 @@ class H264Player {
       this.restart(); // a frame never came: what follows cannot decode until a keyframe
       return;
     }
+    if (this.checking) { // frames that come while a configuration is checked wait for it
+      if (this.held.length < MAX_HELD) this.held.push([buf, captured]);
+      else this.held = [];
+      return;
+    }
     if (key) {
       const config = `${codec} ${width}x${height}`;
       if (!this.decoder || this.decoder.state === "closed" || config !== this.config) {
-        if (!this.configure(codec, width, height)) return;
-        this.config = config;
+        this.held = [[buf, captured]];
+        this.configure(codec, width, height, config);
+        return;
       }
       this.waitKey = false;
     }
-    if (this.waitKey || !this.decoder) return;
+    if (this.waitKey || !this.decoder || this.decoder.state !== "configured") return;
     if (this.decoder.decodeQueueSize > MAX_DECODE_QUEUE) {
       this.restart(); // this machine decodes slower than the stream comes: skip to a keyframe
       return;
@@ -90,23 +100,40 @@ class H264Player {
     }
   }
 
-  configure(codec, width, height) {
+  // A decoder for a new codec or size, once the browser says it decodes it (configure() alone
+  // reports an unsupported profile later, through the error callback: a loop of restarts).
+  async configure(codec, width, height, name) {
     if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    this.decoder = null;
     this.captured.clear();
+    const config = { codec, optimizeForLatency: true };
+    if (width && height) Object.assign(config, { codedWidth: width, codedHeight: height });
+    this.checking = true;
+    let supported = false;
+    try {
+      supported = (await VideoDecoder.isConfigSupported(config)).supported === true;
+    } catch (err) {
+      supported = false;
+    }
+    this.checking = false;
+    if (this.stopped) return;
+    if (!supported) {
+      this.events.onUnsupported(codec || "no codec string");
+      return;
+    }
     this.decoder = new VideoDecoder({
       output: (frame) => this.draw(frame),
-      error: () => this.restart(),
+      error: (err) => {
+        if (err && err.name === "NotSupportedError") this.events.onUnsupported(codec);
+        else this.restart();
+      },
     });
-    try {
-      const config = { codec, optimizeForLatency: true };
-      if (width && height) Object.assign(config, { codedWidth: width, codedHeight: height });
-      this.decoder.configure(config);
-    } catch (err) {
-      this.decoder = null;
-      this.events.onUnsupported(`${codec}: ${err.message || err}`);
-      return false;
-    }
-    return true;
+    this.decoder.configure(config);
+    this.config = name;
+    this.waitKey = true;
+    const held = this.held;
+    this.held = [];
+    for (const [buf] of held) this.message(buf); // from the keyframe that asked for it
   }
 
   draw(frame) {
