@@ -8,12 +8,11 @@ Buffering policy of an H.264 viewer (stated once, for every server):
   falls further behind drops everything it holds and restarts at the next keyframe (counted;
   the encoder, if framebus encodes, makes that keyframe come within a second);
 * the next frame is sent only once the previous one left the server's buffer, fewer than
-  16 KiB wait unsent in the kernel, and
-  the viewer has read all but :data:`SLACK` bytes or what it reads in 33 ms, whichever is
-  more (the MJPEG viewers' measure, :class:`~framebus.web._sockets.PeerWindow`; H.264 frames
-  are small and all must go, so only a backlog holds them): while a slow viewer reads, its
-  frames wait in its mailbox, where the bound above applies — never in a socket buffer
-  nobody bounds;
+  16 KiB wait unsent in the kernel, and the viewer has read all but :data:`SLACK` bytes (or
+  twice the last keyframe's), or what it reads in 33 ms, whichever is more (the MJPEG
+  viewers' measure, :class:`~framebus.web._sockets.PeerWindow`; H.264 frames are small and all
+  must go, so only a backlog holds them): while a slow viewer reads, its frames wait in its
+  mailbox, where the bound above applies — never in a socket buffer nobody bounds;
 * a send that does not complete within :data:`~framebus.web.WRITE_TIMEOUT` ends the viewer.
 
 A slow viewer therefore never delays the others nor the encoder. Each frame is framed for the
@@ -224,6 +223,8 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
             frame = _frames.get(item, passthrough)
             if window is not None:
                 window.last_frame = len(frame)
+                if item.data.key:  # the frames after a keyframe must not wait for it to be read
+                    window.slack = max(SLACK, 2 * len(frame))
             async with Deadline(WRITE_TIMEOUT):
                 if direct is not None:
                     await direct.write(frame)
