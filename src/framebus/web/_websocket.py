@@ -183,9 +183,17 @@ class _Direct:
             return None
         return cls(transport, protocol)
 
+    def ready(self) -> bool:
+        """The previous frame has left the transport's buffer (high-water 0: the protocol's
+        ``writable`` is set again once it drained)."""
+        return bool(self._protocol.writable.is_set())
+
     async def write(self, frame: bytes) -> None:
         """Write ``frame`` once the previous one has left the transport's buffer."""
-        await self._protocol.writable.wait()  # high-water 0: set again once drained
+        await self._protocol.writable.wait()
+        self.write_now(frame)
+
+    def write_now(self, frame: bytes) -> None:
         if self._protocol.close_sent or self._transport.is_closing():
             raise ConnectionError("the WebSocket is closing")
         self._transport.write(frame)
@@ -207,8 +215,13 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
         _sockets.fit(sock, SEND_BUFFER)
     try:
         while not gone.done():
-            async with Deadline(WRITE_TIMEOUT):
-                if sock is not None and window is not None:
+            # (a viewer that keeps up does not wait: no timer is armed for it)
+            if (
+                sock is not None
+                and window is not None
+                and not (_sockets.unsent_low(sock) and window.ready())
+            ):
+                async with Deadline(WRITE_TIMEOUT):
                     await _sockets.wait_unsent(sock, gone)
                     await window.wait_read(gone)
             try:
@@ -225,11 +238,14 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
                 window.last_frame = len(frame)
                 if item.data.key:  # the frames after a keyframe must not wait for it to be read
                     window.slack = max(SLACK, 2 * len(frame))
-            async with Deadline(WRITE_TIMEOUT):
-                if direct is not None:
-                    await direct.write(frame)
-                else:  # another ASGI server: through Starlette (the message without framing)
-                    await websocket.send_bytes(bytes(_h264.unframe(frame)))
+            if direct is not None and direct.ready():
+                direct.write_now(frame)
+            else:
+                async with Deadline(WRITE_TIMEOUT):
+                    if direct is not None:
+                        await direct.write(frame)
+                    else:  # another ASGI server: through Starlette (the message unframed)
+                        await websocket.send_bytes(bytes(_h264.unframe(frame)))
             hub.note_sent(name, len(frame), "h264")
     except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
         # a viewer that took nothing for WRITE_TIMEOUT, or gone (uvicorn raises on a send

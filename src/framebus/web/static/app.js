@@ -1,11 +1,14 @@
 // Live tiles: each stream as H.264 (WebCodecs, where the browser has it) or MJPEG (an <img>),
-// and its stats refreshed every second. ?codec=mjpeg or ?codec=h264 forces either.
+// and its stats refreshed every second. ?codec=mjpeg or ?codec=h264 forces either; ?width=N
+// asks every stream scaled to N pixels wide (a slow link: fewer bytes, encoded once for all).
 "use strict";
 const grid = document.getElementById("grid");
 const empty = document.getElementById("empty");
 const status = document.getElementById("status");
 const tiles = new Map();
-const forced = new URLSearchParams(location.search).get("codec");
+const query = new URLSearchParams(location.search);
+const forced = query.get("codec");
+const width = /^[0-9]{2,4}$/.test(query.get("width") || "") ? `width=${query.get("width")}` : "";
 const h264Ready = forced === "mjpeg" ? Promise.resolve(false) : h264Supported();
 
 function makeTile(name) {
@@ -33,6 +36,7 @@ function makeTile(name) {
 
 function wsUrl(name) {
   const url = new URL(`streams/${encodeURIComponent(name)}.h264`, document.baseURI);
+  url.search = width;
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.href;
 }
@@ -43,7 +47,7 @@ function playMjpeg(tile, why) {
   tile.fig.dataset.codec = "mjpeg";
   tile.canvas.hidden = true;
   tile.img.hidden = false;
-  tile.img.src = `streams/${encodeURIComponent(tile.name)}.mjpg?t=${Date.now()}`;
+  tile.img.src = `streams/${encodeURIComponent(tile.name)}.mjpg?t=${Date.now()}&${width}`;
   if (tile.last) update(tile, tile.last); // the caption says the codec at once
 }
 
