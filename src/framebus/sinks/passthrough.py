@@ -7,7 +7,7 @@ it at once, since framebus cannot ask a camera for a keyframe. The packet ring i
 newest 8 MiB and never waits for this sink; what the sink's reader misses there (it fell that
 far behind) is skipped to the next keyframe. While nobody watches the sink reads nothing; the
 first viewer after that starts at the ring's newest keyframe (its group of pictures handed over
-as catching-up frames, see :meth:`~framebus.sinks.gop.GopSlot.prefill`). It attaches no reader
+as catching-up frames: the prefill of :class:`~framebus.sinks.gop.GopSlot`). It attaches no reader
 to the stream's frames (on an every-mode stream an idle one would hold the capture up).
 
 When the capture stops handing out encoded frames (its RTSP client gave the stream to FFmpeg)
