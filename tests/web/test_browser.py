@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def browser() -> Any:
 SHOWING = (
     "(name) => { const f = document.querySelector(`figure[data-stream='${name}']`);"
     " if (!f) return false;"
-    " if (f.dataset.codec === 'h264') return !!f.dataset.captured;"
+    " if (f.dataset.codec === 'h264' || f.dataset.codec === 'mse') return !!f.dataset.captured;"
     " const i = f.querySelector('img'); return f.dataset.codec === 'mjpeg' && i.naturalWidth > 0 }"
 )
 
@@ -120,6 +121,27 @@ def test_a_query_forces_mjpeg(web: Any, stream_name: str, browser: Any) -> None:
         assert colours_seen(tile.locator("img").screenshot()) == set(BARS)
         codecs = w.hub.stats(stream_name).codecs
         assert codecs["mjpeg"].viewers == 1 and codecs["h264"].viewers == 0
+        page.close()
+
+
+def test_media_source_extensions_play_where_webcodecs_is_missing(
+    web: Any, stream_name: str, browser: Any
+) -> None:
+    """Plain HTTP from another machine has no WebCodecs: the page plays fragmented MP4 in a
+    <video> at the live edge (?codec=mse forces that player here, on 127.0.0.1)."""
+    w = web()
+    with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=15)):
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.goto(f"http://127.0.0.1:{w.port}/?codec=mse")
+        page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
+        tile = page.locator(f'figure[data-stream="{stream_name}"]')
+        state = tile_state(page, stream_name)
+        assert state["codec"] == "mse" and "H.264 (MSE)" in state["caption"]
+        assert colours_seen(tile.locator("video").screenshot()) == set(BARS)
+        before = state["captured"]
+        page.wait_for_timeout(1000)
+        after = tile_state(page, stream_name)["captured"]
+        assert after > before and time.time() - after < 1.0  # playing, at the live edge
         page.close()
 
 

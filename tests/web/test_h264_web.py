@@ -103,6 +103,26 @@ def test_unknown_streams_and_bad_queries_are_refused(web: Fixture, pattern_strea
     assert w.hub.stats(pattern_stream.name).viewers == 0
 
 
+def test_fragmented_mp4_for_media_source_extensions(web: Fixture, pattern_stream: Any) -> None:
+    import io
+
+    w: Web = web()
+    client = WsClient(w.port, f"/streams/{pattern_stream.name}.h264?format=fmp4")
+    try:
+        messages = [client.message() or b"" for _ in range(10)]
+    finally:
+        client.close()
+    key, codec, init, _, _ = _h264.parse_mse(messages[0])
+    assert key and init and codec.startswith("avc1.")
+    data = init + b"".join(_h264.parse_mse(m)[3] for m in messages)
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 10 and frames[-1].width == 320
+    bad = WsClient(w.port, f"/streams/{pattern_stream.name}.h264?format=webm")
+    assert bad.message() is None and bad.close_code == CLOSE_NOT_FOUND
+    bad.close()
+
+
 def test_pages_of_other_sites_are_refused(web: Fixture, pattern_stream: Any) -> None:
     """Browsers let any page open a WebSocket anywhere: only this server's pages (and clients
     that are no page) may watch."""

@@ -16,6 +16,19 @@ WebCodecs' ``VideoDecoder`` takes it with no ``description``)::
     24      4     index of the access unit: consecutive unless frames were dropped
                   (then the next message is a keyframe)
 
+For Media Source Extensions (``?format=fmp4``: a page without WebCodecs) a message is instead
+a 16-byte header, the codec string, an init segment when the access unit is a keyframe, and the
+access unit as one fragment (:mod:`._fmp4`)::
+
+    offset  size  little-endian field
+    0       1     version (2)
+    1       1     flags: bit 0 keyframe, bit 1 passthrough, bit 2 an init segment follows
+    2       1     length of the codec string
+    3       1     reserved (0)
+    4       4     length of the init segment (0 without one)
+    8       8     the origin of the decode times, seconds since the epoch (float64): a
+                  fragment decoded at t was captured at origin + t
+
 A page sends text only, each message at most :data:`MAX_CLIENT_MESSAGE` bytes (the server
 closes a connection that sends more); :data:`KEY_REQUEST` asks for a keyframe (its decoder
 failed), anything else is ignored.
@@ -28,8 +41,10 @@ import struct
 from framebus import FrameInfo
 from framebus._h264 import AccessUnit
 
-__all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "VERSION", "message", "parse",
-           "unframe", "websocket_frame"]  # fmt: skip
+from . import _fmp4
+
+__all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "MSE_HEADER", "VERSION", "message",
+           "mse_message", "parse", "parse_mse", "unframe", "websocket_frame"]  # fmt: skip
 
 VERSION = 1
 HEADER = struct.Struct("<BBHHBxdQI")
@@ -46,6 +61,34 @@ def message(au: AccessUnit, info: FrameInfo, *, passthrough: bool = False) -> by
         len(codec), info.timestamp, info.seq & 0xFFFF_FFFF_FFFF_FFFF, au.index & 0xFFFF_FFFF,
     )  # fmt: skip
     return b"".join((head, codec, au.data))
+
+
+MSE_VERSION = 2
+MSE_HEADER = struct.Struct("<BBBxId")
+
+
+def mse_message(au: AccessUnit, info: FrameInfo, *, passthrough: bool = False) -> bytes:
+    """The fMP4 message carrying ``au`` (an init segment first if it is a keyframe)."""
+    codec = au.codec.encode("ascii", "replace")[:255]
+    init = (_fmp4.init_segment(au) or b"") if au.key else b""
+    flags = (1 if au.key else 0) | (2 if passthrough else 0) | (4 if init else 0)
+    head = MSE_HEADER.pack(MSE_VERSION, flags, len(codec), len(init), _fmp4.ORIGIN)
+    return b"".join((head, codec, init, _fmp4.fragment(au, info.timestamp, au.index)))
+
+
+def parse_mse(data: bytes) -> tuple[bool, str, bytes, bytes, float]:
+    """(keyframe, codec, init segment, fragment, origin) of an fMP4 message (tests, tools)."""
+    if len(data) < MSE_HEADER.size:
+        raise ValueError("too short for an fMP4 message")
+    version, flags, n, init_len, origin = MSE_HEADER.unpack_from(data)
+    if version != MSE_VERSION:
+        raise ValueError(f"unknown fMP4 message version {version}")
+    start = MSE_HEADER.size
+    if len(data) < start + n + init_len:
+        raise ValueError("the codec string or the init segment runs past the message")
+    codec = data[start : start + n].decode("ascii", "replace")
+    init = data[start + n : start + n + init_len]
+    return bool(flags & 1), codec, init, data[start + n + init_len :], origin
 
 
 def websocket_frame(payload: bytes) -> bytes:

@@ -1,5 +1,6 @@
 """H.264 to a page over a WebSocket (``/streams/NAME.h264``): one binary message per access unit
-(:mod:`._h264`), for WebCodecs' ``VideoDecoder``.
+(:mod:`._h264`), for WebCodecs' ``VideoDecoder``, or with ``?format=fmp4`` as fragmented MP4
+for Media Source Extensions.
 
 Buffering policy of an H.264 viewer (stated once, for every server):
 
@@ -83,6 +84,15 @@ def same_origin(websocket: WebSocket) -> bool:
     return bool(sep) and scheme in ("http", "https") and rest.rstrip("/").lower() == host.lower()
 
 
+def _fmp4(websocket: WebSocket) -> bool:
+    """Whether the page asks for fragmented MP4 (``?format=fmp4``, for MSE) rather than
+    Annex-B access units (``annexb``, the default, for WebCodecs)."""
+    kind = websocket.query_params.get("format", "annexb")
+    if kind not in ("annexb", "fmp4"):
+        raise ValueError("format must be annexb or fmp4")
+    return kind == "fmp4"
+
+
 def _width(websocket: WebSocket) -> int | None:
     text = websocket.query_params.get("width")
     if text is None:
@@ -106,7 +116,7 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
         name = websocket.path_params["name"]
         await websocket.accept()  # the close codes below reach the page only after this
         try:
-            width = _width(websocket)
+            width, fmp4 = _width(websocket), _fmp4(websocket)
         except ValueError as exc:
             await websocket.close(CLOSE_NOT_FOUND, str(exc))
             return
@@ -122,7 +132,7 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
             await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
             return
         try:
-            await _serve(websocket, hub, name, viewer)
+            await _serve(websocket, hub, name, viewer, fmp4)
         finally:
             viewer.close()
 
@@ -143,14 +153,15 @@ class _Frames:
         self._made: OrderedDict[int, tuple[Encoded[Any], bytes]] = OrderedDict()
         self._bytes = 0
 
-    def get(self, item: Encoded[Any], passthrough: bool) -> bytes:
-        """The message of ``item`` as a WebSocket frame."""
-        key = id(item) * 2 + passthrough
+    def get(self, item: Encoded[Any], passthrough: bool, fmp4: bool) -> bytes:
+        """The message of ``item`` (fragmented MP4 for ``fmp4``) as a WebSocket frame."""
+        key = id(item) * 4 + passthrough * 2 + fmp4
         with self._lock:
             made = self._made.get(key)
             if made is not None and made[0] is item:
                 return made[1]
-        frame = _h264.websocket_frame(_h264.message(item.data, item.info, passthrough=passthrough))
+        make = _h264.mse_message if fmp4 else _h264.message
+        frame = _h264.websocket_frame(make(item.data, item.info, passthrough=passthrough))
         with self._lock:
             old = self._made.pop(key, None)
             self._bytes -= len(old[1]) if old is not None else 0
@@ -199,7 +210,9 @@ class _Direct:
         self._transport.write(frame)
 
 
-async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewer) -> None:
+async def _serve(
+    websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewer, fmp4: bool
+) -> None:
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
     transport = _sockets.lookup(websocket.client)
@@ -233,7 +246,7 @@ async def _serve(websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewe
                 return
             if item is None:
                 continue
-            frame = _frames.get(item, passthrough)
+            frame = _frames.get(item, passthrough, fmp4)
             if window is not None:
                 window.last_frame = len(frame)
                 if item.data.key:  # the frames after a keyframe must not wait for it to be read

@@ -1,6 +1,7 @@
-// Live tiles: each stream as H.264 (WebCodecs, where the browser has it) or MJPEG (an <img>),
-// and its stats refreshed every second. ?codec=mjpeg or ?codec=h264 forces either; ?width=N
-// asks every stream scaled to N pixels wide (a slow link: fewer bytes, encoded once for all).
+// Live tiles: each stream as H.264 (WebCodecs where the browser has it, else Media Source
+// Extensions) or MJPEG (an <img>), and its stats refreshed every second. ?codec=mjpeg,
+// ?codec=h264 (WebCodecs) or ?codec=mse forces one; ?width=N asks every stream scaled to N
+// pixels wide (a slow link: fewer bytes, encoded once for all).
 "use strict";
 const grid = document.getElementById("grid");
 const empty = document.getElementById("empty");
@@ -9,7 +10,12 @@ const tiles = new Map();
 const query = new URLSearchParams(location.search);
 const forced = query.get("codec");
 const width = /^[0-9]{2,4}$/.test(query.get("width") || "") ? `width=${query.get("width")}` : "";
-const h264Ready = forced === "mjpeg" ? Promise.resolve(false) : h264Supported();
+// which H.264 player this browser takes: "webcodecs", "mse", or "" (MJPEG)
+const h264Ready = (async () => {
+  if (forced === "mjpeg") return "";
+  if (forced !== "mse" && await h264Supported()) return "webcodecs";
+  return forced !== "h264" && mseSupported() ? "mse" : "";
+})();
 
 function makeTile(name) {
   const fig = document.createElement("figure");
@@ -20,14 +26,18 @@ function makeTile(name) {
   img.alt = name;
   const canvas = document.createElement("canvas");
   canvas.hidden = true;
+  const video = document.createElement("video");
+  video.hidden = true;
+  video.muted = true;
+  video.playsInline = true;
   const overlay = document.createElement("div");
   overlay.className = "overlay";
   overlay.textContent = "connecting…";
-  frame.append(img, canvas, overlay);
+  frame.append(img, canvas, video, overlay);
   const caption = document.createElement("figcaption");
   fig.append(frame, caption);
   grid.append(fig);
-  const tile = { name, fig, img, canvas, overlay, caption, playing: false, player: null,
+  const tile = { name, fig, img, canvas, video, overlay, caption, playing: false, player: null,
                  codec: "", why: "", noH264: "" };
   img.addEventListener("error", () => { tile.playing = false; });
   tiles.set(name, tile);
@@ -46,21 +56,25 @@ function playMjpeg(tile, why) {
   tile.why = why;
   tile.fig.dataset.codec = "mjpeg";
   tile.canvas.hidden = true;
+  tile.video.hidden = true;
   tile.img.hidden = false;
   tile.img.src = `streams/${encodeURIComponent(tile.name)}.mjpg?t=${Date.now()}&${width}`;
   if (tile.last) update(tile, tile.last); // the caption says the codec at once
 }
 
-function playH264(tile) {
-  tile.codec = "h264";
+function playH264(tile, how) {
+  const mse = how === "mse";
+  tile.codec = mse ? "mse" : "h264";
   tile.why = "";
-  tile.fig.dataset.codec = "h264";
+  tile.fig.dataset.codec = tile.codec;
   tile.img.removeAttribute("src");
   tile.img.hidden = true;
-  tile.canvas.hidden = false;
+  tile.canvas.hidden = mse;
+  tile.video.hidden = !mse;
   tile.fig.dataset.opened = performance.now();
   delete tile.fig.dataset.first;
-  tile.player = new H264Player(tile.canvas, wsUrl(tile.name), {
+  const Player = mse ? MsePlayer : H264Player;
+  tile.player = new Player(mse ? tile.video : tile.canvas, wsUrl(tile.name), {
     onPicture: (captured) => {
       tile.fig.dataset.captured = captured; // for tools and tests: what is on screen
       if (!tile.fig.dataset.first) tile.fig.dataset.first = performance.now();
@@ -89,12 +103,12 @@ function stopPlayer(tile) {
 
 async function play(tile) {
   tile.playing = true;
-  const h264 = await h264Ready;
-  if (h264 && !tile.noH264) {
-    playH264(tile);
+  const how = await h264Ready;
+  if (how && !tile.noH264) {
+    playH264(tile, how);
   } else {
     const why = forced === "mjpeg" ? "" : tile.noH264 ? `H.264 not playable here (${tile.noH264})`
-      : "this browser has no WebCodecs here (it needs HTTPS or localhost)";
+      : "this browser decodes no H.264 here (WebCodecs needs HTTPS or localhost)";
     playMjpeg(tile, why);
   }
 }
@@ -114,7 +128,7 @@ function span(cls, text) {
 function update(tile, s) {
   tile.last = s;
   const live = s.state === "live";
-  let codec = { h264: "H.264", mjpeg: "MJPEG" }[tile.codec] || "-";
+  let codec = { h264: "H.264", mse: "H.264 (MSE)", mjpeg: "MJPEG" }[tile.codec] || "-";
   if (tile.player && tile.player.passthrough) codec += " (camera's)";
   const label = span("meta codec", codec);
   if (tile.why) label.title = tile.why;

@@ -1,0 +1,133 @@
+"""Fragmented MP4 for Media Source Extensions (no I/O): an H.264 stream's init segment and one
+fragment per access unit, for browsers without WebCodecs (a page on plain HTTP from another
+machine).
+
+PyAV's mp4 muxer holds each frame until the next one (``frag_every_frame``) or a whole group of
+pictures (``frag_keyframe``); this writer makes each fragment the moment its access unit is
+there. One track (id 1), timescale 90 kHz; a fragment's decode time is the frame's capture time
+since :data:`ORIGIN` (so that fragments made once serve every viewer), each sample lasting
+:data:`SAMPLE_DURATION` (the page plays at the live edge: a sample's end only has to reach the
+next one). Parameter sets go in the init segment (``avc1``), not in the samples.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from framebus._h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_units
+
+__all__ = ["ORIGIN", "SAMPLE_DURATION", "TIMESCALE", "fragment", "init_segment", "mime_type"]
+
+TIMESCALE = 90_000
+SAMPLE_DURATION = TIMESCALE // 10
+ORIGIN = time.time()
+"""Decode times count from this process's start (every viewer's timeline is the same)."""
+_AUD, _SEI = 9, 6
+
+
+def _box(kind: bytes, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", version << 24 | flags), *parts)
+
+
+_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def parameter_sets(au: AccessUnit) -> tuple[bytes, bytes] | None:
+    """(SPS, PPS) of a keyframe, or None if it lacks either."""
+    sps = pps = None
+    for nal in nal_units(au.data):
+        kind = nal[0] & 0x1F if len(nal) else 0
+        if kind == NAL_SPS and sps is None and len(nal) >= 4:
+            sps = bytes(nal)
+        elif kind == NAL_PPS and pps is None:
+            pps = bytes(nal)
+    return (sps, pps) if sps is not None and pps is not None else None
+
+
+def mime_type(codec: str) -> str:
+    return f'video/mp4; codecs="{codec}"'
+
+
+def init_segment(au: AccessUnit) -> bytes | None:
+    """The init segment (``ftyp`` + ``moov``) for the stream a keyframe starts, or None if the
+    keyframe carries no parameter sets."""
+    sets = parameter_sets(au)
+    if sets is None:
+        return None
+    sps, pps = sets
+    width, height = max(au.width, 2) & 0xFFFF, max(au.height, 2) & 0xFFFF
+    if len(sps) > 0xFFFF or len(pps) > 0xFFFF:
+        return None
+    avcc = _box(
+        b"avcC",
+        bytes((1, sps[1], sps[2], sps[3], 0xFF, 0xE1)),
+        struct.pack(">H", len(sps)), sps, b"\x01", struct.pack(">H", len(pps)), pps,
+    )  # fmt: skip
+    avc1 = _box(
+        b"avc1",
+        bytes(6), struct.pack(">H", 1), bytes(16), struct.pack(">HH", width, height),
+        struct.pack(">II", 0x00480000, 0x00480000), bytes(4), struct.pack(">H", 1), bytes(32),
+        struct.pack(">Hh", 0x18, -1), avcc,
+    )  # fmt: skip
+    stbl = _box(
+        b"stbl",
+        _full(b"stsd", 0, 0, struct.pack(">I", 1), avc1),
+        _full(b"stts", 0, 0, struct.pack(">I", 0)),
+        _full(b"stsc", 0, 0, struct.pack(">I", 0)),
+        _full(b"stsz", 0, 0, struct.pack(">II", 0, 0)),
+        _full(b"stco", 0, 0, struct.pack(">I", 0)),
+    )
+    minf = _box(
+        b"minf",
+        _full(b"vmhd", 0, 1, bytes(8)),
+        _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1))),
+        stbl,
+    )
+    mdia = _box(
+        b"mdia",
+        _full(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, TIMESCALE, 0, 0x55C4, 0)),
+        _full(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"framebus\x00"),
+        minf,
+    )
+    tkhd = _full(
+        b"tkhd", 0, 3,
+        struct.pack(">IIIII", 0, 0, 1, 0, 0), bytes(8), struct.pack(">hhhH", 0, 0, 0, 0),
+        _MATRIX, struct.pack(">II", width << 16, height << 16),
+    )  # fmt: skip
+    mvhd = _full(
+        b"mvhd", 0, 0,
+        struct.pack(">IIII", 0, 0, 1000, 0), struct.pack(">IH", 0x10000, 0x0100), bytes(10),
+        _MATRIX, bytes(24), struct.pack(">I", 2),
+    )  # fmt: skip
+    mvex = _box(b"mvex", _full(b"trex", 0, 0, struct.pack(">IIIII", 1, 1, 0, 0, 0)))
+    ftyp = _box(b"ftyp", b"iso5", struct.pack(">I", 512), b"iso5iso6mp41avc1")
+    return ftyp + _box(b"moov", mvhd, _box(b"trak", tkhd, mdia), mvex)
+
+
+def fragment(au: AccessUnit, timestamp: float, sequence: int) -> bytes:
+    """One ``moof`` + ``mdat`` with ``au`` as its one sample (length-prefixed NAL units, the
+    parameter sets, access unit delimiters and SEI left out), decoded at ``timestamp``."""
+    nals = [n for n in nal_units(au.data) if len(n) and n[0] & 0x1F not in (NAL_SPS, NAL_PPS,
+                                                                           _AUD, _SEI)]  # fmt: skip
+    sample = b"".join(struct.pack(">I", len(n)) + bytes(n) for n in nals)
+    decode = max(0, round((timestamp - ORIGIN) * TIMESCALE))
+    flags = 0x02000000 if au.key else 0x01010000
+    trun_size = 8 + 4 + 4 + 4 + 12
+    tfhd = _full(b"tfhd", 0, 0x020000, struct.pack(">I", 1))
+    tfdt = _full(b"tfdt", 1, 0, struct.pack(">Q", decode))
+    mfhd = _full(b"mfhd", 0, 0, struct.pack(">I", sequence & 0xFFFFFFFF))
+    moof_size = 8 + len(mfhd) + 8 + len(tfhd) + len(tfdt) + trun_size
+    trun = _full(
+        b"trun", 0, 0x000701,
+        struct.pack(">Ii", 1, moof_size + 8), struct.pack(">III", SAMPLE_DURATION, len(sample),
+                                                           flags),
+    )  # fmt: skip
+    moof = _box(b"moof", mfhd, _box(b"traf", tfhd, tfdt, trun))
+    assert len(moof) == moof_size
+    return moof + _box(b"mdat", sample)
