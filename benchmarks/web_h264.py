@@ -10,9 +10,10 @@ blurred noise image, the detail of a real scene, with the barcode painted) encod
 2. *Encodes and CPU*: the textured stream with 0, 1, 4 and 16 H.264 viewers, then the camera
    (passthrough) with 1 and 16: encodes a second and the server process's CPU a second.
 3. *Age in a browser*: Debian's Chromium (Playwright) shows the camera's tile (a server serving
-   it alone), as H.264 (the default) or as MJPEG (``?codec=mjpeg``), blocks alternated; every
-   50 ms the page copies the top rows of what the tile shows and reads the barcode: age = now -
-   send time.
+   it alone), as H.264 into WebCodecs (the default), as H.264 into Media Source Extensions
+   (``?codec=mse``: what a page on plain HTTP from another machine plays) or as MJPEG
+   (``?codec=mjpeg``), blocks alternated; every 50 ms the page copies the top rows of what the
+   tile shows and reads the barcode: age = now - send time.
 4. *First picture*: a page opened anew (a server serving that stream alone, another page
    watching it), from its WebSocket's creation to the first frame drawn, for the camera (from
    the cached group of pictures) and the textured stream (a keyframe made for it, or the cached
@@ -77,8 +78,9 @@ ARGS = [
 PROBE = """(name) => {
   const f = document.querySelector(`figure[data-stream='${name}']`);
   if (!f) return null;
-  const el = f.dataset.codec === 'h264' ? f.querySelector('canvas') : f.querySelector('img');
-  const w = f.dataset.codec === 'h264' ? el.width : el.naturalWidth;
+  const codec = f.dataset.codec;
+  const el = f.querySelector(codec === 'h264' ? 'canvas' : codec === 'mse' ? 'video' : 'img');
+  const w = codec === 'h264' ? el.width : codec === 'mse' ? el.videoWidth : el.naturalWidth;
   if (!w) return null;
   const c = window.__probe || (window.__probe = document.createElement('canvas'));
   c.width = w; c.height = 32;
@@ -305,12 +307,12 @@ def _browser_age(port: int, name: str, seconds: float, blocks: int) -> dict[str,
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise BenchError("needs Debian's chromium")
-    ages: dict[str, list[float]] = {"h264": [], "mjpeg": []}
+    ages: dict[str, list[float]] = {"h264": [], "mse": [], "mjpeg": []}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
             for _ in range(blocks):
-                for codec in ("h264", "mjpeg"):
+                for codec in ages:
                     page = browser.new_page(viewport={"width": 1400, "height": 900})
                     page.goto(f"http://127.0.0.1:{port}/?codec={codec}")
                     page.wait_for_function(
@@ -491,7 +493,8 @@ def _text(d: dict[str, Any]) -> str:
             "counted in the sender's time)."
         )
     if "age" in d:
-        rows = [(codec.upper() if codec == "mjpeg" else "H.264 (passthrough)", str(len(a)),
+        names = {"h264": "H.264, WebCodecs", "mse": "H.264, MSE", "mjpeg": "MJPEG"}
+        rows = [(names[codec], str(len(a)),
                  fmt(percentile(a, 50) * 1e3), fmt(percentile(a, 95) * 1e3))
                 for codec, a in d["age"].items() if a]  # fmt: skip
         parts.append("**Age of what the page shows** (Chromium, the RTSP camera's barcode read "
