@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import framebus
+from conftest import wait_until
+from framebus.testing import RTSPServer, read_timestamp, rtsp_server_available
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -263,3 +265,60 @@ def test_the_detector_example_shows_its_boxes_beside_the_camera(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM), err
+
+
+needs_rtsp = pytest.mark.skipif(
+    not rtsp_server_available(), reason="needs GStreamer's RTSP server (gir1.2-gst-rtsp-server)"
+)
+
+BARCODE = (
+    "(name) => { const c = document.querySelector(`figure[data-stream='${name}'] canvas`);"
+    " const x = document.createElement('canvas'); x.width = c.width; x.height = 32;"
+    " const g = x.getContext('2d'); g.drawImage(c, 0, 0);"
+    " return [Date.now() / 1000, x.toDataURL('image/png')] }"
+)
+
+
+def tile_barcode(page: Any, name: str) -> tuple[float, float | None]:
+    """(now, the send time the RTSP server painted on the frame the tile shows)."""
+    import base64
+
+    now, url = page.evaluate(BARCODE, name)
+    png = base64.b64decode(url.split(",", 1)[1])
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    return now, read_timestamp(img)
+
+
+@needs_rtsp
+def test_a_camera_plays_passed_through_and_through_a_restart_with_a_new_size(
+    web: Any, stream_name: str, browser: Any
+) -> None:
+    """The camera's own H.264 on the tile (its send-time barcode read off the canvas, fresh);
+    the camera restarts at another size: the tile plays on, at the new size."""
+    w = web()
+    policy = framebus.Reconnect(stall_timeout=2.0, backoff_initial=0.2, backoff_max=1.0)
+    with (
+        RTSPServer(size="640x360") as srv,
+        framebus.publish(stream_name, srv.url(), reconnect=policy) as pub,
+    ):
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.goto(f"http://127.0.0.1:{w.port}/")
+        page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
+        page.wait_for_timeout(500)
+        state = tile_state(page, stream_name)
+        assert state["codec"] == "h264" and "camera" in state["caption"]
+        now, sent = tile_barcode(page, stream_name)
+        assert sent is not None and 0 <= now - sent < 1.0
+        assert w.hub.stats(stream_name).codecs["h264"].encodes == 0  # passed through
+        srv.restart(size="480x272")
+        assert wait_until(lambda: pub.stats().reconnects >= 1, timeout=20)
+        page.wait_for_function(
+            "(name) => document.querySelector(`figure[data-stream='${name}'] canvas`).width"
+            " === 480",
+            arg=stream_name,
+            timeout=20_000,
+        )
+        page.wait_for_timeout(500)
+        now, sent = tile_barcode(page, stream_name)
+        assert sent is not None and 0 <= now - sent < 1.0
+        page.close()

@@ -139,6 +139,40 @@ def test_pages_of_other_sites_are_refused(web: Fixture, pattern_stream: Any) -> 
         client.close()
 
 
+def test_one_encode_per_frame_for_one_viewer_or_eight(web: Fixture, pattern_stream: Any) -> None:
+    w: Web = web()
+    name = pattern_stream.name
+    for n in (1, 8):
+        clients = [WsClient(w.port, f"/streams/{name}.h264") for _ in range(n)]
+        stop = threading.Event()
+        got = [0] * n
+
+        def read(i: int, client: WsClient, stop: threading.Event, got: list[int]) -> None:
+            while not stop.is_set() and client.message() is not None:
+                got[i] += 1
+
+        threads = [
+            threading.Thread(target=read, args=(i, c, stop, got)) for i, c in enumerate(clients)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        encodes0, captured0 = w.hub.stats(name).encodes, pattern_stream.stats().captured
+        time.sleep(2.0)
+        encodes = w.hub.stats(name).encodes - encodes0
+        captured = pattern_stream.stats().captured - captured0
+        stop.set()
+        for c in clients:
+            c.shutdown()
+        for t in threads:
+            t.join(10)
+        for c in clients:
+            c.close()
+        assert captured * 0.8 <= encodes <= captured + 2, (n, encodes, captured)
+        assert min(got) > 0
+        assert wait_until(lambda: w.hub.stats(name).viewers == 0, timeout=10)
+
+
 def test_a_width_is_served_scaled(web: Fixture, pattern_stream: Any) -> None:
     w: Web = web()
     client = WsClient(w.port, f"/streams/{pattern_stream.name}.h264?width=160")
