@@ -4,9 +4,13 @@
 // access unit. The page sends "key" when its decoder lost its footing.
 "use strict";
 
-// Decoded frames waiting to be drawn, or chunks waiting to be decoded, beyond which the player
-// drops to the next keyframe: a slow machine shows a fresh picture rather than a backlog.
+// Chunks waiting to be decoded beyond which the player drops to the next keyframe: a slow
+// machine shows a fresh picture rather than a backlog. For a second after a keyframe starts
+// the decoder the bound is CATCH_UP_QUEUE: a newcomer gets the group of pictures from the last
+// keyframe at once, and decodes it as fast as it can.
 const MAX_DECODE_QUEUE = 8;
+const CATCH_UP_QUEUE = 256;
+const CATCH_UP_MS = 1000;
 // Messages kept while the browser checks a new configuration (beyond: wait for a keyframe).
 const MAX_HELD = 256;
 
@@ -34,6 +38,7 @@ class H264Player {
     this.captured = new Map(); // chunk timestamp -> capture time, for frames being decoded
     this.index = null; // of the last access unit received
     this.checking = false; // a configuration is being checked
+    this.started = 0; // when the decoder started at a keyframe (performance.now())
     this.held = []; // messages that came meanwhile (the keyframe first)
     this.passthrough = false; // the camera's own H.264, not encoded by framebus
     this.frames = 0;
@@ -84,13 +89,15 @@ class H264Player {
       this.waitKey = false;
     }
     if (this.waitKey || !this.decoder || this.decoder.state !== "configured") return;
-    if (this.decoder.decodeQueueSize > MAX_DECODE_QUEUE) {
+    if (key && !this.started) this.started = performance.now();
+    const catchingUp = performance.now() - this.started < CATCH_UP_MS;
+    if (this.decoder.decodeQueueSize > (catchingUp ? CATCH_UP_QUEUE : MAX_DECODE_QUEUE)) {
       this.restart(); // this machine decodes slower than the stream comes: skip to a keyframe
       return;
     }
     const timestamp = ++this.frames * 1000;
     this.captured.set(timestamp, captured);
-    if (this.captured.size > 4 * MAX_DECODE_QUEUE) {  // frames the decoder never gave back
+    if (this.captured.size > CATCH_UP_QUEUE + 16) {  // frames the decoder never gave back
       this.captured.delete(this.captured.keys().next().value);
     }
     try {
@@ -131,6 +138,7 @@ class H264Player {
     this.decoder.configure(config);
     this.config = name;
     this.waitKey = true;
+    this.started = 0;
     const held = this.held;
     this.held = [];
     for (const [buf] of held) this.message(buf); // from the keyframe that asked for it
@@ -151,6 +159,7 @@ class H264Player {
   // The decoder failed or fell behind: wait for a keyframe, and ask the server for one.
   restart() {
     this.waitKey = true;
+    this.started = 0;
     if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
     this.decoder = null;
     this.config = "";

@@ -8,7 +8,7 @@
 const LIVE_EDGE = 0.05; // seconds behind the newest frame the video is kept
 const MAX_LAG = 0.3; // further behind than this: jump to the live edge
 const KEEP = 10; // seconds of video kept buffered behind the live edge
-const MAX_QUEUE = 64; // fragments waiting to be appended; beyond: restart at a keyframe
+const MAX_QUEUE = 256; // fragments waiting to be appended (a joiner's group of pictures fits)
 
 function mseSupported() {
   return "MediaSource" in window &&
