@@ -304,9 +304,13 @@ def test_a_camera_plays_passed_through_and_through_a_restart_with_a_new_size(
         page = browser.new_page(viewport={"width": 900, "height": 700})
         page.goto(f"http://127.0.0.1:{w.port}/")
         page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
-        page.wait_for_timeout(500)
-        state = tile_state(page, stream_name)
-        assert state["codec"] == "h264" and "camera" in state["caption"]
+        page.wait_for_function(  # the caption says so at its next refresh (every second)
+            "(name) => document.querySelector(`figure[data-stream='${name}'] figcaption`)"
+            ".innerText.includes(\"camera's\")",
+            arg=stream_name,
+            timeout=10_000,
+        )
+        assert tile_state(page, stream_name)["codec"] == "h264"
         now, sent = tile_barcode(page, stream_name)
         assert sent is not None and 0 <= now - sent < 1.0
         assert w.hub.stats(stream_name).codecs["h264"].encodes == 0  # passed through
