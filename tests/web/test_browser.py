@@ -306,7 +306,7 @@ def test_a_camera_plays_passed_through_and_through_a_restart_with_a_new_size(
         page.wait_for_function(SHOWING, arg=stream_name, timeout=20_000)
         page.wait_for_function(  # the caption says so at its next refresh (every second)
             "(name) => document.querySelector(`figure[data-stream='${name}'] figcaption`)"
-            ".innerText.includes(\"camera's\")",
+            '.innerText.includes("camera\'s")',
             arg=stream_name,
             timeout=10_000,
         )
