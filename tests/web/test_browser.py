@@ -147,6 +147,36 @@ def test_media_source_extensions_play_where_webcodecs_is_missing(
         page.close()
 
 
+def test_a_codec_the_browser_cannot_decode_falls_back_to_mjpeg(
+    web: Any, stream_name: str, browser: Any
+) -> None:
+    """A stream whose H.264 profile this browser lacks (a decoder that says so only for the
+    stream's own codec string) plays as MJPEG, and the tile says why."""
+    w = web()
+    with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=15)):
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.add_init_script(
+            "const real = VideoDecoder.isConfigSupported.bind(VideoDecoder);"
+            "VideoDecoder.isConfigSupported = async (c) => c.codec === 'avc1.42E01E'"
+            " ? real(c) : { supported: false, config: c };"
+        )
+        page.goto(f"http://127.0.0.1:{w.port}/")
+        page.wait_for_function(
+            "(name) => { const f = document.querySelector(`figure[data-stream='${name}']`);"
+            " return f && f.dataset.codec === 'mjpeg' && f.querySelector('img').naturalWidth > 0 }",
+            arg=stream_name,
+            timeout=20_000,
+        )
+        tile = page.locator(f'figure[data-stream="{stream_name}"]')
+        assert colours_seen(tile.locator("img").screenshot()) == set(BARS)
+        why = page.evaluate(
+            "(name) => document.querySelector(`figure[data-stream='${name}'] .codec`).title",
+            stream_name,
+        )
+        assert "not playable" in why and "avc1" in why
+        page.close()
+
+
 def test_a_late_joiner_shows_a_picture_at_once(web: Any, stream_name: str, browser: Any) -> None:
     w = web()
     with framebus.publish(stream_name, framebus.TestPattern(640, 360, fps=25)):
