@@ -47,6 +47,28 @@ def test_the_camera_access_units_decode_to_the_frames_it_sent(stream_name: str) 
         assert encoded.lost == 0
 
 
+def test_pyav_hands_out_a_live_stream_s_access_units(stream_name: str) -> None:
+    """``backend="av"`` (FFmpeg's RTSP demuxer): the access units come from its demux loop,
+    each keyframe with its parameter sets, and decode."""
+    with (
+        RTSPServer(size="320x240") as srv,
+        framebus.publish(stream_name, framebus.Media(srv.url(), backend="av")),
+        framebus.attach_encoded(stream_name) as encoded,
+    ):
+        assert encoded.codec == "h264"
+        frame = encoded.read(10)
+        while not frame.key:
+            frame = encoded.read(10)
+        decoder = av.CodecContext.create("h264", "r")
+        pictures = decoder.decode(av.Packet(frame.data))
+        for _ in range(10):
+            later = encoded.read(10)
+            assert later.index == frame.index + 1
+            pictures += decoder.decode(av.Packet(later.data))
+            frame = later
+        assert len(pictures) >= 10 and read_timestamp(pictures[-1].to_ndarray(format="bgr24"))
+
+
 def test_h265_is_handed_out_too(stream_name: str) -> None:
     with (
         RTSPServer(size="320x240", codec="h265") as srv,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._h264 import is_keyframe
 from ..errors import (
     FrameTooLarge,
     SourceAuthError,
@@ -26,6 +27,9 @@ from .spec import Media
 
 __all__ = ["PyAVSource", "av_error", "import_av"]
 
+# FFmpeg's decoder names of the codecs whose access units a live stream hands out
+_PASSED_ON = {"h264": "H264", "hevc": "H265"}
+
 
 class PyAVSource(Source):
     """PyAV (FFmpeg's demuxers and decoders): slice threading for live streams, clean shutdown."""
@@ -42,6 +46,7 @@ class PyAVSource(Source):
         self._pending: Any = None  # the frame a seek decoded up to, returned by the next read
         self._count: int | None = None
         self._media: float | None = None
+        self._codec: str | None = None  # of the access units handed out (live H.264/H.265)
 
     def open(self) -> None:
         av = import_av()
@@ -75,7 +80,8 @@ class PyAVSource(Source):
         self._count = stream.frames or None if not m.is_live else None
         self._container = container
         self._stream = stream
-        self._frames = container.decode(stream)
+        self._codec = _PASSED_ON.get(stream.codec_context.name) if m.is_live else None
+        self._frames = self._decode()
         self.seekable = not m.is_live and self.fps is not None
 
     def seek(self, frame: int) -> int | None:
@@ -89,7 +95,7 @@ class PyAVSource(Source):
         start, tb = stream.start_time or 0, stream.time_base
         before = max(frame - 1, 0)
         self._container.seek(start + int(before / fps / tb), stream=stream, backward=True)
-        self._frames = self._container.decode(stream)
+        self._frames = self._decode()
         self._pending = previous = None
         try:
             for decoded in self._frames:
@@ -107,6 +113,37 @@ class PyAVSource(Source):
     @property
     def frame_count(self) -> int | None:
         return self._count
+
+    def encoded_codec(self) -> str | None:
+        """A live H.264 or H.265 stream's access units are handed out (``access_units``) as
+        they are demuxed, before they are decoded."""
+        return self._codec
+
+    def _decode(self) -> Iterator[Any]:
+        """The stream's frames: ``container.decode`` where nobody takes the access units, else
+        a demux loop that hands each one out (Annex-B, parameter sets before keyframes) as it
+        is decoded."""
+        container, stream = self._container, self._stream
+        if self._codec is None:
+            yield from container.decode(stream)
+            return
+        from av.bitstream import BitStreamFilterContext
+
+        name = "h264_mp4toannexb" if self._codec == "H264" else "hevc_mp4toannexb"
+        annexb = BitStreamFilterContext(name, stream)  # length-prefixed NAL units → Annex-B
+        extra = bytes(stream.codec_context.extradata or b"")
+        params = extra if extra.startswith((b"\0\0\1", b"\0\0\0\1")) else b""
+        for packet in container.demux(stream):
+            frames = packet.decode()  # first: the filter takes the packet's data over
+            listener = self.access_units
+            if listener is not None and packet.size:
+                for out in annexb.filter(packet):
+                    data = bytes(out)
+                    key = bool(out.is_keyframe)
+                    if key and params and self._codec == "H264" and not is_keyframe(data):
+                        data = params + data  # the parameter sets only the SDP carried
+                    listener(data, key)
+            yield from frames
 
     def read(self) -> np.ndarray | None:
         assert self._frames is not None
