@@ -14,6 +14,9 @@ Buffering policy of an H.264 viewer (stated once, for every server):
   viewers' measure, :class:`~framebus.web._sockets.PeerWindow`; H.264 frames are small and all
   must go, so only a backlog holds them): while a slow viewer reads, its frames wait in its
   mailbox, where the bound above applies — never in a socket buffer nobody bounds;
+* a viewer that keeps falling behind (a link slower than the stream) is moved to the stream
+  encoded at half the width (:class:`_Watching`): all of a smaller stream rather than the
+  keyframes of a large one;
 * a send that does not complete within :data:`~framebus.web.WRITE_TIMEOUT` ends the viewer.
 
 A slow viewer therefore never delays the others nor the encoder. Each frame is framed for the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -50,9 +54,14 @@ from . import _h264, _sockets
 from ._hub import EncoderHub, TooManyVariants, Variant
 from ._viewers import Deadline, Viewer
 
-__all__ = ["CLOSE_ENDED", "CLOSE_NOT_FOUND", "CLOSE_POLICY", "CLOSE_TOO_MANY", "SLACK",
-           "h264_endpoint", "same_origin"]  # fmt: skip
+__all__ = ["CLOSE_ENDED", "CLOSE_NOT_FOUND", "CLOSE_POLICY", "CLOSE_TOO_MANY", "MIN_STEP_WIDTH",
+           "SLACK", "STEP_DOWN_AFTER", "STEP_DOWN_WINDOW", "h264_endpoint",
+           "same_origin"]  # fmt: skip
 
+STEP_DOWN_AFTER = 2
+"""Times a viewer may fall behind within :data:`STEP_DOWN_WINDOW` s before it steps down."""
+STEP_DOWN_WINDOW = 10.0
+MIN_STEP_WIDTH = 320
 SLACK = 64 * 1024
 SEND_BUFFER = 256 * 1024
 """Bytes a viewer may have unread before its next frame waits (see the module docstring)."""
@@ -124,7 +133,7 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
             await websocket.close(CLOSE_NOT_FOUND, f"no stream named {name!r}")
             return
         try:
-            viewer = Viewer(hub, name, Variant(width, codec="h264"))
+            watching = _Watching(hub, name, Viewer(hub, name, Variant(width, codec="h264")))
         except TooManyVariants as exc:
             await websocket.close(CLOSE_TOO_MANY, str(exc)[:120])
             return
@@ -132,9 +141,9 @@ def h264_endpoint(hub: EncoderHub, exists: Callable[[str], bool]) -> Any:
             await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
             return
         try:
-            await _serve(websocket, hub, name, viewer, fmp4)
+            await _serve(websocket, hub, name, watching, fmp4)
         finally:
-            viewer.close()
+            watching.viewer.close()
 
     return endpoint
 
@@ -210,16 +219,53 @@ class _Direct:
         self._transport.write(frame)
 
 
+class _Watching:
+    """What one WebSocket watches now: a viewer of the stream as H.264, passed through or
+    encoded at some width. A viewer that fell behind :data:`STEP_DOWN_AFTER` times within
+    :data:`STEP_DOWN_WINDOW` seconds is moved to the stream encoded at half the width (at
+    least :data:`MIN_STEP_WIDTH`), once per halving: a link slower than the stream then gets
+    all of a smaller stream instead of the keyframes of a large one. (It stays there: a link
+    that is fast again shows no sign of it until it is asked more.)"""
+
+    def __init__(self, hub: EncoderHub, name: str, viewer: Viewer) -> None:
+        self.hub, self.name, self.viewer = hub, name, viewer
+        self.steps = 0
+        self._behind = 0
+        self._times: list[float] = []
+
+    def fell_behind(self, width: int) -> bool:
+        """Look at the viewer after a keyframe (a viewer behind restarts at one); step down
+        if it fell behind too often. True if it now watches a smaller stream."""
+        behind = self.viewer.sub.stats().behind
+        if behind == self._behind:
+            return False
+        self._behind = behind
+        now = time.monotonic()
+        self._times = [t for t in self._times if now - t < STEP_DOWN_WINDOW] + [now]
+        smaller = max(MIN_STEP_WIDTH, width // 2)
+        if len(self._times) < STEP_DOWN_AFTER or not width or smaller >= width:
+            return False
+        try:
+            viewer = Viewer(self.hub, self.name, Variant(smaller, codec="h264"))
+        except framebus.FramebusError:  # TooManyVariants, or the stream ended: stay
+            return False
+        self.viewer.close()
+        self.viewer, self._behind, self._times = viewer, 0, []
+        self.steps += 1
+        return True
+
+
 async def _serve(
-    websocket: WebSocket, hub: EncoderHub, name: str, viewer: Viewer, fmp4: bool
+    websocket: WebSocket, hub: EncoderHub, name: str, watching: _Watching, fmp4: bool
 ) -> None:
+    viewer = watching.viewer
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
     transport = _sockets.lookup(websocket.client)
     sock = None if transport is None else transport.get_extra_info("socket")
     window = None if sock is None else _sockets.PeerWindow(sock, slack=SLACK)
     direct = _Direct.of(transport)
-    listener = asyncio.ensure_future(_listen(websocket, viewer, gone))
+    listener = asyncio.ensure_future(_listen(websocket, watching, gone))
     passthrough = isinstance(viewer.sink, PassthroughSink)
     if sock is not None:
         # every frame must go, so the send buffer is not fitted to a frame or two as for MJPEG
@@ -246,6 +292,10 @@ async def _serve(
                 return
             if item is None:
                 continue
+            if item.data.key and watching.fell_behind(item.data.width):
+                viewer = watching.viewer  # a smaller stream, from its next keyframe
+                passthrough = False
+                continue
             frame = _frames.get(item, passthrough, fmp4)
             if window is not None:
                 window.last_frame = len(frame)
@@ -270,7 +320,7 @@ async def _serve(
         listener.cancel()
 
 
-async def _listen(websocket: WebSocket, viewer: Viewer, gone: asyncio.Future[None]) -> None:
+async def _listen(websocket: WebSocket, watching: _Watching, gone: asyncio.Future[None]) -> None:
     """Read what the page sends until it goes; resolve ``gone`` then."""
     try:
         while True:
@@ -282,7 +332,7 @@ async def _listen(websocket: WebSocket, viewer: Viewer, gone: asyncio.Future[Non
             if size > _h264.MAX_CLIENT_MESSAGE:
                 return  # more than any message of ours: a misbehaving page, closed
             if text == _h264.KEY_REQUEST:
-                slot, sink = viewer.sub.mailbox, viewer.sink
+                slot, sink = watching.viewer.sub.mailbox, watching.viewer.sink
                 if isinstance(slot, GopSlot):
                     slot.skip_to_key()
                 if isinstance(sink, H264Sink):  # a camera's own keyframes come when they come
