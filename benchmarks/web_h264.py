@@ -186,7 +186,7 @@ class _Reader:
 
     def _mjpeg(self) -> None:
         sock = self._sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         while not self._stop.is_set():
             data = sock.recv(1 << 16)
             if not data:

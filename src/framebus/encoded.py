@@ -64,7 +64,7 @@ class EncodedReader:
             raise
         self.name = name
         self._ctl, self._ring, self._size = ctl, ring, size
-        codec = ring.codec
+        codec = self._codec = ring.codec
         self.codec = "h265" if codec is not None and codec.name == "H265" else "h264"
 
     @property
@@ -108,8 +108,10 @@ class EncodedReader:
             over = ctl.end_error()
             if over is not None:
                 raise over
-            if ctl.packet_segment_size != self._size:
-                raise NoEncodedFrames(f"stream {self.name!r} no longer hands out encoded frames")
+            if ctl.packet_segment_size != self._size or ring.codec != self._codec:
+                raise NoEncodedFrames(
+                    f"stream {self.name!r} no longer hands out {self.codec} encoded frames"
+                )
             wait = _LIVENESS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())

@@ -23,7 +23,7 @@ def raw_get(port: int, authorization: bytes) -> bytes:
     """A GET whose Authorization header is exactly ``authorization`` (any bytes)."""
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
         s.sendall(
-            b"GET /api/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"GET /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             b"Authorization: " + authorization + b"\r\n\r\n"
         )
         data = b""

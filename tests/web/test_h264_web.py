@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -139,6 +140,35 @@ def test_pages_of_other_sites_are_refused(web: Fixture, pattern_stream: Any) -> 
         client.close()
 
 
+def test_a_loopback_server_answers_only_for_localhost(web: Fixture, pattern_stream: Any) -> None:
+    """DNS rebinding: a site that points its own name at 127.0.0.1 after its page loaded makes
+    same-origin requests with its own name as Host: refused, for every route."""
+    w: Web = web()
+    assert w.get("/api/streams", {"Host": "evil.example:8080"})[0] == 421
+    assert w.get("/api/streams", {"Host": f"localhost:{w.port}"})[0] == 200
+    assert w.get("/api/streams", {"Host": f"[::1]:{w.port}"})[0] == 200
+    sock = socket.create_connection(("127.0.0.1", w.port))
+    try:
+        import wsproto
+        from wsproto import events
+
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        origin = [(b"origin", b"http://evil.example:8080")]
+        sock.sendall(
+            ws.send(
+                events.Request(
+                    host="evil.example:8080",
+                    target=f"/streams/{pattern_stream.name}.h264",
+                    extra_headers=origin,
+                )
+            )
+        )
+        ws.receive_data(sock.recv(65536))
+        assert not any(isinstance(e, events.AcceptConnection) for e in ws.events())
+    finally:
+        sock.close()
+
+
 def test_one_encode_per_frame_for_one_viewer_or_eight(web: Fixture, pattern_stream: Any) -> None:
     w: Web = web()
     name = pattern_stream.name
@@ -223,16 +253,19 @@ def test_a_slow_viewer_skips_to_keyframes_and_a_fast_one_gets_every_frame(
     ages: list[float] = []
     slow_items: list[tuple[bool, int]] = []
     widths: list[int] = []
+    rate = 150_000  # bytes a second: a link with a quarter of the stream's ~600 kB/s
+    got = 0
     try:
-        t_end = time.monotonic() + 8
-        while time.monotonic() < t_end:
-            data = slow.message()  # ~5 messages a second: a fifth of the stream
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + 10:
+            data = slow.message()
             assert data is not None
             au, timestamp, _ = _h264.parse(data)
             ages.append(time.time() - timestamp)
             slow_items.append((au.key, au.index))
             widths.append(au.width)
-            time.sleep(0.2)
+            got += len(data)
+            time.sleep(max(0.0, t0 + got / rate - time.monotonic()))  # the link's pace
         codecs = w.hub.stats(name).codecs["h264"]
     finally:
         stop.set()
@@ -240,9 +273,10 @@ def test_a_slow_viewer_skips_to_keyframes_and_a_fast_one_gets_every_frame(
         fast.shutdown()  # wakes the reader
         reader.join(30)
         fast.close()
-    # the slow viewer: behind, restarted at keyframes, what it got never older than a bound;
-    # it was moved to the stream encoded at half the width (then kept falling behind there)
-    assert codecs.behind >= 1 and codecs.skipped > 0, codecs
+    # the slow viewer: fell behind, restarted at keyframes, and was moved to the stream
+    # encoded at half the width, which its link carries (the stats are the current viewers':
+    # its skips at 640 went with that viewer); what it got never grew old
+    assert codecs.viewers == 2
     assert widths[0] == 640 and widths[-1] == 320, widths
     late = ages[len(ages) // 2 :]
     assert max(late) < 2.0, ages  # a queue would have grown to several seconds by now

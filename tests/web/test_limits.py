@@ -40,7 +40,7 @@ def test_a_client_that_never_sends_a_request_head_is_closed(
     dribbling = socket.create_connection(("127.0.0.1", w.port))
     try:
         cut = False
-        for byte in b"GET /api/streams HTTP/1.1\r\nHost: x\r\n":  # a byte every 0.1 s
+        for byte in b"GET /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\n":  # a byte every 0.1 s
             try:
                 dribbling.sendall(bytes([byte]))
             except (BrokenPipeError, ConnectionResetError):

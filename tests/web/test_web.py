@@ -255,7 +255,9 @@ def test_a_viewer_that_stops_reading_is_dropped_without_a_traceback(
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect(("127.0.0.1", w.port))
-            sock.sendall(f"GET /streams/{stream_name}.mjpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(
+                f"GET /streams/{stream_name}.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            )
             assert wait_until(lambda: w.hub.stats(stream_name).viewers == 1, timeout=10)
             errors: list[logging.LogRecord] = []
             handler = logging.Handler(logging.ERROR)
@@ -466,7 +468,9 @@ def test_ctrl_c_ends_the_server_quietly_with_viewers_connected(stream_name: str)
             if rcvbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.connect(("127.0.0.1", port))
-            sock.sendall(f"GET /streams/{stream_name}.mjpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(
+                f"GET /streams/{stream_name}.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            )
         viewers[0].settimeout(10)
         got = 0
         while got < 200_000:  # frames flow; the other viewer's buffers fill meanwhile

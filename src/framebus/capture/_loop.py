@@ -190,8 +190,9 @@ def _packet_ring(ctl: Control, source: Source) -> PacketRingWriter | None:
         return None
     try:
         ring = PacketRingWriter.create(ctl.name, ctl.instance, PacketCodec[codec])
-    except (OSError, FramebusError) as exc:
+    except (OSError, ValueError, FramebusError) as exc:
         log.warning("stream %r: no packet ring for its encoded frames: %s", ctl.name, exc)
+        ctl.packet_segment_size = 0  # readers of an earlier ring stop
         return None
     ctl.packet_segment_size = ring.seg.size  # after the ring is ready: readers may map it
 

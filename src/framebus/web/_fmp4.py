@@ -6,8 +6,12 @@ PyAV's mp4 muxer holds each frame until the next one (``frag_every_frame``) or a
 pictures (``frag_keyframe``); this writer makes each fragment the moment its access unit is
 there. One track (id 1), timescale 90 kHz; a fragment's decode time is the frame's capture time
 since :data:`ORIGIN` (so that fragments made once serve every viewer), each sample lasting
-:data:`SAMPLE_DURATION` (the page plays at the live edge: a sample's end only has to reach the
-next one). Parameter sets go in the init segment (``avc1``), not in the samples.
+:data:`SAMPLE_DURATION`: long, since MSE treats a step of more than twice the last duration as
+a discontinuity and drops frames up to the next keyframe (a stream at 2 fps, a hiccup of the
+network); a later sample cuts it short, and the page keeps the video at the newest sample's
+time (which the message says), not at the end of what is buffered. Parameter sets go in the
+init segment (``avc1``, every SPS and PPS of the keyframe), not in the samples. No
+composition offsets: a camera stream with B-frames is shown in decode order.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import time
 
 from framebus._h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_units
 
-__all__ = ["ORIGIN", "SAMPLE_DURATION", "TIMESCALE", "fragment", "init_segment", "mime_type"]
+__all__ = ["ORIGIN", "SAMPLE_DURATION", "TIMESCALE", "decode_time", "fragment", "init_segment",
+           "mime_type"]  # fmt: skip
 
 TIMESCALE = 90_000
-SAMPLE_DURATION = TIMESCALE // 10
-ORIGIN = time.time()
-"""Decode times count from this process's start (every viewer's timeline is the same)."""
+SAMPLE_DURATION = 2 * TIMESCALE
+ORIGIN = time.time() - 3600.0
+"""Decode times count from an hour before this process started (every viewer's timeline is the
+same; a remote capture whose clock is somewhat behind still has positive times)."""
 _AUD, _SEI = 9, 6
 
 
@@ -38,16 +44,20 @@ def _full(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
-def parameter_sets(au: AccessUnit) -> tuple[bytes, bytes] | None:
-    """(SPS, PPS) of a keyframe, or None if it lacks either."""
-    sps = pps = None
+def parameter_sets(au: AccessUnit) -> tuple[list[bytes], list[bytes]] | None:
+    """(every SPS, every PPS) of a keyframe (at most 31 and 255, each under 64 KiB), or None if
+    it lacks either."""
+    sps: list[bytes] = []
+    pps: list[bytes] = []
     for nal in nal_units(au.data):
         kind = nal[0] & 0x1F if len(nal) else 0
-        if kind == NAL_SPS and sps is None and len(nal) >= 4:
-            sps = bytes(nal)
-        elif kind == NAL_PPS and pps is None:
-            pps = bytes(nal)
-    return (sps, pps) if sps is not None and pps is not None else None
+        if len(nal) > 0xFFFF:
+            continue
+        if kind == NAL_SPS and len(nal) >= 4 and len(sps) < 31:
+            sps.append(bytes(nal))
+        elif kind == NAL_PPS and len(pps) < 255:
+            pps.append(bytes(nal))
+    return (sps, pps) if sps and pps else None
 
 
 def mime_type(codec: str) -> str:
@@ -60,15 +70,20 @@ def init_segment(au: AccessUnit) -> bytes | None:
     sets = parameter_sets(au)
     if sets is None:
         return None
-    sps, pps = sets
+    spss, ppss = sets
+    sps = spss[0]
     width, height = max(au.width, 2) & 0xFFFF, max(au.height, 2) & 0xFFFF
-    if len(sps) > 0xFFFF or len(pps) > 0xFFFF:
-        return None
+    high = b""
+    if sps[1] in (100, 110, 122, 144):  # High profiles: chroma format and bit depths (4:2:0, 8)
+        high = bytes((0xFC | 1, 0xF8, 0xF8, 0))
     avcc = _box(
         b"avcC",
-        bytes((1, sps[1], sps[2], sps[3], 0xFF, 0xE1)),
-        struct.pack(">H", len(sps)), sps, b"\x01", struct.pack(">H", len(pps)), pps,
-    )  # fmt: skip
+        bytes((1, sps[1], sps[2], sps[3], 0xFF, 0xE0 | len(spss))),
+        *(struct.pack(">H", len(x)) + x for x in spss),
+        bytes((len(ppss),)),
+        *(struct.pack(">H", len(x)) + x for x in ppss),
+        high,
+    )
     avc1 = _box(
         b"avc1",
         bytes(6), struct.pack(">H", 1), bytes(16), struct.pack(">HH", width, height),
@@ -110,13 +125,21 @@ def init_segment(au: AccessUnit) -> bytes | None:
     return ftyp + _box(b"moov", mvhd, _box(b"trak", tkhd, mdia), mvex)
 
 
+def decode_time(timestamp: float) -> int:
+    """A capture time as a decode time, in :data:`TIMESCALE` units."""
+    return max(0, round((timestamp - ORIGIN) * TIMESCALE))
+
+
 def fragment(au: AccessUnit, timestamp: float, sequence: int) -> bytes:
     """One ``moof`` + ``mdat`` with ``au`` as its one sample (length-prefixed NAL units, the
-    parameter sets, access unit delimiters and SEI left out), decoded at ``timestamp``."""
+    parameter sets, access unit delimiters and SEI left out), decoded at ``timestamp``; empty
+    for an access unit with nothing else (no picture to show)."""
     nals = [n for n in nal_units(au.data) if len(n) and n[0] & 0x1F not in (NAL_SPS, NAL_PPS,
                                                                            _AUD, _SEI)]  # fmt: skip
+    if not nals:
+        return b""
     sample = b"".join(struct.pack(">I", len(n)) + bytes(n) for n in nals)
-    decode = max(0, round((timestamp - ORIGIN) * TIMESCALE))
+    decode = decode_time(timestamp)
     flags = 0x02000000 if au.key else 0x01010000
     trun_size = 8 + 4 + 4 + 4 + 12
     tfhd = _full(b"tfhd", 0, 0x020000, struct.pack(">I", 1))

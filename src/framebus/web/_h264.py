@@ -17,7 +17,7 @@ WebCodecs' ``VideoDecoder`` takes it with no ``description``)::
                   (then the next message is a keyframe)
 
 For Media Source Extensions (``?format=fmp4``: a page without WebCodecs) a message is instead
-a 16-byte header, the codec string, an init segment when the access unit is a keyframe, and the
+a 24-byte header, the codec string, an init segment when the access unit is a keyframe, and the
 access unit as one fragment (:mod:`._fmp4`)::
 
     offset  size  little-endian field
@@ -28,6 +28,8 @@ access unit as one fragment (:mod:`._fmp4`)::
     4       4     length of the init segment (0 without one)
     8       8     the origin of the decode times, seconds since the epoch (float64): a
                   fragment decoded at t was captured at origin + t
+    16      8     this fragment's decode time t, seconds (float64): where the page keeps the
+                  video (the newest frame), whatever the samples' long durations buffer
 
 A page sends text only, each message at most :data:`MAX_CLIENT_MESSAGE` bytes (the server
 closes a connection that sends more); :data:`KEY_REQUEST` asks for a keyframe (its decoder
@@ -64,23 +66,28 @@ def message(au: AccessUnit, info: FrameInfo, *, passthrough: bool = False) -> by
 
 
 MSE_VERSION = 2
-MSE_HEADER = struct.Struct("<BBBxId")
+MSE_HEADER = struct.Struct("<BBBxIdd")
 
 
 def mse_message(au: AccessUnit, info: FrameInfo, *, passthrough: bool = False) -> bytes:
-    """The fMP4 message carrying ``au`` (an init segment first if it is a keyframe)."""
+    """The fMP4 message carrying ``au`` (an init segment first if it is a keyframe); empty for
+    an access unit with no picture."""
     codec = au.codec.encode("ascii", "replace")[:255]
     init = (_fmp4.init_segment(au) or b"") if au.key else b""
+    fragment = _fmp4.fragment(au, info.timestamp, au.index)
+    if not fragment:
+        return b""  # no picture in it: nothing to send
     flags = (1 if au.key else 0) | (2 if passthrough else 0) | (4 if init else 0)
-    head = MSE_HEADER.pack(MSE_VERSION, flags, len(codec), len(init), _fmp4.ORIGIN)
-    return b"".join((head, codec, init, _fmp4.fragment(au, info.timestamp, au.index)))
+    when = _fmp4.decode_time(info.timestamp) / _fmp4.TIMESCALE
+    head = MSE_HEADER.pack(MSE_VERSION, flags, len(codec), len(init), _fmp4.ORIGIN, when)
+    return b"".join((head, codec, init, fragment))
 
 
 def parse_mse(data: bytes) -> tuple[bool, str, bytes, bytes, float]:
     """(keyframe, codec, init segment, fragment, origin) of an fMP4 message (tests, tools)."""
     if len(data) < MSE_HEADER.size:
         raise ValueError("too short for an fMP4 message")
-    version, flags, n, init_len, origin = MSE_HEADER.unpack_from(data)
+    version, flags, n, init_len, origin, _ = MSE_HEADER.unpack_from(data)
     if version != MSE_VERSION:
         raise ValueError(f"unknown fMP4 message version {version}")
     start = MSE_HEADER.size

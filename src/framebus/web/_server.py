@@ -30,7 +30,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
-from framebus._hosts import host_port
+from framebus._hosts import host_port, is_loopback
 from framebus.errors import FramebusError
 from framebus.limits import (
     DEFAULT_MAX_CONNECTIONS,
@@ -41,7 +41,8 @@ from framebus.limits import (
 from . import _h264, _sockets
 from ._hub import EncoderHub
 
-__all__ = ["DEFAULT_BIND", "EVICT_IDLE", "HEAD_TIMEOUT", "WebServer", "parse_bind", "read_auth"]
+__all__ = ["DEFAULT_BIND", "EVICT_IDLE", "HEAD_TIMEOUT", "LoopbackHosts", "WebServer",
+           "parse_bind", "read_auth"]  # fmt: skip
 
 log = logging.getLogger("framebus.web")
 
@@ -218,9 +219,50 @@ def read_auth(source: str) -> tuple[str, str]:
     return user, password
 
 
+class LoopbackHosts:
+    """Only requests whose ``Host`` names this machine (``localhost``, a loopback address),
+    for a server bound to loopback: DNS rebinding (a site whose name an attacker points at
+    127.0.0.1 once its page is loaded) would otherwise let any web page read the streams,
+    since to the browser the requests are then the page's own. Others get 421 (a WebSocket:
+    a refused handshake)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and not self._ours(scope):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            body = b'{"error": "this server answers requests for localhost only"}'
+            await send({"type": "http.response.start", "status": 421,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.inner(scope, receive, send)
+
+    @staticmethod
+    def _ours(scope: Any) -> bool:
+        host = b""
+        for key, value in scope.get("headers") or []:
+            if key.lower() == b"host":
+                host = value
+                break
+        text = host.decode("latin-1").strip().lower()
+        if not text:
+            return True  # no Host (HTTP/1.0): not a browser's request, which always names one
+        if text.startswith("["):
+            name = text[1:].partition("]")[0]
+        else:
+            name = text.rpartition(":")[0] if text.count(":") == 1 else text
+        return is_loopback(name)
+
+
 class WebServer:
     """uvicorn serving ``asgi_app`` on ``host:port`` (port 0: any free one), in a thread of
-    its own (:meth:`start`/:meth:`stop`) or in the calling thread (:meth:`run`)."""
+    its own (:meth:`start`/:meth:`stop`) or in the calling thread (:meth:`run`). Bound to
+    loopback, it answers requests for ``localhost`` and loopback addresses only
+    (:class:`LoopbackHosts`)."""
 
     def __init__(
         self,
@@ -246,6 +288,8 @@ class WebServer:
             self.sock.close()
             raise FramebusError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self.host, self.port = host, self.sock.getsockname()[1]
+        if is_loopback(host):
+            asgi_app = LoopbackHosts(asgi_app)
         protocol = type("CappedH11", (_CappedH11,), {"max_connections": self.max_connections})
         self._protocol: type[_CappedH11] = protocol
         config = uvicorn.Config(

@@ -62,7 +62,7 @@ STEP_DOWN_AFTER = 2
 """Times a viewer may fall behind within :data:`STEP_DOWN_WINDOW` s before it steps down."""
 STEP_DOWN_WINDOW = 10.0
 MIN_STEP_WIDTH = 320
-SLACK = 64 * 1024
+SLACK = 16 * 1024
 SEND_BUFFER = 256 * 1024
 """Bytes a viewer may have unread before its next frame waits (see the module docstring)."""
 WRITE_TIMEOUT = 10.0
@@ -84,7 +84,9 @@ def same_origin(websocket: WebSocket) -> bool:
     ``ws://127.0.0.1:8080/streams/cam.h264`` and read the video (with the user's cached Basic
     credentials, even). A browser always sends ``Origin``; its host must be the ``Host`` the
     page asked (a proxy in front must pass ``Host`` on). Clients that are not browsers send
-    none: they are not a page of another site."""
+    none: they are not a page of another site. (A site that points its own name at this
+    machine after its page loaded passes this check: :class:`~framebus.web.WebServer` bound to
+    loopback answers only requests for ``localhost``; elsewhere, use ``--auth``.)"""
     origin = websocket.headers.get("origin")
     if origin is None:
         return True
@@ -170,7 +172,8 @@ class _Frames:
             if made is not None and made[0] is item:
                 return made[1]
         make = _h264.mse_message if fmp4 else _h264.message
-        frame = _h264.websocket_frame(make(item.data, item.info, passthrough=passthrough))
+        message = make(item.data, item.info, passthrough=passthrough)
+        frame = _h264.websocket_frame(message) if message else b""
         with self._lock:
             old = self._made.pop(key, None)
             self._bytes -= len(old[1]) if old is not None else 0
@@ -267,6 +270,7 @@ async def _serve(
     direct = _Direct.of(transport)
     listener = asyncio.ensure_future(_listen(websocket, watching, gone))
     passthrough = isinstance(viewer.sink, PassthroughSink)
+    slack_until = 0.0
     if sock is not None:
         # every frame must go, so the send buffer is not fitted to a frame or two as for MJPEG
         # (unacknowledged bytes would cap the rate at buffer / round trip): what waits unsent is
@@ -297,10 +301,16 @@ async def _serve(
                 passthrough = False
                 continue
             frame = _frames.get(item, passthrough, fmp4)
+            if not frame:
+                continue  # (an access unit with no picture, in fragmented MP4)
             if window is not None:
                 window.last_frame = len(frame)
-                if item.data.key:  # the frames after a keyframe must not wait for it to be read
-                    window.slack = max(SLACK, 2 * len(frame))
+                # the frames after a keyframe must not wait for it to be read: for a second,
+                # the slack is twice the keyframe (a 4K one would hide seconds at a slow viewer)
+                if item.data.key:
+                    window.slack, slack_until = max(SLACK, 2 * len(frame)), time.monotonic() + 1
+                elif window.slack > SLACK and time.monotonic() > slack_until:
+                    window.slack = SLACK
             if direct is not None and direct.ready():
                 direct.write_now(frame)
             else:

@@ -9,10 +9,10 @@
 // the decoder the bound is CATCH_UP_QUEUE: a newcomer gets the group of pictures from the last
 // keyframe at once, and decodes it as fast as it can.
 const MAX_DECODE_QUEUE = 8;
-const CATCH_UP_QUEUE = 256;
+const CATCH_UP_QUEUE = 700; // (the server caches at most 600 frames of a group of pictures)
 const CATCH_UP_MS = 1000;
 // Messages kept while the browser checks a new configuration (beyond: wait for a keyframe).
-const MAX_HELD = 256;
+const MAX_HELD = 700;
 
 async function h264Supported() {
   if (!window.isSecureContext || !("VideoDecoder" in window)) return false;
@@ -75,8 +75,12 @@ class H264Player {
       return;
     }
     if (this.checking) { // frames that come while a configuration is checked wait for it
-      if (this.held.length < MAX_HELD) this.held.push([buf, captured]);
-      else this.held = [];
+      if (this.held.length < MAX_HELD) {
+        this.held.push([buf, captured]);
+      } else { // too many: start again at a keyframe, and ask for one
+        this.held = [];
+        if (this.ws.readyState === WebSocket.OPEN) this.ws.send("key");
+      }
       return;
     }
     if (key) {

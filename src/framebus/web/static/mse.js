@@ -1,14 +1,16 @@
 // H.264 as fragmented MP4 into Media Source Extensions, for browsers without WebCodecs (a page
 // on plain HTTP from another machine). The server's messages (framebus/web/_h264.py, ?format=
-// fmp4): a 16-byte header (version 2, flags, codec length, init length, origin), the codec
-// string, an init segment with each keyframe, one fragment per frame. The page keeps the
-// video at the live edge: MSE buffers as players do, which a live view must not.
+// fmp4): a 24-byte header (version 2, flags, codec length, init length, origin, the
+// fragment's time), the codec string, an init segment with each keyframe, one fragment per
+// frame. Samples last long (a gap must not read as a discontinuity): the page keeps the video
+// at the newest fragment's time, not at the end of what is buffered.
 "use strict";
 
-const LIVE_EDGE = 0.05; // seconds behind the newest frame the video is kept
-const MAX_LAG = 0.3; // further behind than this: jump to the live edge
+const LEAD = 0.05; // seconds the video is kept ahead of the newest frame: shown once appended
+const MAX_LAG = 0.2; // further from there than this: jump back to it
 const KEEP = 10; // seconds of video kept buffered behind the live edge
-const MAX_QUEUE = 256; // fragments waiting to be appended (a joiner's group of pictures fits)
+const MAX_QUEUE = 700; // fragments waiting to be appended (a joiner's group of pictures fits)
+const MAX_ERRORS = 3; // media errors without a picture between them: this browser cannot
 
 function mseSupported() {
   return "MediaSource" in window &&
@@ -26,10 +28,18 @@ class MsePlayer {
     this.sb = null;
     this.init = null; // the init segment the source buffer was set up with
     this.origin = 0;
+    this.newest = 0; // the newest fragment's time
+    this.errors = 0;
     this.waitKey = true;
     this.passthrough = false;
     this.stopped = false;
     this.frameCallback = null;
+    this.onError = () => { // a decoder that failed: a fresh start, or MJPEG if it goes on
+      if (this.stopped) return;
+      if (++this.errors >= MAX_ERRORS) this.events.onUnsupported("the video element fails");
+      else this.restart();
+    };
+    video.addEventListener("error", this.onError);
     this.watchFrames();
     this.open();
   }
@@ -45,7 +55,7 @@ class MsePlayer {
   }
 
   message(buf) {
-    if (buf.byteLength < 16) return;
+    if (buf.byteLength < 24) return;
     const view = new DataView(buf);
     if (view.getUint8(0) !== 2) return;
     const flags = view.getUint8(1);
@@ -54,10 +64,11 @@ class MsePlayer {
     const n = view.getUint8(2);
     const initLength = view.getUint32(4, true);
     this.origin = view.getFloat64(8, true);
-    if (16 + n + initLength > buf.byteLength) return;
-    const codec = String.fromCharCode(...new Uint8Array(buf, 16, n));
-    const init = new Uint8Array(buf, 16 + n, initLength);
-    const fragment = new Uint8Array(buf, 16 + n + initLength);
+    const time = view.getFloat64(16, true);
+    if (24 + n + initLength > buf.byteLength) return;
+    const codec = String.fromCharCode(...new Uint8Array(buf, 24, n));
+    const init = new Uint8Array(buf, 24 + n, initLength);
+    const fragment = new Uint8Array(buf, 24 + n + initLength);
     if (key && initLength && !this.sameInit(init)) {
       this.setup(codec, init.slice());
     }
@@ -68,6 +79,7 @@ class MsePlayer {
       return;
     }
     this.queue.push(fragment);
+    this.newest = time;
     this.pump();
   }
 
@@ -98,7 +110,11 @@ class MsePlayer {
         return;
       }
       this.sb.mode = "segments";
-      this.sb.addEventListener("updateend", () => { this.chase(); this.pump(); });
+      this.sb.addEventListener("updateend", () => {
+        if (this.stopped) return;
+        try { this.chase(); } catch (err) { /* a source buffer gone meanwhile */ }
+        this.pump();
+      });
       this.sb.addEventListener("error", () => this.restart());
       this.pump();
     }, { once: true });
@@ -118,27 +134,33 @@ class MsePlayer {
     }
   }
 
-  // Keep the video at the live edge, and only a little of the past buffered.
+  // Keep the video at the newest frame, and only a little of the past buffered.
   chase() {
     const sb = this.sb;
     const video = this.video;
-    if (!sb || !sb.buffered.length) return;
-    const end = sb.buffered.end(sb.buffered.length - 1);
-    const start = sb.buffered.start(sb.buffered.length - 1);
-    if (end - video.currentTime > MAX_LAG || video.currentTime < start) {
-      video.currentTime = Math.max(start, end - LIVE_EDGE);
-    }
+    if (!sb || !sb.buffered.length || this.queue.length || video.seeking) return;
+    const newest = this.newest;
+    if (Math.abs(newest + LEAD - video.currentTime) > MAX_LAG) video.currentTime = newest + LEAD;
     if (video.paused) video.play().catch(() => {});
     const first = sb.buffered.start(0);
-    if (end - first > 2 * KEEP && !sb.updating) sb.remove(first, end - KEEP);
+    if (newest - first > 2 * KEEP && !sb.updating) sb.remove(first, newest - KEEP);
   }
 
-  // The capture time of each frame the video shows, from its decode time.
+  // The capture time of each frame the video shows, from its decode time (the playing
+  // position where the browser lacks requestVideoFrameCallback).
   watchFrames() {
-    if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+    const shown = (time) => {
+      this.errors = 0;
+      if (this.origin) this.events.onPicture(this.origin + time);
+    };
+    if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) {
+      this.onTime = () => { if (!this.stopped) shown(this.video.currentTime); };
+      this.video.addEventListener("timeupdate", this.onTime);
+      return;
+    }
     const next = (now, meta) => {
       if (this.stopped) return;
-      if (this.origin) this.events.onPicture(this.origin + meta.mediaTime);
+      shown(meta.mediaTime);
       this.frameCallback = this.video.requestVideoFrameCallback(next);
     };
     this.frameCallback = this.video.requestVideoFrameCallback(next);
@@ -155,6 +177,9 @@ class MsePlayer {
     this.stopped = true;
     this.ws.close();
     if (this.frameCallback !== null) this.video.cancelVideoFrameCallback(this.frameCallback);
+    if (this.onTime) this.video.removeEventListener("timeupdate", this.onTime);
+    this.video.removeEventListener("error", this.onError);
+    if (this.video.src) URL.revokeObjectURL(this.video.src);
     this.video.removeAttribute("src");
     this.video.load();
   }
