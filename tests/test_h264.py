@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 
 import framebus
 from framebus import FrameInfo
-from framebus._h264 import AccessUnit, codec_string, is_keyframe, nal_types, nal_units
+from framebus._h264 import (
+    AccessUnit,
+    codec_string,
+    is_keyframe,
+    nal_types,
+    nal_units,
+    picture_size,
+)
 from framebus.web import _h264 as wire
 from fuzzing import fuzz
 
@@ -128,3 +135,42 @@ def test_the_fmp4_message_parser_never_fails_on_garbage(data: bytes) -> None:
     except ValueError:
         return
     assert len(init) + len(fragment) <= len(data)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "options"),
+    [
+        (640, 360, {}),
+        (1280, 720, {"profile": "high"}),
+        (1920, 1080, {"profile": "main"}),
+        (322, 242, {}),
+        (176, 144, {"profile": "high", "x264-params": "cqm=jvt"}),
+    ],
+)
+def test_the_picture_size_is_read_from_the_sps(
+    width: int, height: int, options: dict[str, str]
+) -> None:
+    """Baseline, Main and High profiles, frame cropping (1080 = 68 macroblocks cropped, odd
+    sizes), a scaling matrix: the size x264 was asked for."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", **options}
+    encoder.open()
+    picture = av.VideoFrame.from_ndarray(np.zeros((height * 3 // 2, width), np.uint8), "yuv420p")
+    picture.pts = 0
+    data = bytes(encoder.encode(picture)[0])
+    assert picture_size(data) == (width, height)
+    assert picture_size(annexb(P)) is None
+
+
+@given(st.binary(max_size=64))
+@fuzz(400)
+def test_a_forged_sps_never_fails(body: bytes) -> None:
+    size = picture_size(annexb(b"\x67" + body))
+    assert size is None or (0 < size[0] <= 16384 and 0 < size[1] <= 16384)

@@ -22,7 +22,7 @@ import numpy as np
 
 import framebus
 from framebus import EncodedFrame, FrameInfo, ReadTimeout
-from framebus._h264 import AccessUnit, codec_string
+from framebus._h264 import AccessUnit, codec_string, picture_size
 
 from .base import Encoded, FrameSink, Mailbox
 from .gop import GopCache, GopSlot
@@ -110,9 +110,9 @@ class PassthroughSink(FrameSink[AccessUnit]):
                 self._frames_skipped += 1
             return None  # what follows a lost frame decodes only from the next keyframe
         self._last_index = frame.index
-        if frame.key:
+        if frame.key:  # the size its SPS says (the decoded frames' may still be the old one)
             self._codec = codec_string(frame.data) or self._codec
-            self._size = self._encoded.frame_size()
+            self._size = picture_size(frame.data) or self._encoded.frame_size()
         au = AccessUnit(frame.data, frame.key, self._codec, *self._size, frame.index)
         info = FrameInfo(frame.index, frame.timestamp, frame.index, 0, *self._size)
         return Encoded(au, info)
