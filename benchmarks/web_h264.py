@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -40,7 +39,12 @@ from typing import Any
 import numpy as np
 
 import framebus
-from framebus.testing import paint_timestamp, rtsp_server_available
+from framebus.testing import (
+    CHROMIUM_FLAGS,
+    chromium_path,
+    paint_timestamp,
+    rtsp_server_available,
+)
 from framebus.testing.websocket import WebSocketClient
 
 from .common import (
@@ -64,15 +68,7 @@ __all__ = ["run"]
 
 SIZE = Size(1280, 720)
 FPS = 25
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = list(CHROMIUM_FLAGS)
 
 # the page's probe: the barcode of what the tile shows now, read in the page (no screenshot)
 PROBE = """(name) => {
@@ -304,7 +300,7 @@ def _load(
 def _browser_age(port: int, name: str, seconds: float, blocks: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = chromium_path()
     if chromium is None:
         raise BenchError("needs Debian's chromium")
     ages: dict[str, list[float]] = {"h264": [], "mse": [], "mjpeg": []}
@@ -339,7 +335,7 @@ def _first_pictures(port: int, name: str, joins: int) -> list[float]:
     the server at ``port`` serves), ``joins`` times, while another page keeps watching."""
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = chromium_path()
     out: list[float] = []
     shown = (
         "(name) => { const f = document.querySelector(`figure[data-stream='${name}']`);"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import framebus
-from framebus._h264 import AccessUnit
+from framebus._h264 import AccessUnit, is_keyframe
 from framebus.sinks import Encoded, Subscription
 from framebus.sinks.h264 import KEY_EVERY, KEY_MIN_GAP, H264Sink
 
@@ -91,6 +91,7 @@ def test_what_it_encodes_decodes_to_the_published_pixels(feeder: Feeder) -> None
             and (first.width, first.height) == (320, 240)
         )
         assert not any(it.data.key for it in items[1:])  # no keyframe storm
+        assert all(is_keyframe(it.data.data) == it.data.key for it in items)
         pictures = decode(items)
         assert len(pictures) == 10
         diff = np.abs(pictures[-1].astype(int) - feeder.frame.astype(int))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,23 +17,19 @@ import pytest
 
 import framebus
 from conftest import wait_until
-from framebus.testing import RTSPServer, read_timestamp, rtsp_server_available
+from framebus.testing import (
+    CHROMIUM_FLAGS,
+    RTSPServer,
+    chromium_path,
+    read_timestamp,
+    rtsp_server_available,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = chromium_path()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
 
-# as the machine notes say: without the background-networking flags Chromium keeps trying to
-# reach Google's hosts on a machine with no internet
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = list(CHROMIUM_FLAGS)
 
 # the test pattern's colour bars, BGR
 BARS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0), "yellow": (0, 255, 255)}

@@ -41,6 +41,7 @@ __all__ = [
     "FrameSink",
     "LatestSlot",
     "Mailbox",
+    "MailboxBase",
     "Pick",
     "PickKind",
     "SinkClosed",
@@ -142,7 +143,86 @@ class Mailbox(Protocol[T]):
     def stats(self) -> ConsumerStats: ...
 
 
-class LatestSlot(Generic[T]):
+class MailboxBase(ABC, Generic[T]):
+    """What every mailbox shares: one lock, waiting for an item with a timeout, closing (with
+    or without an error for the consumer), the counts. A subclass says how items are held
+    (:meth:`_has`, :meth:`_take`, :meth:`_discard`) and how they are put."""
+
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
+        self._cond = threading.Condition()
+        self._notify = notify  # told (outside the lock) after each put and at close
+        self._closed = False
+        self._error: BaseException | None = None
+        self._delivered = 0
+        self._dropped = 0
+
+    @abstractmethod
+    def _has(self) -> bool:
+        """Under the lock: an item is there to take."""
+
+    @abstractmethod
+    def _take(self) -> T:
+        """Under the lock, with :meth:`_has` true: remove the next item and return it."""
+
+    @abstractmethod
+    def _discard(self) -> int:
+        """Under the lock: drop every item held; how many."""
+
+    def get(self, timeout: float | None = None) -> T:
+        """Take the next item, waiting up to ``timeout`` seconds (None: forever) for one.
+
+        Raises :class:`framebus.ReadTimeout` when none came in time, :class:`SinkClosed` after
+        ``close()``, or the error given to ``close(error)`` once every item held was taken.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._has():
+                if self._closed:
+                    self._raise_closed()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ReadTimeout(f"no new item within {timeout} s")
+                self._cond.wait(remaining)
+            item = self._take()
+            self._delivered += 1
+            self._cond.notify_all()  # a lossless producer waits for the mailbox to empty
+            return item
+
+    def _raise_closed(self) -> NoReturn:
+        if self._error is None:
+            raise SinkClosed("closed")
+        # a copy per raise: one exception object raised in several threads grows one traceback
+        raise copy.copy(self._error) from self._error
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Wait until no item is held (taken, or the mailbox closed). False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._has() or self._closed, timeout)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Wake every waiter. ``close()`` drops what is held (``get()`` raises SinkClosed);
+        ``close(error)`` keeps it for ``get()``, which then raises (a copy of) ``error``. The
+        first close wins; later puts are ignored."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed, self._error = True, error
+            if error is None:
+                self._dropped += self._discard()
+            self._cond.notify_all()
+        if self._notify is not None:
+            self._notify()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> ConsumerStats:
+        with self._cond:
+            return ConsumerStats(self._delivered, self._dropped)
+
+
+class LatestSlot(MailboxBase[T]):
     """A one-item mailbox for one consumer: the newest item wins. Thread-safe.
 
     Buffering policy: at most one item. :meth:`put` never blocks; it replaces an item not yet
@@ -158,14 +238,9 @@ class LatestSlot(Generic[T]):
     """
 
     def __init__(self, notify: Callable[[], None] | None = None) -> None:
-        self._cond = threading.Condition()
-        self._notify = notify  # told (outside the lock) after each put and at close
+        super().__init__(notify)
         self._item: T | None = None
         self._has_item = False  # separate flag: None may be a legitimate item
-        self._closed = False
-        self._error: BaseException | None = None
-        self._delivered = 0
-        self._dropped = 0
 
     def put(self, item: T) -> bool:
         """Store ``item``, replacing one not yet taken. False (and ignored) once closed."""
@@ -180,58 +255,18 @@ class LatestSlot(Generic[T]):
             self._notify()
         return True
 
-    def get(self, timeout: float | None = None) -> T:
-        """Take the item, waiting up to ``timeout`` seconds (None: forever) for one.
+    def _has(self) -> bool:
+        return self._has_item
 
-        Raises :class:`framebus.ReadTimeout` when none came in time, :class:`SinkClosed` after
-        ``close()``, or the error given to ``close(error)`` once the pending item was taken.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._has_item:
-                if self._closed:
-                    self._raise_closed()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReadTimeout(f"no new item within {timeout} s")
-                self._cond.wait(remaining)
-            item = self._item
-            self._item, self._has_item = None, False
-            self._delivered += 1
-            self._cond.notify_all()  # a lossless producer waits for the slot to empty
-            return cast(T, item)  # _has_item says it is a T (None may be one)
+    def _take(self) -> T:
+        item = self._item
+        self._item, self._has_item = None, False
+        return cast(T, item)  # _has_item said it is a T (None may be one)
 
-    def _raise_closed(self) -> NoReturn:
-        if self._error is None:
-            raise SinkClosed("closed")
-        # a copy per raise: one exception object raised in several threads grows one traceback
-        raise copy.copy(self._error) from self._error
-
-    def wait_empty(self, timeout: float | None = None) -> bool:
-        """Wait until no item is pending (taken, or the slot closed). False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._has_item or self._closed, timeout)
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Wake every waiter; see the class docstring for what ``get()`` does next."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed, self._error = True, error
-            if error is None and self._has_item:
-                self._item, self._has_item = None, False
-                self._dropped += 1
-            self._cond.notify_all()
-        if self._notify is not None:
-            self._notify()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def stats(self) -> ConsumerStats:
-        with self._cond:
-            return ConsumerStats(self._delivered, self._dropped)
+    def _discard(self) -> int:
+        held = int(self._has_item)
+        self._item, self._has_item = None, False
+        return held
 
 
 # -- the sink ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Buffering policy of a :class:`GopSlot`, stated once for every consumer of encode
   waited at most :data:`MAX_LAG` seconds and they number at most :data:`MAX_PENDING`;
 * one more would break either bound: the consumer is *behind*. Every frame it holds is dropped
   (counted), it takes no frame until the next keyframe (counted in ``behind``; a keyframe that
-  found it behind is that next keyframe), and the sink is told (``on_behind``);
+  found it behind is that next keyframe);
 * a new consumer starts waiting for a keyframe, or with the frames of the current group of
   pictures from its keyframe (:meth:`prefill`, the sink's bounded cache): a picture at once
   without waiting for the next keyframe. Those catching-up frames do not count towards the
@@ -25,17 +25,13 @@ Memory: references to frames the sink made once for every consumer; per consumer
 
 from __future__ import annotations
 
-import copy
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import NoReturn
 
-from framebus import ReadTimeout, SinkClosed
 from framebus._h264 import AccessUnit
 
-from .base import ConsumerStats, Encoded
+from .base import ConsumerStats, Encoded, MailboxBase
 
 __all__ = ["MAX_GOP_BYTES", "MAX_GOP_FRAMES", "MAX_LAG", "MAX_PENDING", "GopCache", "GopSlot"]
 
@@ -70,28 +66,22 @@ class GopCache:
         self.items, self._bytes = [], 0
 
 
-class GopSlot:
+class GopSlot(MailboxBase[Encoded[AccessUnit]]):
     """An in-order mailbox of encoded frames for one consumer; see the module docstring for what
-    it drops. Thread-safe; the same interface as :class:`~framebus.sinks.LatestSlot`."""
+    it drops. Thread-safe; getting, closing and the counts are every mailbox's
+    (:class:`~framebus.sinks.base.MailboxBase`)."""
 
     def __init__(
         self,
         notify: Callable[[], None] | None = None,
-        on_behind: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._cond = threading.Condition()
-        self._notify = notify
-        self._on_behind = on_behind
+        super().__init__(notify)
         self._clock = clock
         self._items: deque[Encoded[AccessUnit]] = deque()
         self._since: deque[float] = deque()  # when each held frame was put
         self._catching_up = 0  # prefilled frames still held: outside the bounds
         self._want_key = True
-        self._closed = False
-        self._error: BaseException | None = None
-        self._delivered = 0
-        self._dropped = 0
         self._behind = 0
 
     def prefill(self, items: Iterable[Encoded[AccessUnit]]) -> None:
@@ -113,7 +103,6 @@ class GopSlot:
 
     def put(self, item: Encoded[AccessUnit]) -> bool:
         """Append ``item``; see the module docstring. False (and ignored) once closed."""
-        behind = False
         with self._cond:
             if self._closed:
                 return False
@@ -129,7 +118,6 @@ class GopSlot:
             # catching-up frames have no time budget of their own: the first live frame
             # behind them waits for them, and its wait is what counts
             if live > MAX_PENDING or now - self._since[self._catching_up] > MAX_LAG:
-                behind = True
                 self._drop_all()
                 self._behind += 1
                 if item.data.key:  # it starts the next group itself: keep it
@@ -138,17 +126,13 @@ class GopSlot:
                     self._since.append(now)
                     self._want_key = False
             self._cond.notify_all()
-        if behind and self._on_behind is not None:
-            self._on_behind()
         if self._notify is not None:
             self._notify()
         return True
 
     def _drop_all(self) -> None:
         """Under the lock: drop what is held and wait for the next keyframe."""
-        self._dropped += len(self._items)
-        self._items.clear()
-        self._since.clear()
+        self._dropped += self._discard()
         self._catching_up = 0
         self._want_key = True
 
@@ -169,54 +153,19 @@ class GopSlot:
                 self._since.popleft()
             self._catching_up = max(0, self._catching_up - first)
 
-    def get(self, timeout: float | None = None) -> Encoded[AccessUnit]:
-        """The oldest frame held, waiting up to ``timeout`` seconds (None: forever) for one.
-        Raises ReadTimeout, SinkClosed, or the error given to ``close(error)`` once every held
-        frame was taken."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._items:
-                if self._closed:
-                    self._raise_closed()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReadTimeout(f"no new item within {timeout} s")
-                self._cond.wait(remaining)
-            item = self._items.popleft()
-            self._since.popleft()
-            self._catching_up = max(0, self._catching_up - 1)
-            self._delivered += 1
-            self._cond.notify_all()
-            return item
+    def _has(self) -> bool:
+        return bool(self._items)
 
-    def _raise_closed(self) -> NoReturn:
-        if self._error is None:
-            raise SinkClosed("closed")
-        raise copy.copy(self._error) from self._error
+    def _take(self) -> Encoded[AccessUnit]:
+        self._since.popleft()
+        self._catching_up = max(0, self._catching_up - 1)
+        return self._items.popleft()
 
-    def wait_empty(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is held (or the mailbox closed). False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._items or self._closed, timeout)
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Wake every waiter. ``close()`` drops what is held (``get()`` raises SinkClosed);
-        ``close(error)`` keeps it for ``get()``, which then raises (a copy of) ``error``."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed, self._error = True, error
-            if error is None:
-                self._dropped += len(self._items)
-                self._items.clear()
-                self._since.clear()
-            self._cond.notify_all()
-        if self._notify is not None:
-            self._notify()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def _discard(self) -> int:
+        held = len(self._items)
+        self._items.clear()
+        self._since.clear()
+        return held
 
     @property
     def pending(self) -> int:

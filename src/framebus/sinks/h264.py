@@ -29,7 +29,7 @@ import numpy as np
 
 from framebus import FrameInfo
 from framebus._frames import i420
-from framebus._h264 import AccessUnit, codec_string, is_keyframe
+from framebus._h264 import AccessUnit, codec_string
 
 from .base import Encoded, FrameSink, Mailbox
 from .gop import GopCache, GopSlot
@@ -164,7 +164,7 @@ class H264Sink(FrameSink[AccessUnit]):
         if len(packets) != 1:  # zerolatency: one frame in, one out
             raise ValueError(f"libx264 gave {len(packets)} packets for one frame")
         data = bytes(packets[0])
-        key = is_keyframe(data)
+        key = bool(packets[0].is_keyframe)  # an IDR, its parameter sets in front (repeat-headers)
         if key:
             self._codec = codec_string(data) or self._codec
             self._keys += 1

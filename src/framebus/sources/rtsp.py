@@ -137,13 +137,13 @@ class RTSPSource(Source):
         assert client is not None and depack is not None
         while not self._pending:
             try:
-                units = depack.push(client.read_packet())
+                units = depack.push_with_keys(client.read_packet())
             except SourceUnsupported as exc:  # a packetization only seen while playing
                 return self._switch(f"{self.label}: {exc}", out)
             listener = self.access_units
-            for unit in units:
+            for unit, key in units:
                 if listener is not None:
-                    listener(unit, depack.is_key(unit))
+                    listener(unit, key)
                 try:
                     self._pending += decoder.decode(av.Packet(unit))
                     self._errors = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,27 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["RTSPServer", "paint_timestamp", "read_timestamp", "rtsp_server_available"]
+__all__ = ["CHROMIUM_FLAGS", "RTSPServer", "chromium_path", "paint_timestamp", "read_timestamp",
+           "rtsp_server_available"]  # fmt: skip
+
+# Debian's chromium, headless, for the page's tests and benchmarks: without the
+# background-networking flags it keeps trying to reach Google's hosts on a machine with no
+# internet; no sandbox as root, no GPU on these machines
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def chromium_path() -> str | None:
+    """Debian's (or Ubuntu's) chromium, if installed."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
 
 SERVER_SCRIPT = Path(__file__).with_name("gst_rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -86,6 +86,7 @@ class Depacketizer:
         self._seq: int | None = None
         self._damaged = False
         self._need_key = True
+        self._keys: list[bool] = []  # whether each unit the last push returned is a key
         self._size = 0  # payload bytes of the frame so far (kept or not): >= what is held
         self._discard = False  # the frame grew too large: ignore the rest of it
         self.lost = 0
@@ -110,12 +111,6 @@ class Depacketizer:
         """NAL units of the unfinished frame held now (at most MAX_NALS)."""
         return len(self._nals)
 
-    def is_key(self, unit: bytes) -> bool:
-        """Whether an access unit :meth:`push` returned starts a picture a decoder can begin
-        with (IDR/IRAP: its parameter sets are in front of it)."""
-        types = [self._type(nal) for nal in unit.split(START_CODE)[1:] if nal]
-        return any(self._is_key(t) for t in types)
-
     def _type(self, nal: bytes) -> int:
         return (nal[0] >> 1) & 0x3F if self.h265 else nal[0] & 0x1F
 
@@ -125,8 +120,15 @@ class Depacketizer:
     def _is_param(self, t: int) -> bool:
         return 32 <= t <= 34 if self.h265 else t in (7, 8)
 
+    def push_with_keys(self, pkt: RtpPacket) -> list[tuple[bytes, bool]]:
+        """:meth:`push`, each access unit with whether it starts a picture a decoder can begin
+        with (IDR/IRAP: its parameter sets are in front of it)."""
+        units = self.push(pkt)
+        return list(zip(units, self._keys, strict=True))
+
     def push(self, pkt: RtpPacket) -> list[bytes]:
         out: list[bytes] = []
+        self._keys = []
         lost = False
         if self._seq is not None:
             gap = (pkt.seq - self._seq - 1) & 0xFFFF
@@ -220,4 +222,5 @@ class Depacketizer:
         self.oversized_streak = 0
         if key and not any(self._is_param(t) for t in types):
             nals = self._params + nals
+        self._keys.append(key)
         return [b"".join(START_CODE + n for n in nals)]
