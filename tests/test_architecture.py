@@ -57,7 +57,7 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._hosts",
-       "framebus._frames", "framebus._order", "framebus._jpeg", "framebus._h264",
+       "framebus._frames", "framebus._order", "framebus._jpeg", "framebus._h264", "framebus._rtsp",
        # the ZeroMQ wing's receiving half and what both halves share: a source's floor
        "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
        "framebus.net.link", "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
@@ -100,6 +100,7 @@ WING_SHARED = (
     "framebus._order",  # the order of wire frames (session, seq), for every wire reader
     "framebus._jpeg",  # the JPEG codec, for every wing that sends or receives JPEG (no I/O)
     "framebus._h264",  # H.264 access units (no I/O), for every wing that sends them
+    "framebus._rtsp",  # RTSP messages, SDP and authentication (no I/O): the camera client's, the push's
 )
 # the sending halves: they read streams as any user does, through the public API
 WINGS = {

@@ -28,6 +28,12 @@ The hierarchy::
     │                            timeout given to a write
     ├── SinkClosed               a sink or subscription was closed: no more items (sinks)
     ├── PlatformError            the OS lacks something framebus needs (Linux /dev/shm, libatomic)
+    ├── PushError                a push to a media server cannot go on
+    │   ├── PushUnreachable      connection refused, host unreachable, no answer in time, dropped
+    │   ├── PushAuthError        the server refused the credentials (401/403)
+    │   └── PushRefused          the server refused the stream (a status, a transport, bad bytes)
+    ├── RecordError              a recording cannot go on
+    │   └── DiskFull             the recording's disk (or quota) is full
     └── KeyFileError             a CURVE key file or directory is missing or not a key (zmq)
 
 SourceUnreachable has RemoteUnreachable (no answer from a zmq:// exporter in time), which has
@@ -40,6 +46,7 @@ Every class takes one human-readable message: the command line prints it as a si
 from __future__ import annotations
 
 __all__ = [
+    "DiskFull",
     "FrameTooLarge",
     "FramebusError",
     "IncompatibleStream",
@@ -49,7 +56,12 @@ __all__ = [
     "PipeFormatError",
     "PlatformError",
     "PublisherLost",
+    "PushAuthError",
+    "PushError",
+    "PushRefused",
+    "PushUnreachable",
     "ReadTimeout",
+    "RecordError",
     "RemoteAuthError",
     "RemoteBusy",
     "RemoteUnreachable",
@@ -171,6 +183,31 @@ class SinkClosed(FramebusError):
 
 class PlatformError(FramebusError, OSError):
     """The operating system lacks something framebus needs."""
+
+
+class PushError(FramebusError):
+    """A push to a media server cannot go on (it retries unless told not to)."""
+
+
+class PushUnreachable(PushError, ConnectionError):
+    """The media server refused the connection, did not answer in time, or dropped it."""
+
+
+class PushAuthError(PushError, PermissionError):
+    """The media server refused the push's credentials (401/403)."""
+
+
+class PushRefused(PushError):
+    """The media server refused the stream: an error status, no transport framebus can send
+    over, or bytes that are not RTSP."""
+
+
+class RecordError(FramebusError, OSError):
+    """A recording cannot go on: its directory cannot be written."""
+
+
+class DiskFull(RecordError):
+    """The recording's disk (or quota) is full: recording stopped, the files written are whole."""
 
 
 class KeyFileError(FramebusError, ValueError):

@@ -44,7 +44,7 @@ from framebus.sources._rtsp import (
     parse_sdp,
     parse_session,
 )
-from framebus.sources._rtsp.protocol import MAX_SESSION_ID
+from framebus._rtsp import MAX_SESSION_ID
 
 _FUZZ_SECONDS = float(os.environ.get("FRAMEBUS_FUZZ_SECONDS") or 0)
 

@@ -35,7 +35,7 @@ from .base import Encoded, FrameSink, Mailbox
 from .gop import GopCache, GopSlot
 from .jpeg import MAX_WIDTH, MIN_WIDTH, resize
 
-__all__ = ["DEFAULT_CRF", "KEY_EVERY", "KEY_MIN_GAP", "H264Sink"]
+__all__ = ["DEFAULT_CRF", "KEY_EVERY", "KEY_MIN_GAP", "H264Encoder", "H264Sink"]
 
 DEFAULT_CRF = 23
 """x264's constant rate factor: 23 is its default quality (lower is better and larger)."""
@@ -58,6 +58,73 @@ _X264_PARAMS = ":".join(
 )
 
 
+class H264Encoder:
+    """libx264 through PyAV with the settings above: one frame in, one access unit out, at
+    once. ``fps`` sets the level x264 signals (not a pace); ``width`` scales each frame (None:
+    as given). A frame of another size opens a new encoder, whose first frame is a keyframe.
+    Not thread-safe."""
+
+    def __init__(self, fps: float, *, width: int | None = None, crf: int = DEFAULT_CRF) -> None:
+        self.fps = fps
+        self.width = width
+        self.crf = crf
+        self._encoder: Any = None
+        self._size: tuple[int, int] | None = None
+        self._codec = ""
+        self._pts = 0
+        self._index = 0  # access units made so far
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the pictures encoded now (None before the first)."""
+        return self._size
+
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        encoder: Any = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = width, height
+        encoder.pix_fmt = "yuv420p"
+        rate = Fraction(max(1, min(240, round(self.fps))))
+        encoder.framerate, encoder.time_base = rate, 1 / rate
+        encoder.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "crf": str(self.crf),
+            "forced-idr": "1",
+            "threads": "1",  # one core per encoder: the machine serves other streams too
+            "x264-params": _X264_PARAMS,
+        }
+        encoder.open()
+        self._encoder, self._size, self._pts, self._codec = encoder, (width, height), 0, ""
+
+    def encode(self, frame: np.ndarray, *, key: bool = False) -> AccessUnit:
+        """The access unit of ``frame``: a keyframe if ``key`` or the size changed."""
+        import av
+
+        if self.width is not None:
+            frame = resize(frame, self.width)
+        yuv = i420(frame)
+        height, width = yuv.shape[0] * 2 // 3, yuv.shape[1]
+        fresh = self._size != (width, height)
+        if fresh:
+            self._open(width, height)
+        picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        picture.pts = self._pts
+        self._pts += 1
+        if key and not fresh:
+            picture.pict_type = av.video.frame.PictureType.I
+        packets = self._encoder.encode(picture)
+        if len(packets) != 1:  # zerolatency: one frame in, one out
+            raise ValueError(f"libx264 gave {len(packets)} packets for one frame")
+        data = bytes(packets[0])
+        is_key = bool(packets[0].is_keyframe)  # an IDR, parameter sets in front (repeat-headers)
+        if is_key:
+            self._codec = codec_string(data) or self._codec
+        self._index += 1
+        return AccessUnit(data, is_key, self._codec, width, height, self._index)
+
+
 class H264Sink(FrameSink[AccessUnit]):
     """One H.264 encoder for one stream, scaled to ``width`` (None: as captured), at ``crf``.
 
@@ -73,17 +140,13 @@ class H264Sink(FrameSink[AccessUnit]):
             raise ValueError(f"crf must be 0..51, not {crf}")
         self.width = width
         self.crf = crf
-        self._encoder: Any = None
-        self._size: tuple[int, int] | None = None
-        self._codec = ""
-        self._pts = 0
+        self._encoder: H264Encoder | None = None
         self._key_lock = threading.Lock()  # guards the three below (viewers ask from anywhere)
         self._key_wanted = False
         self._key_at = -math.inf  # monotonic time of the last keyframe
         self._last_key_ts = -math.inf  # capture time of the last keyframe
         self._gop = GopCache()  # for late joiners: guarded by the sink's lock
         self._keys = 0
-        self._index = 0  # access units made so far
         super().__init__(name)
 
     # -- keyframes -----------------------------------------------------------------------------
@@ -122,57 +185,21 @@ class H264Sink(FrameSink[AccessUnit]):
 
     # -- encoding ------------------------------------------------------------------------------
 
-    def _open(self, width: int, height: int) -> None:
-        import av
-
-        encoder: Any = av.CodecContext.create("libx264", "w")
-        encoder.width, encoder.height = width, height
-        encoder.pix_fmt = "yuv420p"
-        # x264 derives the level from the frame rate: the stream's, else 30
-        assert self._reader is not None
-        stats = self._reader.stats()
-        fps = stats.source_fps or stats.capture_fps or 30.0
-        rate = Fraction(max(1, min(240, round(fps))))
-        encoder.framerate, encoder.time_base = rate, 1 / rate
-        encoder.options = {
-            "preset": "ultrafast",
-            "tune": "zerolatency",
-            "crf": str(self.crf),
-            "forced-idr": "1",
-            "threads": "1",  # one core per encoder: the machine serves other streams too
-            "x264-params": _X264_PARAMS,
-        }
-        encoder.open()
-        self._encoder, self._size, self._pts, self._codec = encoder, (width, height), 0, ""
-
     def encode(self, frame: np.ndarray, info: FrameInfo) -> AccessUnit:
-        import av
-
-        if self.width is not None:
-            frame = resize(frame, self.width)
-        yuv = i420(frame)
-        height, width = yuv.shape[0] * 2 // 3, yuv.shape[1]
-        fresh = self._size != (width, height)
-        if fresh:
-            self._open(width, height)
-        picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        picture.pts = self._pts
-        self._pts += 1
-        if self._force_now(info) and not fresh:
-            picture.pict_type = av.video.frame.PictureType.I
-        packets = self._encoder.encode(picture)
-        if len(packets) != 1:  # zerolatency: one frame in, one out
-            raise ValueError(f"libx264 gave {len(packets)} packets for one frame")
-        data = bytes(packets[0])
-        key = bool(packets[0].is_keyframe)  # an IDR, its parameter sets in front (repeat-headers)
-        if key:
-            self._codec = codec_string(data) or self._codec
+        encoder = self._encoder
+        if encoder is None:
+            # x264 derives the level from the frame rate: the stream's, else 30
+            assert self._reader is not None
+            stats = self._reader.stats()
+            fps = stats.source_fps or stats.capture_fps or 30.0
+            encoder = self._encoder = H264Encoder(fps, width=self.width, crf=self.crf)
+        au = encoder.encode(frame, key=self._force_now(info))
+        if au.key:
             self._keys += 1
             with self._key_lock:
                 self._last_key_ts, self._key_at = info.timestamp, time.monotonic()
                 self._key_wanted = False
-        self._index += 1
-        return AccessUnit(data, key, self._codec, width, height, self._index)
+        return au
 
     def close(self) -> None:
         super().close()

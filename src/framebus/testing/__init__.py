@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["CHROMIUM_FLAGS", "RTSPServer", "chromium_path", "paint_timestamp", "read_timestamp",
+__all__ = ["CHROMIUM_FLAGS", "RTSPRecordServer", "RTSPServer", "chromium_path", "paint_timestamp", "read_timestamp",
            "rtsp_server_available"]  # fmt: skip
 
 # Debian's chromium, headless, for the page's tests and benchmarks: without the
@@ -189,6 +189,61 @@ class RTSPServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+RECORD_SCRIPT = Path(__file__).with_name("gst_rtsp_server_record.py")
+
+
+class RTSPRecordServer(RTSPServer):
+    """A real RTSP server that takes pushes on ``/in`` (ANNOUNCE/RECORD) and serves what was
+    pushed, unchanged, on ``/out``: ``push_url()``, ``play_url()``. ``protocols="udp"`` makes
+    the record mount refuse RTP over TCP (461). :meth:`events` lists what happened: ``setup
+    tcp``/``setup udp``, ``record``, ``au BYTES KEY``, ``teardown``. ``stop``/``start``/``kill``
+    as :class:`RTSPServer`'s (the same port)."""
+
+    def __init__(
+        self,
+        *,
+        codec: Literal["h264", "h265"] = "h264",
+        protocols: Literal["all", "udp", "tcp"] = "all",
+        port: int | None = None,
+        address: str = "127.0.0.1",
+    ) -> None:
+        super().__init__(codec=codec, protocols=protocols, port=port, address=address)
+
+    def push_url(self) -> str:
+        return f"rtsp://{self.address}:{self.port}/in"
+
+    def play_url(self) -> str:
+        return f"rtsp://{self.address}:{self.port}/out"
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.proc is not None:
+            raise RuntimeError("RTSP server already running")
+        cmd = [SYSTEM_PYTHON, str(RECORD_SCRIPT), "--port", str(self.port), "--address",
+               self.address, "--codec", self.codec, "--protocols", self.protocols,
+               "--log", str(self._log_path())]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("READY"):
+            self.stop()
+            raise RuntimeError(f"RTSP record server did not start: {line!r}")
+
+    def events(self) -> list[str]:
+        """What the server saw so far (across restarts), a line each."""
+        try:
+            return self._log_path().read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def __enter__(self) -> RTSPRecordServer:
+        self.start()
+        return self
 
 
 def read_timestamp(frame: np.ndarray) -> float | None:

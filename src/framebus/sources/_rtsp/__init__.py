@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .client import RTSPClient
 from .depacketize import MAX_ACCESS_UNIT, MAX_NALS, START_CODE, Depacketizer, RtpPacket, parse_rtp
-from .protocol import (
+from ..._rtsp import (
     Interleaved,
     MessageParser,
     Response,

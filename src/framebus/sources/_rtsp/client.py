@@ -31,7 +31,7 @@ from ...errors import (
 )
 from .._net import connect
 from .depacketize import RtpPacket, parse_rtp
-from .protocol import (
+from ..._rtsp import (
     Interleaved,
     MessageParser,
     Response,

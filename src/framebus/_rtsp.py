@@ -1,6 +1,7 @@
-"""RTSP with no I/O: messages, SDP, URLs with credentials, Basic/Digest authentication.
+"""RTSP with no I/O: messages, SDP, URLs with credentials, Basic/Digest authentication — for
+framebus's RTSP client (:mod:`framebus.sources._rtsp`) and its push (:mod:`framebus.push`).
 
-Everything here works on bytes and strings; the socket layer is :mod:`.client`. Every number a
+Everything here works on bytes and strings; the sockets are the client's and the push's. Every number a
 server sends is parsed strictly (ASCII digits, bounded length and range), every size bounded.
 What cannot be taken raises SourceUnsupported (this parser cannot take it); the client reports
 that as the server's protocol violation, a SourceOpenError, since FFmpeg would get the same bytes.
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ...errors import SourceUnsupported
+from .errors import SourceUnsupported
 
 __all__ = [
     "Interleaved",
