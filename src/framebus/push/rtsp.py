@@ -89,6 +89,7 @@ class RtspPublisher:
         self.want = transport
         self.timeout = timeout
         self.transport = ""  # "tcp" or "udp" once open
+        self.codec = ""  # what was announced
         self._sock: socket.socket | None = None
         self._udp: tuple[socket.socket, socket.socket] | None = None
         self._udp_dest: tuple[tuple[str, int], tuple[str, int]] | None = None
@@ -142,6 +143,7 @@ class RtspPublisher:
             self.close()
             raise
         self._packetizer = Packetizer(codec, secrets.randbits(32), secrets.randbits(16))
+        self.codec = codec
         self._next_report = 0.0
 
     def _connect(self) -> None:
