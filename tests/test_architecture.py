@@ -58,6 +58,7 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._hosts",
        "framebus._frames", "framebus._order", "framebus._jpeg", "framebus._h264", "framebus._rtsp",
+       "framebus._rtp",
        # the ZeroMQ wing's receiving half and what both halves share: a source's floor
        "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
        "framebus.net.link", "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
@@ -66,7 +67,7 @@ LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform"
        "framebus.pipe.source")  # fmt: skip
 HIGH = ("framebus.publisher", "framebus.writer", "framebus.reader", "framebus.videocapture",
         "framebus.capture", "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web",
-        "framebus.feeds", "framebus.sampling",
+        "framebus.feeds", "framebus.sampling", "framebus.mediaserver",
         "framebus.net.server", "framebus.net.sink", "framebus.net.exporter",
         "framebus.net.config", "framebus.net.feed", "framebus.net.listing")  # fmt: skip
 
@@ -100,7 +101,8 @@ WING_SHARED = (
     "framebus._order",  # the order of wire frames (session, seq), for every wire reader
     "framebus._jpeg",  # the JPEG codec, for every wing that sends or receives JPEG (no I/O)
     "framebus._h264",  # H.264 access units (no I/O), for every wing that sends them
-    "framebus._rtsp",  # RTSP messages, SDP and authentication (no I/O): the camera client's, the push's
+    "framebus._rtsp",  # RTSP messages, SDP, authentication (no I/O): the camera client's, push's
+    "framebus._rtp",  # RTP out (no I/O): packets, sender reports, the SDP a push announces
 )
 # the sending halves: they read streams as any user does, through the public API
 WINGS = {
@@ -111,6 +113,7 @@ WINGS = {
     "framebus.net.exporter": ("framebus.net", "framebus.sinks"),
     "framebus.net.config": ("framebus.net", "framebus.sinks"),
     "framebus.pipe.sink": ("framebus.pipe", "framebus.sinks"),
+    "framebus.mediaserver": ("framebus.mediaserver", "framebus.sinks"),
 }
 
 

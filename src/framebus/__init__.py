@@ -12,6 +12,7 @@ from . import limits
 from .capture import Reconnect
 from .encoded import EncodedFrame, EncodedReader, attach_encoded
 from .errors import (
+    DiskFull,
     FramebusError,
     FrameTooLarge,
     IncompatibleStream,
@@ -21,7 +22,12 @@ from .errors import (
     PipeFormatError,
     PlatformError,
     PublisherLost,
+    PushAuthError,
+    PushError,
+    PushRefused,
+    PushUnreachable,
     ReadTimeout,
+    RecordError,
     RemoteAuthError,
     RemoteBusy,
     RemoteUnreachable,
@@ -52,6 +58,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from . import pipe
+    from .mediaserver import Push, PushStats, push
     from .sampling import SampleSummary, sample
 
 
@@ -62,6 +69,10 @@ def __getattr__(name: str) -> Any:
         from . import sampling as module
 
         return getattr(module, name)
+    if name in ("push", "Push", "PushStats"):  # (PyAV and the sinks: not for every capture)
+        from . import mediaserver
+
+        return getattr(mediaserver, name)
     if name == "pipe":
         import importlib
 
@@ -70,6 +81,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DiskFull",
     "EncodedFrame",
     "EncodedReader",
     "FrameInfo",
@@ -84,9 +96,16 @@ __all__ = [
     "PlatformError",
     "Publisher",
     "PublisherLost",
+    "Push",
+    "PushAuthError",
+    "PushError",
+    "PushRefused",
+    "PushStats",
+    "PushUnreachable",
     "Remote",
     "ReadTimeout",
     "Reconnect",
+    "RecordError",
     "RemoteAuthError",
     "RemoteBusy",
     "RemoteReader",
@@ -122,5 +141,6 @@ __all__ = [
     "pipe",
     "prune",
     "publish",
+    "push",
     "sample",
 ]

@@ -1,8 +1,9 @@
 """RTSP with no I/O: messages, SDP, URLs with credentials, Basic/Digest authentication — for
-framebus's RTSP client (:mod:`framebus.sources._rtsp`) and its push (:mod:`framebus.push`).
+framebus's RTSP client (:mod:`framebus.sources._rtsp`) and its push (:mod:`framebus.mediaserver`).
 
-Everything here works on bytes and strings; the sockets are the client's and the push's. Every number a
-server sends is parsed strictly (ASCII digits, bounded length and range), every size bounded.
+Everything here works on bytes and strings; the sockets are the client's and the push's. Every
+number a server sends is parsed strictly (ASCII digits, bounded length and range), every size
+bounded.
 What cannot be taken raises SourceUnsupported (this parser cannot take it); the client reports
 that as the server's protocol violation, a SourceOpenError, since FFmpeg would get the same bytes.
 """

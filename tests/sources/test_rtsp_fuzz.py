@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 import framebus
 import framebus.sources._rtsp.depacketize as rtsp
+from framebus._rtsp import MAX_SESSION_ID
 from framebus.sources._rtsp import (
     Depacketizer,
     Interleaved,
@@ -44,7 +45,6 @@ from framebus.sources._rtsp import (
     parse_sdp,
     parse_session,
 )
-from framebus._rtsp import MAX_SESSION_ID
 
 _FUZZ_SECONDS = float(os.environ.get("FRAMEBUS_FUZZ_SECONDS") or 0)
 

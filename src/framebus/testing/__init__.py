@@ -23,8 +23,8 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["CHROMIUM_FLAGS", "RTSPRecordServer", "RTSPServer", "chromium_path", "paint_timestamp", "read_timestamp",
-           "rtsp_server_available"]  # fmt: skip
+__all__ = ["CHROMIUM_FLAGS", "RTSPRecordServer", "RTSPServer", "chromium_path",
+           "paint_timestamp", "read_timestamp", "rtsp_server_available"]  # fmt: skip
 
 # Debian's chromium, headless, for the page's tests and benchmarks: without the
 # background-networking flags it keeps trying to reach Google's hosts on a machine with no

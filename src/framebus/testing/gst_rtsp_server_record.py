@@ -78,7 +78,7 @@ def main():
     play = GstRtspServer.RTSPMediaFactory()
     rtp_caps = f"application/x-rtp,media=video,clock-rate=90000,encoding-name={c.upper()}"
     play.set_launch(
-        f"( udpsrc address=127.0.0.1 port={relay} caps=\"{rtp_caps}\" ! rtp{c}depay "
+        f'( udpsrc address=127.0.0.1 port={relay} caps="{rtp_caps}" ! rtp{c}depay '
         f"! {c}parse config-interval=-1 ! rtp{c}pay name=pay0 pt=96 config-interval=-1 )"
     )
     play.set_shared(True)

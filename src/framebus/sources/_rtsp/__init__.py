@@ -9,8 +9,6 @@ frame be decoded the moment its last packet arrives.
 
 from __future__ import annotations
 
-from .client import RTSPClient
-from .depacketize import MAX_ACCESS_UNIT, MAX_NALS, START_CODE, Depacketizer, RtpPacket, parse_rtp
 from ..._rtsp import (
     Interleaved,
     MessageParser,
@@ -26,6 +24,8 @@ from ..._rtsp import (
     small_number,
     split_credentials,
 )
+from .client import RTSPClient
+from .depacketize import MAX_ACCESS_UNIT, MAX_NALS, START_CODE, Depacketizer, RtpPacket, parse_rtp
 
 __all__ = [
     "MAX_ACCESS_UNIT",

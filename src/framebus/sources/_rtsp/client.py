@@ -21,16 +21,6 @@ import socket
 import time
 from urllib.parse import urljoin, urlsplit
 
-from ...errors import (
-    SourceAuthError,
-    SourceError,
-    SourceNotFound,
-    SourceOpenError,
-    SourceUnreachable,
-    SourceUnsupported,
-)
-from .._net import connect
-from .depacketize import RtpPacket, parse_rtp
 from ..._rtsp import (
     Interleaved,
     MessageParser,
@@ -46,6 +36,16 @@ from ..._rtsp import (
     small_number,
     split_credentials,
 )
+from ...errors import (
+    SourceAuthError,
+    SourceError,
+    SourceNotFound,
+    SourceOpenError,
+    SourceUnreachable,
+    SourceUnsupported,
+)
+from .._net import connect
+from .depacketize import RtpPacket, parse_rtp
 
 __all__ = ["MAX_REAUTH", "MAX_REDIRECTS", "REAUTH_INTERVAL", "RTSPClient"]
 

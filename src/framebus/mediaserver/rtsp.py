@@ -411,5 +411,3 @@ def _server_ports(transport: str) -> tuple[int, int] | None:
             if a is not None and b is not None:
                 return a, b
     return None
-
-

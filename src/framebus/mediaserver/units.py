@@ -6,7 +6,7 @@ rate, or a placeholder picture while the stream has nothing to send.
   camera's own rate. After a (re)connection, the current group of pictures first (a player
   can start at once) — see :meth:`Units.restart`.
 - **Encoded** (any other stream, or ``encode=True``): a tick every ``1/fps`` seconds
-  (:class:`~framebus.push.pacing.Clock`) encodes the newest frame, or the last one again when
+  (:class:`~framebus.mediaserver.pacing.Clock`) encodes the newest frame, or the last one again when
   the producer is slower (x264 makes a repeated picture a few bytes), so players never stall on
   a 1 fps detector; a keyframe every :data:`~framebus.sinks.h264.KEY_EVERY` seconds and when
   asked for.

@@ -90,11 +90,11 @@ class Push:
         self._lock = threading.Lock()
         self._counts = {"sent": 0, "repeated": 0, "placeholders": 0, "dropped": 0,
                         "connects": 0, "bytes_sent": 0}  # fmt: skip
-        self._state, self._error, self._link, self._source = "connecting", "", "", "placeholder"
+        self._state, self._error, self._link, self._source = "connecting", "", "", ""
         self._fps = fps or 0.0
         self._thread = threading.Thread(target=self._run, name=f"framebus-push-{name}", daemon=True)
         self._thread.start()
-        _exit.close_at_exit(self, sigterm=False)
+        _exit.close_at_exit(self)  # (and SIGTERM ends the process: `framebus push`)
 
     def stats(self) -> PushStats:
         with self._lock:
