@@ -18,7 +18,7 @@ WebCodecs' ``VideoDecoder`` takes it with no ``description``)::
 
 For Media Source Extensions (``?format=fmp4``: a page without WebCodecs) a message is instead
 a 24-byte header, the codec string, an init segment when the access unit is a keyframe, and the
-access unit as one fragment (:mod:`._fmp4`)::
+access unit as one fragment (:mod:`framebus._fmp4`)::
 
     offset  size  little-endian field
     0       1     version (2)
@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import struct
 
-from framebus import FrameInfo
+from framebus import FrameInfo, _fmp4
 from framebus._h264 import AccessUnit
-
-from . import _fmp4
 
 __all__ = ["HEADER", "KEY_REQUEST", "MAX_CLIENT_MESSAGE", "MSE_HEADER", "VERSION", "message",
            "mse_message", "parse", "parse_mse", "unframe", "websocket_frame"]  # fmt: skip

@@ -1,6 +1,7 @@
-"""Fragmented MP4 for Media Source Extensions (no I/O): an H.264 stream's init segment and one
-fragment per access unit, for browsers without WebCodecs (a page on plain HTTP from another
-machine).
+"""Fragmented MP4 (no I/O): an H.264 stream's init segment and one fragment per access unit, for
+browsers without WebCodecs (Media Source Extensions; a page on plain HTTP from another machine)
+and for recordings (:mod:`framebus.recording`: every complete fragment stays playable after a
+crash).
 
 PyAV's mp4 muxer holds each frame until the next one (``frag_every_frame``) or a whole group of
 pictures (``frag_keyframe``); this writer makes each fragment the moment its access unit is
@@ -22,7 +23,7 @@ import time
 from framebus._h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_units
 
 __all__ = ["ORIGIN", "SAMPLE_DURATION", "TIMESCALE", "decode_time", "fragment", "init_segment",
-           "mime_type"]  # fmt: skip
+           "mime_type", "sample_fragment"]  # fmt: skip
 
 TIMESCALE = 90_000
 SAMPLE_DURATION = 2 * TIMESCALE
@@ -132,24 +133,30 @@ def decode_time(timestamp: float) -> int:
 
 def fragment(au: AccessUnit, timestamp: float, sequence: int) -> bytes:
     """One ``moof`` + ``mdat`` with ``au`` as its one sample (length-prefixed NAL units, the
-    parameter sets, access unit delimiters and SEI left out), decoded at ``timestamp``; empty
-    for an access unit with nothing else (no picture to show)."""
-    nals = [n for n in nal_units(au.data) if len(n) and n[0] & 0x1F not in (NAL_SPS, NAL_PPS,
-                                                                           _AUD, _SEI)]  # fmt: skip
+    parameter sets, access unit delimiters and SEI left out), decoded at ``timestamp`` for
+    :data:`SAMPLE_DURATION` (what MSE needs: see above); empty for an access unit with nothing
+    else (no picture to show)."""
+    return sample_fragment(au.data, au.key, decode_time(timestamp), SAMPLE_DURATION, sequence)
+
+
+def sample_fragment(data: bytes, key: bool, decode: int, duration: int, sequence: int) -> bytes:
+    """One ``moof`` + ``mdat``: access unit ``data`` (Annex-B) as one sample decoded at
+    ``decode`` for ``duration`` (both in :data:`TIMESCALE` units); empty if it holds no picture."""
+    nals = [n for n in nal_units(data) if len(n) and n[0] & 0x1F not in (NAL_SPS, NAL_PPS,
+                                                                        _AUD, _SEI)]  # fmt: skip
     if not nals:
         return b""
     sample = b"".join(struct.pack(">I", len(n)) + bytes(n) for n in nals)
-    decode = decode_time(timestamp)
-    flags = 0x02000000 if au.key else 0x01010000
+    flags = 0x02000000 if key else 0x01010000
     trun_size = 8 + 4 + 4 + 4 + 12
     tfhd = _full(b"tfhd", 0, 0x020000, struct.pack(">I", 1))
-    tfdt = _full(b"tfdt", 1, 0, struct.pack(">Q", decode))
+    tfdt = _full(b"tfdt", 1, 0, struct.pack(">Q", max(0, decode)))
     mfhd = _full(b"mfhd", 0, 0, struct.pack(">I", sequence & 0xFFFFFFFF))
     moof_size = 8 + len(mfhd) + 8 + len(tfhd) + len(tfdt) + trun_size
     trun = _full(
         b"trun", 0, 0x000701,
-        struct.pack(">Ii", 1, moof_size + 8), struct.pack(">III", SAMPLE_DURATION, len(sample),
-                                                           flags),
+        struct.pack(">Ii", 1, moof_size + 8),
+        struct.pack(">III", max(1, min(duration, 0xFFFFFFFF)), len(sample), flags),
     )  # fmt: skip
     moof = _box(b"moof", mfhd, _box(b"traf", tfhd, tfdt, trun))
     assert len(moof) == moof_size
