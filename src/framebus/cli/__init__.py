@@ -13,12 +13,12 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import FramebusError
-from . import cat, keys, ls, prune, push, sample, serve, share, web
+from . import cat, keys, ls, prune, push, record, sample, serve, share, web
 from ._args import raise_fd_limit
 
 __all__ = ["main"]
 
-COMMANDS = (serve, ls, prune, web, share, push, keys, sample, cat)
+COMMANDS = (serve, ls, prune, web, share, push, record, keys, sample, cat)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import math
 
 from ..limits import DEFAULT_MAX_CONNECTIONS
 
-__all__ = ["add_max_connections", "connections", "raise_fd_limit", "seconds"]
+__all__ = ["add_max_connections", "connections", "quiet_library_logs", "raise_fd_limit", "seconds"]
 
 
 def seconds(arg: str) -> float:
@@ -53,3 +53,12 @@ def raise_fd_limit() -> None:
         # a hard limit the kernel refuses (above fs.nr_open): keep the soft one
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def quiet_library_logs() -> None:
+    """The command prints its own status lines: framebus's log records (warnings Python would
+    print to stderr with no handler set) would say each thing twice."""
+    import logging
+
+    logging.getLogger("framebus").addHandler(logging.NullHandler())
+    logging.getLogger("framebus").propagate = False

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any, TextIO
 
-from ._args import seconds
+from ._args import quiet_library_logs, seconds
 
 __all__ = ["add_parser", "run"]
 
@@ -56,6 +56,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     from ..mediaserver import push
 
+    quiet_library_logs()
     p = push(args.name, args.url, fps=args.fps, transport=args.transport, encode=args.encode,
              stall=args.stall)  # fmt: skip
     end = None if args.duration is None else time.monotonic() + args.duration

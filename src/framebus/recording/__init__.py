@@ -122,6 +122,8 @@ class Recorder:
         self._clips_wanted: list[Clip] = []
         self._counts = {"segments": 0, "clips": 0, "frames": 0, "bytes_written": 0, "removed": 0}
         self._state, self._source, self._current, self._error = "waiting", "starting", "", ""
+        self.failure: FramebusError | None = None
+        """Why the recorder stopped by itself (the disk is full...), else None."""
         self._thread = threading.Thread(target=self._run, name=f"framebus-record-{name}",
                                         daemon=True)  # fmt: skip
         self._thread.start()
@@ -180,19 +182,15 @@ class Recorder:
                     continue
                 self._take(unit)
         except FramebusError as exc:
-            log.error("recording %s stopped: %s", self.name, exc)
-            self._set(state="failed", error=str(exc))
-            self._abandon_all(exc)
+            self._fail(exc)
         except Exception as exc:  # a bug: say so, do not die silently
             log.exception("recording %s stopped", self.name)
-            self._set(state="failed", error=f"{type(exc).__name__}: {exc}")
-            self._abandon_all(RecordError(str(exc)))
+            self._fail(RecordError(f"{type(exc).__name__}: {exc}"))
         else:
             try:
                 self._end_all()
             except FramebusError as exc:
-                self._set(state="failed", error=str(exc))
-                self._abandon_all(exc)
+                self._fail(exc)
             else:
                 self._set(state="stopped")
         finally:
@@ -309,6 +307,12 @@ class Recorder:
         for clip in list(self._clips):
             self._finish_clip(clip, end=at)
         self._last = None
+
+    def _fail(self, exc: FramebusError) -> None:
+        log.error("recording %s stopped: %s", self.name, exc)
+        self.failure = exc
+        self._set(state="failed", error=str(exc))
+        self._abandon_all(exc)
 
     def _abandon_all(self, exc: FramebusError) -> None:
         file, self._file = self._file, None

@@ -11,8 +11,8 @@ and raises :class:`~framebus.DiskFull`.
 
 from __future__ import annotations
 
-import contextlib
 import calendar
+import contextlib
 import errno
 import os
 import re
@@ -167,8 +167,9 @@ class Mp4File:
 
 def _error(exc: OSError, path: Path) -> RecordError:
     if exc.errno in _FULL:
-        return DiskFull(f"{path.parent}: the disk is full; recording stopped ({path.name} kept "
-                        "to its last whole frame)")  # fmt: skip
+        final = path.name.removesuffix(".part")
+        return DiskFull(f"{path.parent}: the disk is full; recording stopped ({final} ends at "
+                        "its last whole frame)")  # fmt: skip
     return RecordError(f"{path}: {os.strerror(exc.errno or 0).lower()}")
 
 

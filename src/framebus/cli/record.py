@@ -1,0 +1,121 @@
+"""``framebus record``: record a stream to MP4 segments (and clips on SIGUSR1) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import time
+from typing import Any, TextIO
+
+from ._args import quiet_library_logs, seconds
+
+__all__ = ["add_parser", "parse_keep", "run"]
+
+_AGE = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_KEEP = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]|[kmgt]i?b?)", re.IGNORECASE)
+
+
+def parse_keep(arg: str) -> tuple[str, float]:
+    """``7d``, ``12h``, ``90m`` (an age) or ``500M``, ``2G``, ``1.5TiB`` (a size: upper-case
+    M for bytes, lower-case m is minutes) as ("seconds" | "bytes", value)."""
+    m = _KEEP.fullmatch(arg.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"--keep takes an age (30s, 90m, 12h, 7d) or a size (500M, 2G, 1T), not {arg!r}"
+        )
+    value, unit = float(m.group(1)), m.group(2)
+    if unit in _AGE:  # lower-case: an age (m = minutes)
+        return "seconds", value * _AGE[unit]
+    return "bytes", value * _SIZE[unit[0].lower()]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record a stream to MP4 segments until Ctrl-C (clips with pre-roll on SIGUSR1)",
+        description="Record stream NAME into DIR as fragmented MP4 segments named by their "
+        "start time (UTC): the camera's H.264 copied, other streams encoded once. A file is "
+        "NAME-...Z.mp4.part until it is whole. With --pre, each SIGUSR1 (kill -USR1 PID) saves "
+        "a clip of the last --pre seconds and the next --clip-after seconds. Stops on Ctrl-C or "
+        "SIGTERM with the current segment finished.",
+    )
+    p.add_argument("name", metavar="NAME", help="the local stream to record")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    p.add_argument(
+        "--segment",
+        type=seconds,
+        default=60.0,
+        help="seconds per segment (default 60; each starts at a keyframe)",
+    )
+    p.add_argument(
+        "--no-segments", action="store_true", help="record no segments, only clips (needs --pre)"
+    )
+    p.add_argument(
+        "--pre",
+        type=seconds,
+        default=0.0,
+        help="seconds of pre-roll kept for clips (default 0: no clips)",
+    )
+    p.add_argument(
+        "--clip-after",
+        type=seconds,
+        default=10.0,
+        help="seconds a clip goes on after its SIGUSR1 (default 10)",
+    )
+    p.add_argument("--keep", type=parse_keep, action="append", default=[],
+                   help="remove older segments past an age (7d, 12h) or total size (50G); "
+                   "may be given twice")  # fmt: skip
+    p.add_argument(
+        "--encode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="always encode, or never (default: copy the camera's H.264)",
+    )
+    p.add_argument("--duration", type=seconds, help="stop after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no status output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    from ..recording import record
+
+    quiet_library_logs()
+    if args.no_segments and not args.pre:
+        raise ValueError("--no-segments records only clips: give --pre SECONDS too")
+    keep = dict(args.keep)
+    rec = record(
+        args.name, args.out, segment=None if args.no_segments else args.segment, pre=args.pre,
+        keep_seconds=keep.get("seconds"), keep_bytes=int(keep["bytes"]) if "bytes" in keep
+        else None, encode=args.encode,
+    )  # fmt: skip
+    clips: list[Any] = []
+    if args.pre:
+        signal.signal(signal.SIGUSR1, lambda *_: clips.append(rec.clip(args.pre, args.clip_after)))
+    end = None if args.duration is None else time.monotonic() + args.duration
+    said = ""
+
+    def saved() -> None:
+        for clip in [c for c in clips if c.done]:
+            clips.remove(clip)
+            if clip.path is not None and clip.error is None and not args.quiet:
+                print(f"clip saved: {clip.path}", file=out, flush=True)
+
+    try:
+        while end is None or time.monotonic() < end:
+            time.sleep(0.1)
+            s = rec.stats()
+            line = f"{s.state}: {s.source}"
+            if line != said and not args.quiet:
+                print(f"record {s.name} -> {args.out}: {line}", file=out, flush=True)
+                said = line
+            saved()
+            if s.state == "failed" and rec.failure is not None:
+                raise rec.failure
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rec.close()
+        saved()
+    return 0
