@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -81,7 +82,7 @@ def test_camera_segments_are_copied_playable_and_back_to_back(
         assert 1.9 <= float(i["duration"]) <= 3.1  # (it ends at the first keyframe after 2 s)
     # back to back: each segment starts where the one before ends (within a frame)
     starts = [parse_file_name(f.name)[1] for f in files]  # type: ignore[index]
-    for (a, b), i in zip(zip(starts, starts[1:], strict=False), info, strict=False):
+    for (a, b), i in zip(itertools.pairwise(starts), info, strict=False):
         assert abs((b - a) - float(i["duration"])) < 0.06
     total = sum(int(i["nb_read_frames"]) for i in info)
     span = starts[-1] + float(info[-1]["duration"]) - starts[0]
