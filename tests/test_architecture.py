@@ -58,7 +58,7 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._hosts",
        "framebus._frames", "framebus._order", "framebus._jpeg", "framebus._h264", "framebus._rtsp",
-       "framebus._rtp", "framebus._fmp4",
+       "framebus._rtp", "framebus._fmp4", "framebus.outputs",
        # the ZeroMQ wing's receiving half and what both halves share: a source's floor
        "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
        "framebus.net.link", "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
@@ -91,7 +91,14 @@ def test_low_layers_import_nothing_above_them(path: Path) -> None:
 
 
 # the public modules: what a user imports (each name checked against the module's __all__)
-PUBLIC = {"framebus", "framebus.errors", "framebus.limits", "framebus.wire", "framebus.pipe"}
+PUBLIC = {
+    "framebus",
+    "framebus.errors",
+    "framebus.limits",
+    "framebus.wire",
+    "framebus.pipe",
+    "framebus.outputs",
+}
 # what a wing's sending half (a sink) shares with its receiving half (a source) and the other
 # wings: no reading API, so a sink may use it
 WING_SHARED = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import _platform as plat
 from .bus import Control, dead_stream, orphaned_data_streams, remove_stream, stream_names
 from .errors import FramebusError, StreamNotFound
+from .outputs import prune_outputs
 from .stats import StreamStats, read_stats, unreadable_stats
 
 __all__ = ["list_streams", "prune"]
@@ -34,8 +35,10 @@ def list_streams() -> list[StreamStats]:
 def prune() -> list[str]:
     """Remove the streams whose publisher died (kill -9, power loss of a container...).
 
-    Stops their orphaned capture processes too. Returns the names removed.
+    Stops their orphaned capture processes too, and removes the status files of pushes and
+    recorders whose process is gone. Returns the names removed.
     """
+    prune_outputs()
     removed = []
     for name in stream_names():
         if dead_stream(name):

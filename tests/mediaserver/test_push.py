@@ -391,3 +391,30 @@ def test_framebus_push_stops_at_sigint_and_hides_credentials(
         assert proc.returncode == 0 and took < 5
         assert "pa55word" not in line + rest
         assert wait_until(lambda: "teardown" in srv.events(), 5)
+
+
+def test_framebus_ls_and_the_api_show_a_push(stream_name: str) -> None:
+    from framebus.cli import main
+    from framebus.outputs import list_outputs
+
+    with (
+        RTSPRecordServer() as srv,
+        framebus.publish(stream_name, framebus.TestPattern(width=320, height=240, fps=25)),
+        push(stream_name, srv.push_url().replace("rtsp://", "rtsp://u:hidden@")) as p,
+    ):
+        assert wait_until(lambda: p.stats().state == "live", 15)
+        assert wait_until(lambda: [o.state for o in list_outputs(stream_name)] == ["live"], 5)
+        [o] = list_outputs(stream_name)
+        assert (o.kind, o.target, o.detail, o.pid) == ("push", p.url, "tcp encoded", os.getpid())
+        import io
+
+        out = io.StringIO()
+        main(["ls"], out)
+        assert f"push {stream_name} -> {p.url}: live tcp encoded" in out.getvalue()
+        assert "hidden" not in out.getvalue()
+        out = io.StringIO()
+        main(["ls", "--json"], out)
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        [row] = [r for r in rows if r.get("name") == stream_name]
+        assert row["outputs"][0]["state"] == "live"
+    assert list_outputs(stream_name) == []  # removed when the push stopped

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any, TextIO
 
+from ..outputs import list_outputs
 from ..registry import list_streams
 from ._args import seconds
 from ._table import table
@@ -29,13 +30,27 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.where:
         return _remote(args, out)
     stats = list_streams()
+    outputs = list_outputs()
     if args.json:
         for s in stats:
-            print(json.dumps(asdict(s)), file=out)
+            mine = [asdict(o) for o in outputs if o.stream == s.name]
+            print(json.dumps({**asdict(s), "outputs": mine}), file=out)
+        names = {s.name for s in stats}
+        for o in outputs:  # a push or recorder waiting for a stream that is not there
+            if o.stream not in names:
+                print(json.dumps({"output": asdict(o)}), file=out)
     elif stats:
         print("\n".join(table(stats)), file=out)
     else:
         print("no streams", file=out)
+    if outputs and not args.json:
+        print(file=out)
+        for o in outputs:
+            counts = " ".join(f"{k}={v}" for k, v in o.counts.items() if v)
+            line = f"{o.kind} {o.stream} -> {o.target}: {o.state} {o.detail}".rstrip()
+            if o.error and o.state != "live":
+                line += f" ({o.error})"
+            print(f"{line}  [pid {o.pid}] {counts}".rstrip(), file=out)
     return 0
 
 

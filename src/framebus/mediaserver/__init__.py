@@ -18,6 +18,7 @@ from types import TracebackType
 from framebus import _exit
 from framebus._rtp import CLOCK_RATE, parameter_sets
 from framebus.errors import PushError
+from framebus.outputs import StatusFile
 
 from .rtsp import TRANSPORTS, RtspPublisher, redact
 from .units import DEFAULT_SIZE, STALL, Unit, Units
@@ -92,6 +93,7 @@ class Push:
                         "connects": 0, "bytes_sent": 0}  # fmt: skip
         self._state, self._error, self._link, self._source = "connecting", "", "", ""
         self._fps = fps or 0.0
+        self._status = StatusFile("push", name, self.url)
         self._thread = threading.Thread(target=self._run, name=f"framebus-push-{name}", daemon=True)
         self._thread.start()
         _exit.close_at_exit(self)  # (and SIGTERM ends the process: `framebus push`)
@@ -107,6 +109,13 @@ class Push:
         with self._lock:
             for key, value in changes.items():
                 setattr(self, "_" + key, value)
+        self._say()
+
+    def _say(self) -> None:
+        """Update the status file ``framebus ls`` and the web read."""
+        s = self.stats()
+        counts = {k: getattr(s, k) for k in self._counts}
+        self._status.update(s.state, f"{s.transport} {s.source}".strip(), s.error, counts)
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -126,6 +135,7 @@ class Push:
             if units is not None:
                 units.close()
             self._set(state="stopped", link="")
+            self._status.close()
 
     def _loop(self, units: Units) -> None:
         session: RtspPublisher | None = None

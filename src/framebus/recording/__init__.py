@@ -20,6 +20,7 @@ from types import TracebackType
 
 from framebus import _exit
 from framebus.errors import FramebusError, RecordError
+from framebus.outputs import StatusFile
 
 from .files import Mp4File, file_name, prune_directory
 from .units import GAP, PreRoll, Unit, Units
@@ -122,6 +123,7 @@ class Recorder:
         self._clips_wanted: list[Clip] = []
         self._counts = {"segments": 0, "clips": 0, "frames": 0, "bytes_written": 0, "removed": 0}
         self._state, self._source, self._current, self._error = "waiting", "starting", "", ""
+        self._status = StatusFile("record", name, str(self.directory))
         self.failure: FramebusError | None = None
         """Why the recorder stopped by itself (the disk is full...), else None."""
         self._thread = threading.Thread(target=self._run, name=f"framebus-record-{name}",
@@ -154,6 +156,9 @@ class Recorder:
         with self._lock:
             for key, value in changes.items():
                 setattr(self, "_" + key, value)
+        s = self.stats()
+        detail = s.source + (f" -> {s.current}" if s.current else "")
+        self._status.update(s.state, detail, s.error, dict(self._counts))
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -200,6 +205,7 @@ class Recorder:
                 wanted, self._clips_wanted = self._clips_wanted, []
             for clip in wanted:
                 clip._done.set()
+            self._status.close()
 
     def _take(self, unit: Unit) -> None:
         last = self._last

@@ -41,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 
 import framebus
 from framebus import PublisherLost, SinkClosed, StreamEnded, StreamStats
+from framebus.outputs import list_outputs
 from framebus.sinks.jpeg import MAX_WIDTH, MIN_WIDTH, encoder_name
 
 from . import _mjpeg, _sockets
@@ -207,6 +208,8 @@ def app(
             "bytes_sent": web.bytes_sent,
             "viewer_skipped": list(web.viewer_skipped),
             "codecs": {codec: asdict(c) for codec, c in web.codecs.items()},
+            # the pushes and recorders of this stream on this machine (framebus.outputs)
+            "outputs": [asdict(o) for o in list_outputs(s.name)],
         }
 
     async def index(request: Request) -> Response:
