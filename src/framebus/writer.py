@@ -12,6 +12,7 @@ name takes it over.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -39,6 +40,8 @@ from .errors import InvalidStreamName, StreamEnded, WriteTimeout
 from .stats import FrameInfo, WriterStats, read_stats
 
 __all__ = ["BACKEND", "VideoWriter"]
+
+_pushes = itertools.count()  # streams made for VideoWriter("rtsp://...") in this process
 
 BACKEND = "FRAMEBUS_WRITER"
 """What ``getBackendName()`` says on a reader of a stream a :class:`VideoWriter` writes."""
@@ -70,6 +73,21 @@ class VideoWriter:
 
     Frames may change size, channels and dtype between writes. Thread-safe: writes from
     several threads are serialised.
+
+    **A file** — a ``name`` with a suffix or a directory, ``VideoWriter("out.mp4", fourcc, fps,
+    (width, height)[, isColor])`` — is written as ``cv2.VideoWriter`` writes it: every frame,
+    in order, at ``fps``, but encoded in a thread of its own (``write()`` copies the frame into
+    a queue of 8 and waits only when the encoder is that far behind). ``fourcc`` picks the
+    encoder: None/0/-1, ``avc1``/``H264``: H.264 (libx264); ``mp4v``/``XVID``/``DIVX``: MPEG-4
+    part 2; ``MJPG``: Motion JPEG; also ``MPG1``, ``MPG2``, ``HEVC``, ``VP80``, ``VP90``,
+    ``FFV1``, ``I420``. The container is the suffix's. A frame of another size raises
+    ValueError (cv2 drops it silently). :meth:`release` finishes the file.
+
+    **A media server** — ``VideoWriter("rtsp://[user:pass@]host[:port]/path", fps=...)`` —
+    writes into a stream of its own (``vw<pid>-<n>``) that :func:`framebus.push` sends, encoded
+    once at ``fps`` (25 if not given) whatever the rate of ``write()``: the last frame is sent
+    again when the producer is slower, a "no signal" picture after 2 s without one, and the push
+    reconnects whenever the server goes away. :attr:`target` is the URL without credentials.
     """
 
     def __init__(
@@ -101,27 +119,78 @@ class VideoWriter:
         self._delayed = 0
         self._slots, self._max_readers = slots, max_readers
         self._dropped: Any = None  # the finalizer that ends a stream whose writer was dropped
+        self._file: Any = None  # a VideoFileWriter: VideoWriter("out.mp4", ...)
+        self._push: Any = None  # a Push of this writer's stream: VideoWriter("rtsp://...")
+        self.target = ""  # the file or URL (without credentials) written to, if not a stream
         if name is not None:
             self.open(name, fourcc, fps, frameSize, isColor)
 
     def open(
         self,
-        name: str,
+        name: str | os.PathLike[str],
         fourcc: int | str | None = None,
         fps: float | None = None,
         frameSize: tuple[int, int] | None = None,  # noqa: N803
         isColor: bool = True,  # noqa: N803
     ) -> bool:
-        """Create stream ``name`` (releasing the one this writer had). Raises
-        :class:`~framebus.StreamExists` if a running process serves the name,
-        :class:`~framebus.SharedMemoryFull` if ``frameSize`` does not fit. Returns True."""
-        del fourcc  # a named stream carries pixels: there is no codec to choose
-        if not valid_name(name):
+        """Create stream ``name`` (releasing the one this writer had), or open a file or a push
+        (see the class's text). Raises :class:`~framebus.StreamExists` if a running process
+        serves the name, :class:`~framebus.SharedMemoryFull` if ``frameSize`` does not fit,
+        :class:`~framebus.RecordError` if the file cannot be written. Returns True."""
+        self.release()
+        target = os.fspath(name)
+        if target.startswith("rtsp://"):
+            return self._open_push(target, fps, frameSize, isColor)
+        if not valid_name(target) and ("." in target or "/" in target):
+            return self._open_file(target, fourcc, fps, frameSize, isColor)
+        if not valid_name(target):
             raise InvalidStreamName(
-                f"invalid stream name {name!r}: use 1-48 letters, digits, '_' or '-', starting "
-                "with a letter or digit (VideoWriter writes named streams; for a file, use "
-                "cv2.VideoWriter)"
+                f"invalid stream name {target!r}: use 1-48 letters, digits, '_' or '-', "
+                "starting with a letter or digit (a file name needs its suffix, e.g. out.mp4; "
+                "a media server an rtsp:// URL)"
             )
+        return self._open_stream(target, fps, frameSize, isColor)
+
+    def _open_file(
+        self,
+        path: str,
+        fourcc: int | str | None,
+        fps: float | None,
+        size: tuple[int, int] | None,
+        is_color: bool,
+    ) -> bool:
+        from .video_file import VideoFileWriter
+
+        if size is None or not fps:
+            raise ValueError(f"writing {path} needs fps and frameSize, as cv2.VideoWriter does")
+        self._file = VideoFileWriter(path, fourcc, fps, size, is_color)
+        self.target, self._closing = path, False
+        _exit.close_at_exit(self)
+        return True
+
+    def _open_push(
+        self, url: str, fps: float | None, size: tuple[int, int] | None, is_color: bool
+    ) -> bool:
+        from .mediaserver import push
+        from .mediaserver.rtsp import redact
+
+        name = f"vw{os.getpid()}-{next(_pushes)}"
+        self._open_stream(name, fps, size, is_color)
+        try:
+            self._push = push(name, url, fps=fps or None, encode=True)
+        except BaseException:
+            self.release()
+            raise
+        self.target = redact(url)
+        return True
+
+    def _open_stream(
+        self,
+        name: str,
+        fps: float | None,
+        frameSize: tuple[int, int] | None,  # noqa: N803
+        isColor: bool,  # noqa: N803
+    ) -> bool:
         if self.mode not in ("latest", "every"):
             raise ValueError(f"mode must be 'latest' or 'every', not {self.mode!r}")
         if fps is not None and not (fps >= 0 and np.isfinite(fps)):
@@ -132,7 +201,6 @@ class VideoWriter:
             if width <= 0 or height <= 0:
                 raise ValueError(f"frameSize must be (width, height) > 0, not {frameSize!r}")
             expected = height * width * (3 if isColor else 1)
-        self.release()
         ctl = create_stream(
             name,
             self._slots,
@@ -184,6 +252,9 @@ class VideoWriter:
         after :meth:`release` (also in another thread, waking a write that waits).
         """
         called_ns = time.time_ns()  # the frame's time when no like= says otherwise
+        if self._file is not None:
+            self._file.write(frame)  # (a file keeps every frame: like= has nothing to carry)
+            return
         image = _checked(frame)
         stamp, pos, media_ns = called_ns, None, None
         if like is not None:
@@ -230,13 +301,26 @@ class VideoWriter:
     # -- the rest of cv2.VideoWriter's API -----------------------------------------------------
 
     def isOpened(self) -> bool:  # noqa: N802 (cv2's name)
+        if self._file is not None:
+            return not self._closing
         return self._ring is not None and not self._closing
 
     def getBackendName(self) -> str:  # noqa: N802 (cv2's name)
-        return BACKEND
+        return "FFMPEG" if self._file is not None else BACKEND
 
     def release(self) -> None:
-        """End the stream: readers get the frames still in it, then StreamEnded. Idempotent."""
+        """End the stream: readers get the frames still in it, then StreamEnded; a file is
+        finished (every frame written encoded), a push stopped. Idempotent. Raises the file
+        encoder's error (RecordError, DiskFull), if it had one."""
+        push, self._push = self._push, None
+        if push is not None:
+            push.close()
+        file, self._file = self._file, None
+        if file is not None:
+            self._closing = True
+            _exit.forget(self)
+            file.release()
+            return
         with self._release_lock:
             ctl = self._ctl
             if ctl is None or self._closing:
@@ -291,7 +375,8 @@ class VideoWriter:
 
     def __repr__(self) -> str:
         state = "open" if self.isOpened() else "released"
-        return f"<framebus.VideoWriter {self.name!r} mode={self.mode} {state}>"
+        where = repr(self.name) + (f" -> {self.target}" if self.target else "")
+        return f"<framebus.VideoWriter {where} mode={self.mode} {state}>"
 
 
 def _end_dropped(ctl: Control, name: str) -> None:
