@@ -265,8 +265,10 @@ def test_names_in_use_bad_names_and_writes_after_release(stream_name: str) -> No
         pytest.raises(framebus.StreamExists),
     ):
         framebus.VideoWriter(stream_name)
-    with pytest.raises(framebus.InvalidStreamName, match=r"cv2\.VideoWriter"):
-        framebus.VideoWriter("out.mp4")
+    with pytest.raises(framebus.InvalidStreamName, match=r"e\.g\. out\.mp4"):
+        framebus.VideoWriter("bad name")
+    with pytest.raises(ValueError, match="needs fps and frameSize"):
+        framebus.VideoWriter("out.mp4")  # a file (tests/test_video_file.py)
     assert not out.isOpened()
     with pytest.raises(framebus.StreamEnded, match="released"):
         out.write(np.zeros((4, 4), np.uint8))
