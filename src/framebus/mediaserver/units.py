@@ -36,6 +36,7 @@ from framebus import (
     ReadTimeout,
     StreamReader,
 )
+from framebus._h264 import AccessUnit
 from framebus.sinks.h264 import KEY_EVERY, H264Encoder
 
 from .pacing import Clock
@@ -90,7 +91,8 @@ class Units:
         self._frames: StreamReader | None = None
         self._encoder: H264Encoder | None = None
         self._clock: Clock | None = None
-        self._last: np.ndarray | None = None  # the frame a repeat sends again
+        self._seen_size: tuple[int, int] | None = None  # of the stream's last frame
+        self._shown: np.ndarray | None = None  # the placeholder picture encoded last
         self._picture: tuple[tuple[int, int], str, np.ndarray] | None = None  # the placeholder's
         self._last_new = time.monotonic()  # when the producer last gave a frame
         self._producer_gap = 0.0  # its mean interval (exponential average)
@@ -148,8 +150,8 @@ class Units:
                     self.size = (s.width, s.height)
 
     def _to_placeholder(self, reason: str) -> None:
-        if self._frames is not None and self._last is not None:
-            self.size = (self._last.shape[1], self._last.shape[0])
+        if self._frames is not None and self._seen_size is not None:
+            self.size = self._seen_size
         elif self._packets is not None:
             width, height = self._packets.frame_size()
             if width and height:
@@ -244,17 +246,20 @@ class Units:
             if self.mode == "passthrough":
                 return None
         now = time.monotonic()
-        waited, frame, kind = None, self._last, "repeat"
+        key = self._key_wanted or now - self._last_key >= KEY_EVERY
+        waited, unit = None, None
         if self.mode == "encoded":
-            waited, fresh = self._newest()
-            if fresh is not None:
-                frame, kind = fresh, "encoded"
-            elif now - self._last_new >= self._stall_after():
+            waited, unit = self._newest(key)
+            if unit is None and now - self._last_new >= self._stall_after():
                 self._to_placeholder(f"no new frame for {self._stall_after():.0f} s")
-        if self.mode == "placeholder" or frame is None:
-            frame, kind = self._placeholder_picture(), "placeholder"
+            elif unit is None and self._encoder is not None:
+                au = self._encoder.repeat(key=key)
+                if au is not None:
+                    unit = self._unit(au, "repeat")
+        if unit is None:
+            unit = self._placeholder(key)
         clock.tick(now, waited)
-        return self._encode(frame, kind)
+        return unit
 
     def _camera_back(self, wait: float) -> Unit | None:
         """Placeholder over a camera that stalled: its next keyframe ends the placeholder."""
@@ -272,23 +277,37 @@ class Units:
         self.mode, self._skip_to_key = "passthrough", False
         return Unit(frame.data, frame.key, frame.codec, frame.timestamp, "camera")
 
-    def _newest(self) -> tuple[float | None, np.ndarray | None]:
-        """(how long it waited, a copy) of the stream's newest frame if it is new."""
+    def _newest(self, key: bool) -> tuple[float | None, Unit | None]:
+        """(how long it waited, its access unit) of the stream's newest frame if it is new:
+        encoded from the ring's slot, no copy."""
         reader = self._frames
         assert reader is not None
         try:
             with reader.view(timeout=0) as view:
-                frame = view.copy()
+                info = reader.info
+                au = self._encoder_now().encode(view, key=key)
         except ReadTimeout:
             return None, None
         except FramebusError as exc:
             self._to_placeholder(_why(exc))
             return None, None
-        info = reader.info
         self._note_new(time.monotonic())
-        self._last = frame
+        self._shown = None
+        height, width = view.shape[:2]
+        self._seen_size = (width, height)
         waited = max(0.0, time.time() - info.timestamp) if info is not None else None
-        return waited, frame
+        return waited, self._unit(au, "encoded")
+
+    def _placeholder(self, key: bool) -> Unit:
+        """The placeholder's access unit (encoded once; then repeated)."""
+        picture = self._placeholder_picture()
+        encoder = self._encoder_now()
+        if self._shown is picture:
+            au = encoder.repeat(key=key)
+            if au is not None:
+                return self._unit(au, "placeholder")
+        self._shown = picture
+        return self._unit(encoder.encode(picture, key=key), "placeholder")
 
     def _placeholder_picture(self) -> np.ndarray:
         key = (self.size, self.reason)
@@ -297,15 +316,15 @@ class Units:
             self._picture = (self.size, self.reason, picture)
         return self._picture[2]
 
-    def _encode(self, frame: np.ndarray, kind: str) -> Unit:
-        now = time.monotonic()
+    def _encoder_now(self) -> H264Encoder:
         encoder = self._encoder
         if encoder is None or abs(encoder.fps - self.fps) > 1e-6:
             encoder = self._encoder = H264Encoder(self.fps, crf=self.crf)
-        key = self._key_wanted or now - self._last_key >= KEY_EVERY
-        au = encoder.encode(frame, key=key)
+        return encoder
+
+    def _unit(self, au: AccessUnit, kind: str) -> Unit:
         if au.key:
-            self._last_key, self._key_wanted = now, False
+            self._last_key, self._key_wanted = time.monotonic(), False
         return Unit(au.data, au.key, "h264", time.time(), kind)
 
     def close(self) -> None:

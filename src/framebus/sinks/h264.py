@@ -73,6 +73,7 @@ class H264Encoder:
         self._codec = ""
         self._pts = 0
         self._index = 0  # access units made so far
+        self._picture: Any = None  # the last picture encoded, for repeat()
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -110,10 +111,25 @@ class H264Encoder:
         if fresh:
             self._open(width, height)
         picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        self._picture = picture
+        return self._encode(picture, key and not fresh, width, height)
+
+    def repeat(self, *, key: bool = False) -> AccessUnit | None:
+        """The last picture encoded again (a few bytes unless ``key``), or None before the
+        first: for an output that must keep its rate when its producer does not."""
+        picture = self._picture
+        if picture is None or self._size is None:
+            return None
+        return self._encode(picture, key, *self._size)
+
+    def _encode(self, picture: Any, key: bool, width: int, height: int) -> AccessUnit:
+        import av
+
         picture.pts = self._pts
         self._pts += 1
-        if key and not fresh:
-            picture.pict_type = av.video.frame.PictureType.I
+        picture.pict_type = (
+            av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
+        )
         packets = self._encoder.encode(picture)
         if len(packets) != 1:  # zerolatency: one frame in, one out
             raise ValueError(f"libx264 gave {len(packets)} packets for one frame")
