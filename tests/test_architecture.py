@@ -58,7 +58,7 @@ def test_only_bus_touches_header_words(path: Path) -> None:
 
 LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform", "framebus._hosts",
        "framebus._frames", "framebus._order", "framebus._jpeg", "framebus._h264", "framebus._rtsp",
-       "framebus._rtp", "framebus._fmp4", "framebus.outputs",
+       "framebus._rtp", "framebus._fmp4", "framebus.outputs", "framebus._urls",
        # the ZeroMQ wing's receiving half and what both halves share: a source's floor
        "framebus.net.protocol", "framebus.net._sockets", "framebus.net.dial",
        "framebus.net.link", "framebus.net.receiver", "framebus.net.source", "framebus.net.limits",
@@ -111,6 +111,7 @@ WING_SHARED = (
     "framebus._rtsp",  # RTSP messages, SDP, authentication (no I/O): the camera client's, push's
     "framebus._rtp",  # RTP out (no I/O): packets, sender reports, the SDP a push announces
     "framebus._fmp4",  # fragmented MP4 (no I/O): the web's MSE player's, the recordings'
+    "framebus._urls",  # URLs with credentials (no I/O): redacted, checked; cameras' and pushes'
 )
 # the sending halves: they read streams as any user does, through the public API
 WINGS = {

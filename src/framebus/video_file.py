@@ -101,6 +101,7 @@ class VideoFileWriter:
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(QUEUE)
         self.error: RecordError | None = None
         self._told = False  # the error was raised to the caller already
+        self._put_lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._encode, name="framebus-file-writer",
                                         daemon=True)  # fmt: skip
@@ -127,16 +128,19 @@ class VideoFileWriter:
                 f"{'BGR' if self.is_color else 'grey'}, not {frame.dtype} {frame.shape}"
             )
         item = np.ascontiguousarray(frame).copy()
-        while True:
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self.error is not None:
-                    self._told = True
-                    raise self.error from None
-                if not self._thread.is_alive():
-                    raise StreamEnded(f"the writer of {self.path} stopped") from None
+        with self._put_lock:  # (release() puts the end mark under it: no frame goes after it)
+            while True:
+                if self._closed:
+                    raise StreamEnded(f"the writer of {self.path} was released")
+                try:
+                    self._queue.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    if self.error is not None:
+                        self._told = True
+                        raise self.error from None
+                    if not self._thread.is_alive():
+                        raise StreamEnded(f"the writer of {self.path} stopped") from None
 
     def _encode(self) -> None:
         import av
@@ -154,7 +158,7 @@ class VideoFileWriter:
                 self.frames += 1
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
-        except (OSError, av.error.FFmpegError) as exc:
+        except Exception as exc:
             self.error = _error(exc, self.path)
         finally:
             try:
@@ -165,14 +169,18 @@ class VideoFileWriter:
     def release(self) -> None:
         """Encode what is queued, finish the file (idempotent). Raises the encoder's error if
         ``write()`` has not raised it already."""
-        if not self._closed:
-            self._closed = True
-            while self._thread.is_alive():  # (an encoder that failed takes nothing more)
-                try:
-                    self._queue.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+        with self._put_lock:
+            if self._closed:
+                first = False
+            else:
+                first = self._closed = True
+                while self._thread.is_alive():  # (an encoder that failed takes nothing more)
+                    try:
+                        self._queue.put(None, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        if first:
             self._thread.join()
         if self.error is not None and not self._told:
             self._told = True

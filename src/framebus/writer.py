@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _exit
+from ._urls import redact
 from .bus import (
     MAX_CHANNELS,
     Control,
@@ -41,6 +43,7 @@ from .stats import FrameInfo, WriterStats, read_stats
 
 __all__ = ["BACKEND", "VideoWriter"]
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,15})://")
 _pushes = itertools.count()  # streams made for VideoWriter("rtsp://...") in this process
 
 BACKEND = "FRAMEBUS_WRITER"
@@ -139,7 +142,12 @@ class VideoWriter:
         :class:`~framebus.RecordError` if the file cannot be written. Returns True."""
         self.release()
         target = os.fspath(name)
-        if target.startswith("rtsp://"):
+        scheme = _SCHEME.match(target)
+        if scheme is not None:
+            if scheme[1].lower() != "rtsp":
+                raise ValueError(
+                    f"VideoWriter pushes to rtsp:// URLs, not {scheme[1]}:// ({redact(target)})"
+                )
             return self._open_push(target, fps, frameSize, isColor)
         if not valid_name(target) and ("." in target or "/" in target):
             return self._open_file(target, fourcc, fps, frameSize, isColor)
@@ -172,7 +180,6 @@ class VideoWriter:
         self, url: str, fps: float | None, size: tuple[int, int] | None, is_color: bool
     ) -> bool:
         from .mediaserver import push
-        from .mediaserver.rtsp import redact
 
         name = f"vw{os.getpid()}-{next(_pushes)}"
         self._open_stream(name, fps, size, is_color)
@@ -181,7 +188,7 @@ class VideoWriter:
         except BaseException:
             self.release()
             raise
-        self.target = redact(url)
+        self.target = self._push.url  # (without the credentials)
         return True
 
     def _open_stream(
@@ -252,8 +259,9 @@ class VideoWriter:
         after :meth:`release` (also in another thread, waking a write that waits).
         """
         called_ns = time.time_ns()  # the frame's time when no like= says otherwise
-        if self._file is not None:
-            self._file.write(frame)  # (a file keeps every frame: like= has nothing to carry)
+        file = self._file
+        if file is not None:
+            file.write(frame)  # (a file keeps every frame: like= has nothing to carry)
             return
         image = _checked(frame)
         stamp, pos, media_ns = called_ns, None, None

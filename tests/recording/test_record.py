@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 import framebus
@@ -287,3 +288,31 @@ def test_refusals(tmp_path: Path) -> None:
                 record("x", tmp_path)
     finally:
         os.chmod(tmp_path, 0o700)
+
+
+def test_two_clips_in_one_group_of_pictures_are_two_files(stream_name: str, tmp_path: Path) -> None:
+    with (
+        framebus.publish(stream_name, framebus.TestPattern(width=320, height=240, fps=25)),
+        record(stream_name, tmp_path, segment=None, pre=2) as rec,
+    ):
+        assert wait_until(lambda: rec.stats().state == "recording", 15)
+        time.sleep(1.0)
+        first, second = rec.clip(before=1, after=0.5), rec.clip(before=1, after=0.5)
+        paths = first.wait(15), second.wait(15)
+        assert rec.stats().state == "recording" and rec.stats().clips == 2
+    assert paths[0] != paths[1] and all(int(probe(p)["nb_read_frames"]) > 10 for p in paths)
+
+
+def test_a_new_picture_size_starts_a_new_segment(stream_name: str, tmp_path: Path) -> None:
+    with (
+        framebus.VideoWriter(stream_name, fps=25) as writer,
+        record(stream_name, tmp_path, segment=60) as rec,
+    ):
+        for size in ((240, 320), (480, 640)):
+            for _ in range(25):
+                writer.write(np.full((*size, 3), 90, np.uint8))
+                time.sleep(0.04)
+        assert wait_until(lambda: rec.stats().segments >= 1, 10)
+    files = segments(tmp_path, stream_name)
+    assert [(probe(f)["width"], probe(f)["height"]) for f in files] == [(320, 240), (640, 480)]
+    assert all(int(probe(f)["nb_read_frames"]) >= 20 for f in files)

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from ..recording import record
 
     quiet_library_logs()
+    if not 0 <= args.clip_after <= 86400:
+        raise ValueError(f"--clip-after must be 0..86400 seconds, not {args.clip_after:g}")
     if args.no_segments and not args.pre:
         raise ValueError("--no-segments records only clips: give --pre SECONDS too")
     keep = dict(args.keep)
@@ -91,8 +93,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         else None, encode=args.encode,
     )  # fmt: skip
     clips: list[Any] = []
-    if args.pre:
-        signal.signal(signal.SIGUSR1, lambda *_: clips.append(rec.clip(args.pre, args.clip_after)))
+    asked: list[int] = []  # SIGUSR1s not yet turned into clips (the handler only counts: it may
+    if args.pre:  # run inside rec.stats(), under the lock rec.clip() takes)
+        signal.signal(signal.SIGUSR1, lambda *_: asked.append(1))
     end = None if args.duration is None else time.monotonic() + args.duration
     said = ""
 
@@ -105,6 +108,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         while end is None or time.monotonic() < end:
             time.sleep(0.1)
+            while asked:
+                asked.pop()
+                clips.append(rec.clip(args.pre, args.clip_after))
             s = rec.stats()
             line = f"{s.state}: {s.source}"
             if line != said and not args.quiet:

@@ -17,10 +17,10 @@ from types import TracebackType
 
 from framebus import _exit
 from framebus._rtp import CLOCK_RATE, parameter_sets
-from framebus.errors import PushError
+from framebus.errors import PushError, PushUnreachable
 from framebus.outputs import StatusFile
 
-from .rtsp import TRANSPORTS, RtspPublisher, redact
+from .rtsp import TRANSPORTS, RtspPublisher
 from .units import DEFAULT_SIZE, STALL, Unit, Units
 
 __all__ = ["BACKOFF", "DEFAULT_SIZE", "STALL", "TRANSPORTS", "Push", "PushStats", "push"]
@@ -82,9 +82,9 @@ class Push:
             raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
         if fps is not None and not 0.1 <= fps <= 240:
             raise ValueError(f"fps must be 0.1..240, not {fps}")
-        RtspPublisher(url, transport=transport)  # checks the URL now (no connection yet)
+        checked = RtspPublisher(url, transport=transport)  # the URL checked now (not connected)
         self.name, self._url = name, url
-        self.url = redact(url)
+        self.url = checked.url  # without the credentials
         self._options = {"fps": fps, "encode": encode, "stall": stall, "size": size}
         self._transport, self._timeout = transport, timeout
         self._stop = threading.Event()
@@ -94,6 +94,7 @@ class Push:
         self._state, self._error, self._link, self._source = "connecting", "", "", ""
         self._fps = fps or 0.0
         self._status = StatusFile("push", name, self.url)
+        self._session: RtspPublisher | None = None  # the connection, for close() to cut
         self._thread = threading.Thread(target=self._run, name=f"framebus-push-{name}", daemon=True)
         self._thread.start()
         _exit.close_at_exit(self)  # (and SIGTERM ends the process: `framebus push`)
@@ -142,6 +143,7 @@ class Push:
         pending: list[Unit] = []
         retry_at, backoff = 0.0, BACKOFF[0]
         origin, last_rtp, skipping, biggest_key = 0.0, -1, False, 0
+        queued, moved = 0, time.monotonic()  # the server's backlog, and when it last shrank
         try:
             while not self._stop.is_set():
                 unit = pending.pop(0) if pending else units.next(0.2)
@@ -155,7 +157,7 @@ class Push:
                         continue
                     if unit is not None:  # the codec changed (a placeholder for an H.265
                         session.close()  # camera): announce the new one
-                        session = None
+                        session = self._session = None
                 if unit is None:
                     continue
                 if session is None:
@@ -171,18 +173,30 @@ class Push:
                     except PushError as exc:
                         session, retry_at, backoff = self._failed(None, exc, backoff)
                         continue
-                    backoff, origin, last_rtp, skipping = BACKOFF[0], unit.wall, -1, False
+                    backoff, origin, last_rtp, skipping = BACKOFF[0], unit.mono, -1, False
+                    queued, moved = 0, time.monotonic()
                 if unit.key:
                     biggest_key = max(biggest_key // 2, len(unit.data))
-                if session.backlog() > max(_MIN_BACKLOG, 2 * biggest_key) or (
-                    skipping and not unit.key
-                ):
+                backlog, now = session.backlog(), time.monotonic()
+                if backlog < queued or not backlog:
+                    moved = now
+                queued = backlog
+                limit = min(max(_MIN_BACKLOG, 2 * biggest_key), session.backlog_limit())
+                if backlog > limit or (skipping and not unit.key):
                     skipping = True  # the server takes less than the stream: a group's rest
                     units.skip_to_key()  # goes, the next keyframe starts again
                     self._count("dropped")
+                    try:
+                        if now - moved > self._timeout:  # it takes nothing at all
+                            raise PushUnreachable(
+                                f"{self.url}: the server took no data for {self._timeout:g} s"
+                            )
+                        session.service()  # (keep-alives, and whether it hung up)
+                    except PushError as exc:
+                        session, retry_at, backoff = self._failed(session, exc, backoff)
                     continue
                 skipping = False
-                rtp = max(last_rtp + 1, round((unit.wall - origin) * CLOCK_RATE))
+                rtp = max(last_rtp + 1, round((unit.mono - origin) * CLOCK_RATE))
                 try:
                     session.send(unit.data, rtp, unit.wall)
                 except PushError as exc:
@@ -198,12 +212,18 @@ class Push:
                     elif unit.kind == "placeholder":
                         counts["placeholders"] += 1
         finally:
+            self._session = None
             if session is not None:
                 session.close()
 
     def _open(self, unit: Unit) -> RtspPublisher:
         session = RtspPublisher(self._url, transport=self._transport, timeout=self._timeout)
-        session.open(unit.codec, parameter_sets(unit.codec, unit.data))
+        self._session = session  # (close() may abort it from another thread)
+        try:
+            session.open(unit.codec, parameter_sets(unit.codec, unit.data))
+        except BaseException:
+            self._session = None
+            raise
         self._count("connects")
         self._set(state="live", link=session.transport)
         log.info("pushing %s to %s over %s", self.name, self.url, session.transport)
@@ -212,8 +232,11 @@ class Push:
     def _failed(
         self, session: RtspPublisher | None, exc: PushError, backoff: float
     ) -> tuple[None, float, float]:
+        self._session = None
         if session is not None:
             session.close()
+        if self._stop.is_set():  # (close() cut the connection: not a failure)
+            return None, 0.0, backoff
         with self._lock:
             quiet = self._error == str(exc) and self._state == "retrying"
             self._state, self._error, self._link = "retrying", str(exc), ""
@@ -224,10 +247,15 @@ class Push:
     # -- the end ------------------------------------------------------------------------------
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop pushing (TEARDOWN sent) and detach; waits up to ``timeout`` for the thread."""
+        """Stop pushing (TEARDOWN sent) and detach; waits up to ``timeout`` for the thread. A
+        connection attempt or a send the server holds up is cut short after 0.3 s."""
         self._stop.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(min(0.3, timeout))
+            session = self._session
+            if self._thread.is_alive() and session is not None:
+                session.abort()
+            self._thread.join(max(0.0, timeout - 0.3))
         _exit.forget(self)
 
     def __enter__(self) -> Push:

@@ -35,6 +35,7 @@ from framebus._rtsp import (
     small_number,
     split_credentials,
 )
+from framebus._urls import check_url, redact
 from framebus.errors import (
     PushAuthError,
     PushError,
@@ -43,24 +44,25 @@ from framebus.errors import (
     SourceUnsupported,
 )
 
-__all__ = ["SEND_BUFFER", "TRANSPORTS", "RtspPublisher", "redact"]
+__all__ = ["SEND_BUFFER", "TRANSPORTS", "RtspPublisher"]
 
 SEND_BUFFER = 512 * 1024
 """The connection's kernel send buffer (Linux doubles it): about a second of a 4 Mbit/s stream."""
 TRANSPORTS = ("auto", "tcp", "udp")
 _RECV = 64 * 1024
+_SERVICE_BYTES = 256 * 1024  # read at most this much of what the server sends per service()
 _SR_EVERY = 5.0  # seconds between RTCP sender reports
 _TCP_REFUSED = (400, 461)  # a server that will not take RTP over TCP (461; some cameras say 400)
 
 
-def redact(url: str) -> str:
-    """``url`` without its credentials, for messages and logs."""
-    bare, _, _ = split_credentials(url)
-    return bare
-
-
 def _rtsp_url(url: str) -> tuple[str, int]:
+    check_url(url, PushRefused)  # (a password with an unencoded / # ?: refused, never shown)
     parts = urlsplit(url)
+    if "@" in parts.path + parts.query + parts.fragment:  # (the same, with a number after ':')
+        raise PushRefused(
+            f"invalid URL {redact(url)}: a user name or password must be percent-encoded (write "
+            "/ as %2F, # as %23, ? as %3F, @ as %40)"
+        )
     if parts.scheme.lower() != "rtsp":
         raise PushRefused(f"{redact(url)}: only rtsp:// URLs can be pushed to")
     try:
@@ -83,9 +85,9 @@ class RtspPublisher:
     def __init__(self, url: str, *, transport: str = "auto", timeout: float = 5.0) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
-        self.url, self._user, self._password = split_credentials(url)
         self.host, self.port = _rtsp_url(url)
-        self.label = self.url
+        self.url, self._user, self._password = split_credentials(url)
+        self.label = self.url  # (never the credentials: they were split off)
         self.want = transport
         self.timeout = timeout
         self.transport = ""  # "tcp" or "udp" once open
@@ -148,13 +150,21 @@ class RtspPublisher:
 
     def _connect(self) -> None:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM
+            )[0]
         except OSError as exc:
             raise self._connection_error(exc) from None
+        sock = socket.socket(family, kind, proto)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
+        self._sock = sock  # before connecting: abort() may cut the connection attempt short
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            raise self._connection_error(exc) from None
 
     def _setup_udp(self, track: str) -> None:
         rtp, rtcp = _udp_pair(self._sock.getsockname()[0] if self._sock else "")
@@ -303,6 +313,23 @@ class RtspPublisher:
         except OSError as exc:
             raise self._connection_error(exc) from None
 
+    def backlog_limit(self) -> int:
+        """The most :meth:`backlog` can reach before a send waits: half the kernel's buffer."""
+        sock = self._sock
+        try:
+            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) if sock else 0
+        except OSError:
+            size = 0
+        return max(64 * 1024, size // 2) if size else 2 * SEND_BUFFER
+
+    def abort(self) -> None:
+        """Cut the connection from another thread: a send, receive or connection attempt
+        under way in the driving thread fails at once (it then calls :meth:`close`)."""
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def backlog(self) -> int:
         """Bytes sent but not yet acknowledged by the server (0 over UDP, or if unknown)."""
         sock = self._sock
@@ -321,7 +348,8 @@ class RtspPublisher:
         if sock is None:
             raise PushUnreachable(f"{self.label}: not connected")
         sock.settimeout(0.0)  # (a timeout would make Python wait for data first)
-        while True:
+        taken = 0
+        while taken < _SERVICE_BYTES:  # a server that floods us cannot hold the thread here
             try:
                 data = sock.recv(_RECV)
             except (BlockingIOError, InterruptedError):
@@ -330,6 +358,7 @@ class RtspPublisher:
                 raise self._connection_error(exc) from None
             if not data:
                 raise PushUnreachable(f"{self.label}: the server closed the connection")
+            taken += len(data)
             self._parser.feed(data)
             while (got := self._next_message()) is not None:
                 if isinstance(got, Response) and got.status in (401, 403):
@@ -337,7 +366,10 @@ class RtspPublisher:
         now = time.monotonic()
         if now >= self._next_keepalive:
             if self._next_keepalive:  # not at the start: RECORD just refreshed the session
-                self._keepalive()
+                try:
+                    self._keepalive()
+                except OSError as exc:
+                    raise self._connection_error(exc) from None
             self._next_keepalive = now + self._keepalive_every
 
     def _keepalive(self) -> None:

@@ -59,8 +59,15 @@ class Unit:
     data: bytes
     key: bool
     codec: str  # "h264" or "h265"
-    wall: float  # the moment it stands for (seconds since the epoch): its RTP time
+    wall: float  # the moment it stands for, seconds since the epoch (for sender reports)
     kind: str  # "camera", "encoded", "repeat" or "placeholder"
+    mono: float  # the same moment on the monotonic clock: its RTP time (no clock steps)
+
+
+def _camera_unit(frame: framebus.EncodedFrame) -> Unit:
+    """A camera's access unit; its arrival time moved to the monotonic clock."""
+    mono = time.monotonic() - max(0.0, time.time() - frame.timestamp)
+    return Unit(frame.data, frame.key, frame.codec, frame.timestamp, "camera", mono)
 
 
 class Units:
@@ -149,14 +156,17 @@ class Units:
                 if s.width and s.height:
                     self.size = (s.width, s.height)
 
-    def _to_placeholder(self, reason: str) -> None:
+    def _to_placeholder(self, reason: str, *, detach: bool = True) -> None:
+        """Show the placeholder; ``detach``: the stream is gone (else it only stalled, and its
+        next frame — a camera's next keyframe — ends the placeholder)."""
         if self._frames is not None and self._seen_size is not None:
             self.size = self._seen_size
         elif self._packets is not None:
             width, height = self._packets.frame_size()
             if width and height:
                 self.size = (width, height)
-        self._close_frames()
+        if detach:
+            self._close_frames()
         if self.mode != "placeholder":
             self._key_wanted = True
         self.mode, self.reason = "placeholder", reason
@@ -182,7 +192,7 @@ class Units:
             return []
         gop = self._packets.gop()
         self._skip_to_key = not gop
-        return [Unit(f.data, f.key, f.codec, f.timestamp, "camera") for f in gop]
+        return [_camera_unit(f) for f in gop]
 
     def skip_to_key(self) -> None:
         """Frames were dropped: go on at the next keyframe (encoded: the scheduled one)."""
@@ -204,7 +214,7 @@ class Units:
             frame = packets.read(timeout=max(0.0, min(timeout, left)))
         except ReadTimeout:
             if time.monotonic() - self._last_new >= self._stall_after():
-                self._to_placeholder(f"no frame for {self._stall_after():.0f} s")
+                self._to_placeholder(f"no frame for {self._stall_after():.0f} s", detach=False)
             return None
         except NoEncodedFrames:
             self._close_packets()
@@ -218,7 +228,7 @@ class Units:
         if self._skip_to_key and not frame.key:
             return None
         self._skip_to_key = False
-        return Unit(frame.data, frame.key, frame.codec, frame.timestamp, "camera")
+        return _camera_unit(frame)
 
     def _note_new(self, now: float) -> None:
         gap = now - self._last_new
@@ -240,19 +250,22 @@ class Units:
             time.sleep(wait)
             if time.monotonic() < clock.next_tick:
                 return None
-        if self.mode == "placeholder" and time.monotonic() >= self._next_look:
-            self._close_packets()
-            self._attach()
+        gone = self._packets is None and self._frames is None
+        if gone and time.monotonic() >= self._next_look:  # (a stalled stream is kept: its
+            self._attach()  # next frame ends the placeholder, not a new attach)
             if self.mode == "passthrough":
                 return None
         now = time.monotonic()
         key = self._key_wanted or now - self._last_key >= KEY_EVERY
         waited, unit = None, None
-        if self.mode == "encoded":
+        if self._frames is not None:
             waited, unit = self._newest(key)
-            if unit is None and now - self._last_new >= self._stall_after():
-                self._to_placeholder(f"no new frame for {self._stall_after():.0f} s")
-            elif unit is None and self._encoder is not None:
+            if unit is not None:
+                self.mode = "encoded"
+            elif self.mode == "encoded" and now - self._last_new >= self._stall_after():
+                self._to_placeholder(f"no new frame for {self._stall_after():.0f} s",
+                                     detach=False)  # fmt: skip
+            elif self.mode == "encoded" and self._encoder is not None:
                 au = self._encoder.repeat(key=key)
                 if au is not None:
                     unit = self._unit(au, "repeat")
@@ -275,7 +288,7 @@ class Units:
         if not frame.key:
             return None
         self.mode, self._skip_to_key = "passthrough", False
-        return Unit(frame.data, frame.key, frame.codec, frame.timestamp, "camera")
+        return _camera_unit(frame)
 
     def _newest(self, key: bool) -> tuple[float | None, Unit | None]:
         """(how long it waited, its access unit) of the stream's newest frame if it is new:
@@ -325,7 +338,7 @@ class Units:
     def _unit(self, au: AccessUnit, kind: str) -> Unit:
         if au.key:
             self._last_key, self._key_wanted = time.monotonic(), False
-        return Unit(au.data, au.key, "h264", time.time(), kind)
+        return Unit(au.data, au.key, "h264", time.time(), kind, time.monotonic())
 
     def close(self) -> None:
         """Detach from the stream (idempotent)."""

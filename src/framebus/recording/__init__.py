@@ -19,10 +19,10 @@ from pathlib import Path
 from types import TracebackType
 
 from framebus import _exit
-from framebus.errors import FramebusError, RecordError
+from framebus.errors import DiskFull, FramebusError, RecordError
 from framebus.outputs import StatusFile
 
-from .files import Mp4File, file_name, prune_directory
+from .files import Mp4File, file_name, prune_directory, unique_path
 from .units import GAP, PreRoll, Unit, Units
 
 __all__ = ["Clip", "Recorder", "RecorderStats", "record"]
@@ -67,10 +67,13 @@ class Clip:
         self._done = threading.Event()
         self._file: Mp4File | None = None
         self._last_wall = math.nan
+        self._start = requested
 
     @property
     def until(self) -> float:
-        return self.requested + self.after
+        """When it ends: ``after`` seconds after it was asked for — or, when nothing before
+        could be had (no pre-roll), after its first frame (the next keyframe)."""
+        return self._start + self.after
 
     def wait(self, timeout: float | None = None) -> Path:
         """The clip's file once it is whole. Raises the recording's error, or TimeoutError."""
@@ -217,14 +220,19 @@ class Recorder:
             else:
                 self._interval = 0.9 * self._interval + 0.1 * gap
         self._last = unit
-        self._cache.add(unit)
+        if self.pre:
+            self._cache.add(unit)
         self._feed_clips(unit)
         if self.segment is None:
             self._set(state="recording")
             return
         file = self._file
         due = self.segment - self._interval / 2  # (a keyframe a little early is on time)
-        if file is not None and unit.key and unit.wall - file.start >= due:
+        if (
+            file is not None
+            and unit.key
+            and (unit.wall - file.start >= due or not file.accepts(unit.data, unit.key))
+        ):
             self._finish_segment(end=unit.wall)
             file = None
         if file is None:
@@ -264,17 +272,31 @@ class Recorder:
             wanted, self._clips_wanted = self._clips_wanted, []
         for clip in wanted:
             units = self._cache.since(clip.requested - clip.before)
+            self._clips.append(clip)
             if not units or not units[0].key:
-                self._clips.append(clip)  # nothing cached: it starts at the next keyframe
+                self._units.want_key()  # nothing cached: it starts at the next keyframe
                 continue
             self._open_clip(clip, units[0])
             for u in units[1:]:
+                if clip._file is None:
+                    break
+                if not clip._file.accepts(u.data, u.key):  # new parameter sets: it ends
+                    self._finish_clip(clip, end=u.wall)
+                    break
                 self._clip_add(clip, u)
-            self._clips.append(clip)
 
     def _open_clip(self, clip: Clip, first: Unit) -> None:
-        path = self.clip_directory / file_name(self.name + "-clip", first.wall)
-        clip._file = Mp4File(path, first.data, first.wall)
+        path = unique_path(self.clip_directory / file_name(self.name + "-clip", first.wall))
+        try:
+            clip._file = Mp4File(path, first.data, first.wall)
+        except DiskFull:
+            raise
+        except RecordError as exc:  # a clip that cannot be made fails alone
+            if clip in self._clips:
+                self._clips.remove(clip)
+            clip.error = exc
+            clip._done.set()
+            return
         clip.path, clip._last_wall = path, first.wall
 
     def _clip_add(self, clip: Clip, unit: Unit) -> None:
@@ -286,18 +308,18 @@ class Recorder:
     def _feed_clips(self, unit: Unit) -> None:
         for clip in list(self._clips):
             if clip._file is None:
-                if unit.key and unit.wall <= clip.until:
+                if unit.key:
+                    clip._start = max(clip._start, unit.wall)  # (after, from its first frame)
                     self._open_clip(clip, unit)
-                elif unit.wall > clip.until:
-                    self._clips.remove(clip)
-                    clip._done.set()  # no frame in its time
                 continue
-            if unit.wall > clip.until:
-                self._finish_clip(clip, end=unit.wall)
+            if unit.wall > clip.until or not clip._file.accepts(unit.data, unit.key):
+                self._finish_clip(clip, end=unit.wall)  # (new parameter sets end it early)
             elif unit.wall > clip._last_wall:
                 self._clip_add(clip, unit)
 
     def _finish_clip(self, clip: Clip, end: float | None) -> None:
+        if clip not in self._clips:
+            return
         self._clips.remove(clip)
         file = clip._file
         if file is not None:

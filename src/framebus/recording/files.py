@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framebus import _fmp4
-from framebus._h264 import AccessUnit, picture_size
+from framebus._h264 import AccessUnit, nal_units, picture_size
 from framebus.errors import DiskFull, RecordError
 
-__all__ = ["SUFFIX", "Mp4File", "file_name", "parse_file_name", "prune_directory"]
+__all__ = ["SUFFIX", "Mp4File", "file_name", "parse_file_name", "prune_directory", "unique_path"]
 
 SUFFIX = ".mp4"
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -71,6 +71,8 @@ class Mp4File:
         self.path = path
         self.part = path.with_name(path.name + ".part")
         self.start = wall
+        self._sets = _parameter_sets(first)  # a keyframe with others needs a file of its own
+        self._next_decode = 0  # where the next sample may start (a clock step never goes back)
         self.frames = 0
         self.bytes = 0
         self._sequence = 0
@@ -100,6 +102,12 @@ class Mp4File:
         self._good += len(data)
         self.bytes = self._good
 
+    def accepts(self, data: bytes, key: bool) -> bool:
+        """Whether this access unit can go in this file: a keyframe must carry the file's
+        parameter sets (a new size or profile needs an init segment, so a file, of its own)."""
+        sets = _parameter_sets(data)
+        return not key or not sets or sets == self._sets
+
     def add(self, data: bytes, key: bool, wall: float) -> None:
         """Append an access unit captured at ``wall`` (writes the one before it)."""
         held = self._held
@@ -112,7 +120,8 @@ class Mp4File:
         if duration <= 0:
             duration = self._last_duration or _fmp4.TIMESCALE // 25
         self._last_duration = duration
-        decode = round((held.wall - self.start) * _fmp4.TIMESCALE)
+        decode = max(self._next_decode, round((held.wall - self.start) * _fmp4.TIMESCALE))
+        self._next_decode = decode + duration
         self._sequence += 1
         box = _fmp4.sample_fragment(held.data, held.key, decode, duration, self._sequence)
         if box:
@@ -139,21 +148,25 @@ class Mp4File:
         self._held = None
         with contextlib.suppress(OSError):  # (a truncation needs no space)
             os.ftruncate(self._fd, self._good)
-        self._close(rename=self.frames > 0)
+        self._close(rename=self.frames > 0, full=True)
 
-    def _close(self, *, rename: bool) -> None:
+    def _close(self, *, rename: bool, full: bool = False) -> None:
+        """Close; ``rename``: flush it to disk, then give it its final name. A flush that finds
+        the disk full raises DiskFull and leaves the ``.part`` (whose data may not all be on
+        disk) — unless the file was ``full`` already: cut at a whole fragment, it is renamed."""
         fd, self._fd = self._fd, -1
         if fd < 0:
             return
+        failure: OSError | None = None
         try:
             if rename:
                 os.fsync(fd)  # before the rename: a whole file under its final name
         except OSError as exc:
-            rename = False
-            if exc.errno not in _FULL:
-                raise _error(exc, self.part) from None
+            failure = exc
         finally:
             os.close(fd)
+        if failure is not None and not (full and failure.errno in _FULL):
+            raise _error(failure, self.part)
         if rename:
             os.replace(self.part, self.path)
         else:
@@ -163,6 +176,20 @@ class Mp4File:
         """Close without writing the held access unit; the file keeps what was written, whole."""
         self._held = None
         self._close(rename=self.frames > 0)
+
+
+def _parameter_sets(data: bytes) -> frozenset[bytes]:
+    """The SPS and PPS in front of a keyframe (as a set: cameras repeat them)."""
+    return frozenset(bytes(n) for n in nal_units(data) if len(n) and n[0] & 0x1F in (7, 8))
+
+
+def unique_path(path: Path) -> Path:
+    """``path``, or ``NAME-2.mp4``, ``-3``... if it (or its ``.part``) exists already."""
+    candidate, n = path, 1
+    while candidate.exists() or candidate.with_name(candidate.name + ".part").exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def _error(exc: OSError, path: Path) -> RecordError:

@@ -174,6 +174,9 @@ class PreRoll:
             self._bytes > self.max_bytes and self._drop_group()
         ):
             pass
+        if self._bytes > self.max_bytes:  # one group larger than the cache (a camera's keyframe
+            self._units.clear()  # interval of minutes): it goes, the next keyframe starts again
+            self._bytes = 0
 
     def _second_key_before(self, when: float) -> bool:
         """Drop the oldest group if the next one already starts at or before ``when``."""

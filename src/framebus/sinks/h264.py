@@ -127,9 +127,7 @@ class H264Encoder:
 
         picture.pts = self._pts
         self._pts += 1
-        picture.pict_type = (
-            av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
-        )
+        picture.pict_type = av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
         packets = self._encoder.encode(picture)
         if len(packets) != 1:  # zerolatency: one frame in, one out
             raise ValueError(f"libx264 gave {len(packets)} packets for one frame")
