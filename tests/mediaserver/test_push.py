@@ -467,3 +467,41 @@ def test_close_cuts_a_connection_attempt_short(stream_name: str) -> None:
         t0 = time.monotonic()
         p.close()
         assert time.monotonic() - t0 < 1.0 and p.stats().state == "stopped"
+
+
+def test_an_h265_camera_is_pushed_as_it_came(stream_name: str) -> None:
+    back = stream_name + "-back"
+    with (
+        RTSPServer(size="320x240", codec="h265") as cam,
+        RTSPRecordServer(codec="h265") as srv,
+        framebus.publish(stream_name, cam.url()),
+        push(stream_name, srv.push_url()) as p,
+    ):
+        assert wait_until(lambda: p.stats().state == "live", 15)
+        assert p.stats().source == "passthrough"
+        with framebus.publish(back, srv.play_url(), reconnect=FAST), framebus.attach(back) as r:
+            frame = r.read_frame(timeout=10)
+            assert frame.shape == (240, 320, 3) and read_timestamp(frame) is not None
+            with framebus.attach_encoded(back) as enc:
+                assert enc.codec == "h265"
+
+
+def test_framebus_push_reads_the_url_from_the_environment(stream_name: str) -> None:
+    """``env:VAR``: the URL (and its password) stays out of the process list."""
+    with (
+        RTSPRecordServer() as srv,
+        framebus.publish(stream_name, framebus.TestPattern(width=320, height=240, fps=25)),
+    ):
+        env = {**os.environ, "PUSH_URL": srv.push_url(), "PYTHONUNBUFFERED": "1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "framebus", "push", stream_name, "env:PUSH_URL",
+             "--duration", "3"],
+            capture_output=True, text=True, env=env, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"-> {srv.push_url()}: live tcp encoded" in done.stdout
+        done = subprocess.run(
+            [sys.executable, "-m", "framebus", "push", stream_name, "env:NO_SUCH_VAR"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 1 and "NO_SUCH_VAR" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any, TextIO
 
@@ -31,7 +32,9 @@ def add_parser(sub: Any) -> None:
         "goes away. Stops on Ctrl-C or SIGTERM.",
     )
     p.add_argument("name", metavar="NAME", help="the local stream to push")
-    p.add_argument("url", metavar="URL", help="rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH")
+    p.add_argument("url", metavar="URL",
+                   help="rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, or env:VAR to read it from "
+                   "the environment (a password then stays out of the process list)")  # fmt: skip
     p.add_argument("--fps", type=_fps, help="rate of encoded output (default: the stream's)")
     p.add_argument(
         "--transport",
@@ -57,13 +60,18 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from ..mediaserver import push
 
     quiet_library_logs()
-    p = push(args.name, args.url, fps=args.fps, transport=args.transport, encode=args.encode,
+    url = args.url
+    if url.startswith("env:"):
+        url = os.environ.get(url[4:], "")
+        if not url:
+            raise ValueError(f"the environment variable {args.url[4:]!r} is not set")
+    p = push(args.name, url, fps=args.fps, transport=args.transport, encode=args.encode,
              stall=args.stall)  # fmt: skip
     end = None if args.duration is None else time.monotonic() + args.duration
     said = ""
     try:
         while end is None or time.monotonic() < end:
-            time.sleep(0.1)
+            time.sleep(0.25)
             s = p.stats()
             line = f"{s.state} {s.transport} {s.source}".replace("  ", " ")
             if s.state == "retrying":

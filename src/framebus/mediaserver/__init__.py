@@ -147,8 +147,13 @@ class Push:
         try:
             while not self._stop.is_set():
                 unit = pending.pop(0) if pending else units.next(0.2)
-                self._set(source=units.mode if units.mode != "placeholder"
-                          else f"placeholder: {units.reason}", fps=units.fps)  # fmt: skip
+                source = (
+                    units.mode if units.mode != "placeholder" else f"placeholder: {units.reason}"
+                )
+                if source != self._source or units.fps != self._fps:
+                    self._set(source=source, fps=units.fps)
+                elif unit is None or unit.key:
+                    self._say()  # (the counters, now and then: the status file's own pace)
                 if session is not None and (unit is None or unit.codec != session.codec):
                     try:
                         session.service()
