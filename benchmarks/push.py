@@ -261,6 +261,15 @@ def run(cfg: Config) -> Section:
     return _section(data, ages, cpu, backs, slow)
 
 
+_INTRO = """A camera (GStreamer's RTSP server, 1280x720 at 25 fps, each frame's send time painted as
+a barcode) is read by framebus; `framebus push` sends the stream (passthrough) to GStreamer's
+RTSP server in record mode, which serves it again; FFmpeg's `-c copy` relay sends the camera to a
+second such server. The three are read at the same time, in one process, and the barcode read
+off every frame. The push and the recorder run as the command line runs them (processes of
+their own: their CPU over the run).
+"""
+
+
 def _section(
     data: dict[str, Any],
     ages: dict[str, list[float]],
@@ -268,7 +277,7 @@ def _section(
     backs: list[float],
     slow: dict[str, Any],
 ) -> Section:
-    md = [f"### Age of a {CAMERA} {FPS} fps camera's frames, read at the same time\n"]
+    md = [_INTRO, f"### Age of a {CAMERA} {FPS} fps camera's frames, read at the same time\n"]
     rows = [[k, fmt(1000 * percentile(v, 50)), fmt(1000 * percentile(v, 95)), str(len(v))]
             for k, v in ages.items()]  # fmt: skip
     md.append(md_table(["path", "age p50 ms", "age p95 ms", "frames"], rows))
