@@ -196,3 +196,34 @@ def network() -> Iterator[Any]:
         net.close()
     left = [name for name in netns.leftovers() if net.id in name]  # (others' are not ours)
     assert not left, f"network namespaces or interfaces left: {sorted(left)}"
+
+
+def interrupt(proc: subprocess.Popen[str]) -> tuple[str, float]:
+    """SIGINT ``proc`` and wait (10 s at most) for it to exit: (its standard output, the seconds
+    it took). Kills it if it does not exit."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    try:
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return out or "", time.monotonic() - t0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs, to fill (needs root, as CI runs)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -7,7 +7,6 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -122,20 +121,6 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(framebus.InvalidStreamName):
         framebus.VideoWriter("not a name", "mp4v", 25, (64, 48))
     assert codec_for(cv2.VideoWriter_fourcc(*"MJPG")) == "mjpeg" and codec_for(-1) == "libx264"
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                          capture_output=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_is_an_error_not_a_hang(small_disk: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 import framebus
-from conftest import wait_until
+from conftest import interrupt, wait_until
 from framebus.mediaserver import push
 from framebus.testing import RTSPRecordServer, RTSPServer, read_timestamp, rtsp_server_available
 
@@ -384,10 +383,7 @@ def test_framebus_push_stops_at_sigint_and_hides_credentials(
                 line = proc.stdout.readline()
             assert "live tcp encoded" in line, line
             assert wait_until(lambda: sum(e.startswith("au ") for e in srv.events()) > 10, 10)
-            proc.send_signal(signal.SIGINT)
-            t0 = time.monotonic()
-            rest, _ = proc.communicate(timeout=10)
-            took = time.monotonic() - t0
+            rest, took = interrupt(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 import framebus
-from conftest import wait_until
+from conftest import interrupt, wait_until
 from framebus._h264 import nal_units
 from framebus.recording import record
 from framebus.recording.files import file_name, parse_file_name, prune_directory
@@ -213,10 +212,7 @@ def test_sigint_finishes_the_current_segment(stream_name: str, tmp_path: Path) -
             time.sleep(2.5)
             proc.send_signal(signal.SIGUSR1)  # a clip: 2 s before, 0.5 s after
             assert wait_until(lambda: list(tmp_path.glob(f"{stream_name}-clip-*.mp4")), 10)
-            proc.send_signal(signal.SIGINT)
-            t0 = time.monotonic()
-            out, _ = proc.communicate(timeout=10)
-            took = time.monotonic() - t0
+            out, took = interrupt(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -226,21 +222,6 @@ def test_sigint_finishes_the_current_segment(stream_name: str, tmp_path: Path) -
     assert not list(tmp_path.glob("*.part"))
     [segment] = segments(tmp_path, stream_name)
     assert float(probe(segment)["duration"]) > 2
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (needs root, as CI runs)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_stops_recording_and_leaves_whole_files(

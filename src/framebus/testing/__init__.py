@@ -128,6 +128,10 @@ class RTSPServer:
         cmd += ["--tcp-refusal", str(self.tcp_refusal), "--log", str(self._log_path())]
         if self.hang_after is not None:
             cmd += ["--hang-after", str(self.hang_after)]
+        self._launch(cmd, timeout)
+
+    def _launch(self, cmd: list[str], timeout: float) -> None:
+        """Start the server's process and wait for its ``READY`` line."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -223,16 +227,7 @@ class RTSPRecordServer(RTSPServer):
         cmd = [SYSTEM_PYTHON, str(RECORD_SCRIPT), "--port", str(self.port), "--address",
                self.address, "--codec", self.codec, "--protocols", self.protocols,
                "--log", str(self._log_path())]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("READY"):
-            self.stop()
-            raise RuntimeError(f"RTSP record server did not start: {line!r}")
+        self._launch(cmd, timeout)
 
     def events(self) -> list[str]:
         """What the server saw so far (across restarts), a line each."""
