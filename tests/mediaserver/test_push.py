@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -393,7 +394,7 @@ def test_framebus_push_stops_at_sigint_and_hides_credentials(
         assert wait_until(lambda: "teardown" in srv.events(), 5)
 
 
-def test_framebus_ls_and_the_api_show_a_push(stream_name: str) -> None:
+def test_framebus_ls_and_the_api_show_a_push(stream_name: str, web: Any) -> None:
     from framebus.cli import main
     from framebus.outputs import list_outputs
 
@@ -417,6 +418,11 @@ def test_framebus_ls_and_the_api_show_a_push(stream_name: str) -> None:
         rows = [json.loads(line) for line in out.getvalue().splitlines()]
         [row] = [r for r in rows if r.get("name") == stream_name]
         assert row["outputs"][0]["state"] == "live"
+        w = web([stream_name])
+        api = json.loads(w.get(f"/api/streams/{stream_name}")[2])
+        assert [(o["kind"], o["state"], o["target"]) for o in api["outputs"]] == [
+            ("push", "live", p.url)
+        ]
     assert list_outputs(stream_name) == []  # removed when the push stopped
 
 
