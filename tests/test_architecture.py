@@ -67,7 +67,7 @@ LOW = ("framebus.bus", "framebus.sources", "framebus.wire", "framebus._platform"
        "framebus.pipe.source")  # fmt: skip
 HIGH = ("framebus.publisher", "framebus.writer", "framebus.reader", "framebus.videocapture",
         "framebus.capture", "framebus.cli", "framebus.sinks", "framebus.registry", "framebus.web",
-        "framebus.feeds", "framebus.sampling", "framebus.mediaserver",
+        "framebus.feeds", "framebus.sampling", "framebus.mediaserver", "framebus.gathering",
         "framebus.net.server", "framebus.net.sink", "framebus.net.exporter",
         "framebus.net.config", "framebus.net.feed", "framebus.net.listing")  # fmt: skip
 

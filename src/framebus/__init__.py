@@ -46,6 +46,7 @@ from .errors import (
     WireFormatError,
     WriteTimeout,
 )
+from .gathering import BatchInfo, Gather, gather
 from .publisher import Publisher, StreamOptions, publish
 from .reader import RemoteReader, StreamReader, attach
 from .registry import list_streams, prune
@@ -81,12 +82,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchInfo",
     "DiskFull",
     "EncodedFrame",
     "EncodedReader",
     "FrameInfo",
     "FrameTooLarge",
     "FramebusError",
+    "Gather",
     "IncompatibleStream",
     "InvalidStreamName",
     "KeyFileError",
@@ -136,6 +139,7 @@ __all__ = [
     "__version__",
     "attach",
     "attach_encoded",
+    "gather",
     "limits",
     "list_streams",
     "pipe",

@@ -395,6 +395,26 @@ class RingReader:
             if w.load32(Hdr.FRAME_FUTEX) == token and not ctl.publisher_alive():
                 raise PublisherLost(f"the publisher of stream {ctl.name!r} died")
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until :meth:`acquire` would not wait: a frame newer than
+        this reader's last is published, or the stream ended or lost its publisher (acquire
+        then says so). Takes nothing. Safe to call from another thread than the one that
+        acquires (it only reads: what a gatherer's waiting threads do)."""
+        ctl, w = self.ctl, self.ctl.words
+        deadline = time.monotonic() + timeout
+        while True:
+            token = ctl.change_token()
+            pinned = self._pinned  # (the frame held counts as seen)
+            seen = self.cursor if pinned is None else max(self.cursor, pinned.seq)
+            if unpack_latest(w.load_sc(Hdr.LATEST))[0] > seen or ctl.end_error():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ctl.wait_change(token, min(left, _LIVENESS_PERIOD))
+            if ctl.change_token() == token and not ctl.publisher_alive():
+                return True
+
     def _meta(self, slot: int, seq: int) -> FrameMeta | None:
         desc = self.ctl.layout.slot(slot, Slot.FRAME_SEQ) // 8
         gen = int(self.ctl.u64[desc + Slot.GEN // 8])

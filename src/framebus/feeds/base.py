@@ -58,6 +58,12 @@ class Feed(Protocol):
         """Give back the frame :meth:`acquire` lent."""
         ...
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until :meth:`acquire` would not wait (a new frame, or an
+        end it would raise); True if so. Takes nothing, and may be called from another thread
+        than the one that acquires (never concurrently with :meth:`close`)."""
+        ...
+
     def counters(self) -> tuple[int, int]:
         """(delivered, skipped): frames this feed handed out, and frames it passed over."""
         ...

@@ -44,6 +44,9 @@ class RingFeed:
     def release(self) -> None:
         self.ring.release()
 
+    def wait(self, timeout: float) -> bool:
+        return self.ring.wait_ready(timeout)
+
     def counters(self) -> tuple[int, int]:
         return self.ring.delivered, self.ring.skipped
 

@@ -77,6 +77,9 @@ class ZmqFeed:
     def release(self) -> None:
         """Nothing to give back: the decoded frame is the reader's own."""
 
+    def wait(self, timeout: float) -> bool:
+        return self.receiver.wait_frame(timeout)
+
     def counters(self) -> tuple[int, int]:
         return self._delivered, self._skipped
 

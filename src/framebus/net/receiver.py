@@ -184,16 +184,32 @@ class Receiver:
             assert item is not None  # the loop ends only when there is one
             return item
 
+    def wait_frame(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until :meth:`get` would not wait (a frame, or an end it
+        would raise); takes nothing."""
+        deadline = time.monotonic() + timeout
+        link = self._link
+        with self._cond:
+            while (
+                link.item is None
+                and link.end is None
+                and not link.closed
+                and (link.unsupported is None)
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
     def take(self, timeout: float | None) -> tuple[np.ndarray, Message]:
         """The newest frame not yet taken, decoded (:func:`decode`), waiting up to ``timeout``
         s in all; a frame that does not decode is dropped, counted, and the next one awaited.
         Raises as :meth:`get`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise ReadTimeout(f"no new frame from {self.address.url} within {timeout:g} s")
-            msg = self.get(remaining)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            msg = self.get(remaining)  # (with 0: a frame already there, else ReadTimeout)
             try:
                 return decode(msg), msg
             except (WireFormatError, FrameTooLarge) as exc:
