@@ -12,6 +12,7 @@ from . import limits
 from .capture import Reconnect
 from .encoded import EncodedFrame, EncodedReader, attach_encoded
 from .errors import (
+    ConfigError,
     DiskFull,
     FramebusError,
     FrameTooLarge,
@@ -83,6 +84,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BatchInfo",
+    "ConfigError",
     "DiskFull",
     "EncodedFrame",
     "EncodedReader",

@@ -34,7 +34,8 @@ The hierarchy::
     │   └── PushRefused          the server refused the stream (a status, a transport, bad bytes)
     ├── RecordError              a recording cannot go on
     │   └── DiskFull             the recording's disk (or quota) is full
-    └── KeyFileError             a CURVE key file or directory is missing or not a key (zmq)
+    ├── KeyFileError             a CURVE key file or directory is missing or not a key (zmq)
+    └── ConfigError              a config file (serve --config) that is not what it must be
 
 SourceUnreachable has RemoteUnreachable (no answer from a zmq:// exporter in time), which has
 RemoteBusy (the exporter answered, but has no receiver slot free), and SourceAuthError has
@@ -46,6 +47,7 @@ Every class takes one human-readable message: the command line prints it as a si
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "DiskFull",
     "FrameTooLarge",
     "FramebusError",
@@ -208,6 +210,11 @@ class RecordError(FramebusError, OSError):
 
 class DiskFull(RecordError):
     """The recording's disk (or quota) is full: recording stopped, the files written are whole."""
+
+
+class ConfigError(FramebusError, ValueError):
+    """A config file (``framebus serve --config``) is unreadable, not TOML, or has a key that is
+    unknown or has a bad value; the message names the file and the key."""
 
 
 class KeyFileError(FramebusError, ValueError):

@@ -6,6 +6,8 @@ import argparse
 import time
 from typing import Any, TextIO
 
+from ..config import StreamConfig, load_config
+from ..errors import ConfigError
 from ..publisher import Publisher, StreamOptions
 from ._args import add_max_connections, seconds
 from ._http import add_http_options, start_web
@@ -35,6 +37,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("streams", nargs="*", type=_parse_stream, metavar="NAME=SOURCE")
     p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="streams (with their options, pushes and recordings), HTTP and ZeroMQ settings "
+        "from a TOML file, checked before anything starts",
+    )
+    p.add_argument("--check", action="store_true", help="with --config: check the file, then exit")
+    p.add_argument(
         "--mode",
         choices=("latest", "every"),
         help="delivery mode (default: latest for live sources, every for files)",
@@ -58,14 +67,46 @@ def options(args: argparse.Namespace) -> StreamOptions:
     )
 
 
+def _apply_config(args: argparse.Namespace) -> list[StreamConfig]:
+    """The config file's streams; its HTTP and ZeroMQ settings put into ``args`` (where the
+    command line gave none)."""
+    cfg = load_config(args.config)
+    if cfg.http is not None and args.http is None:
+        args.http = cfg.http.listen
+        args.auth = args.auth or cfg.http.auth
+    if cfg.zmq is not None and not args.zmq:
+        args.zmq, args.zmq_codec, args.zmq_quality = cfg.zmq.listen, cfg.zmq.codec, cfg.zmq.quality
+        args.curve = args.curve or cfg.zmq.curve
+    if cfg.max_connections is not None:
+        args.max_connections = cfg.max_connections
+    names = {n for n, _ in args.streams}
+    for stream in cfg.streams:
+        if stream.name in names:
+            raise ConfigError(
+                f"{args.config}: streams.{stream.name}: given on the command line too"
+            )
+    return list(cfg.streams)
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    streams = args.streams or [_parse_stream(DEFAULT_SOURCE)]
+    configured = _apply_config(args) if args.config else []
+    if args.check:
+        if not args.config:
+            raise ValueError("--check checks a --config file: give one")
+        print(f"{args.config}: {len(configured)} streams, fine", file=out)
+        return 0
+    streams = [(c.name, c.source) for c in configured] + list(args.streams)
+    streams = streams or [_parse_stream(DEFAULT_SOURCE)]
+    extra = {c.name: c.options for c in configured}
     pubs: list[Publisher] = []
+    outputs: list[Any] = []  # the config's pushes and recorders
     server = None
     exporter = None
     try:
         for name, source in streams:
-            pubs.append(Publisher(name, curve_source(source, args), **options(args)))
+            opts = {**options(args), **extra.get(name, {})}
+            pubs.append(Publisher(name, curve_source(source, args), **opts))
+        outputs = _start_outputs(configured)
         if not args.quiet:
             names = ", ".join(p.name for p in pubs)
             print(
@@ -79,6 +120,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for output in outputs:
+            output.close()
         if exporter is not None:
             exporter.close()  # first: receivers see a disconnect, not the streams ending
         if server is not None:
@@ -86,6 +129,31 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         for p in pubs:
             p.close()
     return 0
+
+
+def _start_outputs(configured: list[StreamConfig]) -> list[Any]:
+    """The pushes and recorders the config file asks for, started."""
+    started: list[Any] = []
+    try:
+        for c in configured:
+            if c.push is not None:
+                from ..mediaserver import push
+
+                p = c.push
+                started.append(push(c.name, p.url, fps=p.fps, transport=p.transport,
+                                    encode=p.encode))  # fmt: skip
+            if c.record is not None:
+                from ..recording import record
+
+                r = c.record
+                started.append(record(c.name, r.out, segment=r.segment, pre=r.pre,
+                                      keep_seconds=r.keep_seconds, keep_bytes=r.keep_bytes,
+                                      encode=r.encode))  # fmt: skip
+    except BaseException:
+        for output in started:
+            output.close()
+        raise
+    return started
 
 
 def _watch(pubs: list[Publisher], args: argparse.Namespace, out: TextIO) -> None:

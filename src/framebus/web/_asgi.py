@@ -182,7 +182,8 @@ def app(
     machine, as they come and go). Run it with uvicorn, or mount it:
     ``api.mount("/video", framebus.web.app())``.
 
-    ``auth``: (user, password) for HTTP Basic authentication of every request.
+    ``auth``: (user, password) for HTTP Basic authentication of every request but
+    ``/healthz`` (200 when every stream served is live, else 503; counts only).
     ``hub``: the encoders to share (default: the process's, shared with :func:`mjpeg_stream`).
     """
     hub = hub or default_hub()
@@ -299,6 +300,17 @@ def app(
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_Collector(listed, hub))
 
+    async def healthz(request: Request) -> Response:
+        # every configured stream live (or, serving every stream, every one there is): 200;
+        # else 503. Counts only: it is served without credentials (a container's health check)
+        states = {s.name: s.state for s in framebus.list_streams()}
+        names = fixed if fixed is not None else [n for n, st in states.items()
+                                                 if st not in _GONE_STATES]  # fmt: skip
+        live = sum(states.get(n) == "live" for n in names)
+        ok = live == len(names)
+        return JSONResponse({"ok": ok, "live": live, "streams": len(names)},
+                            status_code=200 if ok else 503)  # fmt: skip
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
@@ -311,13 +323,14 @@ def app(
         Route("/api/streams", api_list),
         Route("/api/streams/{name}", api_one),
         Route("/metrics", metrics),
+        Route("/healthz", healthz),
         Mount("/static", static),
     ]
     inner = Starlette(routes=routes)
     inner.state.hub = hub
     if auth is None:
         return inner
-    return BasicAuth(inner, *auth)
+    return BasicAuth(inner, *auth, open_paths=frozenset({"/healthz"}))
 
 
 class _Collector:

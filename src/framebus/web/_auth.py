@@ -65,8 +65,12 @@ class FailureThrottle:
 class BasicAuth:
     """``inner`` behind HTTP Basic authentication for ``user``/``password``."""
 
-    def __init__(self, inner: Any, user: str, password: str) -> None:
+    def __init__(
+        self, inner: Any, user: str, password: str, *, open_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.inner = inner
+        self.open_paths = open_paths
+        """Paths served without credentials (``/healthz``: what it says is no secret)."""
         self._expected = base64.b64encode(f"{user}:{password}".encode())
         self.throttle = FailureThrottle()
 
@@ -83,7 +87,9 @@ class BasicAuth:
         return match and parts[0].lower() == b"basic"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or (
+            scope["type"] == "http" and scope.get("path") in self.open_paths
+        ):
             await self.inner(scope, receive, send)
             return
         client = scope.get("client") or ("?", 0)
