@@ -16,11 +16,13 @@ from ._h264 import nal_units
 
 __all__ = [
     "CLOCK_RATE",
+    "SenderReport",
     "MAX_PAYLOAD",
     "PAYLOAD_TYPE",
     "Packetizer",
     "announce_sdp",
     "parameter_sets",
+    "parse_sender_reports",
     "sender_report",
 ]
 
@@ -122,6 +124,38 @@ def sender_report(p: Packetizer, wall_time: float, timestamp: int) -> bytes:
         p.packets & 0xFFFFFFFF,
         p.octets & 0xFFFFFFFF,
     )
+
+
+@dataclass(frozen=True)
+class SenderReport:
+    """What an RTCP sender report says: RTP time ``rtp`` of source ``ssrc`` stands for
+    ``wall`` (seconds since the epoch, by the sender's clock)."""
+
+    ssrc: int
+    wall: float
+    rtp: int
+
+
+_MAX_REPORTS = 16  # sender reports taken from one compound packet at most
+
+
+def parse_sender_reports(data: bytes) -> list[SenderReport]:
+    """The sender reports of an RTCP compound packet (RFC 3550, 6.4.1), in order. Bytes that
+    are not RTCP end the walk (what came before is kept); nothing here raises, whatever the
+    bytes, and work is bounded by their length."""
+    out: list[SenderReport] = []
+    pos, end = 0, len(data)
+    while pos + 4 <= end and len(out) < _MAX_REPORTS:
+        first, kind = data[pos], data[pos + 1]
+        size = (int.from_bytes(data[pos + 2 : pos + 4], "big") + 1) * 4
+        if first >> 6 != 2 or pos + size > end:
+            break
+        if kind == 200 and size >= 28:
+            ssrc, seconds, fraction, rtp = struct.unpack_from("!IIII", data, pos + 4)
+            if seconds:  # 0: the sender has no wall clock (RFC 3550: "may be zero")
+                out.append(SenderReport(ssrc, seconds - _NTP_EPOCH + fraction / (1 << 32), rtp))
+        pos += size
+    return out
 
 
 def parameter_sets(codec: str, access_unit: bytes) -> dict[str, bytes]:

@@ -28,6 +28,11 @@ class FrameInfo:
     """The frame's time in its source, in seconds, as its backend gives it (a file's
     presentation time from its start: cv2's ``CAP_PROP_POS_MSEC`` / 1000); None where the
     source has none (cameras read by framebus's RTSP client, test patterns, remote streams)."""
+    clock: str = "local"
+    """Whose clock :attr:`timestamp` is: ``local`` (the capturing machine's, when it had the
+    frame), ``camera`` (the camera's capture time, from its RTCP sender reports: comparable
+    across cameras whose clocks are synchronised), or ``untrusted`` (the local clock, because
+    the camera's is more than 2 s from it)."""
 
     @property
     def age(self) -> float:
@@ -63,6 +68,14 @@ class StreamStats:
     reconnects: int
     error: str
     publisher_pid: int
+    clock: str
+    """Whose clock the newest frame's timestamp is (see :attr:`FrameInfo.clock`)."""
+    clock_offset: float | None
+    """Seconds this machine's clock is ahead of the camera's, as the frames show it (their
+    arrival minus their capture time: the network's and the camera's delay included); None
+    without RTCP sender reports."""
+    clock_jitter: float | None
+    """How much that offset varies from frame to frame (standard deviation, seconds)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,7 @@ def read_stats(ctl: Control, own: tuple[int, int] | None = None) -> StreamStats:
     if own is not None:
         delivered, skipped = own
     width, height = ctl.newest_size()
+    clock, offset_ns, jitter_ns = ctl.newest_clock()
     last = ctl.last_frame_ns
     return StreamStats(
         name=ctl.name,
@@ -107,6 +121,9 @@ def read_stats(ctl: Control, own: tuple[int, int] | None = None) -> StreamStats:
         reconnects=ctl.reconnects,
         error=ctl.error_message,
         publisher_pid=ctl.owner[0],
+        clock=clock,
+        clock_offset=None if offset_ns is None else offset_ns / 1e9,
+        clock_jitter=None if jitter_ns is None else jitter_ns / 1e9,
     )
 
 
@@ -129,4 +146,7 @@ def unreadable_stats(name: str, why: str) -> StreamStats:
         reconnects=0,
         error=why,
         publisher_pid=0,
+        clock="local",
+        clock_offset=None,
+        clock_jitter=None,
     )

@@ -52,6 +52,7 @@ from ._layout import (
     dtype_from_code,
     pack_media,
     pack_seek,
+    unpack_clock,
     unpack_latest,
     unpack_media,
     unpack_seek,
@@ -545,6 +546,17 @@ class Control:
             return (known[0], known[1]) if known is not None else (0, 0)
         return self.get(self.layout.slot(slot, Slot.WIDTH)), self.get(
             self.layout.slot(slot, Slot.HEIGHT)
+        )
+
+    def newest_clock(self) -> tuple[str, int | None, int | None]:
+        """(whose clock, offset ns, jitter ns) of the newest frame (``local`` before any)."""
+        seq, slot = unpack_latest(self.get(Hdr.LATEST))
+        if not seq or slot >= self.layout.n_slots:
+            return "local", None, None
+        return unpack_clock(
+            self.get(self.layout.slot(slot, Slot.CLOCK)),
+            self.get(self.layout.slot(slot, Slot.CLOCK_OFFSET)),
+            self.get(self.layout.slot(slot, Slot.CLOCK_JITTER)),
         )
 
     def reader_totals(self) -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InvalidStreamName
 
 __all__ = [
+    "CLOCKS",
     "CONTROL_PREFIX",
     "MAX_CONTROL_SIZE",
     "MIN_CONTROL_SIZE",
@@ -51,10 +52,12 @@ __all__ = [
     "dtype_code",
     "dtype_from_code",
     "media_ns",
+    "pack_clock",
     "pack_latest",
     "pack_media",
     "pack_seek",
     "slot_bytes",
+    "unpack_clock",
     "unpack_latest",
     "unpack_media",
     "unpack_seek",
@@ -214,6 +217,10 @@ class Slot(enum.IntEnum):
     TIMESTAMP_NS = 48  # time.time_ns() at capture
     POS = 56  # the frame's index in its source
     MEDIA_TIME = 64  # the backend's own time of the frame, nanoseconds + MEDIA_TIME_BIAS; 0 none
+    # spare and 0 in streams of framebus before them (0: the local clock): no version change
+    CLOCK = 72  # whose clock TIMESTAMP_NS is: an index into CLOCKS
+    CLOCK_OFFSET = 80  # this machine's clock minus the camera's, ns + MEDIA_TIME_BIAS; 0 none
+    CLOCK_JITTER = 88  # how much that offset varies, ns + 1; 0 none
 
 
 SLOT_DESC_SIZE = 128
@@ -251,6 +258,34 @@ def unpack_media(word: int) -> int | None:
         return None
     media_ns = word - MEDIA_TIME_BIAS
     return media_ns if -MEDIA_TIME_MAX_NS <= media_ns <= MEDIA_TIME_MAX_NS else None
+
+
+CLOCKS = ("local", "camera", "untrusted")
+"""A frame's timestamp is this machine's (``local``: when the capture had it), the camera's
+(``camera``: RTCP sender reports map its RTP times to its wall clock), or this machine's
+because the camera's clock is too far from it (``untrusted``)."""
+MAX_CLOCK_NS = 10**15  # an offset or jitter beyond ±11.6 days is anyone's bytes
+
+
+def pack_clock(kind: str, offset_ns: int | None, jitter_ns: int | None) -> tuple[int, int, int]:
+    """The three descriptor words of a frame's clock."""
+    offset = (
+        0 if offset_ns is None or abs(offset_ns) > MAX_CLOCK_NS else offset_ns + MEDIA_TIME_BIAS
+    )
+    jitter = 0 if jitter_ns is None or not 0 <= jitter_ns <= MAX_CLOCK_NS else jitter_ns + 1
+    return CLOCKS.index(kind), offset, jitter
+
+
+def unpack_clock(kind: int, offset: int, jitter: int) -> tuple[str, int | None, int | None]:
+    """(kind, offset ns, jitter ns) of the three words (anyone's bytes: checked)."""
+    name = CLOCKS[kind] if 0 <= kind < len(CLOCKS) else "local"
+    off = offset - MEDIA_TIME_BIAS if offset else None
+    jit = jitter - 1 if jitter else None
+    if off is not None and abs(off) > MAX_CLOCK_NS:
+        off = None
+    if jit is not None and not 0 <= jit <= MAX_CLOCK_NS:
+        jit = None
+    return name, off, jit
 
 
 class Rdr(enum.IntEnum):

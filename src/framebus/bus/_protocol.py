@@ -44,9 +44,11 @@ from ._layout import (
     data_name,
     dtype_code,
     dtype_from_code,
+    pack_clock,
     pack_latest,
     pack_media,
     slot_bytes,
+    unpack_clock,
     unpack_latest,
     unpack_media,
 )
@@ -232,16 +234,20 @@ class RingWriter:
         timestamp_ns: int,
         pos: int,
         media_ns: int | None = None,
+        clock: tuple[str, int | None, int | None] | None = None,
     ) -> int:
         """Publish the frame written into ``slot`` (``frame`` gives its shape); returns its seq.
-        ``media_ns``: the backend's own time of the frame (cv2's ``POS_MSEC``), if it has one."""
+        ``media_ns``: the backend's own time of the frame (cv2's ``POS_MSEC``), if it has one.
+        ``clock``: (whose clock ``timestamp_ns`` is — a :data:`CLOCKS` name —, this machine's
+        clock minus the camera's and its jitter in ns, or None); None: the local clock."""
         ctl, w = self.ctl, self.ctl.words
         shape = frame.shape
         seq_at = self._seq_offsets[slot]
         base = seq_at // 8
         # descriptor words after frame_seq, in Slot order: gen, height, width, channels, dtype,
-        # timestamp, pos, media time (one numpy call: this runs for every frame)
-        ctl.u64[base + 1 : base + 9] = (
+        # timestamp, pos, media time, clock, its offset and jitter (one numpy call: this runs
+        # for every frame)
+        ctl.u64[base + 1 : base + 12] = (
             self.gen,
             shape[0],
             shape[1],
@@ -250,6 +256,7 @@ class RingWriter:
             timestamp_ns,
             pos,
             pack_media(media_ns),
+            *(pack_clock(*clock) if clock is not None else (0, 0, 0)),
         )
         self.seq += 1
         w.store(seq_at, self.seq)  # release: descriptor + pixels first
@@ -302,6 +309,8 @@ class FrameMeta:
     skipped: int
     media_ns: int | None = None
     """The backend's own time of the frame in nanoseconds (cv2's ``POS_MSEC`` x 1e6)."""
+    clock: str = "local"
+    """Whose clock ``timestamp_ns`` is (:data:`CLOCKS`)."""
 
 
 class RingReader:
@@ -425,7 +434,8 @@ class RingReader:
         ts = int(self.ctl.u64[desc + Slot.TIMESTAMP_NS // 8])
         pos = int(self.ctl.u64[desc + Slot.POS // 8])
         media_ns = unpack_media(int(self.ctl.u64[desc + Slot.MEDIA_TIME // 8]))
-        return FrameMeta(slot, seq, ts, pos, max(0, seq - self.cursor - 1), media_ns)
+        clock = unpack_clock(int(self.ctl.u64[desc + Slot.CLOCK // 8]), 0, 0)[0]
+        return FrameMeta(slot, seq, ts, pos, max(0, seq - self.cursor - 1), media_ns, clock)
 
     def _map(self, gen: int) -> bool:
         try:

@@ -151,7 +151,9 @@ def capture_loop(
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
                     shape, dtype = frame.shape, frame.dtype
             index = _position(source.frame_index())  # a user source's: anything
-            writer.commit(slot, frame, stamp, pos if index is None else index, media)
+            clock = source.frame_clock()  # a user source's: anything
+            clock = clock if _clock_ok(clock) else None
+            writer.commit(slot, frame, stamp, pos if index is None else index, media, clock)
             if source.backend_name != backend:  # an RTSP client handed over to FFmpeg
                 backend = _report_backend(ctl, source)
                 if packets is not None and source.encoded_codec() is None:
@@ -208,6 +210,16 @@ def _packet_ring(ctl: Control, source: Source) -> PacketRingWriter | None:
 
     source.access_units = write
     return ring
+
+
+def _clock_ok(clock: object) -> bool:
+    """Whether a source's :meth:`~framebus.Source.frame_clock` is one the ring can hold."""
+    return (
+        isinstance(clock, tuple)
+        and len(clock) == 3
+        and clock[0] in ("local", "camera", "untrusted")
+        and all(v is None or (type(v) is int) for v in clock[1:])
+    )
 
 
 def _media_ns(source: Source) -> int | None:

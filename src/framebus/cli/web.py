@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from typing import Any, TextIO
 
 from ._args import add_max_connections
@@ -26,5 +28,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    make_server(args.names or None, args, out).run()  # until Ctrl-C or SIGTERM
+    # a Ctrl-C while the server is being made is noted, not raised (a KeyboardInterrupt can
+    # land in a weakref callback and be lost); the server then stops as soon as it runs
+    asked = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: asked.set())
+    server = make_server(args.names or None, args, out)
+    if asked.is_set():
+        server.stop()
+        return 130
+    server.run(asked)  # until Ctrl-C or SIGTERM
     return 0

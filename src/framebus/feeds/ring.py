@@ -37,8 +37,9 @@ class RingFeed:
         height, width = view.shape[:2]
         media = None if meta.media_ns is None else meta.media_ns / 1e9
         info = FrameInfo(
-            meta.seq, meta.timestamp_ns / 1e9, meta.pos, meta.skipped, width, height, media
-        )
+            meta.seq, meta.timestamp_ns / 1e9, meta.pos, meta.skipped, width, height, media,
+            meta.clock,
+        )  # fmt: skip
         return view, info
 
     def release(self) -> None:

@@ -139,6 +139,9 @@ class ZmqFeed:
             reconnects=net.reconnects,
             error=net.last_error,
             publisher_pid=0,
+            clock="local",  # (the capture host's: the wire carries no clock of the camera's)
+            clock_offset=None,
+            clock_jitter=None,
         )
 
     def net_stats(self) -> ReceiverStats:

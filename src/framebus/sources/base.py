@@ -66,6 +66,14 @@ class Source(abc.ABC):
         capture stamps each frame when :meth:`read` returns it."""
         return None
 
+    def frame_clock(self) -> tuple[str, int | None, int | None] | None:
+        """Whose clock :meth:`frame_time_ns` is for the frame last read — ``"camera"`` (its
+        capture time by the camera's clock), ``"untrusted"`` (the camera's clock is too far
+        off: the local time), ``"local"`` — with this machine's clock minus the camera's and
+        that offset's jitter, in ns (None where unknown); None: the local clock, nothing known
+        of a camera's."""
+        return None
+
     def frame_media_time(self) -> float | None:
         """The time of the frame last read in the source's own clock, in seconds from its
         start (a file's presentation time: what cv2 reports as ``CAP_PROP_POS_MSEC`` / 1000),

@@ -15,6 +15,7 @@ from ..errors import (
 )
 from ._ffmpeg import decoder_threads, over_udp
 from ._rtsp import MAX_ACCESS_UNIT, Depacketizer, RTSPClient
+from ._rtsp.clock import CameraClock
 from .base import Source
 from .opencv import OpenCVSource
 from .pyav import import_av
@@ -64,6 +65,10 @@ class RTSPSource(Source):
         self._pending: list[Any] = []
         self._errors = 0
         self._codec: str | None = None  # once open with this client (not the fallback)
+        self._clock: CameraClock | None = None  # the camera's, from its RTCP sender reports
+        self._arrivals: dict[int, tuple[int, float]] = {}  # decoder pts -> (RTP time, arrival)
+        self._pts = 0
+        self._time: tuple[int, tuple[str, int | None, int | None]] | None = None
 
     def open(self) -> None:
         av = self._av = import_av()
@@ -96,6 +101,7 @@ class RTSPSource(Source):
         decoder.thread_count = threads
         self._client, self._decoder = client, decoder
         self._codec = media.codec
+        self._clock = CameraClock(media.clock_rate)
         self.fps = media.framerate
 
     def encoded_codec(self) -> str | None:
@@ -135,17 +141,28 @@ class RTSPSource(Source):
             return self._read_delegate(out)
         av, client, depack, decoder = self._av, self._client, self._depack, self._decoder
         assert client is not None and depack is not None
+        clock = self._clock
+        assert clock is not None
         while not self._pending:
             try:
-                units = depack.push_with_keys(client.read_packet())
+                units = depack.push_units(client.read_packet())
             except SourceUnsupported as exc:  # a packetization only seen while playing
                 return self._switch(f"{self.label}: {exc}", out)
+            while client.reports:
+                report = client.reports.popleft()
+                clock.report(report.wall, report.rtp)
             listener = self.access_units
-            for unit, key in units:
+            for unit, key, rtp in units:
                 if listener is not None:
                     listener(unit, key)
+                packet = av.Packet(unit)
+                self._pts += 1
+                packet.pts = self._pts  # (the decoder hands it to the frame: its times below)
+                self._arrivals[self._pts] = (rtp, client.arrival)
+                if len(self._arrivals) > 64:  # (a unit the decoder dropped leaves its entry)
+                    del self._arrivals[next(iter(self._arrivals))]
                 try:
-                    self._pending += decoder.decode(av.Packet(unit))
+                    self._pending += decoder.decode(packet)
                     self._errors = 0
                 except av.error.FFmpegError as exc:
                     self._errors += 1
@@ -155,7 +172,25 @@ class RTSPSource(Source):
                 raise SourceOpenError(
                     f"{self.label}: the server sends frames over {MAX_ACCESS_UNIT} bytes"
                 )
-        return to_bgr(self._pending.pop(0), out)
+        frame = self._pending.pop(0)
+        self._time = None
+        got = self._arrivals.pop(frame.pts, None) if frame.pts is not None else None
+        if got is not None:
+            taken, kind = clock.frame(*got)
+            self._time = round(taken * 1e9), (kind, _ns(clock.offset), _ns(clock.jitter))
+        return to_bgr(frame, out)
+
+    def frame_time_ns(self) -> int | None:
+        """The camera's capture time of the frame last read when its RTCP sender reports
+        are trusted; else None (the capture stamps it as it has it, after decoding)."""
+        if self._delegate is not None or self._time is None or self._time[1][0] != "camera":
+            return None
+        return self._time[0]
+
+    def frame_clock(self) -> tuple[str, int | None, int | None] | None:
+        if self._delegate is not None or self._time is None:
+            return None
+        return self._time[1]
 
     def _switch(self, reason: str, out: np.ndarray | None) -> np.ndarray | None:
         """What this client cannot read turned up while playing: the fallback takes over
@@ -190,6 +225,10 @@ class RTSPSource(Source):
             self._client = None
         self._decoder = None
         self._pending = []
+
+
+def _ns(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1e9)
 
 
 def to_bgr(frame: Any, out: np.ndarray | None) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -324,10 +325,23 @@ class WebServer:
             host = socket.gethostname()
         return f"http://{host}:{self.port}/"
 
-    def run(self) -> None:
-        """Serve until Ctrl-C/SIGTERM (uvicorn handles them in the main thread)."""
+    def run(self, asked_to_stop: threading.Event | None = None) -> None:
+        """Serve until Ctrl-C/SIGTERM (uvicorn handles them in the main thread).
+        ``asked_to_stop``: set by a Ctrl-C that came before uvicorn took the signals (its
+        KeyboardInterrupt could land in a weakref callback and be lost): then stop at once."""
+        server = self.server
+        if asked_to_stop is not None:
+
+            def early(signum: int, frame: object) -> None:
+                asked_to_stop.set()
+                server.should_exit = True
+
+            signal.signal(signal.SIGINT, early)  # until uvicorn installs its own
+            signal.signal(signal.SIGTERM, early)
+            if asked_to_stop.is_set():
+                server.should_exit = True
         try:
-            self.server.run(sockets=[self.sock])
+            server.run(sockets=[self.sock])
         finally:
             self._release()
 

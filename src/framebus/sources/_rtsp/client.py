@@ -16,11 +16,13 @@ same bytes, for its whole timeout.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import socket
 import time
 from urllib.parse import urljoin, urlsplit
 
+from ..._rtp import SenderReport, parse_sender_reports
 from ..._rtsp import (
     Interleaved,
     MessageParser,
@@ -98,6 +100,10 @@ class RTSPClient:
         self._last_sent = 0.0  # when the last request went out (keep-alives pace re-auth)
         self._refusals = 0  # 401s while playing since the last success
         self.tcp_refused = False  # the SETUP failed because the server will not do RTP over TCP
+        self.reports: collections.deque[SenderReport] = collections.deque(maxlen=8)
+        """RTCP sender reports received (the newest 8), for the camera's clock."""
+        self.arrival = 0.0
+        """``time.time()`` when the last packet :meth:`read_packet` returned was received."""
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -327,7 +333,10 @@ class RTSPClient:
                 self._parser.feed(data)
             elif isinstance(msg, Interleaved):
                 if msg.channel == channel and (pkt := parse_rtp(msg.payload)) is not None:
-                    return pkt  # (RTCP, on the next channel, is not needed to receive video)
+                    self.arrival = time.time()
+                    return pkt
+                if msg.channel == channel + 1:  # RTCP: the sender reports map RTP to wall time
+                    self.reports.extend(parse_sender_reports(msg.payload))
             elif isinstance(msg, ServerRequest):
                 self._answer(msg)
             elif msg.status == 401:

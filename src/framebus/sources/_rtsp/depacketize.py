@@ -87,6 +87,7 @@ class Depacketizer:
         self._damaged = False
         self._need_key = True
         self._keys: list[bool] = []  # whether each unit the last push returned is a key
+        self._times: list[int] = []  # and its RTP time
         self._size = 0  # payload bytes of the frame so far (kept or not): >= what is held
         self._discard = False  # the frame grew too large: ignore the rest of it
         self.lost = 0
@@ -126,9 +127,14 @@ class Depacketizer:
         units = self.push(pkt)
         return list(zip(units, self._keys, strict=True))
 
+    def push_units(self, pkt: RtpPacket) -> list[tuple[bytes, bool, int]]:
+        """:meth:`push_with_keys`, each access unit with its RTP time too."""
+        units = self.push(pkt)
+        return list(zip(units, self._keys, self._times, strict=True))
+
     def push(self, pkt: RtpPacket) -> list[bytes]:
         out: list[bytes] = []
-        self._keys = []
+        self._keys, self._times = [], []
         lost = False
         if self._seq is not None:
             gap = (pkt.seq - self._seq - 1) & 0xFFFF
@@ -223,4 +229,5 @@ class Depacketizer:
         if key and not any(self._is_param(t) for t in types):
             nals = self._params + nals
         self._keys.append(key)
+        self._times.append(self._ts or 0)  # (a marker's packet, or the frame a new time ended)
         return [b"".join(START_CODE + n for n in nals)]
