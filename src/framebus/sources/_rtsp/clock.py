@@ -10,8 +10,9 @@ Untrusted input, bounded:
   and the camera's delay, plus the difference of the clocks) must stay within
   :data:`MAX_OFFSET`, else the camera's clock is ``untrusted`` and frames keep their arrival
   times (a camera whose clock was never set, minutes off);
-- whatever the reports, a frame's time never goes back (each is at least the previous one's)
-  and is never more than :data:`MAX_OFFSET` ahead of its arrival.
+- whatever the reports, a frame's time never goes back (each is at least the previous one's
+  by the same clock: a frame says whose clock its time is, and a confirmed step of the
+  camera's starts again) and is never more than :data:`MAX_OFFSET` ahead of its arrival.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class CameraClock:
         self._ext = 0  # the extended (unwrapped) RTP time of the last one seen
         self._offsets: collections.deque[float] = collections.deque(maxlen=WINDOW)
         self._last_out = 0.0
+        self._last_kind = ""
         self.ignored = 0
         """Sender reports not taken (a step nobody confirmed)."""
 
@@ -75,6 +77,7 @@ class CameraClock:
         if candidate is not None and abs(self._at(candidate, rtp) - wall) <= _AGREE:
             self._base, self._candidate = (wall, rtp), None  # confirmed: the clock was set
             self._offsets.clear()
+            self._last_kind = ""  # (its times start again)
             return
         self._candidate = (wall, rtp)
         self.ignored += 1
@@ -85,16 +88,19 @@ class CameraClock:
         rtp = self.extend(rtp32)
         base = self._base
         if base is None:
-            return self._monotonic(arrival), "local"
+            return self._monotonic(arrival, "local"), "local"
         taken = self._at(base, rtp)
         self._offsets.append(arrival - taken)
         if not self.trusted:
-            return self._monotonic(arrival), "untrusted"
-        return self._monotonic(min(taken, arrival + MAX_OFFSET)), "camera"
+            return self._monotonic(arrival, "untrusted"), "untrusted"
+        return self._monotonic(min(taken, arrival + MAX_OFFSET), "camera"), "camera"
 
-    def _monotonic(self, t: float) -> float:
-        t = max(t, self._last_out + 1e-6) if self._last_out else t
-        self._last_out = t
+    def _monotonic(self, t: float, kind: str) -> float:
+        """``t``, but never before the last time of the same clock (a change of clock starts
+        again: its times are another clock's, and the frame says which)."""
+        if kind == self._last_kind and self._last_out:
+            t = max(t, self._last_out + 1e-6)
+        self._last_out, self._last_kind = t, kind
         return t
 
     @property
