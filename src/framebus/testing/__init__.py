@@ -75,9 +75,7 @@ class RTSPServer:
     ``hang_after=N`` makes it stop sending after N frames while keeping connections open.
     With ``user``/``password`` it asks for ``auth`` (Basic or Digest) authentication;
     ``codec="h265"`` or ``"jpeg"`` serves H.265 (x265) or RTP/JPEG instead of H.264.
-    ``clock_offset`` (seconds) runs it with its clock that far off (libfaketime): its RTCP
-    sender reports and its barcodes say the camera's time. ``address`` and ``netns`` serve
-    from another address, in a network namespace
+    ``address`` and ``netns`` serve from another address, in a network namespace
     (``ip netns``) of the caller's. ``protocols="udp"`` (or ``"tcp"``) limits the RTP
     transports it accepts (``"all"``: UDP, UDP multicast and TCP); a server limited to UDP
     answers a TCP ``SETUP`` with ``tcp_refusal``: 461 Unsupported Transport (GStreamer's own
@@ -101,9 +99,7 @@ class RTSPServer:
         netns: str | None = None,
         protocols: Literal["all", "udp", "tcp"] = "all",
         tcp_refusal: Literal[461, 400] = 461,
-        clock_offset: float = 0.0,
     ) -> None:
-        self.clock_offset = clock_offset
         self.size, self.fps, self.mounts = size, fps, mounts
         self.user, self.password, self.hang_after = user, password, hang_after
         self.auth, self.codec = auth, codec
