@@ -118,15 +118,6 @@ class RTSPServer:
             raise RuntimeError("RTSP server already running")
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--size", self.size,
                "--fps", str(self.fps), "--address", self.address]  # fmt: skip
-        if self.clock_offset:  # a camera whose clock is off: libfaketime (exec: the same pid)
-            cmd = [
-                "env",
-                "FAKETIME_DONT_FAKE_MONOTONIC=1",
-                "faketime",
-                "-f",
-                f"{self.clock_offset:+.3f}s",
-                *cmd,
-            ]
         if self.netns:  # ip netns exec runs the server itself (exec), so its pid is the server's
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         for m in self.mounts:
