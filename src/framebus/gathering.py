@@ -7,9 +7,10 @@ frames themselves are taken by the gathering thread, so a batch copies nothing i
 return (:meth:`Gather.read` copies each entry once; :meth:`Gather.view` lends the shared
 slots). A batch is taken when every live stream has a frame newer than its last entry, or
 one frame interval after the first of them had one (a slower stream's entry is then its last
-frame again). With ``max_skew``, a batch whose capture times are further apart than that waits
-(up to one frame interval more) for the streams that are behind to bring a fresher frame, and
-:attr:`Gather.aligned` says whether it managed. A stream without a new frame for ``timeout``
+frame again); a stream that missed its last frames (2.5 intervals) is not waited for. With
+``max_skew``, a batch whose capture times are further apart than that waits (up to one frame
+interval more) for the streams that are behind to bring a fresher frame, and
+``Gather.batch.aligned`` says whether it managed. A stream without a new frame for ``timeout``
 seconds, ended, or whose publisher is gone, is ``None`` in the batches and attached again by
 its thread (every second) until it comes back.
 
@@ -42,6 +43,7 @@ DEFAULT_TIMEOUT = 2.0
 _LOOK_AGAIN = 1.0  # seconds between attempts to attach a stream that is down
 _WAIT = 0.25  # a waiting thread looks at its stop flag this often
 _DEFAULT_INTERVAL = 1 / 25  # a stream's frame interval while its rate is not known
+_KEEPING_UP = 2.5  # intervals since a stream's last frame after which a batch does not wait
 
 
 class _Member:
@@ -227,11 +229,11 @@ class Gather:
             start = time.monotonic()
             live = [m for m in members if m.feed is not None and not m.failed]
             patience = min((m.interval for m in live), default=_DEFAULT_INTERVAL)
-            # 2. every live stream's news, for one frame interval at most
-            cond.wait_for(
-                lambda: all(m.ready for m in members if m.feed is not None and not m.failed),
-                patience,
-            )
+            # 2. every live stream's news, for one frame interval at most — not waiting for a
+            # stream that missed its last frames (one that stalls holds up one batch, not all)
+            keeping_up = [m for m in live if start - m.taken_at < _KEEPING_UP * m.interval
+                          or m.taken_at == -math.inf]  # fmt: skip
+            cond.wait_for(lambda: all(m.ready for m in keeping_up if not m.failed), patience)
             for i, m in enumerate(members):
                 fresh[i] = m.take()
             # 3. with max_skew: the streams behind get one interval more to catch up
