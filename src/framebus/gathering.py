@@ -266,7 +266,9 @@ class Gather:
         if len(held) < 2:
             return []
         newest = max(t for _, t in held)
-        return [m for m, t in held if newest - t > self.max_skew and m.feed is not None]
+        # (a stream that stalled brings no fresher frame: it is not waited for)
+        return [m for m, t in held if newest - t > self.max_skew and m.feed is not None
+                and now - m.taken_at < _KEEPING_UP * m.interval]  # fmt: skip
 
     def read(self) -> list[np.ndarray | None]:
         """The next batch: one entry per stream, in order — a copy of its newest frame, or
