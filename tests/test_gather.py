@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,38 @@ def test_a_remote_stream_in_the_same_gather(stream_name: str, procs: Procs) -> N
         assert len(got) > 25 and all(all(f is not None for f in fr) for fr, _ in got)
         infos = g.infos
         assert infos[1] is not None and abs(infos[1].timestamp - time.time()) < 1
+
+
+def test_an_ended_stream_is_none_and_costs_nothing(stream_name: str, tmp_path: Path) -> None:
+    """A file at its end (its publisher stays), and a writer process killed: None, no spin."""
+    from conftest import make_video
+
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, frames=10, size="160x120", rate=25)
+    ended = stream_name + "-file"
+    with (
+        framebus.publish(ended, str(clip), mode="latest"),
+        framebus.gather([ended], timeout=0.5) as g,
+    ):
+        assert wait_until(lambda: g.read()[0] is None, 10)
+        c0 = time.process_time()
+        for _ in range(4):
+            assert g.read()[0] is None
+        assert time.process_time() - c0 < 0.5  # (it spun at 100 % before)
+        assert "ended" in g.errors()[0]
+
+
+def test_a_killed_writer_process_is_noticed(stream_name: str, procs: Procs) -> None:
+    p = procs.python("writer.py", stream_name)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip()
+    with framebus.gather([stream_name], timeout=5.0) as g:
+        assert wait_until(lambda: g.read()[0] is not None, 10)
+        p.kill()
+        p.wait()
+        assert wait_until(lambda: g.read()[0] is None, 10)
+        assert g.errors()[0]
+    framebus.prune()  # (what the killed writer left)
 
 
 def test_view_lends_without_copying(four: list[str]) -> None:

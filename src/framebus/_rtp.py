@@ -153,6 +153,8 @@ def parse_sender_reports(data: bytes) -> list[SenderReport]:
         if kind == 200 and size >= 28:
             ssrc, seconds, fraction, rtp = struct.unpack_from("!IIII", data, pos + 4)
             if seconds:  # 0: the sender has no wall clock (RFC 3550: "may be zero")
+                if seconds < 1 << 31:  # NTP's era 1 (from 2036): RFC 5905
+                    seconds += 1 << 32
                 out.append(SenderReport(ssrc, seconds - _NTP_EPOCH + fraction / (1 << 32), rtp))
         pos += size
     return out

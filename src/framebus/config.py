@@ -238,6 +238,12 @@ def _zmq(where: str, table: object) -> ZmqConfig:
     assert listen is not None
     if not listen.startswith("tcp://"):
         c.fail("listen", f"expected tcp://HOST:PORT, not {_shown(listen)}")
+    from ._hosts import host_port
+
+    try:
+        host_port(listen[len("tcp://") :].replace("*", "0.0.0.0"))
+    except ValueError as exc:
+        c.fail("listen", str(exc))
     codec = c.choice("codec", ("jpeg", "raw"), "jpeg")
     quality = c.integer("quality", 1, 100, 80)
     curve = _path(c, "curve", directory=True)
@@ -270,9 +276,11 @@ def _record(where: str, value: object, prefix: str) -> RecordConfig:
     c = _Checker(where, value, prefix)
     out = _path(c, "out", directory=True, required=True)
     assert out is not None
-    segment = c.number("segment", 1, 86400, 60.0)
     if c.table.get("segment") is False:  # clips only
+        c.used.add("segment")
         segment = None
+    else:
+        segment = c.number("segment", 1, 86400, 60.0)
     pre = c.number("pre", 0, 600, 0.0) or 0.0
     keep_seconds = keep_bytes = None
     keep = c.get("keep")
@@ -284,6 +292,8 @@ def _record(where: str, value: object, prefix: str) -> RecordConfig:
         except ValueError as exc:
             c.fail("keep", str(exc))
             raise AssertionError from None
+        if amount <= 0:
+            c.fail("keep", f"keeping nothing ({item!r}) would remove every recording")
         if kind == "seconds":
             keep_seconds = amount
         else:

@@ -14,6 +14,9 @@ interval more) for the streams that are behind to bring a fresher frame, and
 seconds, ended, or whose publisher is gone, is ``None`` in the batches and attached again by
 its thread (every second) until it comes back.
 
+gather is for live streams: a stream read in order (``mode="every"``, a file's default) gives
+its next frame to each batch, not its newest.
+
 Buffers: each stream's newest frame taken stays pinned in its slot (one per stream) until a
 newer one replaces it; nothing else is held, whatever the run time.
 """
@@ -71,29 +74,53 @@ class _Member:
 
     def _run(self) -> None:
         while not self.stop:
-            feed = self.feed
-            if feed is None or self.failed:
-                self._reattach()
-                continue
-            if self.ready:
-                with self.cond:  # taken or not, look again when told (or now and then)
-                    self.cond.wait_for(lambda: not self.ready or self.stop or self.failed, _WAIT)
-                continue
-            if feed.wait(_WAIT):
-                with self.cond:
+            try:
+                self._turn()
+            except Exception as exc:
+                with self.cond:  # header...: said in errors(), looked at again in a second)
+                    self.error, self.tried, self.failed, self.ready = str(exc), True, True, False
+                    self._detach()
+                    self.cond.notify_all()
+                    self.cond.wait_for(lambda: self.stop, _LOOK_AGAIN)
+        with self.cond:  # (the gatherer may be taking from the feed: not under its feet)
+            self._detach()
+
+    def _turn(self) -> None:
+        feed = self.feed
+        if feed is None or self.failed:
+            self._reattach()
+            return
+        if self.ready:
+            with self.cond:  # taken or not, look again when told (or now and then)
+                self.cond.wait_for(lambda: not self.ready or self.stop or self.failed, _WAIT)
+            return
+        if feed.wait(_WAIT):
+            with self.cond:
+                if not self.failed:
                     self.ready = True
                     self.cond.notify_all()
-        self._detach()
 
     def _reattach(self) -> None:
         with self.cond:
+            failed = self.failed
             self._detach()
+            if failed:  # (an ended stream, a dead publisher: not again at once)
+                self.cond.wait_for(lambda: self.stop, _LOOK_AGAIN)
+            if self.stop:
+                return
         try:
             feed = _open_feed(self.name, {"connect_timeout": self.connect_timeout}
                               if self.name.startswith("zmq://") else {})  # fmt: skip
         except FramebusError as exc:
             with self.cond:
                 self.error, self.tried = str(exc), True
+                self.cond.notify_all()
+                self.cond.wait_for(lambda: self.stop, _LOOK_AGAIN)
+            return
+        if not feed.alive() or feed.stats().state in ("ended", "failed"):  # (a file at its end:
+            feed.close()  # its publisher stays, its last frame is not news again and again)
+            with self.cond:
+                self.error, self.tried = f"stream {self.name!r} has ended", True
                 self.cond.notify_all()
                 self.cond.wait_for(lambda: self.stop, _LOOK_AGAIN)
             return
@@ -119,7 +146,7 @@ class _Member:
     def take(self) -> bool:
         """Take the newest frame if one is ready (releasing the one held); True if taken."""
         feed = self.feed
-        if feed is None or not self.ready or self.failed:
+        if feed is None or not self.ready or self.failed or self.stop:
             return False
         if self.view is not None:
             feed.release()
@@ -128,10 +155,12 @@ class _Member:
             view, info = feed.acquire(0.0)
         except ReadTimeout:
             self.ready = False  # (a latest-mode ring moved on: nothing newer after all)
+            if not feed.alive():  # (or its publisher is gone: acquire(0) does not look)
+                self.failed, self.error = True, f"the publisher of {self.name!r} stopped"
             self.cond.notify_all()
             return False
         except FramebusError as exc:  # ended, or its publisher died: the thread attaches again
-            self.failed, self.error, self.info = True, str(exc), None
+            self.failed, self.error, self.info, self.ready = True, str(exc), None, False
             self.cond.notify_all()
             return False
         self.view, self.info, self.ready = view, info, False
@@ -142,6 +171,8 @@ class _Member:
     def entry(self, now: float, timeout: float) -> tuple[np.ndarray | None, FrameInfo | None]:
         """The frame held, or None if the stream is down or gave nothing for ``timeout``."""
         if self.view is None or self.feed is None or self.failed:
+            if not self.error:
+                self.error = "no frame yet"
             return None, None
         if now - self.taken_at > timeout:
             if not self.error:
@@ -225,7 +256,7 @@ class Gather:
                 self._first = False
                 cond.wait_for(lambda: all(m.tried for m in members), self._connect_timeout + 1)
             # 1. the first news (or a timeout's worth of nothing: a batch of what there is)
-            cond.wait_for(lambda: any(m.ready for m in members), self.timeout)
+            cond.wait_for(lambda: any(m.ready and not m.failed for m in members), self.timeout)
             start = time.monotonic()
             live = [m for m in members if m.feed is not None and not m.failed]
             patience = min((m.interval for m in live), default=_DEFAULT_INTERVAL)

@@ -62,6 +62,10 @@ push = {{ url = "rtsp://mediamtx:8554/yard", fps = 10, transport = "udp", encode
     assert door.record.keep_bytes == 50 << 30 and door.record.segment == 300
     assert yard.options["reconnect"] is False
     assert yard.push is not None and (yard.push.fps, yard.push.transport) == (10, "udp")
+    clips = parse_config({"streams": {"c": {"source": "testpattern",
+                                            "record": {"out": str(tmp_path), "segment": False,
+                                                       "pre": 5}}}})  # fmt: skip
+    assert clips.streams[0].record is not None and clips.streams[0].record.segment is None
     assert (
         load_config(ROOT / "deploy" / "framebus.toml.example").streams
         if (ROOT / "deploy" / "framebus.toml.example").exists()
@@ -102,6 +106,9 @@ push = {{ url = "rtsp://mediamtx:8554/yard", fps = 10, transport = "udp", encode
          "http.auth: no such file"),
         ("[zmq]\nlisten = 'udp://x:1'\n[streams.a]\nsource = 'testpattern'",
          "zmq.listen: expected tcp://"),
+        ("[zmq]\nlisten = 'tcp://x:port'\n[streams.a]\nsource = 'testpattern'", "zmq.listen: "),
+        ("[streams.a]\nsource = 'testpattern'\nrecord = { out = '/tmp', keep = '0s' }",
+         "streams.a.record.keep: keeping nothing"),
         ("colour = 'blue'\n[streams.a]\nsource = 'testpattern'", "colour: unknown key"),
     ],
 )  # fmt: skip

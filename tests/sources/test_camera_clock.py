@@ -30,6 +30,9 @@ def test_sender_reports_read_back() -> None:
     [sr] = parse_sender_reports(data)
     assert (sr.ssrc, sr.rtp) == (7, 123456) and abs(sr.wall - wall) < 1e-6
     assert parse_sender_reports(b"") == [] and parse_sender_reports(b"\x80\xc8\xff\xff") == []
+    after_2036 = bytearray(sender_report(p, wall, 1))
+    after_2036[8:12] = (5).to_bytes(4, "big")  # NTP seconds wrapped: era 1
+    assert parse_sender_reports(bytes(after_2036))[0].wall > 2_085_000_000
 
 
 @settings(max_examples=300, deadline=None)
@@ -84,16 +87,26 @@ def test_whatever_the_reports_times_never_go_back_nor_far_ahead(
     events: list[tuple[bool, float, int]],
 ) -> None:
     clock = CameraClock(RATE)
-    now, rtp, last = 1_765_000_000.0, 0, 0.0
+    now, rtp = 1_765_000_000.0, 0
+    last = (0.0, "")
     for is_report, wall, rtp32 in events:
         if is_report:
             clock.report(wall, rtp32)
             continue
         rtp = (rtp + 3600) & 0xFFFFFFFF
         now += 0.04
-        taken, _ = clock.frame(rtp, now)
-        assert taken > last and taken <= now + MAX_OFFSET + 1e-3
-        last = taken
+        taken, kind = clock.frame(rtp, now)
+        assert taken <= now + MAX_OFFSET + 1e-3
+        if kind == "camera":  # never far from its arrival, either way
+            assert abs(taken - now) <= MAX_OFFSET + 1e-3
+        assert kind != last[1] or taken > last[0]  # never back, within a clock
+        last = (taken, kind)
+
+
+def test_a_clock_rate_that_is_no_video_clock_is_never_mapped() -> None:
+    clock = CameraClock(1)  # (an SDP's rtpmap may say anything)
+    clock.report(1_765_000_000.0, 0)
+    assert clock.frame(2**31, 1_765_000_000.0)[1] == "local"
 
 
 def test_rtp_times_unwrap() -> None:

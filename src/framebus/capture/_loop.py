@@ -70,7 +70,7 @@ def capture_loop(
         first = source.read_into(None)  # read before a slot is taken: every mode holds it
         if first is None:
             return _no_frame(ctl, source)
-        first_stamp = source.frame_time_ns() or time.time_ns()
+        first_stamp = _stamp(source.frame_time_ns())
         first_media = _media_ns(source)
         writer.reserve(first.nbytes)
         # before the stream is live: whoever opened it knows its frames' size at once
@@ -145,7 +145,7 @@ def capture_loop(
                     if await_seek():
                         continue
                     return True
-                frame, stamp = read, source.frame_time_ns() or time.time_ns()
+                frame, stamp = read, _stamp(source.frame_time_ns())
                 media = _media_ns(source)
                 if hint is None or not _same_buffer(frame, hint):
                     np.copyto(writer.buffer(slot, frame.shape, frame.dtype), frame)
@@ -210,6 +210,14 @@ def _packet_ring(ctl: Control, source: Source) -> PacketRingWriter | None:
 
     source.access_units = write
     return ring
+
+
+def _stamp(given: int | None) -> int:
+    """A source's capture time for a frame if it is a time (ns since the epoch, before 2500),
+    else now (a user source's or a camera's number may be anything)."""
+    if type(given) is int and 0 < given < 16_725_225_600 * 10**9:
+        return given
+    return time.time_ns()
 
 
 def _clock_ok(clock: object) -> bool:

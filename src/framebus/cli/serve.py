@@ -71,11 +71,16 @@ def _apply_config(args: argparse.Namespace) -> list[StreamConfig]:
     """The config file's streams; its HTTP and ZeroMQ settings put into ``args`` (where the
     command line gave none)."""
     cfg = load_config(args.config)
-    if cfg.http is not None and args.http is None:
-        args.http = cfg.http.listen
+    if cfg.http is not None:  # the command line wins, key by key (never auth lost to --http)
+        args.http = args.http or cfg.http.listen
         args.auth = args.auth or cfg.http.auth
-    if cfg.zmq is not None and not args.zmq:
-        args.zmq, args.zmq_codec, args.zmq_quality = cfg.zmq.listen, cfg.zmq.codec, cfg.zmq.quality
+    if cfg.zmq is not None:
+        if not args.zmq:
+            args.zmq, args.zmq_codec, args.zmq_quality = (
+                cfg.zmq.listen,
+                cfg.zmq.codec,
+                cfg.zmq.quality,
+            )
         args.curve = args.curve or cfg.zmq.curve
     if cfg.max_connections is not None:
         args.max_connections = cfg.max_connections

@@ -31,10 +31,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     # a Ctrl-C while the server is being made is noted, not raised (a KeyboardInterrupt can
     # land in a weakref callback and be lost); the server then stops as soon as it runs
     asked = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: asked.set())
-    server = make_server(args.names or None, args, out)
+    before = signal.signal(signal.SIGINT, lambda *_: asked.set())
+    try:
+        server = make_server(args.names or None, args, out)
+    finally:
+        signal.signal(signal.SIGINT, before)
     if asked.is_set():
         server.stop()
         return 130
-    server.run(asked)  # until Ctrl-C or SIGTERM
+    server.run(asked)  # until Ctrl-C (KeyboardInterrupt: 130) or SIGTERM
     return 0

@@ -88,7 +88,7 @@ class BasicAuth:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket") or (
-            scope["type"] == "http" and scope.get("path") in self.open_paths
+            scope["type"] == "http" and _route_path(scope) in self.open_paths
         ):
             await self.inner(scope, receive, send)
             return
@@ -109,6 +109,12 @@ class BasicAuth:
             await _refuse(scope, send, 401, "authentication required", 0.0)
             return
         await self.inner(scope, receive, send)
+
+
+def _route_path(scope: Any) -> str:
+    """The request's path within this app (without the prefix it is mounted at)."""
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def _refuse(scope: Any, send: Any, status: int, why: str, retry: float) -> None:

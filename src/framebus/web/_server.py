@@ -328,22 +328,32 @@ class WebServer:
     def run(self, asked_to_stop: threading.Event | None = None) -> None:
         """Serve until Ctrl-C/SIGTERM (uvicorn handles them in the main thread).
         ``asked_to_stop``: set by a Ctrl-C that came before uvicorn took the signals (its
-        KeyboardInterrupt could land in a weakref callback and be lost): then stop at once."""
+        KeyboardInterrupt could land in a weakref callback and be lost): then stop at once.
+        The signal handlers are as before when it returns; a Ctrl-C that stopped it is a
+        KeyboardInterrupt then."""
         server = self.server
+        before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        asked: list[int] = []
         if asked_to_stop is not None:
 
             def early(signum: int, frame: object) -> None:
-                asked_to_stop.set()
+                asked.append(signum)
                 server.should_exit = True
 
-            signal.signal(signal.SIGINT, early)  # until uvicorn installs its own
-            signal.signal(signal.SIGTERM, early)
+            for sig in before:
+                signal.signal(sig, early)  # until uvicorn installs its own (and after)
             if asked_to_stop.is_set():
+                asked.append(signal.SIGINT)
                 server.should_exit = True
         try:
             server.run(sockets=[self.sock])
         finally:
             self._release()
+            if asked_to_stop is not None:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+        if signal.SIGINT in asked:
+            raise KeyboardInterrupt
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread = threading.Thread(

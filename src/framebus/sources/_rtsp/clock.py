@@ -10,9 +10,9 @@ Untrusted input, bounded:
   and the camera's delay, plus the difference of the clocks) must stay within
   :data:`MAX_OFFSET`, else the camera's clock is ``untrusted`` and frames keep their arrival
   times (a camera whose clock was never set, minutes off);
-- whatever the reports, a frame's time never goes back (each is at least the previous one's
-  by the same clock: a frame says whose clock its time is, and a confirmed step of the
-  camera's starts again) and is never more than :data:`MAX_OFFSET` ahead of its arrival.
+- whatever the reports, a frame's camera time is never more than :data:`MAX_OFFSET` from its
+  arrival (else the frame keeps its arrival time, ``untrusted``), and never goes back (each
+  is at least the previous one's by the same clock: a frame says whose clock its time is).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import statistics
 
-__all__ = ["MAX_OFFSET", "MAX_STEP", "WINDOW", "CameraClock"]
+__all__ = ["MAX_OFFSET", "MAX_STEP", "MIN_RATE", "WINDOW", "CameraClock"]
 
 MAX_OFFSET = 2.0
 """Seconds the camera's clock may be from this machine's (delay included) to be trusted."""
@@ -29,13 +29,15 @@ MAX_STEP = 0.5
 WINDOW = 50
 """Frames over which the offset and its jitter are measured."""
 _AGREE = 0.05  # seconds: two reports that agree on a new mapping
+MIN_RATE = 1000
+"""An RTP clock slower than this (Hz) is not a video clock (RTP video: 90 kHz): not mapped."""
 
 
 class CameraClock:
     """The capture times of one RTP stream's frames (clock rate ``rate`` Hz)."""
 
     def __init__(self, rate: int) -> None:
-        self.rate = rate
+        self.rate = rate if rate >= MIN_RATE else 0  # (0: no report is taken)
         self._base: tuple[float, int] | None = None  # (wall, extended RTP) of the mapping
         self._candidate: tuple[float, int] | None = None  # a step waiting for confirmation
         self._last32: int | None = None
@@ -91,9 +93,9 @@ class CameraClock:
             return self._monotonic(arrival, "local"), "local"
         taken = self._at(base, rtp)
         self._offsets.append(arrival - taken)
-        if not self.trusted:
-            return self._monotonic(arrival, "untrusted"), "untrusted"
-        return self._monotonic(min(taken, arrival + MAX_OFFSET), "camera"), "camera"
+        if not self.trusted or abs(arrival - taken) > MAX_OFFSET:  # (this frame's too: one
+            return self._monotonic(arrival, "untrusted"), "untrusted"  # far off takes none)
+        return self._monotonic(taken, "camera"), "camera"
 
     def _monotonic(self, t: float, kind: str) -> float:
         """``t``, but never before the last time of the same clock (a change of clock starts
