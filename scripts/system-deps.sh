@@ -11,11 +11,12 @@
 #   util-linux  unshare: a network namespace with no route, for the unreachable-host test
 #   iproute2    ip netns + veth: a camera on its own "cable", pulled and plugged back in a test
 #   chromium    a real browser for the web view's tests (driven by Playwright)
+#   systemd     systemd-analyze: the service unit in deploy/ is verified by a test
 set -euo pipefail
 packages=(libatomic1 python3-venv)
 if [ "${1:-test}" = "test" ]; then
   packages+=(ffmpeg python3 python3-gi gir1.2-gst-rtsp-server-1.0
-    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad util-linux iproute2 chromium)
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad util-linux iproute2 chromium systemd)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +85,9 @@ def no_leaks() -> Iterator[None]:
     left_kids = child_pids() - before_kids
     for seg in left_segs:  # clean up so one leak does not fail every later test
         (SHM / seg).unlink(missing_ok=True)
+    for pid in left_kids:  # (nor outlive the suite: a `serve` whose Ctrl-C went unheard)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     assert ok, f"leaked segments {sorted(left_segs)} / child processes {sorted(left_kids)}"
 
 

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import time
 from typing import Any, TextIO
 
+from ..config import parse_keep
 from ._args import quiet_library_logs, seconds
 
-__all__ = ["add_parser", "parse_keep", "run"]
-
-_AGE = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_KEEP = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]|[kmgt]i?b?)", re.IGNORECASE)
+__all__ = ["add_parser", "run"]
 
 
-def parse_keep(arg: str) -> tuple[str, float]:
-    """``7d``, ``12h``, ``90m`` (an age) or ``500M``, ``2G``, ``1.5TiB`` (a size: upper-case
-    M for bytes, lower-case m is minutes) as ("seconds" | "bytes", value)."""
-    m = _KEEP.fullmatch(arg.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(
-            f"--keep takes an age (30s, 90m, 12h, 7d) or a size (500M, 2G, 1T), not {arg!r}"
-        )
-    value, unit = float(m.group(1)), m.group(2)
-    if unit in _AGE:  # lower-case: an age (m = minutes)
-        return "seconds", value * _AGE[unit]
-    return "bytes", value * _SIZE[unit[0].lower()]
+def _keep(arg: str) -> tuple[str, float]:
+    try:
+        kind, amount = parse_keep(arg)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--keep: {exc}") from None
+    if amount <= 0:
+        raise argparse.ArgumentTypeError(f"--keep {arg}: that would remove every recording")
+    return kind, amount
 
 
 def add_parser(sub: Any) -> None:
@@ -64,7 +56,7 @@ def add_parser(sub: Any) -> None:
         default=10.0,
         help="seconds a clip goes on after its SIGUSR1 (default 10)",
     )
-    p.add_argument("--keep", type=parse_keep, action="append", default=[],
+    p.add_argument("--keep", type=_keep, action="append", default=[],
                    help="remove older segments past an age (7d, 12h) or total size (50G); "
                    "may be given twice")  # fmt: skip
     p.add_argument(

@@ -91,8 +91,9 @@ def parse_y4m_header(line: bytes, *, offset: int = 0, max_frame: int = MAX_PAYLO
         elif tag == "C":
             colorspace = value[:32].decode("latin-1")
             if colorspace not in Y4M_COLORSPACES:
+                shown = colorspace if colorspace.isprintable() else repr(colorspace)
                 raise bad(
-                    f"colour space C{colorspace} is not supported (framebus reads C"
+                    f"colour space C{shown} is not supported (framebus reads C"
                     + ", C".join(Y4M_COLORSPACES)
                     + "; give ffmpeg -pix_fmt yuv420p)"
                 )

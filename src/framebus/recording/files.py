@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framebus import _fmp4
-from framebus._h264 import AccessUnit, nal_units, picture_size
+from framebus._h264 import AccessUnit, picture_size
 from framebus.errors import DiskFull, RecordError
 
 __all__ = ["SUFFIX", "Mp4File", "file_name", "parse_file_name", "prune_directory", "unique_path"]
@@ -180,7 +180,8 @@ class Mp4File:
 
 def _parameter_sets(data: bytes) -> frozenset[bytes]:
     """The SPS and PPS in front of a keyframe (as a set: cameras repeat them)."""
-    return frozenset(bytes(n) for n in nal_units(data) if len(n) and n[0] & 0x1F in (7, 8))
+    sets = _fmp4.parameter_sets(AccessUnit(data, True, "", 0, 0))
+    return frozenset() if sets is None else frozenset(sets[0] + sets[1])
 
 
 def unique_path(path: Path) -> Path:
