@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["CHROMIUM_FLAGS", "RTSPRecordServer", "RTSPServer", "chromium_path",
+__all__ = ["CHROMIUM_FLAGS", "RTSPRecordServer", "RTSPServer", "chromium_path", "encode_replay",
            "paint_timestamp", "read_timestamp", "rtsp_server_available"]  # fmt: skip
 
 # Debian's chromium, headless, for the page's tests and benchmarks: without the
@@ -67,6 +67,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def encode_replay(
+    path: str | os.PathLike[str],
+    *,
+    size: str = "1280x720",
+    fps: int = 25,
+    seconds: float = 20.0,
+    bitrate: str = "4M",
+) -> None:
+    """Encode ``seconds`` of camera-like H.264 (FFmpeg's ``testsrc2`` with sensor noise,
+    High profile, no B-frames, a keyframe every 2 s, as cameras send) to ``path`` for
+    ``RTSPServer(replay=path)``: Annex-B with an access unit delimiter before each unit."""
+    width, height = size.split("x")
+    source = f"testsrc2=size={width}x{height}:rate={fps},noise=alls=12:allf=t"
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
+           "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+           "-pix_fmt", "yuv420p", "-bf", "0", "-g", str(2 * fps), "-b:v", bitrate,
+           "-maxrate", bitrate, "-bufsize", bitrate, "-x264-params", "aud=1", "-f", "h264",
+           os.fspath(path)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
 class RTSPServer:
     """A real RTSP server on 127.0.0.1 serving H.264 test video with send-time barcodes.
 
@@ -80,7 +101,9 @@ class RTSPServer:
     transports it accepts (``"all"``: UDP, UDP multicast and TCP); a server limited to UDP
     answers a TCP ``SETUP`` with ``tcp_refusal``: 461 Unsupported Transport (GStreamer's own
     answer) or 400 Bad Request (as some cameras do). :meth:`transports` tells which transport
-    each accepted ``SETUP`` chose.
+    each accepted ``SETUP`` chose. ``replay=PATH`` serves a pre-encoded H.264 file (Annex-B,
+    an access unit delimiter before each access unit, see :func:`encode_replay`) in a loop at
+    ``fps`` instead of encoding test video: cameras that cost next to no CPU (no barcodes).
     """
 
     def __init__(
@@ -99,12 +122,14 @@ class RTSPServer:
         netns: str | None = None,
         protocols: Literal["all", "udp", "tcp"] = "all",
         tcp_refusal: Literal[461, 400] = 461,
+        replay: str | os.PathLike[str] | None = None,
     ) -> None:
         self.size, self.fps, self.mounts = size, fps, mounts
         self.user, self.password, self.hang_after = user, password, hang_after
         self.auth, self.codec = auth, codec
         self.address, self.netns = address, netns
         self.protocols, self.tcp_refusal = protocols, tcp_refusal
+        self.replay = replay
         self.port = port or _free_port()
         self.proc: subprocess.Popen[str] | None = None
         self._logdir: tempfile.TemporaryDirectory[str] | None = None
@@ -128,6 +153,8 @@ class RTSPServer:
         cmd += ["--tcp-refusal", str(self.tcp_refusal), "--log", str(self._log_path())]
         if self.hang_after is not None:
             cmd += ["--hang-after", str(self.hang_after)]
+        if self.replay is not None:
+            cmd += ["--replay", os.fspath(self.replay)]
         self._launch(cmd, timeout)
 
     def _launch(self, cmd: list[str], timeout: float) -> None:

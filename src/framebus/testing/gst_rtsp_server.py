@@ -10,7 +10,7 @@ of a frame (``framebus.testing.barcode.read_timestamp``).
 usage: gst_rtsp_server.py --port P [--address A] [--mount /cam] [--size 1280x720] [--fps 25]
                           [--user U --password P [--auth basic|digest]] [--hang-after N]
                           [--codec h264|h265|jpeg] [--protocols all|udp|tcp]
-                          [--tcp-refusal 461|400] [--log FILE]
+                          [--tcp-refusal 461|400] [--log FILE] [--replay FILE.h264]
 Prints "READY <port>" on stdout once it listens on --address (default 127.0.0.1).
 
 --protocols limits the RTP transports it accepts (GStreamer's default, all, is UDP, UDP multicast
@@ -18,6 +18,11 @@ and TCP); a TCP SETUP to a server limited to UDP is answered 461 Unsupported Tra
 --tcp-refusal 400 Bad Request (as some cameras do), and serves each client a pipeline of its own.
 RTP over UDP is sent from ports on --address.
 --log appends the transport of each SETUP it accepts (tcp, udp, udp-mcast) to FILE, a line each.
+--replay serves a pre-encoded H.264 stream (Annex-B, each access unit starting with an access
+unit delimiter, the first a keyframe) in a loop at --fps instead of encoding test video: a
+camera that costs this machine next to no CPU (no barcodes: the frames' times come from the
+RTCP sender reports), for measuring many cameras at once. Each mount plays it from its own
+start (its first client's), so the mounts' phases differ.
 """
 
 import argparse
@@ -79,6 +84,30 @@ class Frames:
         return bytes(y) + self.uv
 
 
+class AccessUnits:
+    """The access units of a pre-encoded H.264 file, one per call at ``fps``, in a loop."""
+
+    AUD = b"\x00\x00\x00\x01\x09"
+
+    def __init__(self, units, fps):
+        self.units = units
+        self.fps = fps
+        self.n = 0
+        self.t0 = None
+
+    def next_frame(self):
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        delay = self.t0 + self.n / self.fps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:  # paused for long: resync, do not burst
+            self.t0 = time.monotonic() - self.n / self.fps
+        unit = self.units[self.n % len(self.units)]
+        self.n += 1
+        return unit
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -94,6 +123,7 @@ def main():
     ap.add_argument("--protocols", choices=("all", "udp", "tcp"), default="all")
     ap.add_argument("--tcp-refusal", type=int, choices=(461, 400), default=461)
     ap.add_argument("--log")
+    ap.add_argument("--replay")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     mounts = args.mount or ["/cam"]
@@ -114,9 +144,25 @@ def main():
         f"( appsrc name=src is-live=true format=time do-timestamp=true caps={caps} "
         f"! {encoders[args.codec]} )"
     )
+    replay = None
+    if args.replay:
+        with open(args.replay, "rb") as f:
+            replay = [AccessUnits.AUD + part for part in f.read().split(AccessUnits.AUD)]
+        if len(replay) < 2:  # (the first part is what comes before the first delimiter)
+            print("--replay: no access unit delimiters in the file", file=sys.stderr, flush=True)
+            sys.exit(2)
+        replay = replay[1:]
+        h264 = f"video/x-h264,stream-format=byte-stream,alignment=au,framerate={args.fps}/1"
+        launch = (
+            f"( appsrc name=src is-live=true format=time do-timestamp=true caps={h264} "
+            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        )
 
     def on_configure(factory, media):
-        frames = Frames(width, height, args.fps, args.hang_after)
+        if replay is not None:
+            frames = AccessUnits(replay, args.fps)
+        else:
+            frames = Frames(width, height, args.fps, args.hang_after)
         appsrc = media.get_element().get_child_by_name("src")
 
         def need_data(src, _length):
