@@ -5,6 +5,7 @@ whose clock is off (real H.264, real sender reports, on a real socket), and GStr
 from __future__ import annotations
 
 import socket
+import statistics
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ import framebus
 from conftest import wait_until
 from framebus._rtp import Packetizer, parse_sender_reports, sender_report
 from framebus.sinks.h264 import H264Encoder
-from framebus.sources._rtsp.clock import MAX_OFFSET, MAX_STEP, CameraClock
+from framebus.sources._rtsp.clock import MAX_OFFSET, MAX_STEP, WINDOW, CameraClock
 from framebus.testing import RTSPServer, paint_timestamp, read_timestamp, rtsp_server_available
 
 RATE = 90_000
@@ -54,6 +55,19 @@ def test_frames_take_the_cameras_time() -> None:
         assert abs(taken - (now - camera_lag + i * 0.04)) < 1e-6
     assert clock.offset is not None and abs(clock.offset - (camera_lag + 0.03)) < 1e-6
     assert clock.jitter is not None and clock.jitter < 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=120))
+def test_offset_and_jitter_are_the_windows_median_and_deviation(offsets: list[float]) -> None:
+    clock = CameraClock(RATE)
+    clock._offsets.extend(offsets)
+    window = offsets[-WINDOW:]
+    assert clock.offset == pytest.approx(statistics.median(window), abs=1e-12)
+    if len(window) >= 2:
+        assert clock.jitter == pytest.approx(statistics.pstdev(window), abs=1e-9)
+    else:
+        assert clock.jitter is None
 
 
 def test_a_clock_minutes_off_is_not_trusted() -> None:

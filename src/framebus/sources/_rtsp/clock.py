@@ -18,7 +18,7 @@ Untrusted input, bounded:
 from __future__ import annotations
 
 import collections
-import statistics
+import math
 
 __all__ = ["MAX_OFFSET", "MAX_STEP", "MIN_RATE", "WINDOW", "CameraClock"]
 
@@ -105,15 +105,24 @@ class CameraClock:
         self._last_out, self._last_kind = t, kind
         return t
 
+    # (read for every frame: plain floats, not the statistics module's exact fractions)
     @property
     def offset(self) -> float | None:
         """Arrival minus capture time (median of the window), None before a report."""
-        return statistics.median(self._offsets) if self._offsets else None
+        n = len(self._offsets)
+        if not n:
+            return None
+        ordered = sorted(self._offsets)
+        return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
     @property
     def jitter(self) -> float | None:
         """The offset's standard deviation over the window."""
-        return statistics.pstdev(self._offsets) if len(self._offsets) >= 2 else None
+        n = len(self._offsets)
+        if n < 2:
+            return None
+        mean = math.fsum(self._offsets) / n
+        return math.sqrt(math.fsum((x - mean) ** 2 for x in self._offsets) / n)
 
     @property
     def trusted(self) -> bool:
