@@ -20,10 +20,13 @@ source = "rtsp://10.0.0.8/live"
 reconnect = { stall_timeout = 10, backoff_max = 60 }
 ```
 
-The whole file is checked before anything starts; a problem is one line naming the key
-(``framebus.toml: streams.door.slots: expected an integer from 2 to 255, not "four"``), and
-an unknown key is an error, not ignored (a typo would otherwise silently do nothing). Parsing
-(:func:`parse_config`) does no I/O but for what it checks exists (files, directories).
+Relative paths (``auth``, ``curve``, ``record.out``, a file ``source``) are relative to the
+file's own directory, wherever ``framebus serve`` is started from (a service's working
+directory is ``/``). The whole file is checked before anything starts; a problem is one line
+naming the key (``framebus.toml: streams.door.slots: expected an integer from 2 to 255, not
+"four"``), and an unknown key is an error, not ignored (a typo would otherwise silently do
+nothing). Parsing (:func:`parse_config`) does no I/O but for what it checks exists (files,
+directories).
 """
 
 from __future__ import annotations
@@ -96,8 +99,8 @@ class Config:
 class _Checker:
     """Reads one table, key by key, each with a message naming where it is."""
 
-    def __init__(self, where: str, table: object, prefix: str) -> None:
-        self.where, self.prefix = where, prefix
+    def __init__(self, where: str, table: object, prefix: str, base: Path | None = None) -> None:
+        self.where, self.prefix, self.base = where, prefix, base
         if not isinstance(table, dict):
             self.fail("", f"expected a table, not {_shown(table)}")
         self.table: dict[str, Any] = dict(table)  # type: ignore[call-overload]
@@ -216,6 +219,9 @@ def _path(c: _Checker, key: str, *, directory: bool, required: bool = False) -> 
     if key == "auth" and value.startswith("env:"):
         return value
     p = Path(value)
+    if c.base is not None and not p.is_absolute():
+        p = c.base / p
+        value = os.fspath(p)
     if directory and not p.is_dir():
         c.fail(key, f"no such directory: {value}")
     if not directory and not p.is_file():
@@ -223,8 +229,8 @@ def _path(c: _Checker, key: str, *, directory: bool, required: bool = False) -> 
     return value
 
 
-def _http(where: str, table: object) -> HttpConfig:
-    c = _Checker(where, table, "http")
+def _http(where: str, table: object, base: Path | None) -> HttpConfig:
+    c = _Checker(where, table, "http", base)
     listen = _bind(c, "listen") if c.table.get("listen") is not None else ("127.0.0.1", 8080)
     c.used.add("listen")
     auth = _path(c, "auth", directory=False)
@@ -232,8 +238,8 @@ def _http(where: str, table: object) -> HttpConfig:
     return HttpConfig(listen, auth)
 
 
-def _zmq(where: str, table: object) -> ZmqConfig:
-    c = _Checker(where, table, "zmq")
+def _zmq(where: str, table: object, base: Path | None) -> ZmqConfig:
+    c = _Checker(where, table, "zmq", base)
     listen = c.text("listen", required=True)
     assert listen is not None
     if not listen.startswith("tcp://"):
@@ -272,8 +278,8 @@ def _push(where: str, value: object, prefix: str) -> PushConfig:
     return PushConfig(url, fps, transport, encode)
 
 
-def _record(where: str, value: object, prefix: str) -> RecordConfig:
-    c = _Checker(where, value, prefix)
+def _record(where: str, value: object, prefix: str, base: Path | None) -> RecordConfig:
+    c = _Checker(where, value, prefix, base)
     out = _path(c, "out", directory=True, required=True)
     assert out is not None
     if c.table.get("segment") is False:  # clips only
@@ -307,10 +313,11 @@ _RECONNECT_KEYS = ("stall_timeout", "backoff_initial", "backoff_max", "backoff_f
                    "max_attempts")  # fmt: skip
 
 
-def _stream(where: str, name: str, table: object) -> StreamConfig:
+def _stream(where: str, name: str, table: object, base: Path | None) -> StreamConfig:
     from .bus import valid_name
     from .capture import Reconnect
     from .sources import to_spec
+    from .sources.spec import Media, is_test_pattern
 
     prefix = f"streams.{_key(name)}"
     if not valid_name(name):
@@ -318,7 +325,7 @@ def _stream(where: str, name: str, table: object) -> StreamConfig:
             f"{where}: {prefix}: not a stream name (1-48 letters, digits, '_' or '-', starting "
             "with a letter or digit)"
         )
-    c = _Checker(where, table, prefix)
+    c = _Checker(where, table, prefix, base)
     source = c.get("source")
     if type(source) is int:
         source = str(source)
@@ -326,6 +333,10 @@ def _stream(where: str, name: str, table: object) -> StreamConfig:
         c.fail(
             "source", "missing" if source is None else f"expected a string, not {_shown(source)}"
         )
+    if (base is not None and source != "-" and not source.isdigit()
+            and not source.startswith("zmq://") and not is_test_pattern(source)
+            and not Media(source).is_url and not os.path.isabs(source)):  # fmt: skip
+        source = os.fspath(base / source)  # a file, next to the config file
     try:
         to_spec(source)  # a bad URL, a missing file: said now, not when it is opened
     except (FramebusError, ValueError, TypeError, OSError) as exc:
@@ -360,26 +371,30 @@ def _stream(where: str, name: str, table: object) -> StreamConfig:
         except ValueError as exc:
             r.fail("", str(exc))
     push = _push(where, c.get("push"), f"{prefix}.push") if c.get("push") is not None else None
-    record = (_record(where, c.get("record"), f"{prefix}.record")
+    record = (_record(where, c.get("record"), f"{prefix}.record", base)
               if c.get("record") is not None else None)  # fmt: skip
     c.done()
     return StreamConfig(name, source, options, push, record)
 
 
-def parse_config(data: dict[str, Any], where: str = "config") -> Config:
+def parse_config(
+    data: dict[str, Any], where: str = "config", base: str | os.PathLike[str] | None = None
+) -> Config:
     """The configuration a parsed TOML document describes (see the module's text); raises
-    ConfigError naming the key and the problem."""
+    ConfigError naming the key and the problem. Relative paths are relative to ``base`` (the
+    file's directory), or to the working directory without one."""
+    base = Path(base).absolute() if base is not None else None
     c = _Checker(where, data, "")
     streams_table = c.get("streams")
     if streams_table is None:
         c.fail("streams", "missing: at least one [streams.NAME] table")
     s = _Checker(where, streams_table, "streams")
-    streams = tuple(_stream(where, name, table) for name, table in s.table.items())
+    streams = tuple(_stream(where, name, table, base) for name, table in s.table.items())
     s.used.update(s.table)
     if not streams:
         c.fail("streams", "empty: at least one [streams.NAME] table")
-    http = _http(where, c.get("http")) if c.get("http") is not None else None
-    zmq = _zmq(where, c.get("zmq")) if c.get("zmq") is not None else None
+    http = _http(where, c.get("http"), base) if c.get("http") is not None else None
+    zmq = _zmq(where, c.get("zmq"), base) if c.get("zmq") is not None else None
     max_connections = c.integer("max_connections", 1, 1_000_000)
     c.done()
     return Config(streams, http, zmq, max_connections)
@@ -405,4 +420,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"{where}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    return parse_config(data, where)
+    return parse_config(data, where, Path(where).absolute().parent)

@@ -175,6 +175,72 @@ def test_check_says_fine_or_one_line(tmp_path: Path) -> None:
     assert done.stderr.startswith("framebus: error: ") and "streams.a.slots" in done.stderr
 
 
+def test_relative_paths_are_next_to_the_file(tmp_path: Path, monkeypatch: Any) -> None:
+    """A service starts in / : relative paths in the file are the file's directory's."""
+    home = tmp_path / "etc"
+    (home / "rec").mkdir(parents=True)
+    (home / "keys").mkdir()
+    (home / "auth").write_text("me:secret\n")
+    (home / "clip.mp4").write_bytes(b"\0" * 16)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(write(home, """
+[http]
+auth = "auth"
+[zmq]
+listen = "tcp://127.0.0.1:5555"
+curve = "keys"
+[streams.a]
+source = "clip.mp4"
+record = { out = "rec" }
+[streams.b]
+source = "testpattern:320x240@10"
+[streams.c]
+source = "rtsp://10.0.0.7/live"
+"""))  # fmt: skip
+    assert cfg.http is not None and cfg.http.auth == str(home / "auth")
+    assert cfg.zmq is not None and cfg.zmq.curve == str(home / "keys")
+    a, b, c = cfg.streams
+    assert a.source == str(home / "clip.mp4") and a.record is not None
+    assert a.record.out == str(home / "rec")
+    assert (b.source, c.source) == ("testpattern:320x240@10", "rtsp://10.0.0.7/live")
+    # a path relative to the working directory, not the file's, is not found
+    (elsewhere / "other.mp4").write_bytes(b"\0" * 16)
+    with pytest.raises(framebus.ConfigError, match=r"streams\.x\.source"):
+        load_config(write(home, "[streams.x]\nsource = 'other.mp4'\n"))
+
+
+def test_check_reads_the_auth_file(tmp_path: Path) -> None:
+    (tmp_path / "auth").write_text("no colon here\n")
+    path = write(tmp_path, "[http]\nauth = 'auth'\n[streams.a]\nsource = 'testpattern'\n")
+    done = run_cli("serve", "--config", str(path), "--check")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "expected user:password" in done.stderr and "no colon" not in done.stderr
+    (tmp_path / "auth").write_text("me:secret\n")
+    assert run_cli("serve", "--config", str(path), "--check").returncode == 0
+
+
+def test_the_command_line_wins_over_the_file(tmp_path: Path) -> None:
+    from framebus.cli import build_parser
+    from framebus.cli.serve import _apply_config
+    from framebus.limits import DEFAULT_MAX_CONNECTIONS
+
+    path = write(tmp_path, "max_connections = 9\n[streams.a]\nsource = 'testpattern'\n")
+    given = build_parser().parse_args(["serve", "--config", str(path), "--max-connections", "7"])
+    _apply_config(given)
+    assert given.max_connections == 7
+    unsaid = build_parser().parse_args(["serve", "--config", str(path)])
+    _apply_config(unsaid)
+    assert unsaid.max_connections == 9
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[streams.a]\nsource = 'testpattern'\n")
+    neither = build_parser().parse_args(["serve", "--config", str(plain)])
+    _apply_config(neither)
+    assert neither.max_connections is None  # (run() applies the default after the file)
+    assert DEFAULT_MAX_CONNECTIONS != 9
+
+
 def health(port: int) -> int:
     try:
         return http_get(port, "/healthz")[0]

@@ -32,11 +32,15 @@ def connections(arg: str) -> int:
     return value
 
 
-def add_max_connections(p: argparse.ArgumentParser) -> None:
+def add_max_connections(
+    p: argparse.ArgumentParser, default: int | None = DEFAULT_MAX_CONNECTIONS
+) -> None:
+    """``--max-connections``; ``default=None`` leaves it None when not given (a config file's
+    value may apply: the command line wins)."""
     p.add_argument(
         "--max-connections",
         type=connections,
-        default=DEFAULT_MAX_CONNECTIONS,
+        default=default,
         metavar="N",
         help="connections each network wing (--http, --zmq) keeps open at most; beyond, new ones "
         f"are refused (default {DEFAULT_MAX_CONNECTIONS}, at most half the descriptor limit)",

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from ..errors import FramebusError
 
-__all__ = ["add_http_options", "start_web"]
+__all__ = ["add_http_options", "check_auth", "start_web"]
 
 
 def _bind(text: str) -> tuple[str, int]:
@@ -36,14 +36,24 @@ def add_http_options(p: argparse.ArgumentParser, *, default: str | None) -> None
     )
 
 
-def web_app(names: list[str] | None, args: argparse.Namespace) -> tuple[Any, Any]:
-    """(the ASGI app, its encoder hub) for ``names`` (None: every stream)."""
+def _web() -> Any:
     try:
         from .. import web
     except ImportError as exc:
         raise FramebusError(
             f"the web view needs framebus[web] (pip install 'framebus[web]'): {exc}"
         ) from None
+    return web
+
+
+def check_auth(source: str) -> None:
+    """What ``--auth`` (or a config file's ``http.auth``) names holds ``user:password``."""
+    _web().read_auth(source)
+
+
+def web_app(names: list[str] | None, args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the ASGI app, its encoder hub) for ``names`` (None: every stream)."""
+    web = _web()
     auth = web.read_auth(args.auth) if args.auth else None
     hub = web.EncoderHub()
     return web.app(names, hub=hub, auth=auth), hub

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from ..config import StreamConfig, load_config
 from ..errors import ConfigError
+from ..limits import DEFAULT_MAX_CONNECTIONS
 from ..publisher import Publisher, StreamOptions
 from ._args import add_max_connections, seconds
 from ._http import add_http_options, start_web
@@ -56,7 +57,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no status output")
     add_http_options(p, default=None)
     add_zmq_options(p, required=False)
-    add_max_connections(p)
+    add_max_connections(p, default=None)
     p.set_defaults(run=run)
 
 
@@ -82,7 +83,7 @@ def _apply_config(args: argparse.Namespace) -> list[StreamConfig]:
                 cfg.zmq.quality,
             )
         args.curve = args.curve or cfg.zmq.curve
-    if cfg.max_connections is not None:
+    if args.max_connections is None:  # (the command line wins)
         args.max_connections = cfg.max_connections
     names = {n for n, _ in args.streams}
     for stream in cfg.streams:
@@ -95,9 +96,15 @@ def _apply_config(args: argparse.Namespace) -> list[StreamConfig]:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     configured = _apply_config(args) if args.config else []
+    if args.max_connections is None:
+        args.max_connections = DEFAULT_MAX_CONNECTIONS
     if args.check:
         if not args.config:
             raise ValueError("--check checks a --config file: give one")
+        if args.auth:  # its contents, as the server would read them when it starts
+            from ._http import check_auth
+
+            check_auth(args.auth)
         print(f"{args.config}: {len(configured)} streams, fine", file=out)
         return 0
     streams = [(c.name, c.source) for c in configured] + list(args.streams)
