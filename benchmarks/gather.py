@@ -14,6 +14,8 @@ frames carry the cameras' capture times) are published by framebus. Then:
    ``cv2.VideoCapture`` and keeping the last frame, and a loop that takes a batch when every
    camera has a new frame (what ``LoadStreams`` does): batch rate, spread (by the barcodes:
    OpenCV gives no capture time), age; and the same with a camera unplugged.
+4. *peer: roboflow's multiplexer* (``multiplex_videos``, in an environment of its own where it
+   installs, see :mod:`.peers.streamvision_`): the same measures, by the barcodes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .common import STREAM_PREFIX, Config, Section, fmt, log, md_table, percentile
+from .common import STREAM_PREFIX, BenchError, Config, Section, fmt, log, md_table, percentile
+from .peers.streamvision_ import PACKAGE, multiplexer_python, run_multiplexer
 
 __all__ = ["run"]
 
@@ -133,6 +136,24 @@ def _threads_run(urls: list[str], seconds: float, unplug: Any = None) -> dict[st
             "complete": len(spreads)}  # fmt: skip
 
 
+def _multiplexer_run(
+    python: Any, urls: list[str], seconds: float, unplug: Any = None
+) -> dict[str, Any]:
+    got = run_multiplexer(python, urls, 3.0, seconds, barcodes=True, unplug=unplug)
+    spreads, ages, gaps, complete, last = [], [], [], 0, 0.0
+    for at, count, now, sent in got["batches"]:
+        gaps.append(at - last)
+        last = at
+        known = [t for t in sent if t is not None]
+        if count == len(urls) and len(known) == count:
+            complete += 1
+            spreads.append(max(known) - min(known))
+        if known:
+            ages.append(now - min(known))
+    return {"batches": len(got["batches"]), "seconds": got["seconds"], "spreads": spreads,
+            "ages": ages, "gaps": gaps[1:], "complete": complete}  # fmt: skip
+
+
 def run(cfg: Config) -> Section:
     import framebus
     from framebus.testing import RTSPServer
@@ -142,6 +163,7 @@ def run(cfg: Config) -> Section:
     servers = []
     pubs = []
     results: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
     try:
         for _ in range(CAMERAS):
             servers.append(RTSPServer(size=SIZE, fps=FPS))
@@ -166,12 +188,29 @@ def run(cfg: Config) -> Section:
         results["threads + cv2.VideoCapture, a camera unplugged"] = _threads_run(
             urls, seconds, unplug=servers[-1].stop
         )
+        servers[-1].start()
+        time.sleep(3)
+        python = multiplexer_python()
+        if python is None:
+            errors.append(f"roboflow's multiplexer: {PACKAGE} does not install here")
+        else:
+            try:
+                log("gather: peer, roboflow's multiplexer")
+                results["roboflow multiplex_videos"] = _multiplexer_run(python, urls, seconds)
+                log("gather: peer, roboflow's multiplexer, a camera unplugged")
+                results["roboflow multiplex_videos, a camera unplugged"] = _multiplexer_run(
+                    python, urls, seconds, unplug=servers[-1].stop
+                )
+            except BenchError as exc:
+                errors.append(str(exc))
     finally:
         for p in pubs:
             p.close()
         for s in servers:
             s.stop()
-    return _section(results)
+    section = _section(results)
+    section.errors.extend(errors)
+    return section
 
 
 def _section(results: dict[str, dict[str, Any]]) -> Section:
@@ -194,7 +233,7 @@ def _section(results: dict[str, dict[str, Any]]) -> Section:
     md = [
         f"Four RTSP cameras ({SIZE}, {FPS} fps, GStreamer, independent phases, RTCP sender "
         "reports: capture times by the cameras' clocks), read at once. Spread: the capture "
-        "times of a batch, oldest to newest (for the threads: the barcodes, since OpenCV gives "
+        "times of a batch, oldest to newest (for the peers: the barcodes, since they give "
         "no capture time); age: of the oldest entry, by its barcode, when the batch is taken; "
         "on time: batches within 1.5 intervals of the one before.\n",
         md_table(

@@ -25,11 +25,9 @@ The cameras cost next to no CPU: GStreamer's RTSP server replays a pre-encoded s
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -52,6 +50,7 @@ from .common import (
     process_cpu_seconds,
     stop_process,
 )
+from .peers.streamvision_ import PACKAGE, multiplexer_python, run_multiplexer
 
 __all__ = ["run"]
 
@@ -63,8 +62,6 @@ BASELINE_COUNTS = (1, 4)
 MIN_FPS = 24.5
 MAX_AGE_P95 = 0.250
 WARMUP = 4.0
-PEER_VENV = Path(".bench-venvs/streamvision")
-PEER_PACKAGE = "streamvision==0.1.4"
 
 
 def _window(cfg: Config) -> float:
@@ -227,65 +224,14 @@ def _processes_step(kind: str, urls: list[str], seconds: float) -> dict[str, Any
             "cpu": [cpu / dt / len(urls)] * len(urls), "ages": [], "box": box}  # fmt: skip
 
 
-# --- roboflow's multiplexer, in a virtual environment of its own ------------------------------
-
-PEER_SCRIPT = r"""
-import json, os, sys, time
-from streamvision.camera.utils import multiplex_videos
-
-urls, warmup, seconds = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-counts = [0] * len(urls)
-batches, spreads = 0, []
-start, t0, stop = time.monotonic(), None, False
-for frames in multiplex_videos(videos=urls, should_stop=lambda: stop):
-    now = time.monotonic()
-    if t0 is None and now - start >= warmup:
-        t0, cpu0 = now, time.process_time()
-    if t0 is None:
-        continue
-    batches += 1
-    for f in frames:
-        counts[f.source_id] += 1
-    if len(frames) == len(urls):
-        stamps = [f.frame_timestamp.timestamp() for f in frames]
-        spreads.append(max(stamps) - min(stamps))
-    if now - t0 >= seconds:
-        break
-dt, cpu = time.monotonic() - t0, time.process_time() - cpu0
-print(json.dumps({"seconds": dt, "batches": batches, "fps": [c / dt for c in counts],
-                  "cpu": cpu / dt, "spreads": spreads}), flush=True)
-os._exit(0)  # (its decoding threads are not ours to join)
-"""
-
-
-def _peer_python() -> Path | None:
-    """The multiplexer's interpreter, made on first use; None where it does not install."""
-    python = PEER_VENV / "bin" / "python"
-    if python.exists():
-        return python
-    log(f"scale: installing {PEER_PACKAGE} into {PEER_VENV} (the roboflow peer)")
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", PEER_PACKAGE], check=True,
-                       timeout=900, capture_output=True)  # fmt: skip
-    except (subprocess.SubprocessError, OSError) as exc:
-        log(f"scale: {PEER_PACKAGE} does not install here: {exc}")
-        return None
-    return python
+# --- roboflow's multiplexer (a virtual environment of its own) --------------------------------
 
 
 def _multiplexer_step(python: Path, urls: list[str], seconds: float) -> dict[str, Any]:
-    proc = subprocess.run(
-        [str(python), "-c", PEER_SCRIPT, json.dumps(urls), str(WARMUP), str(seconds)],
-        capture_output=True, text=True, timeout=seconds + 90,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise BenchError(f"multiplexer peer failed: {proc.stderr.strip()[-400:]}")
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = run_multiplexer(python, urls, WARMUP, seconds)
     n = len(urls)
     return {"cameras": n, "seconds": got["seconds"], "fps": got["fps"],
-            "cpu": [got["cpu"] / n] * n, "ages": [], "batches": got["batches"],
-            "spreads": got["spreads"]}  # fmt: skip
+            "cpu": [got["cpu"] / n] * n, "ages": []}  # fmt: skip
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -334,9 +280,9 @@ def run(cfg: Config) -> Section:
                 results["threads"].append(step)
                 if min(step["fps"]) < MIN_FPS:
                     break
-            python = _peer_python()
+            python = multiplexer_python()
             if python is None:
-                errors.append(f"roboflow's multiplexer: {PEER_PACKAGE} does not install here")
+                errors.append(f"roboflow's multiplexer: {PACKAGE} does not install here")
             else:
                 for n in ladder:
                     log(f"scale: peer, roboflow's multiplexer, {n} camera(s)")
