@@ -235,7 +235,9 @@ def _section(results: dict[str, dict[str, Any]]) -> Section:
         "reports: capture times by the cameras' clocks), read at once. Spread: the capture "
         "times of a batch, oldest to newest (for the peers: the barcodes, since they give "
         "no capture time); age: of the oldest entry, by its barcode, when the batch is taken; "
-        "on time: batches within 1.5 intervals of the one before.\n",
+        "on time: batches within 1.5 intervals of the one before. With a camera unplugged, a "
+        "complete batch may hold its last frame until its entry goes None (after `timeout`, "
+        "1 s here): the spread's p99 is that frame's age.\n",
         md_table(
             [
                 "reader",
