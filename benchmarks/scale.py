@@ -302,6 +302,17 @@ def _kept_up_count(steps: list[dict[str, Any]]) -> int:
     return max((s["cameras"] for s in steps if _kept_up(s)), default=0)
 
 
+def _load(steps: list[dict[str, Any]]) -> str:
+    """What the machine had left at the most cameras kept up with."""
+    n = _kept_up_count(steps)
+    step = next((s for s in steps if s["cameras"] == n), None)
+    if step is None:
+        return ""
+    ages = step["ages"]
+    age = f", age p95 {1000 * percentile(ages, 95):.0f} ms" if ages else ""
+    return f" (the machine {100 * step['box']:.0f} % busy of 200{age})"
+
+
 HEADER = ["reader", "cameras", "slowest camera fps", "lag growth ms (worst camera)",
           "CPU per camera %", "machine %", "server %", "age p50 ms", "age p95 ms"]  # fmt: skip
 
@@ -348,8 +359,9 @@ def _section(results: dict[str, Any]) -> Section:
         "frame's stream time).\n",
         md_table(HEADER, ladder_rows),
         "",
-        f"Kept up with, every frame decoded: framebus **{_kept_up_count(fb)} cameras**, threads "
-        f"+ cv2.VideoCapture in one process {_kept_up_count(threads)}.",
+        f"Kept up with, every frame decoded: framebus **{_kept_up_count(fb)} cameras**"
+        f"{_load(fb)}, threads + cv2.VideoCapture in one process {_kept_up_count(threads)}"
+        f"{_load(threads)}.",
         "",
         "CPU per camera against a plain decoding loop (PyAV, a process per camera, only "
         "decoding to BGR), rounds alternating; the ratio of the medians:\n",
