@@ -1,6 +1,7 @@
 """Camera time: RTCP sender reports map a camera's RTP times to its clock, so a frame's
 timestamp is when the camera took it. The clock's rules (no I/O, fuzzed), a scripted camera
-whose clock is off (real H.264, real sender reports, on a real socket), and GStreamer's."""
+whose clock is off (real H.264, real sender reports, on a real socket), and GStreamer's, its
+sender reports by a clock shifted from ours."""
 
 from __future__ import annotations
 
@@ -235,3 +236,27 @@ def test_gstreamers_sender_reports_give_the_cameras_time(stream_name: str) -> No
         # GStreamer stamps a frame when its appsrc takes it, just after the barcode is painted
         assert abs(info.timestamp - painted) < 0.05
         assert reader.stats().clock_offset is not None
+
+
+@pytest.mark.skipif(not rtsp_server_available(), reason="needs GStreamer's RTSP server")
+@pytest.mark.parametrize("shift", [-0.8, 1.2, -120.0])
+def test_gstreamer_with_a_shifted_clock(stream_name: str, shift: float) -> None:
+    """GStreamer's server sending sender reports by a clock `shift` s off ours: the frames
+    follow the camera's clock while it is within MAX_OFFSET, and keep their arrival times
+    (flagged) when it is minutes off."""
+    with (
+        RTSPServer(size="320x240", clock_offset=shift) as cam,
+        framebus.publish(stream_name, cam.url()),
+        framebus.attach(stream_name) as reader,
+    ):
+        assert reader.read_frame() is not None
+        want = "camera" if abs(shift) < MAX_OFFSET else "untrusted"
+        assert wait_until(lambda: clock_of(reader) == want, 20)
+        for _ in range(5):
+            painted = read_timestamp(reader.read_frame())
+            info = reader.info
+            assert painted is not None and info is not None and info.clock == want
+            expected = painted + shift if want == "camera" else painted  # (sent ≈ arrived)
+            assert abs(info.timestamp - expected) < 0.05
+        offset = reader.stats().clock_offset
+        assert offset is not None and abs(offset + shift) < 0.05  # arrival minus camera time

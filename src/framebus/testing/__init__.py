@@ -104,6 +104,8 @@ class RTSPServer:
     each accepted ``SETUP`` chose. ``replay=PATH`` serves a pre-encoded H.264 file (Annex-B,
     an access unit delimiter before each access unit, see :func:`encode_replay`) in a loop at
     ``fps`` instead of encoding test video: cameras that cost next to no CPU (no barcodes).
+    ``clock_offset=-0.8`` sends RTCP sender reports by a clock 0.8 s behind this machine's (a
+    camera whose clock is off); the barcodes stay this machine's send times.
     """
 
     def __init__(
@@ -123,13 +125,14 @@ class RTSPServer:
         protocols: Literal["all", "udp", "tcp"] = "all",
         tcp_refusal: Literal[461, 400] = 461,
         replay: str | os.PathLike[str] | None = None,
+        clock_offset: float | None = None,
     ) -> None:
         self.size, self.fps, self.mounts = size, fps, mounts
         self.user, self.password, self.hang_after = user, password, hang_after
         self.auth, self.codec = auth, codec
         self.address, self.netns = address, netns
         self.protocols, self.tcp_refusal = protocols, tcp_refusal
-        self.replay = replay
+        self.replay, self.clock_offset = replay, clock_offset
         self.port = port or _free_port()
         self.proc: subprocess.Popen[str] | None = None
         self._logdir: tempfile.TemporaryDirectory[str] | None = None
@@ -155,6 +158,8 @@ class RTSPServer:
             cmd += ["--hang-after", str(self.hang_after)]
         if self.replay is not None:
             cmd += ["--replay", os.fspath(self.replay)]
+        if self.clock_offset is not None:
+            cmd += ["--clock-offset", repr(self.clock_offset)]
         self._launch(cmd, timeout)
 
     def _launch(self, cmd: list[str], timeout: float) -> None:

@@ -11,6 +11,7 @@ usage: gst_rtsp_server.py --port P [--address A] [--mount /cam] [--size 1280x720
                           [--user U --password P [--auth basic|digest]] [--hang-after N]
                           [--codec h264|h265|jpeg] [--protocols all|udp|tcp]
                           [--tcp-refusal 461|400] [--log FILE] [--replay FILE.h264]
+                          [--clock-offset SECONDS]
 Prints "READY <port>" on stdout once it listens on --address (default 127.0.0.1).
 
 --protocols limits the RTP transports it accepts (GStreamer's default, all, is UDP, UDP multicast
@@ -18,6 +19,9 @@ and TCP); a TCP SETUP to a server limited to UDP is answered 461 Unsupported Tra
 --tcp-refusal 400 Bad Request (as some cameras do), and serves each client a pipeline of its own.
 RTP over UDP is sent from ports on --address.
 --log appends the transport of each SETUP it accepts (tcp, udp, udp-mcast) to FILE, a line each.
+--clock-offset makes the camera's clock that far from this machine's (-0.8: 0.8 s behind): the
+wall-clock times of its RTCP sender reports come from a clock shifted so, as a camera whose
+clock is off sends them (the frames' barcodes stay this machine's send times).
 --replay serves a pre-encoded H.264 stream (Annex-B, each access unit starting with an access
 unit delimiter, the first a keyframe) in a loop at --fps instead of encoding test video: a
 camera that costs this machine next to no CPU (no barcodes: the frames' times come from the
@@ -108,6 +112,21 @@ class AccessUnits:
         return unit
 
 
+class ShiftedClock(Gst.SystemClock):
+    """The wall clock ``offset`` seconds off, counted from 1900 (NTP's epoch): rtpbin takes the
+    clock's time as it is for the sender reports' NTP times (ntp-time-source=clock-time)."""
+
+    NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
+
+    def __init__(self, offset):
+        super().__init__()
+        self.offset = round((self.NTP_EPOCH + offset) * 1e9)
+        self.set_property("clock-type", Gst.ClockType.REALTIME)
+
+    def do_get_internal_time(self):
+        return Gst.SystemClock.do_get_internal_time(self) + self.offset
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -124,6 +143,7 @@ def main():
     ap.add_argument("--tcp-refusal", type=int, choices=(461, 400), default=461)
     ap.add_argument("--log")
     ap.add_argument("--replay")
+    ap.add_argument("--clock-offset", type=float)
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     mounts = args.mount or ["/cam"]
@@ -164,6 +184,13 @@ def main():
         else:
             frames = Frames(width, height, args.fps, args.hang_after)
         appsrc = media.get_element().get_child_by_name("src")
+        if args.clock_offset is not None:  # sender reports by the pipeline's (shifted) clock
+
+            def on_element(_bin, _sub, element):
+                if element.get_factory() and element.get_factory().get_name() == "rtpbin":
+                    element.set_property("ntp-time-source", "clock-time")
+
+            media.get_element().get_parent().connect("deep-element-added", on_element)
 
         def need_data(src, _length):
             data = frames.next_frame()
@@ -193,6 +220,8 @@ def main():
         # client that was refused TCP leaves (the next DESCRIBE gets a 503): not like a camera
         factory.set_shared(args.hang_after is None and args.protocols != "udp")
         factory.connect("media-configure", on_configure)
+        if args.clock_offset is not None:
+            factory.set_clock(ShiftedClock(args.clock_offset))
         if args.user:
             factory.add_role_from_structure(
                 Gst.Structure.new_from_string(
