@@ -102,9 +102,12 @@ def _framebus_step(urls: list[str], seconds: float) -> dict[str, Any]:
         growth = [_growth(lag) for lag in lags]
         dt = time.monotonic() - t0
         box = busy_cores(box0, psutil.cpu_times())
-        cpu = [process_cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
-        fps = [(p.stats().captured - b) / dt for p, b in zip(pubs, before, strict=True)]
         restarted = [p.capture_pid != pid for p, pid in zip(pubs, pids, strict=True)]
+        if any(restarted):  # (a capture that failed and was started again: not kept up)
+            cpu = [float("nan")] * len(pids)
+        else:
+            cpu = [process_cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+        fps = [(p.stats().captured - b) / dt for p, b in zip(pubs, before, strict=True)]
     finally:
         for r in readers:
             r.release()
@@ -124,19 +127,22 @@ def _growth(lags: list[float]) -> float:
 
 
 def _kept_up(step: dict[str, Any]) -> bool:
+    # (framebus's ages are by the cameras' clocks only while they are trusted: beyond 2 s of
+    # delay a frame keeps its arrival time, and the lag would stop growing)
     return bool(
         step["fps"]
         and min(step["fps"]) >= MIN_FPS
         and max(step["growth"]) <= MAX_GROWTH
         and not step.get("restarted")
+        and step.get("clocks", ["camera"]) == ["camera"]
     )
 
 
 # --- plain loops and ultralytics-style threads (processes of their own) ------------------------
 
 
-def _pyav_loop(url: str, count: Any, lag: Any, stop: Any) -> None:
-    """Only the decoding: every frame to BGR, nothing else (and its lag noted)."""
+def _pyav_loop(url: str, count: Any, shown: Any, stop: Any) -> None:
+    """Only the decoding: every frame to BGR, nothing else (and its stream time noted)."""
     import av
 
     exit_with_parent()
@@ -148,12 +154,12 @@ def _pyav_loop(url: str, count: Any, lag: Any, stop: Any) -> None:
             frame.to_ndarray(format="bgr24")
             with count.get_lock():
                 count.value += 1
-            lag.value = time.time() - (frame.time or 0.0)
+            shown.value = frame.time or 0.0
             if stop.is_set():
                 break
 
 
-def _cv2_loop(url: str, count: Any, lag: Any, stop: Any) -> None:
+def _cv2_loop(url: str, count: Any, shown: Any, stop: Any) -> None:
     import cv2
 
     exit_with_parent()
@@ -165,12 +171,12 @@ def _cv2_loop(url: str, count: Any, lag: Any, stop: Any) -> None:
                 break
             with count.get_lock():
                 count.value += 1
-            lag.value = time.time() - cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+            shown.value = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
     finally:
         cap.release()
 
 
-def _threads_process(urls: list[str], counts: list[Any], lags: list[Any], stop: Any) -> None:
+def _threads_process(urls: list[str], counts: list[Any], shown: list[Any], stop: Any) -> None:
     """ultralytics' LoadStreams: a thread per camera reading its cv2.VideoCapture, keeping the
     last frame (the batches it builds from them cost nothing here)."""
     import cv2
@@ -189,7 +195,7 @@ def _threads_process(urls: list[str], counts: list[Any], lags: list[Any], stop: 
                     latest[i] = frame
                     with counts[i].get_lock():
                         counts[i].value += 1
-                    lags[i].value = time.time() - cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                    shown[i].value = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
         finally:
             cap.release()
 
@@ -205,15 +211,15 @@ def _processes_step(kind: str, urls: list[str], seconds: float) -> dict[str, Any
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     counts = [ctx.Value("q", 0) for _ in urls]
-    lags = [ctx.Value("d", 0.0) for _ in urls]  # wall clock minus the newest frame's time
+    shown = [ctx.Value("d", 0.0) for _ in urls]  # the newest frame's stream time, seconds
     if kind == "threads":
-        procs = [ctx.Process(target=_threads_process, args=(urls, counts, lags, stop),
+        procs = [ctx.Process(target=_threads_process, args=(urls, counts, shown, stop),
                              daemon=True)]  # fmt: skip
     else:
         target = _pyav_loop if kind == "pyav" else _cv2_loop
         procs = [
             ctx.Process(target=target, args=(u, c, g, stop), daemon=True)
-            for u, c, g in zip(urls, counts, lags, strict=True)
+            for u, c, g in zip(urls, counts, shown, strict=True)
         ]
     try:
         for p in procs:
@@ -228,8 +234,8 @@ def _processes_step(kind: str, urls: list[str], seconds: float) -> dict[str, Any
         t0 = time.monotonic()
         samples: list[list[float]] = [[] for _ in urls]
         while time.monotonic() - t0 < seconds:
-            for lag, sample in zip(lags, samples, strict=True):
-                sample.append(lag.value)
+            for stream_time, sample in zip(shown, samples, strict=True):
+                sample.append(time.time() - stream_time.value)  # (a stalled reader: grows)
             time.sleep(0.25)
         dt = time.monotonic() - t0
         box = busy_cores(box0, psutil.cpu_times())

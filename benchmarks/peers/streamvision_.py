@@ -1,6 +1,6 @@
 """roboflow's multiplexer: ``streamvision.camera.utils.multiplex_videos`` (what ``inference``
 batches cameras with: a decoding thread per camera, a batch of each camera's next frame),
-for the many-cameras scenarios (``gather``, ``scale``). Not a :class:`~.base.Peer`: it reads
+for the many-cameras scenario ``gather``. Not a :class:`~.base.Peer`: it reads
 several cameras at once, which that interface does not have.
 
 It runs in a virtual environment of its own (``.bench-venvs/streamvision``, made on first use):
@@ -14,8 +14,11 @@ framebus).
 from __future__ import annotations
 
 import json
+import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,9 +69,11 @@ os._exit(0)  # (its decoding threads are not ours to join)
 def multiplexer_python() -> Path | None:
     """The multiplexer's interpreter, made on first use; None where it does not install."""
     python = VENV / "bin" / "python"
-    if python.exists():
+    installed = VENV / "installed"  # (written last: a half-made environment is made again)
+    if installed.exists() and installed.read_text() == PACKAGE:
         return python
     log(f"installing {PACKAGE} into {VENV} (roboflow's multiplexer, a peer)")
+    shutil.rmtree(VENV, ignore_errors=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", PACKAGE], check=True,
@@ -76,6 +81,7 @@ def multiplexer_python() -> Path | None:
     except (subprocess.SubprocessError, OSError) as exc:
         log(f"{PACKAGE} does not install here: {exc}")
         return None
+    installed.write_text(PACKAGE)
     return python
 
 
@@ -94,19 +100,27 @@ def run_multiplexer(
     times painted on its frames (None each where unreadable, or without ``barcodes``)]."""
     cmd = [str(python), "-c", SCRIPT, json.dumps(urls), str(warmup), str(seconds),
            str(BARCODE) if barcodes else ""]  # fmt: skip
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+    limit = warmup + seconds + 90
+    with (
+        tempfile.TemporaryFile("w+") as errors,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True) as p,
+    ):
         try:
             assert p.stdout is not None
-            if unplug is not None:
-                line = p.stdout.readline()  # MEASURING (or the end: the error below)
-                if line.startswith("MEASURING"):
+            if unplug is not None:  # half-way through the measuring, which it says it starts
+                ready, _, _ = select.select([p.stdout], [], [], limit)
+                if ready and p.stdout.readline().startswith("MEASURING"):
                     time.sleep(seconds / 2)
                     unplug()
-            out, err = p.communicate(timeout=warmup + seconds + 90)
+            out, _ = p.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"the multiplexer gave nothing in {limit:.0f} s") from None
         finally:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+        errors.seek(0)
+        err = errors.read()
     lines = [x for x in out.splitlines() if x.startswith("{")]
     if p.returncode != 0 or not lines:
         raise BenchError(f"the multiplexer failed: {err.strip()[-400:]}")

@@ -159,7 +159,7 @@ class RTSPServer:
         if self.replay is not None:
             cmd += ["--replay", os.fspath(self.replay)]
         if self.clock_offset is not None:
-            cmd += ["--clock-offset", repr(self.clock_offset)]
+            cmd += [f"--clock-offset={self.clock_offset!r}"]  # (-1e-05 is no option)
         self._launch(cmd, timeout)
 
     def _launch(self, cmd: list[str], timeout: float) -> None:
