@@ -23,10 +23,10 @@ RTP over UDP is sent from ports on --address.
 wall-clock times of its RTCP sender reports come from a clock shifted so, as a camera whose
 clock is off sends them (the frames' barcodes stay this machine's send times).
 --replay serves a pre-encoded H.264 stream (Annex-B, each access unit starting with an access
-unit delimiter, the first a keyframe) in a loop at --fps instead of encoding test video: a
-camera that costs this machine next to no CPU (no barcodes: the frames' times come from the
-RTCP sender reports), for measuring many cameras at once. Each mount plays it from its own
-start (its first client's), so the mounts' phases differ.
+unit delimiter after a 4-byte start code, 00 00 00 01 09, the first a keyframe) in a loop at
+--fps instead of encoding test video: a camera that costs this machine next to no CPU (no
+barcodes: the frames' times come from the RTCP sender reports), for measuring many cameras at
+once. Each mount plays it from its own start (its first client's), so the mounts' phases differ.
 """
 
 import argparse
@@ -166,6 +166,9 @@ def main():
     )
     replay = None
     if args.replay:
+        if args.codec != "h264" or args.hang_after is not None:
+            print("--replay serves H.264 as it is: no --codec, no --hang-after", file=sys.stderr)
+            sys.exit(2)
         with open(args.replay, "rb") as f:
             replay = [AccessUnits.AUD + part for part in f.read().split(AccessUnits.AUD)]
         if len(replay) < 2:  # (the first part is what comes before the first delimiter)
