@@ -9,7 +9,8 @@
    server, read back the same way, in the same run.
 2. *CPU*: ``framebus push`` of the passthrough camera and ``framebus record`` of it (processes
    of their own: their CPU over the run), and ``framebus push --encode`` of a 1280x720 30 fps
-   stream against one libx264 encode of the same frames with the same settings.
+   stream against one libx264 encode of the same frames with the same settings (in a process
+   of its own, measured as the pushes are: the whole process's CPU).
 3. *Server restarts*: the record server killed, started again 2 s later; the time from its
    being back (listening) to the first access unit it receives.
 4. *A 1 fps writer pushed at 25 fps*: a ``VideoWriter`` writing a frame a second, pushed at
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -35,11 +37,13 @@ from .common import (
     BenchError,
     Config,
     Section,
+    exit_with_parent,
     fmt,
     log,
     md_table,
     percentile,
     process_cpu_seconds,
+    stop_process,
 )
 
 __all__ = ["run"]
@@ -128,30 +132,43 @@ def _age_paths(seconds: float) -> dict[str, list[float]]:
     return ages
 
 
-def _cpu_of(proc: subprocess.Popen[bytes], seconds: float) -> float:
-    """Share of a core ``proc`` used over ``seconds`` (after 2 s to settle)."""
+def _cpu_of(pid: int, seconds: float) -> float:
+    """Share of a core process ``pid`` used over ``seconds`` (after 2 s to settle)."""
     time.sleep(2)
-    t0, c0 = time.monotonic(), process_cpu_seconds(proc.pid)
+    t0, c0 = time.monotonic(), process_cpu_seconds(pid)
     time.sleep(seconds)
-    return (process_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+    return (process_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
-def _encode_loop(name: str, seconds: float, result: dict[str, float]) -> None:
-    """One libx264 encode (push's settings) of every new frame of ``name``, in a thread."""
+def _encode_process(name: str, stop: Any) -> None:
+    """One libx264 encode (push's settings) of every new frame of ``name``, in a process of its
+    own (measured as the push is: the whole process's CPU)."""
     import framebus
     from framebus.sinks.h264 import H264Encoder
 
+    exit_with_parent()
     encoder = H264Encoder(30.0)
-    t0, c0 = time.monotonic(), time.thread_time()
     with framebus.attach(name, timeout=5) as reader:
         last = 0.0
-        while time.monotonic() - t0 < seconds:
+        while not stop.is_set():
             with reader.view() as frame:
                 now = time.monotonic()
                 encoder.encode(frame, key=now - last >= 2.0)
                 if now - last >= 2.0:
                     last = now
-    result["cpu"] = (time.thread_time() - c0) / (time.monotonic() - t0)
+
+
+def _encode_cpu(name: str, seconds: float) -> float:
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    proc = ctx.Process(target=_encode_process, args=(name, stop), daemon=True)
+    proc.start()
+    try:
+        assert proc.pid is not None
+        return _cpu_of(proc.pid, seconds)
+    finally:
+        stop.set()
+        stop_process(proc)
 
 
 def _cpu(seconds: float) -> dict[str, float]:
@@ -167,18 +184,16 @@ def _cpu(seconds: float) -> dict[str, float]:
     ):
         _wait_frames(base)
         with _cli("push", base, srv.push_url()) as proc:
-            out["push, passthrough 720p25"] = _cpu_of(proc, seconds)
+            out["push, passthrough 720p25"] = _cpu_of(proc.pid, seconds)
         with tempfile.TemporaryDirectory() as tmp, _cli("record", base, "--out", tmp,
                                                         "--segment", "10") as proc:  # fmt: skip
-            out["record, passthrough 720p25"] = _cpu_of(proc, seconds)
+            out["record, passthrough 720p25"] = _cpu_of(proc.pid, seconds)
         pattern = framebus.TestPattern(width=1280, height=720, fps=30.0)
         with framebus.publish(base + "-enc", pattern):
             _wait_frames(base + "-enc")
             with _cli("push", base + "-enc", srv.push_url(), "--encode") as proc:
-                out["push, encoded 720p30"] = _cpu_of(proc, seconds)
-            result: dict[str, float] = {}
-            _encode_loop(base + "-enc", seconds, result)
-            out["one libx264 encode, 720p30 (same settings)"] = result["cpu"]
+                out["push, encoded 720p30"] = _cpu_of(proc.pid, seconds)
+            out["one libx264 encode, 720p30 (same settings)"] = _encode_cpu(base + "-enc", seconds)
     return out
 
 
