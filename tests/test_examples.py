@@ -170,3 +170,21 @@ def test_instead_of_diskcache(stream_name: str) -> None:
     finally:
         stop(writer)
     assert stream_name not in streams()
+
+
+def test_many_cameras(stream_name: str) -> None:
+    """Four cameras in one gather loop; the second unplugged for a third of the run: its count
+    falls to none and comes back, and the others' batches keep their rate all along."""
+    out = run("many_cameras.py", "--seconds", "9", "--unplug", "--prefix", stream_name,
+              timeout=90)  # fmt: skip
+    assert f"{stream_name}1 unplugged" in out and f"{stream_name}1 back" in out
+    lines = re.findall(r"(\d+) s: (\d+) batches, frames (.*), spread max (\S+)", out)
+    assert len(lines) >= 8
+    counts = [[int(c) for c in re.findall(r":(\d+)", seen)] for _, _, seen, _ in lines]
+    for (_, batches, _, _), per_camera in zip(lines[1:], counts[1:], strict=True):
+        assert int(batches) >= 20  # (25 fps cameras; the first second includes the start)
+        assert min(per_camera[0], *per_camera[2:]) >= 20
+    second = [c[1] for c in counts]
+    gone = second.index(0)  # the unplugged camera's entry: None in every batch of a second
+    assert any(c >= 20 for c in second[gone:])  # back by itself
+    assert streams().isdisjoint({f"{stream_name}{i}" for i in range(4)})
