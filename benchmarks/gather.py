@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,46 +39,62 @@ INTERVAL = 1.0 / FPS
 CAMERAS = 4
 
 
-def _gather_run(names: list[str], seconds: float, unplug: Any = None) -> dict[str, Any]:
-    import framebus
+Batch = tuple[list[np.ndarray], float | None]
+
+
+def _measure(take: Callable[[], Batch], cameras: int, seconds: float, unplug: Any = None,
+             *, by_barcodes: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Batches for ``seconds`` (``unplug()`` half-way through): ``take()`` gives a batch's frames
+    present and the spread of their capture times (None: not known); ``by_barcodes``: the
+    spread by their barcodes instead (a peer that gives no capture time). Ages: the barcodes."""
     from framebus.testing import read_timestamp
 
-    spreads, ages, gaps, complete = [], [], [], 0
+    spreads, ages, gaps, complete, n = [], [], [], 0, 0
+    last = time.monotonic()
+    end = last + seconds
+    unplugged = False
+    while time.monotonic() < end:
+        if unplug is not None and not unplugged and time.monotonic() > end - seconds / 2:
+            unplug()
+            unplugged = True
+        frames, spread = take()
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+        n += 1
+        stamps = [t for t in (read_timestamp(f) for f in frames) if t is not None]
+        if len(frames) == cameras:
+            complete += 1
+            if by_barcodes:
+                spread = max(stamps) - min(stamps) if len(stamps) == cameras else None
+            if spread is not None:
+                spreads.append(spread)
+        if stamps:
+            ages.append(time.time() - min(stamps))
+    return {"batches": n, "seconds": seconds, "spreads": spreads, "ages": ages, "gaps": gaps,
+            "complete": complete}  # fmt: skip
+
+
+def _gather_run(names: list[str], seconds: float, unplug: Any = None) -> dict[str, Any]:
+    import framebus
+
     with framebus.gather(names, max_skew=INTERVAL, timeout=1.0) as g:
         deadline = time.monotonic() + 15  # every camera in and on camera time
         while time.monotonic() < deadline:
             g.read()
             if all(i is not None and i.clock == "camera" for i in g.infos):
                 break
-        n, last = 0, time.monotonic()
-        end = last + seconds
-        unplugged = False
-        while time.monotonic() < end:
-            if unplug is not None and not unplugged and time.monotonic() > end - seconds / 2:
-                unplug()
-                unplugged = True
-            frames = g.read()
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-            n += 1
-            present = [(f, i) for f, i in zip(frames, g.infos, strict=True) if f is not None]
-            complete += len(present) == len(names)
-            if g.batch is not None and g.batch.spread is not None and len(present) == len(names):
-                spreads.append(g.batch.spread)
-            stamps = [read_timestamp(f) for f, _ in present]
-            known = [t for t in stamps if t is not None]
-            if known:
-                ages.append(time.time() - min(known))
-    return {"batches": n, "seconds": seconds, "spreads": spreads, "ages": ages, "gaps": gaps,
-            "complete": complete}  # fmt: skip
+
+        def take() -> Batch:
+            present = [f for f in g.read() if f is not None]
+            return present, g.batch.spread if g.batch is not None else None  # (camera time)
+
+        return _measure(take, len(names), seconds, unplug)
 
 
 def _threads_run(urls: list[str], seconds: float, unplug: Any = None) -> dict[str, Any]:
     """A thread per camera keeping its last frame; a batch when every one has a new frame."""
     import cv2
-
-    from framebus.testing import read_timestamp
 
     cond = threading.Condition()
     latest: list[np.ndarray | None] = [None] * len(urls)
@@ -98,42 +115,27 @@ def _threads_run(urls: list[str], seconds: float, unplug: Any = None) -> dict[st
                 cond.notify_all()
         cap.release()
 
+    def take() -> Batch:
+        with cond:  # LoadStreams' way: wait for every stream (bounded here, to measure)
+            cond.wait_for(lambda: all(fresh), 1.0)
+            frames = [f.copy() for f in latest if f is not None]
+            for i in range(len(fresh)):
+                fresh[i] = False
+        return frames, None
+
     threads = [
         threading.Thread(target=reader, args=(i, u), daemon=True) for i, u in enumerate(urls)
     ]
     for t in threads:
         t.start()
-    spreads, ages, gaps = [], [], []
     try:
         with cond:
             cond.wait_for(lambda: all(fresh), 20)
-        n, last = 0, time.monotonic()
-        end = last + seconds
-        unplugged = False
-        while time.monotonic() < end:
-            if unplug is not None and not unplugged and time.monotonic() > end - seconds / 2:
-                unplug()
-                unplugged = True
-            with cond:  # LoadStreams' way: wait for every stream (bounded here, to measure)
-                cond.wait_for(lambda: all(fresh), 1.0)
-                frames = [f.copy() for f in latest if f is not None]
-                for i in range(len(fresh)):
-                    fresh[i] = False
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-            n += 1
-            stamps = [t for t in (read_timestamp(f) for f in frames) if t is not None]
-            if len(stamps) == len(urls):
-                spreads.append(max(stamps) - min(stamps))
-            if stamps:
-                ages.append(time.time() - min(stamps))
+        return _measure(take, len(urls), seconds, unplug, by_barcodes=True)  # (OpenCV: no time)
     finally:
         stop.set()
         for t in threads:
             t.join(5)
-    return {"batches": n, "seconds": seconds, "spreads": spreads, "ages": ages, "gaps": gaps,
-            "complete": len(spreads)}  # fmt: skip
 
 
 def _multiplexer_run(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._control import Control
 from ._layout import (
+    CLOCKS,
     MAX_CHANNELS,
     SEEK_VALUE_MAX,
     Mode,
@@ -38,6 +39,7 @@ from ._segments import (
 
 __all__ = [
     "CAPTURE_MODULE",
+    "CLOCKS",
     "MAX_CHANNELS",
     "SEEK_VALUE_MAX",
     "Control",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..bus import (
+    CLOCKS,
     SEEK_VALUE_MAX,
     Control,
     PacketCodec,
@@ -225,7 +226,7 @@ def _clock_ok(clock: object) -> bool:
     return (
         isinstance(clock, tuple)
         and len(clock) == 3
-        and clock[0] in ("local", "camera", "untrusted")
+        and clock[0] in CLOCKS
         and all(v is None or (type(v) is int) for v in clock[1:])
     )
 

@@ -121,14 +121,9 @@ class Depacketizer:
     def _is_param(self, t: int) -> bool:
         return 32 <= t <= 34 if self.h265 else t in (7, 8)
 
-    def push_with_keys(self, pkt: RtpPacket) -> list[tuple[bytes, bool]]:
-        """:meth:`push`, each access unit with whether it starts a picture a decoder can begin
-        with (IDR/IRAP: its parameter sets are in front of it)."""
-        units = self.push(pkt)
-        return list(zip(units, self._keys, strict=True))
-
     def push_units(self, pkt: RtpPacket) -> list[tuple[bytes, bool, int]]:
-        """:meth:`push_with_keys`, each access unit with its RTP time too."""
+        """:meth:`push`, each access unit with whether it starts a picture a decoder can begin
+        with (IDR/IRAP: its parameter sets are in front of it) and its RTP time."""
         units = self.push(pkt)
         return list(zip(units, self._keys, self._times, strict=True))
 
